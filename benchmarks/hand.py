@@ -1,0 +1,193 @@
+"""Train and evaluate on the real hand radiographs in ../shared/data/hand (not a test).
+
+A fixed split: 20 test images, 6 validation images (model selection only) and a
+training pool of 70, all chosen by a seeded permutation of the sorted ids. Reports
+the papers' evaluation on the test images, training time and throughput, the time
+from reading a radiograph to its coordinates, and peak memory.
+
+    python benchmarks/hand.py --model scn --train-count 70 --minutes 30 --tag scn-all
+    python benchmarks/hand.py --model unet --train-count 10 --minutes 30 --tag unet-10
+
+Results go to benchmarks/out/<tag>.json and a summary to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from scn_annotator.data import Normalisation, build_samples, match_images
+from scn_annotator.evaluation import evaluate
+from scn_annotator.geometry import SpacingRule
+from scn_annotator.imageio import find_images, read_image
+from scn_annotator.inference import Predictor
+from scn_annotator.labels import read_landmarks
+from scn_annotator.training import preset, train
+
+HAND = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hand"
+RULE = SpacingRule(1, 5, 50.0)
+
+
+def split(ids: list[str], seed: int = 0) -> tuple[list[str], list[str], list[str]]:
+    order = np.random.default_rng(seed).permutation(sorted(ids)).tolist()
+    return order[:20], order[20:26], order[26:]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", choices=["scn", "unet"], default="scn")
+    ap.add_argument("--train-count", type=int, default=70)
+    ap.add_argument("--minutes", type=float, default=30.0)
+    ap.add_argument("--steps", type=int)
+    ap.add_argument("--preset", default="cpu")
+    ap.add_argument("--input", type=str, help="HxW, e.g. 256x192")
+    ap.add_argument("--filters", type=int)
+    ap.add_argument("--lr", type=float)
+    ap.add_argument("--batch", type=int)
+    ap.add_argument("--sigma-alpha", type=float)
+    ap.add_argument("--dropout-mode")
+    ap.add_argument("--init-std", type=float)
+    ap.add_argument("--threads", type=int)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--tag", required=True)
+    ap.add_argument("--data", type=Path, default=HAND)
+    args = ap.parse_args()
+
+    changes: dict = {"seed": args.seed}
+    if args.model == "unet":
+        changes["spatial"] = False
+    if args.steps:
+        changes["steps"] = args.steps
+    if args.input:
+        h, w = (int(v) for v in args.input.lower().split("x"))
+        changes["input_size"] = (h, w)
+    if args.filters:
+        changes["filters"] = changes["sc_filters"] = args.filters
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    for key, value in (
+        ("heatmap_init_std", args.init_std),
+        ("lr", args.lr),
+        ("batch_size", args.batch),
+        ("sigma_alpha", args.sigma_alpha),
+        ("dropout_mode", args.dropout_mode),
+    ):
+        if value is not None:
+            changes[key] = value
+    cfg = preset(args.preset, **changes)
+
+    table = read_landmarks(args.data / "all.csv")
+    test_ids, val_ids, pool = split(list(table.points))
+    train_ids = pool[: args.train_count]
+    paths = find_images(args.data / "images")
+    pairs, _ = match_images(paths, table)
+    by_id = {i: p for p, i in pairs}
+    norm = Normalisation(*cfg.normalisation)
+    t0 = time.perf_counter()
+    train_s = build_samples(
+        [(by_id[i], i) for i in train_ids], table, cfg.input_size, norm, cfg.cache_factor, RULE
+    )
+    val_s = build_samples([(by_id[i], i) for i in val_ids], table, cfg.input_size, norm, None, RULE)
+    load_s = time.perf_counter() - t0
+    print(
+        f"{args.tag}: loaded {len(train_s)} train / {len(val_s)} val in {load_s:.1f}s; config {cfg}",
+        flush=True,
+    )
+
+    out = Path(__file__).parent / "out"
+    out.mkdir(exist_ok=True)
+    model_path = out / f"{args.tag}.pt"
+    last = [time.perf_counter()]
+
+    def progress(p) -> None:
+        if p.val_error is not None or time.perf_counter() - last[0] > 120:
+            last[0] = time.perf_counter()
+            val = f" val {p.val_error:.3f} {p.unit}" if p.val_error is not None else ""
+            print(
+                f"  step {p.step}/{p.total_steps} loss {p.loss:.1f} sigma {p.sigma_mean:.2f}{val} "
+                f"{p.elapsed / 60:.1f} min {p.images_per_second:.2f} img/s",
+                flush=True,
+            )
+
+    result = train(
+        cfg,
+        train_s,
+        val_s,
+        table.names,
+        model_path,
+        progress=progress,
+        max_minutes=args.minutes,
+        device="cpu",
+    )
+    peak_train_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    predictor = Predictor.from_checkpoint(model_path, device="cpu")
+    predicted, spacing, seconds = {}, {}, []
+    for i in test_ids:
+        t = time.perf_counter()
+        pred = predictor.predict(by_id[i])  # read + resample + network + decode
+        seconds.append(time.perf_counter() - t)
+        predicted[i] = pred.points
+        spacing[i] = (RULE.spacing(table.points[i]),) * 2
+    # network alone, for comparison with the calibration figure
+    image = read_image(by_id[test_ids[0]])
+    from scn_annotator.data import prepare_input
+
+    x, _ = prepare_input(image, cfg.input_size, norm)
+    net_times = []
+    for _ in range(10):
+        t = time.perf_counter()
+        predictor.forward(x[None, None])
+        net_times.append(time.perf_counter() - t)
+    report = evaluate(predicted, {i: table.points[i] for i in test_ids}, spacing, table.names)
+    s = report.summary()
+    record = {
+        "tag": args.tag,
+        "model": args.model,
+        "train_images": len(train_s),
+        "val_images": len(val_s),
+        "test_images": len(test_ids),
+        "config": cfg.to_dict(),
+        "train": {
+            "steps": result.steps,
+            "best_step": result.best_step,
+            "seconds": result.seconds,
+            "stopped": result.stopped,
+            "best_val_mm": result.best_val_error,
+            "images_per_second": result.steps * cfg.batch_size / max(result.timings["data_and_step"], 1e-9),
+            "timings": result.timings,
+            "history": result.history,
+        },
+        "load_seconds": load_s,
+        "test": s,
+        "per_landmark": report.per_landmark(),
+        "inference_ms": {
+            "median": 1000 * float(np.median(seconds)),
+            "max": 1000 * float(np.max(seconds)),
+            "network_median": 1000 * float(np.median(net_times)),
+        },
+        "peak_rss_mb_after_training": peak_train_mb,
+        "torch_threads": torch.get_num_threads(),
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+    }
+    (out / f"{args.tag}.json").write_text(json.dumps(record, indent=2))
+    print(report.format(per_landmark=False))
+    print(
+        f"{args.tag}: {result.steps} steps in {result.seconds / 60:.1f} min ({result.stopped}), "
+        f"best val {result.best_val_error:.3f} mm at {result.best_step}; inference "
+        f"{record['inference_ms']['median']:.0f} ms/image "
+        f"(network {record['inference_ms']['network_median']:.0f} ms); peak RSS {peak_train_mb:.0f} MB",
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The napari plugin (``scn_annotator.plugins``): the only place Qt is imported."""

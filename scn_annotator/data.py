@@ -1,0 +1,193 @@
+"""From files on disk to tensors the network trains on, each image decoded once.
+
+:func:`prepare_input` is *the* path from a radiograph to a network input; training
+validation and inference both use it, so the model is validated on exactly what it
+will see. For training, every image is also kept as a cache at a higher resolution
+than the network input, from which augmentation samples; decoding a 2,000 x 2,000
+JPEG for every step would make the CPU wait on the disk, not on the network.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import LabelFileError, ScnError
+from .geometry import InputTransform, SpacingRule, fit_transform, resample_to_input
+from .imageio import Radiograph, SpacingSource, image_id, read_image
+from .labels import LandmarkTable
+
+__all__ = [
+    "Normalisation",
+    "Sample",
+    "build_samples",
+    "match_images",
+    "prepare_input",
+]
+
+log = logging.getLogger(__name__)
+
+#: Intensity every pixel outside the image (padding, or what augmentation brings in) gets.
+BACKGROUND = -1.0
+
+
+@dataclass(frozen=True)
+class Normalisation:
+    """Robust intensity window: the ``low`` and ``high`` percentiles map to -1 and 1.
+
+    Percentiles rather than the paper's fixed ``(x - 128) / 128`` because 16-bit
+    DICOMs and 8-bit JPEGs must look alike to the network.
+    """
+
+    low: float = 0.5
+    high: float = 99.5
+
+    def apply(self, pixels: torch.Tensor) -> torch.Tensor:
+        flat = pixels.flatten()
+        if flat.numel() > 200_000:  # percentiles of a subsample are as good and much cheaper
+            flat = flat[:: flat.numel() // 200_000 + 1]
+        q = torch.quantile(flat, flat.new_tensor([self.low / 100, self.high / 100]))
+        lo, hi = float(q[0]), float(q[1])
+        if hi - lo < 1e-6:
+            hi = lo + 1.0
+        return ((pixels - lo) * (2.0 / (hi - lo)) - 1.0).clamp(-1.0, 1.0)
+
+    def to_dict(self) -> dict[str, float]:
+        return {"low": self.low, "high": self.high}
+
+
+def prepare_input(
+    image: Radiograph,
+    input_size: tuple[int, int],
+    normalisation: Normalisation,
+    device: torch.device | str = "cpu",
+) -> tuple[torch.Tensor, InputTransform]:
+    """The (H, W) network input of ``image`` and the transform between the two."""
+    transform = fit_transform(image.size, input_size, image.spacing)
+    pixels = torch.from_numpy(image.pixels).to(device)
+    # Resize first, then normalise: the window is computed on the small image only.
+    resized = resample_to_input(pixels, transform, fill=math.nan)
+    inside = ~torch.isnan(resized)
+    out = torch.full_like(resized, BACKGROUND)
+    out[inside] = normalisation.apply(resized[inside])
+    return out, transform
+
+
+@dataclass
+class Sample:
+    """One labelled image, ready for training and validation."""
+
+    id: str
+    path: Path
+    points: np.ndarray  # (N, 2) original pixels, NaN where missing
+    spacing: tuple[float, float] | None
+    spacing_source: SpacingSource
+    transform: InputTransform  # original pixels <-> network input
+    input: torch.Tensor  # (H, W) exactly what inference would feed the network
+    cache: torch.Tensor | None = None  # (Hc, Wc) same field of view, higher resolution
+    cache_points: torch.Tensor | None = None  # (N, 2) landmarks in cache pixels
+
+    @property
+    def valid(self) -> np.ndarray:
+        return ~np.isnan(self.points).any(axis=1)
+
+
+def match_images(paths: Sequence[Path], table: LandmarkTable) -> tuple[list[tuple[Path, str]], list[str]]:
+    """Pair image files with label rows by id (the file name without suffix).
+
+    Label ids may be bare (``3143``), file names (``3143.jpg``) or relative paths.
+    Returns the pairs, in label order, and the label ids for which no file was found.
+    """
+    by_id: dict[str, Path] = {}
+    for path in paths:
+        key = image_id(path)
+        if key in by_id:
+            raise ScnError(f"two image files have the id {key!r}: {by_id[key]} and {path}")
+        by_id[key] = path
+    pairs, missing = [], []
+    for label_id in table.points:
+        key = image_id(label_id)
+        if key in by_id:
+            pairs.append((by_id[key], label_id))
+        else:
+            missing.append(label_id)
+    return pairs, missing
+
+
+def resolve_spacing(image: Radiograph, points: np.ndarray, rule: SpacingRule | None) -> Radiograph:
+    """Apply a landmark-distance rule when given (it wins over the header, as the user asked)."""
+    if rule is None:
+        return image
+    spacing = rule.spacing(points)
+    if spacing is None:
+        return image
+    return image.with_spacing(spacing, SpacingSource.LANDMARKS)
+
+
+def check_inside(points: np.ndarray, size: tuple[int, int], where: str, path: Path) -> None:
+    """Every present landmark lies on the image (pixel edges included)."""
+    w, h = size
+    present = ~np.isnan(points).any(axis=1)
+    x, y = points[:, 0], points[:, 1]
+    outside = present & ((x < -0.5) | (y < -0.5) | (x > w - 0.5) | (y > h - 0.5))
+    if outside.any():
+        i = int(np.flatnonzero(outside)[0])
+        raise LabelFileError(
+            where,
+            [
+                f"landmark {i} at ({x[i]:.1f}, {y[i]:.1f}) lies outside image {path.name} of size {w} x {h}"
+                + (f" (and {int(outside.sum()) - 1} more)" if outside.sum() > 1 else "")
+            ],
+        )
+
+
+def build_samples(
+    pairs: Sequence[tuple[Path, str]],
+    table: LandmarkTable,
+    input_size: tuple[int, int],
+    normalisation: Normalisation,
+    cache_factor: float | None = 2.0,
+    spacing_rule: SpacingRule | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    device: torch.device | str = "cpu",
+) -> list[Sample]:
+    """Decode and prepare every labelled image; ``cache_factor=None`` skips the training cache."""
+    if table.unit != "px":
+        raise ScnError(f"{table.path}: training needs landmarks in pixels, this file has {table.unit}")
+    samples = []
+    for done, (path, label_id) in enumerate(pairs):
+        points = np.asarray(table.points[label_id], dtype=np.float64)
+        image = resolve_spacing(read_image(path), points, spacing_rule)
+        check_inside(points, image.size, table.where(label_id), path)
+        net_input, transform = prepare_input(image, input_size, normalisation, device)
+        sample = Sample(image.id, path, points, image.spacing, image.spacing_source, transform, net_input)
+        if cache_factor:
+            size = (round(input_size[0] * cache_factor), round(input_size[1] * cache_factor))
+            cache, cache_transform = prepare_input(image, size, normalisation, device)
+            sample.cache = cache
+            sample.cache_points = torch.from_numpy(
+                np.nan_to_num(cache_transform.to_network(points), nan=0.0)
+            ).to(device=device, dtype=torch.float32)
+        samples.append(sample)
+        if progress:
+            progress(done + 1, len(pairs))
+    return samples
+
+
+def split_samples(ids: Sequence[str], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """A repeatable train/validation split of ``ids`` (at least one validation image when possible)."""
+    ids = list(ids)
+    if val_fraction <= 0 or len(ids) < 2:
+        return ids, []
+    gen = np.random.default_rng(seed)
+    order = gen.permutation(len(ids))
+    n_val = min(len(ids) - 1, max(1, round(len(ids) * val_fraction)))
+    val = sorted(order[:n_val].tolist())
+    train = sorted(order[n_val:].tolist())
+    return [ids[i] for i in train], [ids[i] for i in val]

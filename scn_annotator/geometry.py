@@ -1,0 +1,163 @@
+"""Coordinates between original pixels, physical millimetres and network-input pixels.
+
+One object, :class:`InputTransform`, owns the mapping for one image, so that a
+landmark placed by an annotator, a target drawn for training and a peak decoded
+from a heatmap all mean the same point. Conventions everywhere: points are
+``(x, y)``, pixel ``(0, 0)`` is the *centre* of the top-left pixel, and the
+network input is the whole image scaled to fit, centred, with the rest padded.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import ScnError
+
+__all__ = ["InputTransform", "SpacingRule", "fit_transform", "resample_to_input"]
+
+
+@dataclass(frozen=True)
+class InputTransform:
+    """Axis-aligned scale and shift from original pixels to network-input pixels.
+
+    ``net = scale * (orig + 0.5) - 0.5 + offset`` per axis: pixel *edges* scale,
+    which is what every resampler with ``align_corners=False`` does. ``spacing`` is
+    the original image's (x, y) mm per pixel, or None when unknown.
+    """
+
+    scale: tuple[float, float]
+    offset: tuple[float, float]
+    input_size: tuple[int, int]  # (height, width) of the network input
+    image_size: tuple[int, int]  # (width, height) of the original image
+    spacing: tuple[float, float] | None = None
+
+    def to_network(self, points: np.ndarray) -> np.ndarray:
+        p = np.asarray(points, dtype=np.float64)
+        return np.asarray(self.scale) * (p + 0.5) - 0.5 + np.asarray(self.offset)
+
+    def from_network(self, points: np.ndarray) -> np.ndarray:
+        p = np.asarray(points, dtype=np.float64)
+        return (p + 0.5 - np.asarray(self.offset)) / np.asarray(self.scale) - 0.5
+
+    def to_mm(self, points: np.ndarray) -> np.ndarray:
+        if self.spacing is None:
+            raise ValueError("this image has no known pixel spacing")
+        return np.asarray(points, dtype=np.float64) * np.asarray(self.spacing)
+
+    def from_mm(self, points: np.ndarray) -> np.ndarray:
+        if self.spacing is None:
+            raise ValueError("this image has no known pixel spacing")
+        return np.asarray(points, dtype=np.float64) / np.asarray(self.spacing)
+
+    @property
+    def network_spacing(self) -> tuple[float, float] | None:
+        """mm per network-input pixel, when the image spacing is known."""
+        if self.spacing is None:
+            return None
+        return self.spacing[0] / self.scale[0], self.spacing[1] / self.scale[1]
+
+    def affine_network_to_image(self) -> np.ndarray:
+        """3x3 homogeneous matrix in (row, col) order mapping heatmap pixels onto the image.
+
+        napari and numpy index arrays as (row, col); this is the affine a viewer
+        needs to lay a network-resolution heatmap over the original image.
+        """
+        sx, sy = self.scale
+        ox, oy = self.offset
+        # orig = (net + 0.5 - off) / s - 0.5
+        return np.array(
+            [
+                [1 / sy, 0.0, (0.5 - oy) / sy - 0.5],
+                [0.0, 1 / sx, (0.5 - ox) / sx - 0.5],
+                [0.0, 0.0, 1.0],
+            ]
+        )
+
+
+def fit_transform(
+    image_size: tuple[int, int],
+    input_size: tuple[int, int],
+    spacing: tuple[float, float] | None = None,
+) -> InputTransform:
+    """Scale a (width, height) image to fit (height, width) keeping its aspect, and centre it."""
+    w, h = image_size
+    in_h, in_w = input_size
+    s = min(in_w / w, in_h / h)
+    new_w, new_h = max(1, round(w * s)), max(1, round(h * s))
+    # The exact per-axis scale after rounding; both axes differ by < 1 px over the image.
+    return InputTransform(
+        scale=(new_w / w, new_h / h),
+        offset=(float((in_w - new_w) // 2), float((in_h - new_h) // 2)),
+        input_size=(int(in_h), int(in_w)),
+        image_size=(int(w), int(h)),
+        spacing=spacing,
+    )
+
+
+def resample_to_input(
+    pixels: np.ndarray | torch.Tensor,
+    transform: InputTransform,
+    fill: float = 0.0,
+) -> torch.Tensor:
+    """The image as the network sees it: anti-aliased resize into the padded input canvas.
+
+    Returns a float32 tensor of shape (height, width) on the pixels' device.
+    """
+    t = torch.as_tensor(pixels, dtype=torch.float32)
+    in_h, in_w = transform.input_size
+    w, h = transform.image_size
+    new_w, new_h = round(w * transform.scale[0]), round(h * transform.scale[1])
+    small = F.interpolate(
+        t[None, None], size=(new_h, new_w), mode="bilinear", antialias=True, align_corners=False
+    )[0, 0]
+    canvas = torch.full((in_h, in_w), fill, dtype=torch.float32, device=t.device)
+    ox, oy = int(transform.offset[0]), int(transform.offset[1])
+    canvas[oy : oy + new_h, ox : ox + new_w] = small
+    return canvas
+
+
+_RULE = re.compile(r"^\s*(\d+)\s*,\s*(\d+)\s*=\s*([0-9]*\.?[0-9]+(?:[eE][-+]?\d+)?)\s*(?:mm)?\s*$")
+
+
+@dataclass(frozen=True)
+class SpacingRule:
+    """A known physical distance between two landmarks fixes an image's pixel spacing.
+
+    The hand data set's convention: landmarks 1 and 5 (0-based) are 50 mm apart,
+    written ``1,5=50`` on the command line.
+    """
+
+    a: int
+    b: int
+    distance_mm: float
+
+    @classmethod
+    def parse(cls, text: str) -> SpacingRule:
+        match = _RULE.match(text)
+        if not match:
+            raise ScnError(f"--spacing-from expects A,B=MM (for example 1,5=50), not {text!r}")
+        a, b, mm = int(match[1]), int(match[2]), float(match[3])
+        if a == b or mm <= 0:
+            raise ScnError(f"--spacing-from needs two different landmarks and a positive distance: {text!r}")
+        return cls(a, b, mm)
+
+    def spacing(self, landmarks: np.ndarray) -> float | None:
+        """Isotropic mm per pixel from one image's (N, 2) landmarks, None if either is missing."""
+        pts = np.asarray(landmarks, dtype=np.float64)
+        if max(self.a, self.b) >= len(pts):
+            raise ScnError(
+                f"--spacing-from uses landmark {max(self.a, self.b)}, but there are only {len(pts)}"
+            )
+        d = float(np.linalg.norm(pts[self.a] - pts[self.b]))
+        if not math.isfinite(d) or d <= 0:
+            return None
+        return self.distance_mm / d
+
+    def __str__(self) -> str:
+        return f"{self.a},{self.b}={self.distance_mm:g}"

@@ -1,0 +1,520 @@
+"""Training an SCN: presets, the loop, model selection, atomic checkpoints, resume.
+
+The loop is written for three callers with different needs: the CLI (a progress
+bar), the background worker (progress and cancellation through the database) and
+the tests (a few seconds on a tiny data set). Hence a progress callback, a
+``should_stop`` callable, a time budget, and nothing global: the seed, the random
+generator and the device are all explicit, so a CPU run is repeatable.
+
+Two files come out. ``out`` holds the best weights by validation error and is all
+inference needs. ``<out>.state`` holds the last step with the optimizer, so that a
+run stopped by the user, the time budget or a crash resumes where it was.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import __version__
+from .augment import AugmentConfig, augment_batch, random_generator
+from .checkpoint import load_checkpoint, save_checkpoint
+from .data import BACKGROUND, Normalisation, Sample
+from .errors import CheckpointError, ScnError
+from .heatmaps import GaussianTargets, decode_peaks, heatmap_loss
+from .inference import best_device
+from .network import SCNConfig, SpatialConfigurationNet
+
+__all__ = [
+    "PRESETS",
+    "TrainConfig",
+    "TrainProgress",
+    "TrainResult",
+    "preset",
+    "state_path",
+    "train",
+    "validation_errors",
+]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides what a training run learns."""
+
+    input_size: tuple[int, int] = (256, 192)  # (height, width)
+    filters: int = 128
+    levels: int = 4
+    dropout: float = 0.5
+    dropout_mode: str = "element"
+    spatial: bool = True  # False: the U-Net baseline (LA alone)
+    sc_filters: int = 128
+    sc_kernel: int = 11
+    sc_downsample: int = 16
+    heatmap_init_std: float = 1e-4
+    sigma: float = 2.5  # initial sigma, network pixels
+    learn_sigma: bool = True
+    heatmap_scale: float = 100.0
+    sigma_alpha: float = 100.0
+    optimizer: str = "adam"  # "adam" or "sgd" (Nesterov)
+    lr: float = 1e-3
+    momentum: float = 0.99
+    weight_decay: float = 1e-3
+    grad_clip: float = 1e4
+    steps: int = 2000
+    batch_size: int = 4
+    warmup_steps: int = 100
+    schedule: str = "cosine"  # "cosine" or "constant"
+    validate_every: int = 100
+    patience: int = 0  # validations without improvement before stopping; 0: never
+    cache_factor: float = 2.0
+    normalisation: tuple[float, float] = (0.5, 99.5)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    seed: int = 0
+    amp: bool = True  # mixed precision, on CUDA only
+
+    def network(self, num_landmarks: int) -> SCNConfig:
+        return SCNConfig(
+            num_landmarks=num_landmarks,
+            filters=self.filters,
+            levels=self.levels,
+            dropout=self.dropout,
+            dropout_mode=self.dropout_mode,
+            spatial=self.spatial,
+            sc_filters=self.sc_filters,
+            sc_kernel=self.sc_kernel,
+            sc_downsample=self.sc_downsample,
+            heatmap_init_std=self.heatmap_init_std,
+        )
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
+        if isinstance(known.get("augment"), dict):
+            known["augment"] = AugmentConfig.from_dict(known["augment"])
+        for key in ("input_size", "normalisation"):
+            if key in known:
+                known[key] = tuple(known[key])
+        return cls(**known)
+
+
+#: ``paper``: the published settings, for a GPU. ``cpu``: a useful model in minutes on
+#: two cores, chosen by measurement on the hand radiographs (benchmarks/RESULTS.md).
+PRESETS: dict[str, TrainConfig] = {
+    "paper": TrainConfig(
+        input_size=(512, 512),
+        filters=128,
+        sc_filters=128,
+        optimizer="sgd",
+        lr=1e-6,
+        momentum=0.99,
+        weight_decay=1e-3,
+        steps=30_000,
+        batch_size=1,
+        warmup_steps=0,
+        schedule="constant",
+        validate_every=1000,
+        cache_factor=1.5,
+    ),
+    "cpu": TrainConfig(
+        input_size=(256, 192),
+        filters=32,
+        sc_filters=32,
+        dropout_mode="channel",
+        optimizer="adam",
+        lr=1e-3,
+        weight_decay=1e-5,
+        steps=2000,
+        batch_size=4,
+        warmup_steps=100,
+        validate_every=100,
+    ),
+}
+
+
+def preset(name: str, **changes: Any) -> TrainConfig:
+    try:
+        base = PRESETS[name]
+    except KeyError:
+        raise ScnError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
+    return base.replace(**changes) if changes else base
+
+
+@dataclass
+class TrainProgress:
+    """What a progress bar, the worker or the GUI shows during training."""
+
+    step: int
+    total_steps: int
+    loss: float
+    sigma_mean: float
+    elapsed: float
+    images_per_second: float
+    val_error: float | None = None
+    best_val_error: float | None = None
+    unit: str = "px"
+    stage: str = "train"
+
+
+@dataclass
+class TrainResult:
+    """How a run ended and where its files are."""
+
+    steps: int
+    best_step: int
+    best_val_error: float | None
+    unit: str
+    seconds: float
+    stopped: str  # "finished", "early-stopping", "time", "cancelled"
+    checkpoint: Path | None
+    history: list[dict[str, float]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def state_path(out: Path) -> Path:
+    """Where the resumable training state of ``out`` lives."""
+    return out.with_name(out.name + ".state")
+
+
+def _lr_factor(cfg: TrainConfig, step: int) -> float:
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "constant":
+        return 1.0
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _make_optimizer(
+    cfg: TrainConfig, model: torch.nn.Module, targets: GaussianTargets
+) -> torch.optim.Optimizer:
+    # Weight decay on convolution weights only, as the original's L2 penalty; never on sigma.
+    decay = [p for n, p in model.named_parameters() if n.endswith("weight")]
+    no_decay = [p for n, p in model.named_parameters() if not n.endswith("weight")]
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+        {"params": [targets.sigma], "weight_decay": 0.0},
+    ]
+    if cfg.optimizer == "adam":
+        return torch.optim.AdamW(groups, lr=cfg.lr)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
+    raise ScnError(f"unknown optimizer {cfg.optimizer!r}; choose adam or sgd")
+
+
+def validation_errors(
+    model: SpatialConfigurationNet,
+    samples: Sequence[Sample],
+    device: torch.device,
+    batch_size: int = 8,
+) -> tuple[np.ndarray, str]:
+    """Point errors (images, landmarks) on ``samples``, in mm when every spacing is known."""
+    unit = "mm" if all(s.spacing is not None for s in samples) else "px"
+    errors = []
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode():
+        for i in range(0, len(samples), batch_size):
+            chunk = samples[i : i + batch_size]
+            inputs = torch.stack([s.input for s in chunk])[:, None].to(device)
+            points, _ = decode_peaks(model(inputs).heatmaps.float())
+            for sample, pts in zip(chunk, points.cpu().double().numpy()):
+                diff = sample.transform.from_network(pts) - sample.points
+                if unit == "mm":
+                    diff = diff * np.asarray(sample.spacing)
+                errors.append(np.linalg.norm(diff, axis=1))
+    model.train(was_training)
+    return np.array(errors), unit
+
+
+def _checkpoint_payload(
+    cfg: TrainConfig,
+    names: Sequence[str],
+    model: torch.nn.Module,
+    targets: GaussianTargets,
+    metrics: dict[str, Any],
+) -> dict[str, Any]:
+    return {
+        "network": cfg.network(len(names)).to_dict(),
+        "train_config": cfg.to_dict(),
+        "landmark_names": list(names),
+        "input_size": list(cfg.input_size),
+        "normalisation": Normalisation(*cfg.normalisation).to_dict(),
+        "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "sigma": targets.sigmas().detach().cpu().clone(),
+        "metrics": metrics,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "version": __version__,
+    }
+
+
+class _Batches:
+    """Epochs of a seeded permutation, cut into batches; its state resumes exactly."""
+
+    def __init__(self, n: int, batch_size: int, gen: torch.Generator) -> None:
+        self.n, self.batch_size, self.gen = n, batch_size, gen
+        self.order = torch.randperm(n, generator=gen, device=gen.device)
+        self.cursor = 0
+
+    def next(self) -> torch.Tensor:
+        if self.cursor + self.batch_size > self.n:
+            fresh = torch.randperm(self.n, generator=self.gen, device=self.gen.device)
+            self.order = torch.cat([self.order[self.cursor :], fresh])
+            self.cursor = 0
+        idx = self.order[self.cursor : self.cursor + self.batch_size]
+        self.cursor += self.batch_size
+        return idx
+
+
+class Trainer:
+    """One training run; :func:`train` is the way to use it."""
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        train_samples: Sequence[Sample],
+        val_samples: Sequence[Sample],
+        names: Sequence[str],
+        out: Path | None,
+        device: torch.device,
+    ) -> None:
+        if not train_samples:
+            raise ScnError("no training images: nothing to train on")
+        if any(s.cache is None for s in train_samples):
+            raise ValueError("training samples need a cache (build_samples with cache_factor)")
+        for s in [*train_samples, *val_samples]:
+            if s.points.shape[0] != len(names):
+                raise ScnError(f"image {s.id} has {s.points.shape[0]} landmarks, the model {len(names)}")
+        net_cfg = cfg.network(len(names))
+        if cfg.input_size[0] % net_cfg.size_multiple or cfg.input_size[1] % net_cfg.size_multiple:
+            raise ScnError(f"input size {cfg.input_size} must be a multiple of {net_cfg.size_multiple}")
+        self.cfg, self.names, self.out, self.device = cfg, list(names), out, device
+        self.val_samples = list(val_samples)
+        torch.manual_seed(cfg.seed)
+        self.model = SpatialConfigurationNet(net_cfg).to(device)
+        self.targets = GaussianTargets(len(names), cfg.sigma, cfg.heatmap_scale, cfg.learn_sigma).to(device)
+        self.optimizer = _make_optimizer(cfg, self.model, self.targets)
+        self.use_amp = cfg.amp and device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.gen = random_generator(cfg.seed, device)
+        self.caches = torch.stack([s.cache for s in train_samples])[:, None].to(device)
+        self.cache_points = torch.stack([s.cache_points for s in train_samples]).to(device)
+        self.cache_valid = torch.from_numpy(np.stack([s.valid for s in train_samples])).to(device)
+        self.batches = _Batches(len(train_samples), cfg.batch_size, self.gen)
+        self.unit = "mm" if val_samples and all(s.spacing is not None for s in val_samples) else "px"
+        self.step, self.best_step, self.best_error, self.stale = 0, 0, math.inf, 0
+        self.history: list[dict[str, float]] = []
+
+    # -- starting points ---------------------------------------------------------
+
+    def warm_start(self, path: str | Path) -> None:
+        """Start from another model's weights and sigmas (a fine-tuning round)."""
+        start = load_checkpoint(path)
+        if list(start.get("landmark_names", [])) != self.names:
+            raise CheckpointError(f"{path}: its landmarks differ from this data set's")
+        self.model.load_state_dict(start["model"])
+        self.targets.sigma.data.copy_(start["sigma"].to(self.device))
+
+    def resume(self) -> bool:
+        """Continue from ``<out>.state``; False when there is none."""
+        if self.out is None or not state_path(self.out).exists():
+            return False
+        state = load_checkpoint(state_path(self.out))
+        self.model.load_state_dict(state["model"])
+        self.targets.sigma.data.copy_(state["sigma"].to(self.device))
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        self.batches.order = state["order"].to(self.device)
+        self.batches.cursor = int(state["cursor"])
+        self.step, self.best_step, self.stale = (
+            int(state["step"]),
+            int(state["best_step"]),
+            int(state["stale"]),
+        )
+        self.best_error = float(state["best_error"])
+        self.history = list(state["history"])
+        return True
+
+    # -- files -------------------------------------------------------------------
+
+    def _payload(self) -> dict[str, Any]:
+        metrics = {
+            "step": self.best_step,
+            "val_error": self.best_error if math.isfinite(self.best_error) else None,
+            "unit": self.unit,
+            "train_images": self.batches.n,
+            "val_images": len(self.val_samples),
+        }
+        return _checkpoint_payload(self.cfg, self.names, self.model, self.targets, metrics)
+
+    def save_best(self) -> None:
+        if self.out is not None:
+            save_checkpoint(self.out, self._payload())
+
+    def save_state(self) -> None:
+        if self.out is None:
+            return
+        payload = self._payload()
+        payload.update(
+            optimizer=self.optimizer.state_dict(),
+            generator=self.gen.get_state(),
+            torch_rng=torch.get_rng_state(),
+            order=self.batches.order.cpu(),
+            cursor=self.batches.cursor,
+            step=self.step,
+            best_step=self.best_step,
+            best_error=self.best_error,
+            stale=self.stale,
+            history=self.history,
+        )
+        save_checkpoint(state_path(self.out), payload)
+
+    # -- the loop ----------------------------------------------------------------
+
+    def train_step(self) -> float:
+        """One optimisation step; returns the heatmap loss."""
+        cfg = self.cfg
+        idx = self.batches.next()
+        images, points, valid = augment_batch(
+            self.caches[idx], self.cache_points[idx], self.cache_valid[idx],
+            cfg.input_size, cfg.augment, self.gen, BACKGROUND,
+        )  # fmt: skip
+        for group in self.optimizer.param_groups:
+            group["lr"] = cfg.lr * _lr_factor(cfg, self.step)
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
+            output = self.model(images)
+        target = self.targets(points, valid, cfg.input_size)
+        sigmas = self.targets.sigmas()
+        heat, sig = heatmap_loss(output.heatmaps.float(), target, valid, sigmas, cfg.sigma_alpha)
+        loss = heat + sig
+        if not torch.isfinite(loss):
+            raise ScnError(
+                f"training diverged at step {self.step} (loss {loss.item()}); lower the learning rate"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        torch.nn.utils.clip_grad_norm_([*self.model.parameters(), self.targets.sigma], cfg.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.step += 1
+        return float(heat.detach())
+
+    def validate(self) -> float:
+        errors, self.unit = validation_errors(self.model, self.val_samples, self.device)
+        error = float(errors.mean())
+        if error < self.best_error:
+            self.best_error, self.best_step, self.stale = error, self.step, 0
+            self.save_best()
+        else:
+            self.stale += 1
+        return error
+
+    def run(
+        self,
+        progress: Callable[[TrainProgress], None] | None,
+        should_stop: Callable[[], bool] | None,
+        max_minutes: float | None,
+    ) -> TrainResult:
+        cfg = self.cfg
+        timings = {"data_and_step": 0.0, "validation": 0.0}
+        first_step, started = self.step, time.perf_counter()
+        deadline = started + max_minutes * 60 if max_minutes else math.inf
+        stopped, loss = "finished", math.nan
+        self.model.train()
+        while self.step < cfg.steps:
+            if should_stop is not None and should_stop():
+                stopped = "cancelled"
+                break
+            if time.perf_counter() > deadline:
+                stopped = "time"
+                break
+            t0 = time.perf_counter()
+            loss = self.train_step()
+            t1 = time.perf_counter()
+            timings["data_and_step"] += t1 - t0
+            val_error = None
+            if self.val_samples and (self.step % cfg.validate_every == 0 or self.step == cfg.steps):
+                val_error = self.validate()
+                self.history.append({"step": self.step, "val_error": val_error, "loss": loss})
+                timings["validation"] += time.perf_counter() - t1
+            if progress is not None:
+                progress(
+                    TrainProgress(
+                        step=self.step,
+                        total_steps=cfg.steps,
+                        loss=loss,
+                        sigma_mean=float(self.targets.sigmas().detach().mean()),
+                        elapsed=time.perf_counter() - started,
+                        images_per_second=(self.step - first_step)
+                        * cfg.batch_size
+                        / max(timings["data_and_step"], 1e-9),
+                        val_error=val_error,
+                        best_val_error=self.best_error if math.isfinite(self.best_error) else None,
+                        unit=self.unit,
+                    )
+                )
+            if cfg.patience and self.stale >= cfg.patience:
+                stopped = "early-stopping"
+                break
+        if not self.val_samples:
+            self.best_step = self.step
+            self.save_best()
+        self.save_state()
+        return TrainResult(
+            steps=self.step,
+            best_step=self.best_step,
+            best_val_error=self.best_error if math.isfinite(self.best_error) else None,
+            unit=self.unit,
+            seconds=time.perf_counter() - started,
+            stopped=stopped,
+            checkpoint=self.out,
+            history=self.history,
+            timings=timings,
+        )
+
+
+def train(
+    cfg: TrainConfig,
+    train_samples: Sequence[Sample],
+    val_samples: Sequence[Sample],
+    names: Sequence[str],
+    out: str | Path | None = None,
+    *,
+    progress: Callable[[TrainProgress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    max_minutes: float | None = None,
+    resume: bool = False,
+    init_from: str | Path | None = None,
+    device: torch.device | str | None = None,
+) -> TrainResult:
+    """Train on ``train_samples``, select the best step on ``val_samples``, write ``out``.
+
+    ``init_from`` warm-starts from another checkpoint's weights (the active-learning
+    rounds); ``resume`` continues ``out``'s own interrupted run exactly where it
+    stopped (same batches, same random numbers). Without validation samples the
+    last step is kept. ``should_stop`` is polled before every step.
+    """
+    device = torch.device(device) if device is not None else best_device()
+    trainer = Trainer(cfg, train_samples, val_samples, names, Path(out) if out else None, device)
+    if init_from is not None:
+        trainer.warm_start(init_from)
+    if resume:
+        trainer.resume()
+    return trainer.run(progress, should_stop, max_minutes)

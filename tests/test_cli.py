@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from scn_annotator.cli import main
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("command", ["train", "predict", "evaluate", "sample", "demo"])
+def test_every_command_documents_its_options(capsys, command):
+    with pytest.raises(SystemExit) as info:
+        main([command, "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: scn-annotator " + command)
+    if command == "train":
+        for option in (
+            "--images",
+            "--labels",
+            "--out",
+            "--preset",
+            "--max-minutes",
+            "--spacing-from",
+            "--model",
+        ):
+            assert option in out
+
+
+def test_train_predict_evaluate_end_to_end(capsys, sample_dir, tmp_path):
+    model, pred, report = tmp_path / "m.pt", tmp_path / "pred.csv", tmp_path / "r.json"
+    images, labels = sample_dir / "images", sample_dir / "labels.csv"
+    tiny = ["--input-size", "64x48", "--filters", "8", "--steps", "30", "--val-fraction", "0.2"]
+    code, out, err = run(capsys, "train", "--images", images, "--labels", labels, "--out", model, *tiny)
+    assert code == 0, err
+    assert "trained 30 steps" in out and model.exists()
+    code, out, err = run(
+        capsys, "predict", "--model", model, "--images", sample_dir / "images", "--out", pred
+    )
+    assert code == 0, err
+    assert "predicted 15 landmarks in 24 images" in out
+    header = pred.read_text().splitlines()[0].split(",")
+    assert header[:4] == ["image", "thumb_base_x", "thumb_base_y", "thumb_base_confidence"]
+    code, out, err = run(capsys, "evaluate", "--pred", pred, "--truth", sample_dir / "labels.csv",
+                         "--images", sample_dir / "images", "--json", report)  # fmt: skip
+    assert code == 0, err
+    assert "in mm" in out and "within 2 mm" in out and "index_tip" in out
+    assert json.loads(report.read_text())["summary"]["images"] == 24
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["train", "--images", "{d}/images", "--labels", "{d}/nope.csv", "--out", "{t}/m.pt"],
+            "no such file",
+        ),
+        (
+            ["train", "--images", "{t}/empty", "--labels", "{d}/labels.csv", "--out", "{t}/m.pt"],
+            "no image files",
+        ),
+        (
+            [
+                "train",
+                "--images",
+                "{d}/images",
+                "--labels",
+                "{d}/labels.csv",
+                "--out",
+                "{t}/m.pt",
+                "--spacing-from",
+                "1-5=50",
+            ],
+            "A,B=MM",
+        ),
+        (
+            ["predict", "--model", "{t}/none.pt", "--images", "{d}/images", "--out", "{t}/p.csv"],
+            "no such model",
+        ),
+        (["evaluate", "--pred", "{d}/labels.csv", "--truth", "{t}/bad.csv"], "row 2"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_code_2(capsys, sample_dir, tmp_path, argv, message):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "bad.csv").write_text("image,a_x,a_y\nhand000,1,x\n")
+    code, _out, err = run(capsys, *[a.format(d=sample_dir, t=tmp_path) for a in argv])
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.strip() and "%|" not in line]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("scn-annotator: error: ") and message in lines[0]
+    assert "Traceback" not in err
+
+
+def test_bad_option_values_are_refused_by_the_parser(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--images", "x", "--labels", "y", "--out", "z", "--input-size", "100x50"])
+    assert info.value.code == 2
+    assert "multiples of 16" in capsys.readouterr().err
+
+
+def test_console_script_is_installed():
+    result = subprocess.run(
+        [sys.executable, "-m", "scn_annotator.cli", "--version"], capture_output=True, text=True
+    )
+    assert result.returncode == 0 and result.stdout.startswith("scn-annotator ")

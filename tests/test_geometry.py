@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from scn_annotator.errors import ScnError
+from scn_annotator.geometry import SpacingRule, fit_transform, resample_to_input
+from scn_annotator.heatmaps import decode_peaks
+
+RNG = np.random.default_rng(1)
+
+
+@pytest.mark.parametrize(
+    ("image_size", "input_size"),
+    [((1350, 1950), (256, 192)), ((2000, 2000), (256, 192)), ((257, 91), (96, 80)), ((40, 30), (512, 512))],
+)
+def test_coordinates_round_trip_within_a_thousandth_of_a_pixel(image_size, input_size):
+    t = fit_transform(image_size, input_size, spacing=(0.13, 0.12))
+    points = RNG.uniform(-0.5, np.array(image_size) - 0.5, (500, 2))
+    assert np.abs(t.from_network(t.to_network(points)) - points).max() < 1e-3
+    assert np.abs(t.from_mm(t.to_mm(points)) - points).max() < 1e-3
+    net = RNG.uniform(0, np.array(input_size[::-1]) - 1, (500, 2))
+    assert np.abs(t.to_network(t.from_network(net)) - net).max() < 1e-3
+
+
+def test_fit_keeps_aspect_and_centres():
+    t = fit_transform((1000, 2000), (256, 192))  # tall image: height limits
+    assert t.scale[1] == pytest.approx(256 / 2000)
+    assert t.scale[0] == pytest.approx(t.scale[1], rel=0.01)
+    corners = t.to_network(np.array([[-0.5, -0.5], [999.5, 1999.5]]))
+    assert corners[0][1] == pytest.approx(-0.5) and corners[1][1] == pytest.approx(255.5)
+    assert corners[0][0] + 0.5 == pytest.approx(192 - 0.5 - corners[1][0], abs=1.0)  # centred in x
+
+
+def test_resampled_image_puts_a_feature_where_the_transform_says():
+    h, w = 900, 700
+    yy, xx = np.mgrid[0:h, 0:w]
+    truth = np.array([[123.4, 456.7], [600.2, 88.9]])
+    image = sum(np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 12.0**2)) for x, y in truth)
+    t = fit_transform((w, h), (128, 96))
+    small = resample_to_input(image.astype(np.float32), t)
+    found = []
+    for x, y in t.to_network(truth):  # decode each blob in its own window
+        window = torch.zeros_like(small)
+        xi, yi = round(x), round(y)
+        window[yi - 3 : yi + 4, xi - 3 : xi + 4] = small[yi - 3 : yi + 4, xi - 3 : xi + 4]
+        found.append(decode_peaks(window[None])[0][0].numpy())
+    assert np.abs(t.from_network(np.array(found)) - truth).max() < 0.6  # px of the 900 px original
+
+
+def test_napari_affine_maps_heatmap_pixels_onto_the_image():
+    t = fit_transform((1350, 1950), (256, 192))
+    net = RNG.uniform(0, 190, (20, 2))
+    rows_cols = np.c_[net[:, 1], net[:, 0], np.ones(len(net))]
+    mapped = (t.affine_network_to_image() @ rows_cols.T).T[:, :2]
+    np.testing.assert_allclose(mapped[:, ::-1], t.from_network(net), atol=1e-9)
+
+
+def test_spacing_rule():
+    rule = SpacingRule.parse("1,5=50")
+    pts = np.zeros((6, 2))
+    pts[5] = [300, 400]
+    assert rule.spacing(pts) == pytest.approx(0.1)
+    pts[5] = np.nan
+    assert rule.spacing(pts) is None
+    assert str(SpacingRule.parse(" 2 , 3 = 12.5mm ")) == "2,3=12.5"
+    for bad in ("1,5", "1;5=50", "a,b=3", "1,1=50", "1,5=0"):
+        with pytest.raises(ScnError, match="spacing-from"):
+            SpacingRule.parse(bad)
+    with pytest.raises(ScnError, match="only 3"):
+        SpacingRule(1, 5, 50).spacing(np.zeros((3, 2)))
