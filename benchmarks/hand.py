@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scn_annotator.data import Normalisation, build_samples, match_images
+from scn_annotator.data import Normalisation, build_samples, labelled_images, match_images
 from scn_annotator.evaluation import evaluate
 from scn_annotator.geometry import SpacingRule
 from scn_annotator.imageio import find_images, read_image
@@ -92,9 +92,9 @@ def main() -> None:
     norm = Normalisation(*cfg.normalisation)
     t0 = time.perf_counter()
     train_s = build_samples(
-        [(by_id[i], i) for i in train_ids], table, cfg.input_size, norm, cfg.cache_factor, RULE
+        labelled_images([(by_id[i], i) for i in train_ids], table), cfg.input_size, norm, cfg.cache_factor, RULE
     )
-    val_s = build_samples([(by_id[i], i) for i in val_ids], table, cfg.input_size, norm, None, RULE)
+    val_s = build_samples(labelled_images([(by_id[i], i) for i in val_ids], table), cfg.input_size, norm, None, RULE)
     load_s = time.perf_counter() - t0
     print(
         f"{args.tag}: loaded {len(train_s)} train / {len(val_s)} val in {load_s:.1f}s; config {cfg}",

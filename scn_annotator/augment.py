@@ -49,9 +49,7 @@ class AugmentConfig:
         return cls(**{k: v for k, v in known.items() if k in cls.__dataclass_fields__})
 
 
-def _uniform(
-    shape: tuple[int, ...], lo: float, hi: float, gen: torch.Generator, device: torch.device
-) -> torch.Tensor:
+def _uniform(shape: tuple[int, ...], lo: float, hi: float, gen: torch.Generator, device: torch.device) -> torch.Tensor:
     return lo + (hi - lo) * torch.rand(shape, generator=gen, device=device)
 
 
@@ -121,9 +119,7 @@ def augment_batch(
     displacement = F.grid_sample(coarse, identity, mode="bicubic", align_corners=True)
     grid = grid + (displacement.permute(0, 2, 3, 1) / half)
 
-    out = (
-        F.grid_sample(images - fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + fill
-    )
+    out = F.grid_sample(images - fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + fill
     out = (out * gain + bias).clamp(-1.0, 1.0)
 
     # Forward map of the landmarks: solve u_in = D^-1 (A D u + t + d(u)) for u.

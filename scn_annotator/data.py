@@ -17,24 +17,50 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .errors import LabelFileError, ScnError
-from .geometry import InputTransform, SpacingRule, fit_transform, resample_to_input
+from .geometry import InputTransform, SpacingRule, fit_transform
 from .imageio import Radiograph, SpacingSource, image_id, read_image
 from .labels import LandmarkTable
 
 __all__ = [
     "Normalisation",
+    "LabelledImage",
     "Sample",
     "build_samples",
+    "labelled_images",
     "match_images",
     "prepare_input",
+    "resample_to_input",
 ]
 
 log = logging.getLogger(__name__)
 
 #: Intensity every pixel outside the image (padding, or what augmentation brings in) gets.
 BACKGROUND = -1.0
+
+
+def resample_to_input(
+    pixels: np.ndarray | torch.Tensor,
+    transform: InputTransform,
+    fill: float = 0.0,
+) -> torch.Tensor:
+    """The image as the network sees it: anti-aliased resize into the padded input canvas.
+
+    Returns a float32 tensor of shape (height, width) on the pixels' device.
+    """
+    t = torch.as_tensor(pixels, dtype=torch.float32)
+    in_h, in_w = transform.input_size
+    w, h = transform.image_size
+    new_w, new_h = round(w * transform.scale[0]), round(h * transform.scale[1])
+    small = F.interpolate(t[None, None], size=(new_h, new_w), mode="bilinear", antialias=True, align_corners=False)[
+        0, 0
+    ]
+    canvas = torch.full((in_h, in_w), fill, dtype=torch.float32, device=t.device)
+    ox, oy = int(transform.offset[0]), int(transform.offset[1])
+    canvas[oy : oy + new_h, ox : ox + new_w] = small
+    return canvas
 
 
 @dataclass(frozen=True)
@@ -147,9 +173,26 @@ def check_inside(points: np.ndarray, size: tuple[int, int], where: str, path: Pa
         )
 
 
+@dataclass(frozen=True)
+class LabelledImage:
+    """An image file and its landmarks, from a CSV row or from the project store."""
+
+    path: Path
+    points: np.ndarray  # (N, 2) original pixels, NaN where missing
+    where: str  # for messages: "labels.csv, row 5" or "project image 'x'"
+    spacing: tuple[float, float] | None = None  # a known spacing that overrides the header
+    spacing_source: SpacingSource = SpacingSource.UNKNOWN
+
+
+def labelled_images(pairs: Sequence[tuple[Path, str]], table: LandmarkTable) -> list[LabelledImage]:
+    """The images of ``match_images`` with their rows of ``table`` (which must be in pixels)."""
+    if table.unit != "px":
+        raise ScnError(f"{table.path}: training needs landmarks in pixels, this file has {table.unit}")
+    return [LabelledImage(path, np.asarray(table.points[i], np.float64), table.where(i)) for path, i in pairs]
+
+
 def build_samples(
-    pairs: Sequence[tuple[Path, str]],
-    table: LandmarkTable,
+    items: Sequence[LabelledImage],
     input_size: tuple[int, int],
     normalisation: Normalisation,
     cache_factor: float | None = 2.0,
@@ -158,25 +201,24 @@ def build_samples(
     device: torch.device | str = "cpu",
 ) -> list[Sample]:
     """Decode and prepare every labelled image; ``cache_factor=None`` skips the training cache."""
-    if table.unit != "px":
-        raise ScnError(f"{table.path}: training needs landmarks in pixels, this file has {table.unit}")
     samples = []
-    for done, (path, label_id) in enumerate(pairs):
-        points = np.asarray(table.points[label_id], dtype=np.float64)
-        image = resolve_spacing(read_image(path), points, spacing_rule)
-        check_inside(points, image.size, table.where(label_id), path)
+    for done, item in enumerate(items):
+        image = read_image(item.path)
+        if item.spacing is not None:
+            image = image.with_spacing(item.spacing, item.spacing_source)
+        image = resolve_spacing(image, item.points, spacing_rule)
+        check_inside(item.points, image.size, item.where, item.path)
         net_input, transform = prepare_input(image, input_size, normalisation, device)
-        sample = Sample(image.id, path, points, image.spacing, image.spacing_source, transform, net_input)
+        sample = Sample(image.id, item.path, item.points, image.spacing, image.spacing_source, transform, net_input)
         if cache_factor:
             size = (round(input_size[0] * cache_factor), round(input_size[1] * cache_factor))
             cache, cache_transform = prepare_input(image, size, normalisation, device)
             sample.cache = cache
-            sample.cache_points = torch.from_numpy(
-                np.nan_to_num(cache_transform.to_network(points), nan=0.0)
-            ).to(device=device, dtype=torch.float32)
+            cache_points = np.nan_to_num(cache_transform.to_network(item.points), nan=0.0)
+            sample.cache_points = torch.from_numpy(cache_points).to(device=device, dtype=torch.float32)
         samples.append(sample)
         if progress:
-            progress(done + 1, len(pairs))
+            progress(done + 1, len(items))
     return samples
 
 

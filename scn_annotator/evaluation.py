@@ -108,8 +108,7 @@ class EvaluationReport:
         lines = [
             f"Point error over {s['points']} landmarks in {s['images']} images, in {u}"
             + ("" if u == "mm" else " (no pixel spacing known for every image)"),
-            f"  mean {s['mean']:.2f} +- {s['sd']:.2f} {u}   median {s['median']:.2f} {u}"
-            f"   max {s['max']:.2f} {u}",
+            f"  mean {s['mean']:.2f} +- {s['sd']:.2f} {u}   median {s['median']:.2f} {u}   max {s['max']:.2f} {u}",
             "  within " + "   ".join(f"{t:g} {u}: {100 * s['sdr'][f'{t:g}']:.1f} %" for t in THRESHOLDS),
             f"  errors > 10 {u}: {s['outliers_over_10']}"
             + (f"   missing predictions: {s['missing_predictions']}" if s["missing_predictions"] else ""),

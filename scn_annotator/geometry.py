@@ -5,6 +5,7 @@ landmark placed by an annotator, a target drawn for training and a peak decoded
 from a heatmap all mean the same point. Conventions everywhere: points are
 ``(x, y)``, pixel ``(0, 0)`` is the *centre* of the top-left pixel, and the
 network input is the whole image scaled to fit, centred, with the rest padded.
+Only numpy here: the napari app lays heatmaps over images without importing torch.
 """
 
 from __future__ import annotations
@@ -14,12 +15,10 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from .errors import ScnError
 
-__all__ = ["InputTransform", "SpacingRule", "fit_transform", "resample_to_input"]
+__all__ = ["InputTransform", "SpacingRule", "fit_transform"]
 
 
 @dataclass(frozen=True)
@@ -100,28 +99,6 @@ def fit_transform(
     )
 
 
-def resample_to_input(
-    pixels: np.ndarray | torch.Tensor,
-    transform: InputTransform,
-    fill: float = 0.0,
-) -> torch.Tensor:
-    """The image as the network sees it: anti-aliased resize into the padded input canvas.
-
-    Returns a float32 tensor of shape (height, width) on the pixels' device.
-    """
-    t = torch.as_tensor(pixels, dtype=torch.float32)
-    in_h, in_w = transform.input_size
-    w, h = transform.image_size
-    new_w, new_h = round(w * transform.scale[0]), round(h * transform.scale[1])
-    small = F.interpolate(
-        t[None, None], size=(new_h, new_w), mode="bilinear", antialias=True, align_corners=False
-    )[0, 0]
-    canvas = torch.full((in_h, in_w), fill, dtype=torch.float32, device=t.device)
-    ox, oy = int(transform.offset[0]), int(transform.offset[1])
-    canvas[oy : oy + new_h, ox : ox + new_w] = small
-    return canvas
-
-
 _RULE = re.compile(r"^\s*(\d+)\s*,\s*(\d+)\s*=\s*([0-9]*\.?[0-9]+(?:[eE][-+]?\d+)?)\s*(?:mm)?\s*$")
 
 
@@ -151,9 +128,7 @@ class SpacingRule:
         """Isotropic mm per pixel from one image's (N, 2) landmarks, None if either is missing."""
         pts = np.asarray(landmarks, dtype=np.float64)
         if max(self.a, self.b) >= len(pts):
-            raise ScnError(
-                f"--spacing-from uses landmark {max(self.a, self.b)}, but there are only {len(pts)}"
-            )
+            raise ScnError(f"--spacing-from uses landmark {max(self.a, self.b)}, but there are only {len(pts)}")
         d = float(np.linalg.norm(pts[self.a] - pts[self.b]))
         if not math.isfinite(d) or d <= 0:
             return None

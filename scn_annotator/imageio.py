@@ -219,9 +219,7 @@ def _check_geometry(path: Path, size: Iterable[int], dimension: int) -> None:
     if any(s == 0 for s in size):
         raise ImageReadError(path, f"the image has no pixels (size {size})")
     if dimension == 3 and size[2] != 1:
-        raise ImageReadError(
-            path, f"is a 3-D volume with {size[2]} slices; scn-annotator reads 2-D radiographs"
-        )
+        raise ImageReadError(path, f"is a 3-D volume with {size[2]} slices; scn-annotator reads 2-D radiographs")
     if dimension > 3:
         raise ImageReadError(path, f"is a {dimension}-D image; scn-annotator reads 2-D radiographs")
     if dimension < 2:
@@ -246,9 +244,7 @@ def _parse_ds_pair(text: str) -> tuple[float, float] | None:
     return None
 
 
-def _header_spacing(
-    path: Path, reader: sitk.ImageFileReader, meta: dict[str, str]
-) -> tuple[float, float] | None:
+def _header_spacing(path: Path, reader: sitk.ImageFileReader, meta: dict[str, str]) -> tuple[float, float] | None:
     if meta:  # DICOM: only trust the tags, not ITK's default of 1.0
         for key in ("pixel_spacing", "imager_pixel_spacing"):
             if key in meta and (pair := _parse_ds_pair(meta[key])):

@@ -30,6 +30,10 @@ from .errors import LabelFileError
 __all__ = ["LandmarkTable", "default_names", "read_landmarks", "write_landmarks"]
 
 _ID_COLUMNS = ("image", "image_id", "id", "file", "filename", "name")
+#: Per-landmark columns carried along in ``LandmarkTable.extra``: ``<name>_state`` (wide) or ``state`` (long).
+EXTRA_COLUMNS = ("confidence", "state")
+#: Per-image columns of an export, never landmark coordinates (``spacing_mm_x`` ends in ``_x``).
+_IMAGE_COLUMNS = {"status", "width", "height", "path", "spacing_mm_x", "spacing_mm_y", "spacing_source"}
 _MISSING = ("",)
 
 
@@ -54,6 +58,7 @@ class LandmarkTable:
     path: Path | None = None
     rows: dict[str, int] = field(default_factory=dict)
     extra: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    layout: str = "wide"  # headerless, wide or long; a long file may name only some landmarks
 
     @property
     def num_landmarks(self) -> int:
@@ -77,6 +82,7 @@ class LandmarkTable:
             self.path,
             {i: self.rows[i] for i in keep if i in self.rows},
             {i: self.extra[i] for i in keep if i in self.extra},
+            self.layout,
         )
 
 
@@ -199,17 +205,17 @@ def _read_headerless(path: Path, rows: list[tuple[int, list[str]]]) -> LandmarkT
         _add(points, where, problems, number, row[0], pts)
     if problems:
         raise LabelFileError(path, problems)
-    return LandmarkTable(default_names(n), points, "px", path, where)
+    return LandmarkTable(default_names(n), points, "px", path, where, layout="headerless")
 
 
-def _wide_columns(
-    header: list[str], original: list[str]
-) -> tuple[list[str], dict[str, tuple[int, int]], str]:
+def _wide_columns(header: list[str], original: list[str]) -> tuple[list[str], dict[str, tuple[int, int]], str]:
     """Landmark names (file order) and their x/y column indices, px preferred over mm."""
     px: dict[str, list[int | None]] = {}
     mm: dict[str, list[int | None]] = {}
     order: list[str] = []
     for i, col in enumerate(header):
+        if col in _IMAGE_COLUMNS:
+            continue
         for suffix, target, axis in (
             ("_x_mm", mm, 0), ("_y_mm", mm, 1),
             ("_x_px", px, 0), ("_y_px", px, 1),
@@ -226,9 +232,7 @@ def _wide_columns(
     return names, {n: use[n] for n in names}, unit  # type: ignore[misc]
 
 
-def _read_wide(
-    path: Path, header: list[str], original: list[str], rows: list[tuple[int, list[str]]]
-) -> LandmarkTable:
+def _read_wide(path: Path, header: list[str], original: list[str], rows: list[tuple[int, list[str]]]) -> LandmarkTable:
     id_col = _id_column(path, header)
     names, columns, unit = _wide_columns(header, original)
     problems: list[str] = []
@@ -240,12 +244,11 @@ def _read_wide(
             problems.append(f"row 1: landmark {name!r} has no {axis} column")
     if problems:
         raise LabelFileError(path, problems)
-    extras = {
-        i: col
-        for i, col in enumerate(original)
-        for name in names
-        if col.lower().startswith(name.lower() + "_")
-        and col.lower()[len(name) + 1 :] in ("confidence", "state")
+    lower = [c.lower() for c in original]
+    extra_columns = {  # kind -> column of every landmark, in landmark order
+        kind: [lower.index(f"{n.lower()}_{kind}") for n in names]
+        for kind in EXTRA_COLUMNS
+        if all(f"{n.lower()}_{kind}" in lower for n in names)
     }
     width = len(header)
     points: dict[str, np.ndarray] = {}
@@ -260,10 +263,8 @@ def _read_wide(
             dtype=np.float64,
         )
         _add(points, where, problems, number, row[id_col], pts)
-        for kind in ("confidence", "state"):
-            cols = [i for i, c in extras.items() if c.lower().endswith("_" + kind)]
-            if len(cols) == len(names):
-                extra.setdefault(row[id_col], {})[kind] = np.array([row[i] for i in cols])
+        for kind, cols in extra_columns.items():
+            extra.setdefault(row[id_col], {})[kind] = np.array([row[i] for i in cols])
     if problems:
         raise LabelFileError(path, problems)
     return LandmarkTable(names, points, unit, path, where, extra)
@@ -278,9 +279,11 @@ def _read_long(path: Path, header: list[str], rows: list[tuple[int, list[str]]])
         cx, cy, unit = header.index("x_mm"), header.index("y_mm"), "mm"
     else:
         raise LabelFileError(path, ["row 1: the header has no x and y columns (x,y or x_mm,y_mm)"])
+    extra_columns = {kind: header.index(kind) for kind in EXTRA_COLUMNS if kind in header}
     names: list[str] = []
     seen: dict[tuple[str, str], int] = {}
     values: dict[str, dict[str, tuple[float, float]]] = {}
+    extras: dict[str, dict[str, dict[str, str]]] = {}  # image -> kind -> landmark -> cell
     where: dict[str, int] = {}
     problems: list[str] = []
     for number, row in rows:
@@ -293,8 +296,7 @@ def _read_long(path: Path, header: list[str], rows: list[tuple[int, list[str]]])
             continue
         if (image, name) in seen:
             problems.append(
-                f"row {number}: landmark {name!r} of image {image!r} appears twice "
-                f"(first in row {seen[image, name]})"
+                f"row {number}: landmark {name!r} of image {image!r} appears twice (first in row {seen[image, name]})"
             )
             continue
         seen[image, name] = number
@@ -302,13 +304,19 @@ def _read_long(path: Path, header: list[str], rows: list[tuple[int, list[str]]])
             names.append(name)
         values.setdefault(image, {})[name] = _pair([row[cx], row[cy]], number, repr(name), problems)
         where.setdefault(image, number)
+        for kind, col in extra_columns.items():
+            extras.setdefault(image, {}).setdefault(kind, {})[name] = row[col]
     if problems:
         raise LabelFileError(path, problems)
     points = {
         image: np.array([pts.get(n, (math.nan, math.nan)) for n in names], dtype=np.float64)
         for image, pts in values.items()
     }
-    return LandmarkTable(names, points, unit, path, where)
+    extra = {
+        image: {kind: np.array([cells.get(n, "") for n in names]) for kind, cells in kinds.items()}
+        for image, kinds in extras.items()
+    }
+    return LandmarkTable(names, points, unit, path, where, extra, layout="long")
 
 
 def write_landmarks(

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .data import Normalisation, Sample, build_samples, match_images, split_samples
+from .data import Normalisation, Sample, build_samples, labelled_images, match_images, split_samples
 from .errors import ImageReadError, ScnError
 from .evaluation import EvaluationReport, align_tables, evaluate
 from .geometry import SpacingRule
@@ -58,14 +58,9 @@ def load_training_data(
     labelled = {p for p, _ in pairs}
     train_ids, val_ids = split_samples([i for _, i in pairs], val_fraction, cfg.seed)
     samples = build_samples(
-        pairs,
-        table,
-        cfg.input_size,
-        Normalisation(*cfg.normalisation),
-        cache_factor=cfg.cache_factor,
-        spacing_rule=spacing_rule,
-        progress=progress,
-    )
+        labelled_images(pairs, table), cfg.input_size, Normalisation(*cfg.normalisation),
+        cache_factor=cfg.cache_factor, spacing_rule=spacing_rule, progress=progress,
+    )  # fmt: skip
     by_label = dict(zip([i for _, i in pairs], samples))
     return TrainingData(
         names=list(table.names),
@@ -91,9 +86,7 @@ def predict_folder(
         raise ScnError(f"{images}: no image files found")
     done: list[Prediction] = []
     failed: list[ImageReadError] = []
-    for result in predictor.predict_files(
-        paths, progress=(lambda i: progress(i, len(paths))) if progress else None
-    ):
+    for result in predictor.predict_files(paths, progress=(lambda i: progress(i, len(paths))) if progress else None):
         (failed if isinstance(result, ImageReadError) else done).append(result)
     if done:
         write_landmarks(

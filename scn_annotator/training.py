@@ -199,9 +199,7 @@ def _lr_factor(cfg: TrainConfig, step: int) -> float:
     return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def _make_optimizer(
-    cfg: TrainConfig, model: torch.nn.Module, targets: GaussianTargets
-) -> torch.optim.Optimizer:
+def _make_optimizer(cfg: TrainConfig, model: torch.nn.Module, targets: GaussianTargets) -> torch.optim.Optimizer:
     # Weight decay on convolution weights only, as the original's L2 penalty; never on sigma.
     decay = [p for n, p in model.named_parameters() if n.endswith("weight")]
     no_decay = [p for n, p in model.named_parameters() if not n.endswith("weight")]
@@ -404,9 +402,7 @@ class Trainer:
         heat, sig = heatmap_loss(output.heatmaps.float(), target, valid, sigmas, cfg.sigma_alpha)
         loss = heat + sig
         if not torch.isfinite(loss):
-            raise ScnError(
-                f"training diverged at step {self.step} (loss {loss.item()}); lower the learning rate"
-            )
+            raise ScnError(f"training diverged at step {self.step} (loss {loss.item()}); lower the learning rate")
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)

@@ -9,12 +9,8 @@ from scn_annotator.augment import AugmentConfig, augment_batch, random_generator
 def blobs(points: torch.Tensor, size: tuple[int, int], sigma: float = 1.5) -> torch.Tensor:
     """An image (B, 1, H, W) with a bright Gaussian blob at every point (B, N, 2)."""
     h, w = size
-    yy, xx = torch.meshgrid(
-        torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij"
-    )
-    d2 = (xx[None, None] - points[..., 0, None, None]) ** 2 + (
-        yy[None, None] - points[..., 1, None, None]
-    ) ** 2
+    yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    d2 = (xx[None, None] - points[..., 0, None, None]) ** 2 + (yy[None, None] - points[..., 1, None, None]) ** 2
     return (torch.exp(-d2 / (2 * sigma**2)).sum(1, keepdim=True) * 2 - 1).clamp(-1, 1)
 
 

@@ -42,9 +42,7 @@ def test_train_predict_evaluate_end_to_end(capsys, sample_dir, tmp_path):
     code, out, err = run(capsys, "train", "--images", images, "--labels", labels, "--out", model, *tiny)
     assert code == 0, err
     assert "trained 30 steps" in out and model.exists()
-    code, out, err = run(
-        capsys, "predict", "--model", model, "--images", sample_dir / "images", "--out", pred
-    )
+    code, out, err = run(capsys, "predict", "--model", model, "--images", sample_dir / "images", "--out", pred)
     assert code == 0, err
     assert "predicted 15 landmarks in 24 images" in out
     header = pred.read_text().splitlines()[0].split(",")
@@ -107,7 +105,5 @@ def test_bad_option_values_are_refused_by_the_parser(capsys):
 
 
 def test_console_script_is_installed():
-    result = subprocess.run(
-        [sys.executable, "-m", "scn_annotator.cli", "--version"], capture_output=True, text=True
-    )
+    result = subprocess.run([sys.executable, "-m", "scn_annotator.cli", "--version"], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.startswith("scn-annotator ")

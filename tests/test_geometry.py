@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from scn_annotator.data import resample_to_input
 from scn_annotator.errors import ScnError
-from scn_annotator.geometry import SpacingRule, fit_transform, resample_to_input
+from scn_annotator.geometry import SpacingRule, fit_transform
 from scn_annotator.heatmaps import decode_peaks
 
 RNG = np.random.default_rng(1)

@@ -26,6 +26,8 @@ def write(path: Path, array: np.ndarray, spacing=None, vector=False, **meta) -> 
 
 def write_dicom(path: Path, array: np.ndarray, monochrome1=False, spacing=True) -> Path:
     image = sitk.GetImageFromArray(array)
+    if spacing:
+        image.SetSpacing((0.14, 0.15))  # GDCM writes the image's spacing, whatever the tag says
     tags = {"0010|0010": "Doe^Jane", "0010|0020": "PID-12345", "0008|0060": "CR"}
     if spacing:
         tags["0028|0030"] = "0.15\\0.14"  # row spacing \ column spacing
@@ -42,9 +44,7 @@ def write_dicom(path: Path, array: np.ndarray, monochrome1=False, spacing=True) 
     return path
 
 
-@pytest.mark.parametrize(
-    "suffix", [".png", ".jpg", ".bmp", ".tif", ".nrrd", ".nii", ".nii.gz", ".mha", ".mhd"]
-)
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".bmp", ".tif", ".nrrd", ".nii", ".nii.gz", ".mha", ".mhd"])
 def test_every_format_reads_as_grayscale_float(tmp_path, suffix):
     path = write(tmp_path / f"img{suffix}", GRAY8)
     image = read_image(path)
@@ -133,8 +133,7 @@ def test_file_whose_suffix_lies_is_read_by_its_content(tmp_path):
 
 def _mha_header(path: Path, dims: str, ndims: int) -> Path:
     path.write_text(
-        f"ObjectType = Image\nNDims = {ndims}\nDimSize = {dims}\nElementType = MET_UCHAR\n"
-        "ElementDataFile = LOCAL\n"
+        f"ObjectType = Image\nNDims = {ndims}\nDimSize = {dims}\nElementType = MET_UCHAR\nElementDataFile = LOCAL\n"
     )
     return path
 

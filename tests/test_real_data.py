@@ -37,14 +37,14 @@ def test_real_files_read_with_the_expected_geometry(hand_dir):
 
 
 def test_pipeline_runs_on_real_radiographs(hand_dir, tiny_cfg, tmp_path):
-    from scn_annotator.data import Normalisation, build_samples, match_images
+    from scn_annotator.data import Normalisation, build_samples, labelled_images, match_images
 
     table = read_landmarks(hand_dir / "all.csv")
     paths = find_images(hand_dir / "images")
     pairs, missing = match_images(paths, table)
     assert not missing
     cfg = tiny_cfg.replace(input_size=(128, 96), steps=10)
-    samples = build_samples(pairs[:4], table, cfg.input_size, Normalisation(*cfg.normalisation),
+    samples = build_samples(labelled_images(pairs[:4], table), cfg.input_size, Normalisation(*cfg.normalisation),
                             cfg.cache_factor, RULE)  # fmt: skip
     assert all(s.spacing_source is SpacingSource.LANDMARKS for s in samples)
     assert all(float(s.input.min()) >= -1 and float(s.input.max()) <= 1 for s in samples)

@@ -89,9 +89,7 @@ def test_time_budget_stops_training(data, fast_cfg):
 def test_warm_start_needs_the_same_landmarks(data, fast_cfg, tmp_path):
     cfg = fast_cfg.replace(steps=2)
     train(cfg, data.train, [], data.names, tmp_path / "a.pt", device="cpu")
-    result = train(
-        cfg, data.train, [], data.names, tmp_path / "b.pt", init_from=tmp_path / "a.pt", device="cpu"
-    )
+    result = train(cfg, data.train, [], data.names, tmp_path / "b.pt", init_from=tmp_path / "a.pt", device="cpu")
     assert result.steps == 2
     with pytest.raises(CheckpointError, match="landmarks differ"):
         renamed = [f"x{i}" for i in range(len(data.names))]

@@ -1,0 +1,70 @@
+"""Where one training step of a preset spends its time (not a test).
+
+    python benchmarks/profile_step.py --preset cpu --steps 30
+
+Times, per step and averaged after a warm-up: batch sampling + augmentation
+(grid_sample, elastic field, landmark transport), target generation, forward,
+backward + optimizer. Uses random images of the real cache size and 37 landmarks,
+so it needs no data set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from scn_annotator.augment import augment_batch, random_generator
+from scn_annotator.heatmaps import GaussianTargets, heatmap_loss
+from scn_annotator.network import SpatialConfigurationNet
+from scn_annotator.training import _make_optimizer, preset
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--preset", default="cpu")
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--landmarks", type=int, default=37)
+    ap.add_argument("--threads", type=int)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = preset(args.preset)
+    n, b = args.landmarks, cfg.batch_size
+    h, w = cfg.input_size
+    ch, cw = round(h * cfg.cache_factor), round(w * cfg.cache_factor)
+    gen = random_generator(0)
+    caches = torch.rand(16, 1, ch, cw) * 2 - 1
+    points = torch.rand(16, n, 2) * torch.tensor([cw - 1.0, ch - 1.0])
+    valid = torch.ones(16, n, dtype=torch.bool)
+    model = SpatialConfigurationNet(cfg.network(n))
+    targets = GaussianTargets(n)
+    opt = _make_optimizer(cfg, model, targets)
+    parts = {"augment": 0.0, "targets": 0.0, "forward": 0.0, "backward+step": 0.0}
+    for step in range(args.steps + 3):
+        t0 = time.perf_counter()
+        idx = torch.randperm(16, generator=gen)[:b]
+        images, pts, ok = augment_batch(caches[idx], points[idx], valid[idx], cfg.input_size, cfg.augment, gen)
+        t1 = time.perf_counter()
+        target = targets(pts, ok, cfg.input_size)
+        t2 = time.perf_counter()
+        out = model(images)
+        heat, sig = heatmap_loss(out.heatmaps, target, ok, targets.sigmas(), cfg.sigma_alpha)
+        t3 = time.perf_counter()
+        opt.zero_grad()
+        (heat + sig).backward()
+        opt.step()
+        t4 = time.perf_counter()
+        if step >= 3:
+            for key, dt in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+                parts[key] += dt / args.steps
+    total = sum(parts.values())
+    print(f"preset {args.preset}: input {h}x{w}, batch {b}, {n} landmarks, {torch.get_num_threads()} threads")
+    for key, value in parts.items():
+        print(f"  {key:<14} {1000 * value:8.1f} ms  {100 * value / total:5.1f} %")
+    print(f"  {'total':<14} {1000 * total:8.1f} ms  ({b / total:.2f} images/s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,277 @@
+"""The project's tables (SQLAlchemy 2.x declarative models).
+
+The design rules the tables encode:
+
+- ``annotations`` holds the *current* state of every landmark of every image and
+  is only ever changed by a person or an import; model output goes to
+  ``predictions``, so no model can overwrite a human correction.
+- ``events`` is append-only: every change to an annotation or an image status
+  adds a row with the old and new values, who and when, and the prediction it
+  started from. Undo and redo are new events, not deletions, so the audit trail
+  is complete.
+- ``model_versions`` has at most one current row, enforced by a partial unique
+  index, and switching is one transaction.
+- Heatmaps are files under the project's data folder; only their paths are here.
+
+Schema changes go through Alembic (``db/migrations``); a test checks that the
+migrations and these models describe the same schema.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+__all__ = [
+    "Annotation",
+    "Base",
+    "Event",
+    "Image",
+    "ImagePrediction",
+    "ImageStatus",
+    "Job",
+    "JobState",
+    "Landmark",
+    "LandmarkState",
+    "ModelVersion",
+    "Prediction",
+    "Score",
+    "Setting",
+    "Source",
+]
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> dt.datetime:
+    """Naive UTC: SQLite keeps no time zone, so none is stored anywhere."""
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: JSON, dt.datetime: DateTime(timezone=False)}  # noqa: RUF012
+
+
+class ImageStatus(str, enum.Enum):
+    NEW = "new"
+    IN_PROGRESS = "in_progress"
+    DONE = "done"
+    SKIPPED = "skipped"
+
+
+class LandmarkState(str, enum.Enum):
+    PLACED = "placed"  # seen and placed
+    OCCLUDED = "occluded"  # not visible, position estimated
+    ABSENT = "absent"  # not in this image (amputated, cropped out); no position
+
+
+class Source(str, enum.Enum):
+    HUMAN = "human"  # placed or corrected by a person
+    MODEL_ACCEPTED = "model_accepted"  # a prediction a person accepted as it was
+    IMPORTED = "imported"  # from a landmark file
+
+
+class JobState(str, enum.Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+def _enum(kind: type[enum.Enum], name: str) -> Enum:
+    # Stored as the readable values, checked by a constraint on every backend.
+    return Enum(kind, name=name, values_callable=lambda e: [m.value for m in e], native_enum=False,
+                create_constraint=True, length=16)  # fmt: skip
+
+
+class Setting(Base):
+    """Project-wide settings as JSON values (image root, retraining policy, strategy, ...)."""
+
+    __tablename__ = "settings"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSON)
+
+
+class Landmark(Base):
+    __tablename__ = "landmarks"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    index: Mapped[int] = mapped_column(Integer, unique=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    color: Mapped[str] = mapped_column(String(9))  # "#rrggbb"
+    description: Mapped[str] = mapped_column(Text, default="")
+
+
+class Image(Base):
+    __tablename__ = "images"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    path: Mapped[str] = mapped_column(String(1024), unique=True)  # relative to the image root where possible
+    name: Mapped[str] = mapped_column(String(256), unique=True)  # the id landmark files use
+    checksum: Mapped[str] = mapped_column(String(64), index=True)  # sha256 of the file
+    file_size: Mapped[int] = mapped_column(Integer)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    spacing_x: Mapped[float | None] = mapped_column(Float)
+    spacing_y: Mapped[float | None] = mapped_column(Float)
+    spacing_source: Mapped[str] = mapped_column(String(16), default="unknown")
+    status: Mapped[ImageStatus] = mapped_column(_enum(ImageStatus, "image_status"), default=ImageStatus.NEW,
+                                                index=True)  # fmt: skip
+    last_author: Mapped[str | None] = mapped_column(String(128))
+    meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    annotations: Mapped[list[Annotation]] = relationship(back_populates="image")
+
+
+class Annotation(Base):
+    """The current state of one landmark in one image."""
+
+    __tablename__ = "annotations"
+    __table_args__ = (UniqueConstraint("image_id", "landmark_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    landmark_id: Mapped[int] = mapped_column(ForeignKey("landmarks.id"))
+    x: Mapped[float | None] = mapped_column(Float)  # original pixels; None when absent
+    y: Mapped[float | None] = mapped_column(Float)
+    state: Mapped[LandmarkState] = mapped_column(_enum(LandmarkState, "landmark_state"))
+    source: Mapped[Source] = mapped_column(_enum(Source, "annotation_source"))
+    author: Mapped[str] = mapped_column(String(128))
+    prediction_id: Mapped[int | None] = mapped_column(ForeignKey("predictions.id", ondelete="SET NULL"))
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    image: Mapped[Image] = relationship(back_populates="annotations")
+
+
+class Event(Base):
+    """One change, append-only. ``group_id`` ties the events of one action (undo unit)."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index(None, "image_id", "id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    group_id: Mapped[int] = mapped_column(Integer, index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # edit, status, import, undo, redo
+    reverts: Mapped[int | None] = mapped_column(Integer)  # the group an undo/redo acts on
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    landmark_id: Mapped[int | None] = mapped_column(ForeignKey("landmarks.id"))
+    old_x: Mapped[float | None] = mapped_column(Float)
+    old_y: Mapped[float | None] = mapped_column(Float)
+    old_state: Mapped[str | None] = mapped_column(String(16))  # None: there was no annotation
+    old_source: Mapped[str | None] = mapped_column(String(16))
+    new_x: Mapped[float | None] = mapped_column(Float)
+    new_y: Mapped[float | None] = mapped_column(Float)
+    new_state: Mapped[str | None] = mapped_column(String(16))  # None: the annotation was removed
+    new_source: Mapped[str | None] = mapped_column(String(16))
+    old_status: Mapped[str | None] = mapped_column(String(16))
+    new_status: Mapped[str | None] = mapped_column(String(16))
+    prediction_id: Mapped[int | None] = mapped_column(ForeignKey("predictions.id", ondelete="SET NULL"))
+    author: Mapped[str] = mapped_column(String(128))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ModelVersion(Base):
+    __tablename__ = "model_versions"
+    __table_args__ = (
+        # at most one current version, on SQLite and PostgreSQL alike
+        Index("uq_model_versions_current", "is_current", unique=True,
+              sqlite_where=text("is_current"), postgresql_where=text("is_current")),
+    )  # fmt: skip
+    id: Mapped[int] = mapped_column(primary_key=True)
+    checkpoint: Mapped[str] = mapped_column(String(1024))  # relative to the data folder
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    training_set: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
+    is_current: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    note: Mapped[str] = mapped_column(Text, default="")
+
+
+class ImagePrediction(Base):
+    """One model version's run on one image: its heatmap cache and its scores."""
+
+    __tablename__ = "image_predictions"
+    __table_args__ = (UniqueConstraint("model_version_id", "image_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"))
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    heatmaps: Mapped[str | None] = mapped_column(String(1024))  # .npz relative to the data folder
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    points: Mapped[list[Prediction]] = relationship(back_populates="run", cascade="all, delete-orphan")
+    scores: Mapped[list[Score]] = relationship(back_populates="run", cascade="all, delete-orphan")
+
+
+class Prediction(Base):
+    __tablename__ = "predictions"
+    __table_args__ = (UniqueConstraint("run_id", "landmark_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("image_predictions.id", ondelete="CASCADE"))
+    landmark_id: Mapped[int] = mapped_column(ForeignKey("landmarks.id"))
+    x: Mapped[float] = mapped_column(Float)
+    y: Mapped[float] = mapped_column(Float)
+    confidence: Mapped[float] = mapped_column(Float)
+
+    run: Mapped[ImagePrediction] = relationship(back_populates="points")
+
+
+class Score(Base):
+    """An acquisition score of one image under one strategy, with per-landmark values."""
+
+    __tablename__ = "scores"
+    __table_args__ = (UniqueConstraint("run_id", "strategy"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("image_predictions.id", ondelete="CASCADE"))
+    strategy: Mapped[str] = mapped_column(String(64))
+    value: Mapped[float] = mapped_column(Float)
+    per_landmark: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    run: Mapped[ImagePrediction] = relationship(back_populates="scores")
+
+
+class Job(Base):
+    """A unit of background work (training, re-prediction) and everything the GUI shows of it."""
+
+    __tablename__ = "jobs"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    state: Mapped[JobState] = mapped_column(_enum(JobState, "job_state"), default=JobState.QUEUED, index=True)
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    stage: Mapped[str] = mapped_column(String(32), default="")
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    message: Mapped[str] = mapped_column(Text, default="")
+    log_tail: Mapped[str] = mapped_column(Text, default="")
+    error: Mapped[str | None] = mapped_column(Text)
+    worker: Mapped[str | None] = mapped_column(String(256))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    result_model_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[dt.datetime | None] = mapped_column()
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column()
+    finished_at: Mapped[dt.datetime | None] = mapped_column()

@@ -1,0 +1,338 @@
+"""Moving data in and out of a project: image folders, landmark files, curated exports.
+
+Each operation checks everything before it writes and then writes in one
+transaction: an image import reports unreadable files by name and adds the rest;
+a landmark file is imported whole or not at all, with every bad row named; an
+export writes exactly the CSV and its manifest, each atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from scn_annotator import __version__
+from scn_annotator.errors import ImageReadError, LabelFileError, ScnError
+from scn_annotator.geometry import SpacingRule
+from scn_annotator.imageio import find_images, image_id, read_image_info
+from scn_annotator.labels import LandmarkTable, atomic_write_text, default_names, read_landmarks
+
+from .models import Annotation, Image, ImageStatus, LandmarkState, Source, utcnow
+from .store import Project, apply_change, record_event, user_name
+
+__all__ = ["ImportConflictError", "ImportReport", "LabelImportReport", "export", "import_images", "import_labels"]
+
+
+@dataclass
+class ImportReport:
+    """What an image import did, file by file."""
+
+    added: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    duplicates: list[tuple[str, str]] = field(default_factory=list)  # (file, image it duplicates)
+    changed: list[str] = field(default_factory=list)  # same path, different content
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
+
+
+@dataclass
+class LabelImportReport:
+    images: int = 0
+    set: int = 0  # annotations written
+    unchanged: int = 0
+    overwritten: list[str] = field(default_factory=list)
+
+
+class ImportConflictError(ScnError):
+    """An import would change human corrections; nothing was imported."""
+
+    def __init__(self, path: object, conflicts: list[str]) -> None:
+        self.conflicts = conflicts
+        shown = "; ".join(conflicts[:5]) + (f"; and {len(conflicts) - 5} more" if len(conflicts) > 5 else "")
+        super().__init__(
+            f"{path}: {len(conflicts)} landmark(s) differ from human corrections, nothing imported "
+            f"(use --overwrite to replace them): {shown}"
+        )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def import_images(
+    project: Project,
+    folder: str | Path,
+    progress: Callable[[int, int], None] | None = None,
+) -> ImportReport:
+    """Add every readable image under ``folder``; duplicates by content are skipped.
+
+    Headers are read, pixels are not. Unreadable files are reported by name and
+    the rest are imported, all in one transaction.
+    """
+    folder = Path(folder).resolve()
+    paths = find_images(folder)
+    if project.image_root is None:
+        project.set_image_root(folder)
+    report = ImportReport()
+    with project.db.read() as s:
+        known = {row.checksum: (row.name, row.path) for row in s.scalars(select(Image))}
+        by_path = {row.path: row.checksum for row in s.scalars(select(Image))}
+        names = {row.name for row in s.scalars(select(Image))}
+    rows: list[dict[str, Any]] = []
+    changed: list[dict[str, Any]] = []
+    seen_now: dict[str, str] = {}
+    for i, path in enumerate(paths):
+        if progress:
+            progress(i + 1, len(paths))
+        rel = project.relative_path(path)
+        try:
+            info = read_image_info(path)
+            checksum = _sha256(path)
+        except ImageReadError as exc:
+            report.failed.append((str(path), exc.reason))
+            continue
+        if rel in by_path:
+            if by_path[rel] == checksum:
+                report.unchanged.append(rel)
+            else:
+                changed.append({"path": rel, "checksum": checksum, "info": info, "size": path.stat().st_size})
+                report.changed.append(rel)
+            continue
+        if checksum in known or checksum in seen_now:
+            report.duplicates.append((str(path), known.get(checksum, (seen_now.get(checksum),))[0]))
+            continue
+        name = image_id(path) if image_id(path) not in names else rel.rsplit(".", 1)[0]
+        if name in names:
+            report.failed.append((str(path), f"another image is already called {name!r}"))
+            continue
+        names.add(name)
+        seen_now[checksum] = name
+        rows.append(dict(
+            path=rel, name=name, checksum=checksum, file_size=path.stat().st_size,
+            width=info.size[0], height=info.size[1],
+            spacing_x=info.spacing[0] if info.spacing else None,
+            spacing_y=info.spacing[1] if info.spacing else None,
+            spacing_source=info.spacing_source.value, meta=dict(info.meta),
+            status=ImageStatus.NEW, created_at=utcnow(), updated_at=utcnow(),
+        ))  # fmt: skip
+        report.added.append(rel)
+    with project.db.write() as s:
+        if rows:
+            s.execute(Image.__table__.insert(), rows)
+        for c in changed:  # the file behind a known image changed: keep its annotations, note it
+            image = s.scalar(select(Image).where(Image.path == c["path"]))
+            old = image.checksum
+            image.checksum, image.file_size = c["checksum"], c["size"]
+            image.width, image.height = c["info"].size
+            image.meta = {**image.meta, "previous_checksum": old, "changed_at": utcnow().isoformat()}
+            image.updated_at = utcnow()
+            record_event(s, "file", image.id, author=project.user, old_status=image.status.value,
+                         new_status=image.status.value)  # fmt: skip
+    return report
+
+
+def _columns(project: Project, table: LandmarkTable) -> list[int]:
+    """The project landmark index of every column of ``table``."""
+    names = project.landmark_names
+    if set(table.names) == set(names) or (table.layout == "long" and set(table.names) <= set(names)):
+        return [names.index(n) for n in table.names]
+    if table.names == default_names(table.num_landmarks) and table.num_landmarks == len(names):
+        return list(range(len(names)))
+    missing = [n for n in names if n not in table.names]
+    unknown = [n for n in table.names if n not in names]
+    raise LabelFileError(
+        table.path,
+        [f"row 1: the landmarks do not match the project's ({len(names)}: {', '.join(names[:4])}, ...)"
+         + (f"; unknown: {', '.join(unknown[:5])}" if unknown else "")
+         + (f"; missing: {', '.join(missing[:5])}" if missing else "")],
+    )  # fmt: skip
+
+
+Change = tuple[Image, int, tuple[float | None, float | None, str, str]]  # image, landmark id, (x, y, state, source)
+
+
+def _plan(project: Project, s: Session, table: LandmarkTable, spacing_rule: SpacingRule | None) -> list[Change]:
+    """Every annotation the file asks for, after checking every row; raises listing all problems."""
+    order = _columns(project, table)
+    landmark_ids = [lm.id for lm in project.landmarks()]
+    images = {row.name: row for row in s.scalars(select(Image))}
+    stems: dict[str, Image | None] = {}
+    for row in images.values():
+        key = image_id(row.name)
+        stems[key] = None if key in stems else row  # an ambiguous stem matches nothing
+    problems: list[str] = []
+    plan: list[Change] = []
+    for label, points in table.points.items():
+        where = f"row {table.rows.get(label, '?')}"
+        row = images.get(label) or stems.get(image_id(label))
+        if row is None:
+            problems.append(f"{where}: image {label!r} is not in the project")
+            continue
+        spacing = (row.spacing_x, row.spacing_y) if row.spacing_x else None
+        if spacing_rule is not None and table.unit == "px" and (rule := spacing_rule.spacing(points)) is not None:
+            spacing = (rule, rule)
+            row.spacing_x = row.spacing_y = rule
+            row.spacing_source = "landmarks"
+        if table.unit == "mm":
+            if spacing is None:
+                problems.append(f"{where}: image {row.name!r} has no pixel spacing for mm coordinates")
+                continue
+            points = points / np.asarray(spacing)
+        states = table.extra.get(label, {}).get("state")
+        for j, (x, y) in enumerate(points):
+            state = (states[j] if states is not None else "").strip().lower()
+            name, lm_id = table.names[j], landmark_ids[order[j]]
+            if np.isnan(x):
+                if state == "absent":
+                    plan.append((row, lm_id, (None, None, "absent", "imported")))
+                elif state not in ("", "missing"):
+                    problems.append(f"{where}: landmark {name!r} is {state} but has no position")
+                continue
+            state = state or "placed"
+            if state not in ("placed", "occluded"):
+                problems.append(f"{where}: landmark {name!r} has an unknown state {state!r}")
+            elif not (-0.5 <= x <= row.width - 0.5 and -0.5 <= y <= row.height - 0.5):
+                problems.append(f"{where}: landmark {name!r} at ({x:.1f}, {y:.1f}) lies outside image "
+                                f"{row.name!r} ({row.width} x {row.height})")  # fmt: skip
+            else:
+                plan.append((row, lm_id, (float(x), float(y), state, "imported")))
+    if problems:
+        raise LabelFileError(table.path, problems)
+    return plan
+
+
+def _same(a: Annotation, new: tuple[float | None, float | None, str, str], tolerance: float = 0.0) -> bool:
+    if a.state.value != new[2] or (a.x is None) != (new[0] is None):
+        return False
+    return a.x is None or (abs(a.x - new[0]) <= tolerance and abs(a.y - new[1]) <= tolerance)
+
+
+def import_labels(
+    project: Project,
+    path: str | Path,
+    *,
+    spacing_rule: SpacingRule | None = None,
+    overwrite: bool = False,
+    author: str | None = None,
+) -> LabelImportReport:
+    """Import a landmark CSV (any layout, px or mm) for images already in the project.
+
+    All or nothing: any bad row (unknown image, bad number, a point outside its
+    image, mm without a spacing) rejects the whole file, naming every row. A
+    landmark a person already placed differently is a conflict: reported, and
+    nothing changes unless ``overwrite``. Re-importing the same file changes nothing.
+    """
+    table = read_landmarks(path)
+    author = user_name(author or project.user)
+    names = {lm.id: lm.name for lm in project.landmarks()}
+    report = LabelImportReport()
+    with project.db.write() as s:
+        plan = _plan(project, s, table, spacing_rule)
+        current = {
+            (a.image_id, a.landmark_id): a
+            for a in s.scalars(select(Annotation).where(Annotation.image_id.in_({r.id for r, _, _ in plan})))
+        }
+        conflicts = [
+            f"{row.name}/{names[lm_id]}: {a.source.value} by {a.author}"
+            for row, lm_id, new in plan
+            if (a := current.get((row.id, lm_id))) is not None
+            and a.source != Source.IMPORTED
+            and not _same(a, new, tolerance=1e-3)
+        ]
+        if conflicts and not overwrite:
+            raise ImportConflictError(path, conflicts)
+        report.overwritten = conflicts
+        groups: dict[int, int] = {}
+        for row, lm_id, new in plan:
+            a = current.get((row.id, lm_id))
+            if a is not None and _same(a, new):
+                report.unchanged += 1
+                continue
+            event = apply_change(s, row, lm_id, new, kind="import", author=author, group_id=groups.get(row.id))
+            if event is not None:
+                groups.setdefault(row.id, event.group_id)
+                report.set += 1
+        report.images = len({r.id for r, _, _ in plan})
+    return report
+
+
+def export(project: Project, out: str | Path, *, layout: str = "wide", include_all: bool = False) -> dict[str, Any]:
+    """Write the curated landmarks as CSV (px and mm, state, spacing) and a JSON manifest beside it.
+
+    By default only images marked done. Writes exactly two files, ``out`` and
+    ``<out>.manifest.json``, each atomically. Returns the manifest.
+    """
+    out = Path(out)
+    if layout not in ("wide", "long"):
+        raise ScnError(f"export layout must be wide or long, not {layout!r}")
+    if out.suffix.lower() != ".csv":
+        raise ScnError(f"{out}: the export file must end in .csv")
+    lms = project.landmarks()
+    statuses = None if include_all else ["done"]
+    images = project.images(statuses)
+    fmt = "{:.3f}".format
+    lines: list[list[str]] = []
+    states = {s.value: 0 for s in LandmarkState}
+    with project.db.read() as s:
+        rows = s.scalars(select(Annotation).where(Annotation.image_id.in_([i.id for i in images])))
+        by_image: dict[int, dict[int, Annotation]] = {}
+        for a in rows:
+            by_image.setdefault(a.image_id, {})[a.landmark_id] = a
+    if layout == "wide":
+        header = ["image", "status", "width", "height", "spacing_mm_x", "spacing_mm_y", "spacing_source"]
+        for lm in lms:
+            header += [f"{lm.name}_{column}" for column in ("x", "y", "x_mm", "y_mm", "state")]
+    else:
+        header = ["image", "landmark", "x", "y", "x_mm", "y_mm", "state", "source", "author",
+                  "spacing_mm_x", "spacing_mm_y", "spacing_source"]  # fmt: skip
+    for image in images:
+        sx, sy = image.spacing or (None, None)
+        spacing_cells = [fmt(sx) if sx else "", fmt(sy) if sy else "", image.spacing_source]
+        wide = [image.name, image.status, str(image.width), str(image.height), *spacing_cells]
+        for lm in lms:
+            a = by_image.get(image.id, {}).get(lm.id)
+            if a is not None:
+                states[a.state.value] += 1
+            has_xy = a is not None and a.x is not None
+            xy = [fmt(a.x), fmt(a.y)] if has_xy else ["", ""]
+            mm = [f"{a.x * sx:.4f}", f"{a.y * sy:.4f}"] if has_xy and sx else ["", ""]
+            state = a.state.value if a is not None else ""
+            if layout == "wide":
+                wide += [*xy, *mm, state]
+            elif a is not None:
+                lines.append([image.name, lm.name, *xy, *mm, state, a.source.value, a.author, *spacing_cells])
+        if layout == "wide":
+            lines.append(wide)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(lines)
+    current = project.current_model()
+    manifest = {
+        "file": out.name,
+        "layout": layout,
+        "images": len(images),
+        "only_done": not include_all,
+        "landmarks": [{"name": lm.name, "color": lm.color, "description": lm.description} for lm in lms],
+        "annotations": states,
+        "units": "x, y in pixels of the image file (origin at the centre of the top-left pixel); _mm in mm",
+        "model_version": current["id"] if current else None,
+        "exported_at": utcnow().isoformat(timespec="seconds") + "Z",
+        "app_version": __version__,
+    }
+    atomic_write_text(out, buf.getvalue())
+    atomic_write_text(out.with_name(out.stem + ".manifest.json"), json.dumps(manifest, indent=2) + "\n")
+    return manifest

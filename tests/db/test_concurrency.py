@@ -1,0 +1,132 @@
+"""Durability under SIGKILL and two writing processes, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import random
+import signal
+import time
+
+import numpy as np
+import pytest
+from scn_annotator.db.models import Annotation, Event, ImagePrediction, Prediction
+from scn_annotator.db.store import Project
+from sqlalchemy import func, select, text
+
+FORK = mp.get_context("fork")
+
+
+def _location(project: Project, backend: str | None):
+    return backend or project.data_dir
+
+
+def _writer(location, run: int, ack_fd: int) -> None:
+    """Save corrections forever, acknowledging each one after the call returned."""
+    project = Project.open(location, user=f"run{run}")
+    i = 0
+    while True:
+        image = f"hand{i % 24:03d}"
+        x = float((run * 7 + i) % 250)
+        project.set_landmark(image, i % 15, x, float(i % 300), author=f"run{run}-{i}")
+        os.write(ack_fd, f"{run}-{i} {image} {i % 15} {x}\n".encode())
+        i += 1
+
+
+def _kill_repeatedly(location, kills: int) -> list[str]:
+    acked: list[str] = []
+    rng = random.Random(0)
+    for run in range(kills):
+        read_fd, write_fd = os.pipe()
+        child = FORK.Process(target=_writer, args=(location, run, write_fd))
+        child.start()
+        os.close(write_fd)
+        time.sleep(rng.uniform(0.01, 0.25))
+        os.kill(child.pid, signal.SIGKILL)
+        child.join()
+        data = b""
+        while chunk := os.read(read_fd, 65536):
+            data += chunk
+        os.close(read_fd)
+        acked += [line for line in data.decode().splitlines() if line]
+    return acked
+
+
+@pytest.mark.parametrize("kills", [200])
+def test_every_acknowledged_correction_survives_sigkill(loaded, backend, kills):
+    location = _location(loaded, backend)
+    kills = kills if backend is None else kills // 2  # a PostgreSQL connection takes longer to open
+    acked = _kill_repeatedly(location, kills)
+    assert len(acked) > kills  # the children did get work done between kills
+    with loaded.db.read() as s:
+        authors = set(s.scalars(select(Event.author)))
+        events = s.execute(select(Event).order_by(Event.id)).scalars().all()
+        annotations = {(a.image_id, a.landmark_id): a for a in s.scalars(select(Annotation))}
+        if loaded.db.is_sqlite:
+            assert s.execute(text("PRAGMA integrity_check")).scalar() == "ok"
+    missing = [line for line in acked if line.split()[0] not in {a.removeprefix("run") for a in authors}]
+    assert not missing, f"{len(missing)} acknowledged corrections lost, first: {missing[:3]}"
+    # consistent: every annotation is what its latest event says
+    latest = {}
+    for e in events:
+        latest[(e.image_id, e.landmark_id)] = e
+    assert set(latest) == set(annotations)
+    for key, a in annotations.items():
+        e = latest[key]
+        assert (a.x, a.y, a.state.value, a.author) == (e.new_x, e.new_y, e.new_state, e.author)
+
+
+def _corrections(location, count: int, start: mp.Event, result: mp.Queue) -> None:
+    project = Project.open(location, user="annotator")
+    start.wait()
+    try:
+        for i in range(count):
+            project.set_landmark(f"hand{i % 24:03d}", i % 15, float(i % 250), 1.0 + (i // 250))
+        result.put(("ok", count))
+    except Exception as exc:
+        result.put(("error", repr(exc)))
+
+
+def _predictions(location, version: int, count: int, start: mp.Event, result: mp.Queue) -> None:
+    project = Project.open(location, user="worker")
+    start.wait()
+    rng = np.random.default_rng(1)
+    try:
+        for i in range(count):
+            points = rng.uniform(0, 200, (15, 2))
+            project.store_predictions(version, f"hand{i % 24:03d}", points, rng.uniform(0, 3, 15),
+                                      scores={"disagreement": (float(i), {})})  # fmt: skip
+        result.put(("ok", count))
+    except Exception as exc:
+        result.put(("error", repr(exc)))
+
+
+def test_app_and_worker_write_at_once_without_errors_or_lost_rows(loaded, backend, tmp_path):
+    location = _location(loaded, backend)
+    ckpt = tmp_path / "m.pt"
+    ckpt.write_bytes(b"w")
+    version = loaded.register_model(ckpt, make_current=True)
+    start, result = FORK.Event(), FORK.Queue()
+    n_corrections, n_predictions = 2000, 600
+    procs = [
+        FORK.Process(target=_corrections, args=(location, n_corrections, start, result)),
+        FORK.Process(target=_predictions, args=(location, version, n_predictions, start, result)),
+    ]
+    for p in procs:
+        p.start()
+    start.set()
+    outcomes = [result.get(timeout=600) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    assert all(kind == "ok" for kind, _ in outcomes), outcomes
+    with loaded.db.read() as s:
+        edits = s.scalar(select(func.count()).select_from(Event).where(Event.kind == "edit"))
+        runs = s.scalar(select(func.count()).select_from(ImagePrediction))
+        points = s.scalar(select(func.count()).select_from(Prediction))
+        annotations = s.scalar(select(func.count()).select_from(Annotation))
+    assert edits == n_corrections  # every call changed its landmark: every one has its event
+    assert runs == 24 and points == 24 * 15  # each image's latest run, complete
+    assert annotations == len({(i % 24, i % 15) for i in range(n_corrections)})
+    assert loaded.predictions("hand005")["scores"]["disagreement"][0] == max(
+        i for i in range(n_predictions) if i % 24 == 5
+    )

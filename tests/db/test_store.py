@@ -1,0 +1,202 @@
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from scn_annotator.db.models import Annotation, Event, ModelVersion
+from scn_annotator.db.store import Project, landmark_colors
+from scn_annotator.db.transfer import import_images
+from sqlalchemy import func, select
+
+from scn_annotator.errors import ScnError
+from scn_annotator.sample import LANDMARK_NAMES
+
+
+def test_create_and_reopen(project, backend, tmp_path):
+    assert project.landmark_names == LANDMARK_NAMES
+    colors = [lm.color for lm in project.landmarks()]
+    assert colors == landmark_colors(15) and len(set(colors)) == 15
+    folder = tmp_path / "project"
+    assert (folder / "project.json").exists() and (folder / "checkpoints").is_dir()
+    assert (folder / "project.sqlite").exists() == (backend is None)
+    again = Project.open(backend or folder)
+    assert again.landmark_names == LANDMARK_NAMES
+    assert again.settings()["name"] == "project"
+    again.close()
+    with pytest.raises(ScnError, match="already a project"):
+        Project.create(folder, ["a"])
+
+
+def test_opening_what_is_not_a_project(tmp_path):
+    with pytest.raises(ScnError, match="not a project"):
+        Project.open(tmp_path)
+    with pytest.raises(ScnError, match="twice"):
+        Project.create(tmp_path / "p", ["a", "b", "a"])
+    with pytest.raises(ScnError, match="at least one landmark"):
+        Project.create(tmp_path / "q", [])
+
+
+def test_image_import_reports_duplicates_changes_and_failures(project, sample_dir, tmp_path):
+    folder = tmp_path / "imgs"
+    shutil.copytree(sample_dir / "images", folder)
+    shutil.copy(folder / "hand000.mha", folder / "zz_copy.mha")
+    (folder / "broken.png").write_text("not an image")
+    report = import_images(project, folder)
+    assert len(report.added) == 24
+    assert report.duplicates == [(str(folder / "zz_copy.mha"), "hand000")]
+    assert report.failed == [(str(folder / "broken.png"), "is a text file, not an image")]
+    again = import_images(project, folder)
+    assert not again.added and len(again.unchanged) == 24
+    shutil.copy(folder / "hand002.mha", folder / "hand001.mha")  # the file behind an image changed
+    changed = import_images(project, folder)
+    assert changed.changed == ["hand001.mha"]
+    image = project.image("hand001")
+    assert project.resolve(image) == folder / "hand001.mha"
+    assert image.spacing == pytest.approx((0.6, 0.6)) and image.spacing_source == "header"
+    assert project.counts() == {"new": 24, "in_progress": 0, "done": 0, "skipped": 0}
+
+
+def test_a_correction_is_stored_with_its_event(loaded):
+    event_id = loaded.set_landmark("hand003", "index_tip", 100.5, 50.25, author="ann")
+    a = loaded.annotations("hand003")[5]
+    assert (a.x, a.y, a.state, a.source, a.author) == (100.5, 50.25, "placed", "human", "ann")
+    assert loaded.image("hand003").status == "in_progress"
+    loaded.set_landmark("hand003", 5, 101.0, 51.0, author="bob")
+    history = loaded.history("hand003")
+    assert [h["id"] for h in history][-1] == event_id
+    latest = history[0]
+    assert (latest["old_x"], latest["new_x"], latest["author"], latest["landmark"]) == (
+        100.5,
+        101.0,
+        "bob",
+        "index_tip",
+    )
+    assert latest["old_state"] == "placed" and latest["kind"] == "edit"
+
+
+def test_bad_positions_are_refused_and_change_nothing(loaded):
+    for x, y in ((-5, 10), (10, 400), (float("nan"), 3)):
+        with pytest.raises(ScnError):
+            loaded.set_landmark("hand000", 0, x, y)
+    with pytest.raises(ScnError, match="absent landmark has no position"):
+        loaded.set_landmark("hand000", 0, 3, 3, state="absent")
+    with pytest.raises(ScnError, match="no landmark"):
+        loaded.set_landmark("hand000", "elbow", 3, 3)
+    assert loaded.annotations("hand000") == {}
+    assert loaded.history() == []
+
+
+def test_occluded_and_absent_states(loaded):
+    loaded.set_landmark("hand000", 0, 10, 20, state="occluded")
+    loaded.set_landmark("hand000", 1, None, None, state="absent")
+    ann = loaded.annotations("hand000")
+    assert ann[0].state == "occluded" and ann[1].state == "absent" and ann[1].x is None
+    points = loaded.points("hand000")
+    assert points[0].tolist() == [10, 20] and np.isnan(points[1]).all() and np.isnan(points[2]).all()
+
+
+def test_undo_and_redo_work_across_saves_and_reopening(loaded, backend, tmp_path):
+    loaded.set_landmark("hand005", 0, 10, 10)
+    loaded.set_landmark("hand005", 0, 20, 20)
+    loaded.set_landmark("hand005", 1, 30, 30)
+    assert loaded.undo("hand005") == 1
+    assert 1 not in loaded.annotations("hand005")
+    loaded.close()
+    reopened = Project.open(backend or tmp_path / "project")
+    assert reopened.undo("hand005") == 1
+    assert (reopened.annotations("hand005")[0].x, reopened.annotations("hand005")[0].y) == (10, 10)
+    assert reopened.redo("hand005") == 1
+    assert reopened.annotations("hand005")[0].x == 20
+    assert reopened.can_undo("hand005") == (True, True)
+    reopened.set_landmark("hand005", 2, 5, 5)  # a new change clears the redo stack
+    assert reopened.redo("hand005") == 0
+    assert reopened.undo("hand005") == 1 and reopened.undo("hand005") == 1 and reopened.undo("hand005") == 1
+    assert reopened.annotations("hand005") == {}
+    assert reopened.undo("hand005") == 0
+    kinds = [h["kind"] for h in reopened.history("hand005")]
+    assert kinds.count("undo") == 5 and kinds.count("redo") == 1 and kinds.count("edit") == 4
+    reopened.close()
+
+
+def test_model_versions_one_current_and_rollback(loaded, tmp_path):
+    ckpt = tmp_path / "a.pt"
+    ckpt.write_bytes(b"weights-a")
+    v1 = loaded.register_model(ckpt, metrics={"val_error": 2.0}, make_current=True)
+    ckpt.write_bytes(b"weights-b")
+    v2 = loaded.register_model(ckpt, metrics={"val_error": 1.0}, parent_id=v1, make_current=True)
+    assert loaded.current_model()["id"] == v2
+    assert (loaded.data_dir / loaded.current_model()["checkpoint"]).read_bytes() == b"weights-b"
+    loaded.set_current_model(v1)  # rollback
+    assert loaded.current_model()["id"] == v1
+    assert [v["is_current"] for v in loaded.model_versions()] == [True, False]
+    with pytest.raises(ScnError, match="no model version"):
+        loaded.set_current_model(99)
+    with pytest.raises(sa.exc.IntegrityError), loaded.db.write() as s:  # the database itself refuses two
+        s.execute(sa.update(ModelVersion).values(is_current=True))
+    assert loaded.current_model()["id"] == v1
+
+
+def _model(project, tmp_path, name="m.pt") -> int:
+    path = tmp_path / name
+    path.write_bytes(b"w")
+    return project.register_model(path, make_current=True)
+
+
+def test_predictions_never_touch_human_corrections(loaded, tmp_path):
+    loaded.set_landmark("hand007", 0, 11, 12, author="ann")
+    version = _model(loaded, tmp_path)
+    points = np.tile([[50.0, 60.0]], (15, 1))
+    loaded.store_predictions(version, "hand007", points, np.full(15, 2.5), scores={"random": (0.3, {})})
+    assert loaded.annotations("hand007")[0].x == 11  # untouched
+    pred = loaded.predictions("hand007")
+    assert pred["model_version"] == version and pred["points"][3].tolist() == [50, 60]
+    assert pred["scores"]["random"][0] == pytest.approx(0.3)
+    assert loaded.accept_predictions("hand007", author="ann") == 14
+    ann = loaded.annotations("hand007")
+    assert ann[0].x == 11 and ann[0].source == "human"
+    assert ann[5].source == "model_accepted" and ann[5].prediction_id == pred["prediction_ids"][5]
+    assert loaded.undo("hand007") == 14  # accepting is one step
+    assert list(loaded.annotations("hand007")) == [0]
+    # a later model run replaces its predictions, still without touching annotations
+    loaded.store_predictions(version, "hand007", points + 1, np.full(15, 2.0))
+    assert loaded.predictions("hand007")["points"][0].tolist() == [51, 61]
+    assert loaded.annotations("hand007")[0].x == 11
+
+
+def test_every_change_has_an_event(loaded, tmp_path):
+    version = _model(loaded, tmp_path)
+    loaded.store_predictions(version, "hand001", np.full((15, 2), 40.0), np.ones(15))
+    changes = 0
+    for i in range(6):
+        loaded.set_landmark("hand001", i, 10 + i, 20)
+        changes += 1
+    loaded.set_landmark("hand001", 0, 10, 20)  # no change: no event
+    changes += loaded.accept_predictions("hand001")
+    changes += loaded.undo("hand001")
+    changes += loaded.redo("hand001")
+    loaded.clear_landmark("hand001", 2)
+    changes += 1
+    loaded.set_status("hand001", "done")
+    with loaded.db.read() as s:
+        landmark_events = s.scalar(select(func.count()).select_from(Event).where(Event.landmark_id.is_not(None)))
+        status_events = s.scalar(select(func.count()).select_from(Event).where(Event.kind == "status"))
+        annotations = s.scalar(select(func.count()).select_from(Annotation))
+    assert landmark_events == changes and status_events == 1
+    assert annotations == 14
+
+
+def test_settings_are_json(project):
+    project.set_setting("policy", {"every": 5, "on": True})
+    assert project.settings()["policy"] == {"every": 5, "on": True}
+    assert json.loads(json.dumps(project.settings()))
+
+
+def test_jobs_queue_and_cancel(project):
+    a = project.jobs.enqueue("train", {"steps": 10})
+    b = project.jobs.enqueue("train")
+    project.jobs.request_cancel(a)
+    assert project.jobs.job(a)["state"] == "cancelled"
+    assert [j["id"] for j in project.jobs.list(["queued"])] == [b]
