@@ -150,13 +150,16 @@ def _is_url(location: str | Path) -> bool:
     return isinstance(location, str) and "://" in location
 
 
+_LOOK_UP = object()
+
+
 def record_event(s: Session, kind: str, image_id: int, group_id: int | None = None, **values: Any) -> Event:
     """Append one event; the first event of an action (``group_id`` None) names the group."""
     event = Event(kind=kind, image_id=image_id, group_id=group_id or 0, **values)
     s.add(event)
-    s.flush()
     if group_id is None:
-        event.group_id = event.id  # the first event of an action names its group
+        s.flush()  # the id is needed now: it names the group
+        event.group_id = event.id
     return event
 
 
@@ -171,9 +174,17 @@ def apply_change(
     group_id: int | None,
     prediction_id: int | None = None,
     reverts: int | None = None,
+    current: Annotation | object | None = _LOOK_UP,
 ) -> Event | None:
-    """Set one annotation to ``(x, y, state, source)`` (state None: remove) with its event."""
-    current = s.scalar(select(Annotation).where(Annotation.image_id == image.id, Annotation.landmark_id == landmark_id))
+    """Set one annotation to ``(x, y, state, source)`` (state None: remove) with its event.
+
+    ``current`` may hand over the annotation already loaded (or None), saving a query
+    per landmark when a whole file is imported.
+    """
+    if current is _LOOK_UP:
+        current = s.scalar(
+            select(Annotation).where(Annotation.image_id == image.id, Annotation.landmark_id == landmark_id)
+        )
     old = (current.x, current.y, current.state.value, current.source.value) if current else (None,) * 4
     if old == new:
         return None

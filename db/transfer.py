@@ -47,6 +47,7 @@ class ImportReport:
 @dataclass
 class LabelImportReport:
     images: int = 0
+    names: list[str] = field(default_factory=list)  # the project images the file holds
     set: int = 0  # annotations written
     unchanged: int = 0
     overwritten: list[str] = field(default_factory=list)
@@ -261,11 +262,13 @@ def import_labels(
             if a is not None and _same(a, new):
                 report.unchanged += 1
                 continue
-            event = apply_change(s, row, lm_id, new, kind="import", author=author, group_id=groups.get(row.id))
+            event = apply_change(s, row, lm_id, new, kind="import", author=author, group_id=groups.get(row.id),
+                                 current=a)  # fmt: skip
             if event is not None:
                 groups.setdefault(row.id, event.group_id)
                 report.set += 1
-        report.images = len({r.id for r, _, _ in plan})
+        report.names = sorted({r.name for r, _, _ in plan})
+        report.images = len(report.names)
     return report
 
 

@@ -105,5 +105,36 @@ def test_bad_option_values_are_refused_by_the_parser(capsys):
 
 
 def test_console_script_is_installed():
-    result = subprocess.run([sys.executable, "-m", "scn_annotator.cli", "--version"], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "scn_annotator", "--version"], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.startswith("scn-annotator ")
+
+
+def test_project_commands_end_to_end(capsys, sample_dir, tmp_path):
+    names = tmp_path / "names.txt"
+    from scn_annotator.sample import LANDMARK_NAMES
+
+    names.write_text("# one per line\n" + "\n".join(f"{n}, the {n.replace('_', ' ')}" for n in LANDMARK_NAMES))
+    project = tmp_path / "proj"
+    assert run(capsys, "init", project, "--landmark-names", names)[0] == 0
+    code, out, err = run(capsys, "import", project, "--images", sample_dir / "images")
+    assert code == 0 and "24 added" in out, err
+    labels = tmp_path / "twelve.csv"
+    labels.write_text("\n".join((sample_dir / "labels.csv").read_text().splitlines()[:13]) + "\n")
+    code, out, err = run(capsys, "import", project, "--labels", labels, "--mark-done")
+    assert code == 0 and "180 set" in out and "marked done" in out, err
+    code, out, _ = run(capsys, "status", project)
+    assert "12 new" in out and "12 done" in out and "model:     none yet" in out
+    tiny = ["--input-size", "64x48", "--filters", "8", "--steps", "20", "--val-fraction", "0.2"]
+    code, out, err = run(capsys, "train", "--project", project, *tiny)
+    assert code == 0 and "model version 1 is now the current model" in out, err
+    code, out, err = run(capsys, "predict", "--project", project)
+    assert code == 0 and "predicted 12 images" in out, err
+    code, out, err = run(capsys, "evaluate", "--project", project, "--summary")
+    assert code == 0 and "not trained on" in out and "in mm" in out, err
+    code, out, err = run(capsys, "export", project, tmp_path / "out.csv", "--format", "long")
+    assert code == 0 and "exported 12 done images (180 placed" in out, err
+    assert (tmp_path / "out.manifest.json").exists()
+    code, _, err = run(capsys, "import", project, "--labels", tmp_path / "nope.csv")
+    assert code == 2 and err.strip().startswith("scn-annotator: error:") and "no such file" in err
+    code, _, err = run(capsys, "init", project, "--landmarks", "3")
+    assert code == 2 and "already a project" in err

@@ -1,0 +1,155 @@
+"""What every subcommand shares: progress bars, option parsers, opening a project."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ScnError
+
+if TYPE_CHECKING:  # imported where used: --help must not wait for torch or SQLAlchemy
+    from ..db.store import Project
+    from ..geometry import SpacingRule
+    from ..training import TrainConfig, TrainProgress
+
+__all__ = ["Progress", "add_device", "device", "fraction", "open_project", "positive", "rule", "size", "train_config"]
+
+
+class Progress:
+    """A progress bar on stderr that appears only once there is progress to show.
+
+    Input is checked before any slow work starts, so an error on bad input stays
+    one line. In a log (CI, a pipe) the bar is redrawn twice a minute, not every step.
+    """
+
+    def __init__(self, desc: str, unit: str = "it") -> None:
+        self.desc, self.unit, self.bar = desc, unit, None
+
+    def __call__(self, done: int, total: int, **postfix: str) -> None:
+        if self.bar is None:
+            from tqdm.auto import tqdm
+
+            interval = 0.2 if sys.stderr.isatty() else 30.0
+            self.bar = tqdm(
+                total=total, desc=self.desc, unit=self.unit, file=sys.stderr,
+                dynamic_ncols=True, mininterval=interval, leave=False,
+            )  # fmt: skip
+        self.bar.total = total
+        if postfix:
+            self.bar.set_postfix(postfix, refresh=False)
+        self.bar.update(done - self.bar.n)
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def rule(text: str | None) -> SpacingRule | None:
+    from ..geometry import SpacingRule
+
+    return SpacingRule.parse(text) if text else None
+
+
+def positive(kind: type) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, not {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+        return value
+
+    return parse
+
+
+def size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH such as 256x192, not {text!r}") from None
+    if h <= 0 or w <= 0 or h % 16 or w % 16:
+        raise argparse.ArgumentTypeError(f"height and width must be positive multiples of 16, not {text}")
+    return h, w
+
+
+def fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, not {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), not {text}")
+    return value
+
+
+def add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
+                        help="where the network runs (default: CUDA, then Apple MPS, then the CPU)")  # fmt: skip
+
+
+def device(args: argparse.Namespace) -> str | None:
+    return None if args.device == "auto" else args.device
+
+
+def add_project_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--image-root", help="where this machine finds the project's images (default: as imported)")
+    parser.add_argument("--user", help="the name recorded with every change (default: your login)")
+
+
+def open_project(location: str, args: argparse.Namespace) -> Project:
+    from ..db.store import Project
+
+    return Project.open(location, image_root=getattr(args, "image_root", None), user=getattr(args, "user", None))
+
+
+def add_train_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default="cpu", choices=["cpu", "paper"],
+                   help="cpu: minutes on a laptop; paper: the published settings, for a GPU (default cpu)")  # fmt: skip
+    p.add_argument("--model", default="scn", choices=["scn", "unet"],
+                   help="scn, or unet: the local-appearance net alone, the paper's baseline")  # fmt: skip
+    p.add_argument("--steps", type=positive(int), help="training steps (default: the preset's)")
+    p.add_argument("--input-size", type=size, metavar="HxW",
+                   help="network input, multiples of 16, e.g. 256x192 (default: the preset's)")  # fmt: skip
+    p.add_argument("--filters", type=positive(int), help="filters per layer (default: the preset's)")
+    p.add_argument("--max-minutes", type=positive(float), help="stop after this many minutes")
+    p.add_argument("--val-fraction", type=fraction, default=0.1,
+                   help="share of labelled images held out for model selection (default 0.1)")  # fmt: skip
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
+
+
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    from ..training import preset
+
+    changes: dict[str, Any] = {}
+    if args.steps:
+        changes["steps"] = args.steps
+    if args.seed is not None:
+        changes["seed"] = args.seed
+    if args.model == "unet":
+        changes["spatial"] = False
+    if args.input_size:
+        changes["input_size"] = args.input_size
+    if args.filters:
+        changes["filters"] = changes["sc_filters"] = args.filters
+    return preset(args.preset, **changes)
+
+
+def training_bar(bar: Progress) -> Callable[[TrainProgress], None]:
+    def report(p: TrainProgress) -> None:
+        post = {"loss": f"{p.loss:.3g}", "img/s": f"{p.images_per_second:.1f}"}
+        if p.best_val_error is not None:
+            post["best val"] = f"{p.best_val_error:.2f} {p.unit}"
+        bar(p.step, p.total_steps, **post)
+
+    return report
+
+
+def need(value: object, message: str) -> None:
+    if not value:
+        raise ScnError(message)

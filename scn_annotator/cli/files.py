@@ -1,0 +1,245 @@
+"""``train``, ``predict``, ``evaluate`` on a folder and a CSV, or on a project; ``sample``; ``demo``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from ..errors import ScnError
+from ._common import (
+    Progress,
+    add_device,
+    add_project_options,
+    add_train_options,
+    device,
+    need,
+    open_project,
+    positive,
+    rule,
+    train_config,
+    training_bar,
+)
+
+# --------------------------------------------------------------------------- train
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    cfg = train_config(args)
+    if args.project:
+        return _train_project(args, cfg)
+    need(args.images and args.labels and args.out, "train needs --images, --labels and --out (or --project)")
+    from ..pipeline import load_training_data
+    from ..training import train
+
+    with Progress("reading images", "img") as loaded:
+        data = load_training_data(args.images, args.labels, cfg, val_fraction=args.val_fraction,
+                                  spacing_rule=rule(args.spacing_from), progress=loaded)  # fmt: skip
+    if data.labels_without_image:
+        print(f"note: {len(data.labels_without_image)} label rows have no image in {args.images} "
+              f"(first: {data.labels_without_image[0]})", file=sys.stderr)  # fmt: skip
+    print(f"training {'SCN' if cfg.spatial else 'U-Net baseline'} ({args.preset} preset) on {len(data.train)} "
+          f"images, validating on {len(data.val)}, {len(data.names)} landmarks", file=sys.stderr)  # fmt: skip
+    with Progress("training", "step") as bar:
+        result = train(cfg, data.train, data.val, data.names, args.out, progress=training_bar(bar),
+                       max_minutes=args.max_minutes, resume=args.resume, init_from=args.init,
+                       device=device(args))  # fmt: skip
+    best = (f"best validation error {result.best_val_error:.2f} {result.unit} at step {result.best_step}"
+            if result.best_val_error is not None else "no validation images")  # fmt: skip
+    print(f"trained {result.steps} steps in {result.seconds / 60:.1f} min ({result.stopped}); {best}")
+    print(f"model written to {args.out}")
+    return 0
+
+
+def _train_project(args: argparse.Namespace, cfg) -> int:  # noqa: ANN001
+    from ..project import train_project
+
+    project = open_project(args.project, args)
+    init = args.init
+    if init is None and not args.fresh and (current := project.current_model()):
+        init = project.data_dir / current["checkpoint"]  # fine-tune the current model
+    with Progress("reading images", "img") as loaded, Progress("training", "step") as bar:
+        out = train_project(project, cfg, val_fraction=args.val_fraction, init_from=init,
+                            progress=training_bar(bar), loading=loaded, max_minutes=args.max_minutes,
+                            device=device(args))  # fmt: skip
+    m = out.result
+    print(f"trained {m.steps} steps in {m.seconds / 60:.1f} min; validation error "
+          f"{m.best_val_error:.2f} {m.unit}" if m.best_val_error is not None else "no validation images")  # fmt: skip
+    before = f" (current model: {out.previous_error:.2f} {m.unit})" if out.previous_error is not None else ""
+    state = "is now the current model" if out.made_current else "is worse and was kept, not made current"
+    print(f"model version {out.version_id} {state}{before}")
+    return 0
+
+
+# ------------------------------------------------------------------------- predict
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    if args.project:
+        from ..project import predict_project
+
+        project = open_project(args.project, args)
+        with Progress("predicting", "img") as step:
+            done, failed = predict_project(project, version_id=args.version, progress=step, device=device(args))
+        for name, reason in failed:
+            print(f"skipped {name}: {reason}", file=sys.stderr)
+        print(f"predicted {done} images of {args.project} (those not marked done); annotations untouched")
+        return 0
+    need(args.model and args.images and args.out, "predict needs --model, --images and --out (or --project)")
+    from ..inference import Predictor
+    from ..pipeline import predict_folder
+
+    predictor = Predictor.from_checkpoint(args.model, device=device(args))
+    with Progress("predicting", "img") as step:
+        done, failed = predict_folder(predictor, args.images, args.out, progress=step)
+    for error in failed:
+        print(f"skipped: {error}", file=sys.stderr)
+    if not done:
+        raise ScnError(f"{args.images}: no image could be read")
+    seconds = sum(p.seconds for p in done) / len(done)
+    skipped = f", skipped {len(failed)}" if failed else ""
+    print(f"predicted {len(predictor.names)} landmarks in {len(done)} images ({1000 * seconds:.0f} ms per image)"
+          f"{skipped}")  # fmt: skip
+    print(f"written to {args.out}")
+    return 0
+
+
+# ------------------------------------------------------------------------ evaluate
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    if args.project:
+        from ..project import evaluate_project
+
+        report = evaluate_project(open_project(args.project, args), version_id=args.version)
+        print("the current model on the done images it was not trained on:" if args.version is None else
+              f"model version {args.version} on the done images it was not trained on:")  # fmt: skip
+    else:
+        need(args.pred and args.truth, "evaluate needs --pred and --truth (or --project)")
+        from ..pipeline import evaluate_files
+
+        report = evaluate_files(args.pred, args.truth, spacing_rule=rule(args.spacing_from), images=args.images,
+                                user_spacing=args.spacing)  # fmt: skip
+    print(report.format(per_landmark=not args.summary))
+    if args.json:
+        report.write_json(args.json)
+        print(f"\nwritten to {args.json}")
+    return 0
+
+
+# -------------------------------------------------------------------- sample, demo
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from ..sample import generate_sample
+
+    labels = generate_sample(args.folder, count=args.count, seed=args.seed, suffix=args.format)
+    print(f"{args.count} generated radiographs in {Path(args.folder) / 'images'}, landmarks in {labels}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Generate a sample, train on most of it, predict and evaluate the rest."""
+    import shutil
+
+    from ..inference import Predictor
+    from ..pipeline import evaluate_files, load_training_data, predict_folder
+    from ..sample import generate_sample
+    from ..training import preset, train
+
+    root = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="scn-demo-"))
+    started = time.perf_counter()
+    print(f"1/4 generating {args.count} phantom hand radiographs in {root}")
+    labels = generate_sample(root / "train", count=args.count, seed=1)
+    test_labels = generate_sample(root / "test", count=8, seed=2)
+    cfg = preset("cpu", input_size=(160, 128), steps=args.steps, validate_every=50)
+    data = load_training_data(root / "train" / "images", labels, cfg, val_fraction=0.15)
+    print(f"2/4 training the CPU preset for {args.steps} steps on {len(data.train)} images "
+          f"(validating on {len(data.val)})")  # fmt: skip
+    model = root / "model.pt"
+    with Progress("training", "step") as bar:
+        result = train(cfg, data.train, data.val, data.names, model, progress=training_bar(bar),
+                       max_minutes=args.max_minutes)  # fmt: skip
+    print(f"    {result.steps} steps in {result.seconds:.0f} s, best validation error "
+          f"{result.best_val_error:.2f} {result.unit}")  # fmt: skip
+    print("3/4 predicting 8 new radiographs")
+    predict_folder(Predictor.from_checkpoint(model), root / "test" / "images", root / "predictions.csv")
+    print("4/4 evaluating against their true landmarks")
+    report = evaluate_files(root / "predictions.csv", test_labels, images=root / "test" / "images")
+    print(report.format(per_landmark=False))
+    print(f"\nmodel: {model}\npredictions: {root / 'predictions.csv'}\n"
+          f"done in {(time.perf_counter() - started) / 60:.1f} min")  # fmt: skip
+    if args.clean:
+        shutil.rmtree(root)
+    return 0
+
+
+# -------------------------------------------------------------------------- parser
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a model on a folder and a landmark CSV, or on a project",
+                       description="Train an SCN (or the U-Net baseline) and keep the best step by validation "
+                                   "error. With --project: train on the images marked done, fine-tuning the "
+                                   "current model, and register a model version.")  # fmt: skip
+    p.add_argument("--images", type=Path, help="folder of images (searched recursively)")
+    p.add_argument("--labels", type=Path,
+                   help="landmark CSV: headerless id,x0,y0,..., wide image,<name>_x,<name>_y,... or "
+                        "long image,landmark,x,y (pixels)")  # fmt: skip
+    p.add_argument("--out", type=Path, help="model file to write (MODEL.pt)")
+    p.add_argument("--project", help="train on this project (a folder or a database URL) instead")
+    add_train_options(p)
+    p.add_argument("--spacing-from", metavar="A,B=MM",
+                   help="pixel spacing from two landmarks a known distance apart, e.g. 1,5=50")  # fmt: skip
+    p.add_argument("--init", type=Path, help="start from the weights of this model (fine-tuning)")
+    p.add_argument("--fresh", action="store_true", help="with --project: start from scratch, not the current model")
+    p.add_argument("--resume", action="store_true", help="continue OUT's interrupted run")
+    add_device(p)
+    add_project_options(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("predict", help="predict landmarks for a folder of images, or a project",
+                       description="Write a wide CSV (image,<name>_x,<name>_y,<name>_confidence) in pixels. "
+                                   "With --project: predict every image not marked done with the current model "
+                                   "and store predictions and heatmaps (never annotations).")  # fmt: skip
+    p.add_argument("--model", type=Path, help="model file written by train")
+    p.add_argument("--images", type=Path, help="folder of images")
+    p.add_argument("--out", type=Path, help="CSV file to write")
+    p.add_argument("--project", help="predict this project's images instead")
+    p.add_argument("--version", type=int, help="with --project: this model version (default: the current)")
+    add_device(p)
+    add_project_options(p)
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("evaluate", help="compare predicted landmarks with the truth",
+                       description="Point error (mean, SD, median), per-landmark table, success detection "
+                                   "rate at 2/2.5/3/4/10 and errors > 10; in mm when a spacing is known. "
+                                   "With --project: the current model on done images it did not train on.")  # fmt: skip
+    p.add_argument("--pred", type=Path, help="predicted landmarks (CSV)")
+    p.add_argument("--truth", type=Path, help="true landmarks (CSV)")
+    p.add_argument("--project", help="evaluate on this project instead")
+    p.add_argument("--version", type=int, help="with --project: this model version (default: the current)")
+    p.add_argument("--spacing-from", metavar="A,B=MM", help="spacing from two true landmarks, e.g. 1,5=50")
+    p.add_argument("--images", type=Path, help="read pixel spacings from these images' headers")
+    p.add_argument("--spacing", type=positive(float), metavar="MM", help="one pixel spacing for all images")
+    p.add_argument("--json", type=Path, metavar="FILE", help="also write the report as JSON")
+    p.add_argument("--summary", action="store_true", help="leave out the per-landmark table")
+    add_project_options(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("sample", help="generate phantom radiographs with landmarks (for trying things out)")
+    p.add_argument("folder", type=Path)
+    p.add_argument("--count", type=positive(int), default=40)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--format", default=".mha", choices=[".mha", ".png", ".nrrd", ".tif"])
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("demo", help="the headless pipeline on generated data: train, predict, evaluate")
+    p.add_argument("--dir", type=Path, help="where to put the demo (default: a new temporary folder)")
+    p.add_argument("--count", type=positive(int), default=48, help="training radiographs to generate")
+    p.add_argument("--steps", type=positive(int), default=600)
+    p.add_argument("--max-minutes", type=positive(float), default=5.0)
+    p.add_argument("--clean", action="store_true", help="delete the demo folder afterwards")
+    p.set_defaults(func=cmd_demo)

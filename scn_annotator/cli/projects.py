@@ -1,0 +1,134 @@
+"""``init``, ``import``, ``status``, ``export``: the project store from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import ScnError
+from ._common import Progress, add_project_options, need, open_project, positive, rule
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from ..db.store import Project
+
+    if args.landmark_names:
+        try:
+            lines = Path(args.landmark_names).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ScnError(f"{args.landmark_names}: cannot read landmark names ({exc})") from None
+        names = [line.split(",")[0].strip() for line in lines if line.strip() and not line.startswith("#")]
+        descriptions = [line.split(",", 1)[1].strip() if "," in line else "" for line in lines
+                        if line.strip() and not line.startswith("#")]  # fmt: skip
+    else:
+        names, descriptions = [f"L{i}" for i in range(args.landmarks)], None
+    project = Project.create(args.project, names, database=args.db, descriptions=descriptions, user=args.user)
+    where = project.db.url.render_as_string(hide_password=True)
+    print(f"created project {project.data_dir} with {len(names)} landmarks; database {where}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from ..db.transfer import import_images, import_labels
+
+    need(args.images or args.labels, "import needs --images, --labels or both")
+    project = open_project(args.project, args)
+    if args.images:
+        with Progress("reading headers", "img") as step:
+            report = import_images(project, args.images, progress=step)
+        for path, reason in report.failed:
+            print(f"skipped {path}: {reason}", file=sys.stderr)
+        for path, existing in report.duplicates:
+            print(f"duplicate {path}: same content as image {existing}", file=sys.stderr)
+        for path in report.changed:
+            print(f"changed on disk since it was imported: {path}", file=sys.stderr)
+        counts = (len(report.added), len(report.unchanged), len(report.duplicates), len(report.changed))
+        print("images: {} added, {} already there, {} duplicates, {} changed".format(*counts)
+              + f", {len(report.failed)} unreadable")  # fmt: skip
+    if args.labels:
+        result = import_labels(project, args.labels, spacing_rule=rule(args.spacing_from), overwrite=args.overwrite)
+        if result.overwritten:
+            print(f"overwrote {len(result.overwritten)} human corrections: {', '.join(result.overwritten[:5])}",
+                  file=sys.stderr)  # fmt: skip
+        print(f"landmarks: {result.set} set, {result.unchanged} unchanged, in {result.images} images")
+        if args.mark_done:
+            for name in result.names:
+                project.set_status(name, "done")
+            print("those images are marked done")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    project = open_project(args.project, args)
+    settings = project.settings()
+    counts = project.counts()
+    print(f"project {settings.get('name')} ({project.db.url.render_as_string(hide_password=True)})")
+    print(f"  landmarks: {len(project.landmarks())}")
+    print(f"  images:    {sum(counts.values())} (" + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in counts.items())
+          + ")")  # fmt: skip
+    print(f"  image root: {project.image_root}")
+    current = project.current_model()
+    if current is None:
+        print("  model:     none yet")
+    else:
+        m = current["metrics"]
+        error = f", validation error {m['val_error']:.2f} {m.get('unit', '')}" if m.get("val_error") else ""
+        print(f"  model:     version {current['id']} of {len(project.model_versions())}{error}")
+    jobs = project.jobs.list(["queued", "running"])
+    print(f"  jobs:      {len(jobs)} queued or running")
+    for j in jobs:
+        print(f"    #{j['id']} {j['kind']} {j['state']} {j['stage']} {100 * j['progress']:.0f} %")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from ..db.transfer import export
+
+    project = open_project(args.project, args)
+    manifest = export(project, args.out, layout=args.format, include_all=args.all)
+    states = ", ".join(f"{n} {k}" for k, n in manifest["annotations"].items())
+    which = "all" if args.all else "done"
+    print(f"exported {manifest['images']} {which} images ({states}) to {args.out} and its manifest")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("init", help="create a project (a folder; SQLite inside, or PostgreSQL with --db)")
+    p.add_argument("project", help="folder of the new project")
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--landmarks", type=positive(int), metavar="N", help="N landmarks called L0, L1, ...")
+    group.add_argument("--landmark-names", metavar="FILE",
+                       help="text file, one landmark per line: name[, description]")  # fmt: skip
+    p.add_argument("--db", metavar="URL", help="a PostgreSQL URL for a team (default: project.sqlite in the folder)")
+    p.add_argument("--user", help="your name in the history (default: your login)")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("import", help="add images and/or landmark files to a project",
+                       description="Images are recognised by content: a re-import skips what is there and "
+                                   "notices changed files. A landmark file (any layout, px or mm) is imported "
+                                   "whole or not at all; it never overwrites a human correction without "
+                                   "--overwrite.")  # fmt: skip
+    p.add_argument("project", help="project folder or database URL")
+    p.add_argument("--images", type=Path, metavar="DIR", help="folder of images (recursive)")
+    p.add_argument("--labels", type=Path, metavar="CSV", help="landmarks of images already in the project")
+    p.add_argument("--spacing-from", metavar="A,B=MM", help="set each image's spacing from two of its landmarks")
+    p.add_argument("--overwrite", action="store_true", help="let the file replace human corrections")
+    p.add_argument("--mark-done", action="store_true", help="mark the images of the landmark file done")
+    add_project_options(p)
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("status", help="images per status, the current model, running jobs")
+    p.add_argument("project", help="project folder or database URL")
+    add_project_options(p)
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("export", help="write the curated landmarks as CSV with a JSON manifest",
+                       description="Pixels and mm, each landmark's state, each image's spacing and its "
+                                   "source; only images marked done unless --all.")  # fmt: skip
+    p.add_argument("project", help="project folder or database URL")
+    p.add_argument("out", type=Path, help="the CSV file to write (a .manifest.json goes beside it)")
+    p.add_argument("--format", choices=["wide", "long"], default="wide")
+    p.add_argument("--all", action="store_true", help="every image, not only those marked done")
+    add_project_options(p)
+    p.set_defaults(func=cmd_export)

@@ -1,0 +1,216 @@
+"""Training, prediction and evaluation on a project instead of on loose files.
+
+The bridge between the engine and the store: the images an annotator marked done
+become training samples (their annotations the targets: placed and occluded
+landmarks count, absent ones are missing), a trained checkpoint becomes a model
+version, and a model's output becomes predictions and heatmap caches, never
+annotations. The CLI uses these functions directly; the background worker uses
+them for its rounds.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .cache import save_heatmaps
+from .data import LabelledImage, Normalisation, Sample, build_samples, split_samples
+from .db.store import ImageRecord, Project
+from .errors import ImageReadError, ScnError
+from .evaluation import EvaluationReport, evaluate
+from .imageio import SpacingSource
+from .inference import Prediction, Predictor
+from .training import TrainConfig, TrainProgress, TrainResult, train
+
+__all__ = [
+    "ProjectTrainResult",
+    "checkpoint_error",
+    "evaluate_project",
+    "labelled_images",
+    "predict_project",
+    "train_project",
+]
+
+#: A scorer turns one prediction (with heatmaps) into acquisition scores: {name: (value, per-landmark)}.
+Scorer = Callable[[Prediction], dict[str, tuple[float, dict[str, Any]]]]
+
+
+def labelled_images(project: Project, statuses: Sequence[str] = ("done",)) -> list[tuple[ImageRecord, LabelledImage]]:
+    """The project's images of these statuses with their annotations as training targets."""
+    out = []
+    for image in project.images(list(statuses)):
+        points = project.points(image.id)  # absent and unannotated landmarks are NaN: no loss
+        if np.isnan(points).all():
+            continue
+        source = SpacingSource(image.spacing_source) if image.spacing else SpacingSource.UNKNOWN
+        item = LabelledImage(project.resolve(image), points, f"project image {image.name!r}", image.spacing, source)
+        out.append((image, item))
+    return out
+
+
+def checkpoint_error(checkpoint: Path, samples: Sequence[Sample]) -> tuple[float, str]:
+    """Mean point error of a saved model on samples, through the inference path."""
+    predictor = Predictor.from_checkpoint(checkpoint)
+    unit = "mm" if all(s.spacing is not None for s in samples) else "px"
+    errors = []
+    for sample in samples:
+        diff = predictor.predict(sample.path).points - sample.points
+        if unit == "mm":
+            diff = diff * np.asarray(sample.spacing)
+        errors.append(np.linalg.norm(diff, axis=1))
+    return float(np.nanmean(np.concatenate(errors))), unit
+
+
+@dataclass
+class ProjectTrainResult:
+    version_id: int
+    made_current: bool
+    result: TrainResult
+    previous_error: float | None  # the previous current model on the same validation images
+
+
+def train_project(
+    project: Project,
+    cfg: TrainConfig,
+    *,
+    val_fraction: float = 0.15,
+    init_from: Path | None = None,
+    progress: Callable[[TrainProgress], None] | None = None,
+    loading: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    max_minutes: float | None = None,
+    device: str | None = None,
+    note: str = "",
+) -> ProjectTrainResult:
+    """Train on the done images, register the model, and make it current unless it is worse.
+
+    "Worse" is measured on this run's validation images, for the new model and the
+    current one alike, so a model is never replaced by one that localises less well.
+    """
+    pairs = labelled_images(project)
+    if len(pairs) < 2:
+        raise ScnError(f"training needs at least 2 images marked done with landmarks; the project has {len(pairs)}")
+    train_ids, val_ids = split_samples([str(r.id) for r, _ in pairs], val_fraction, cfg.seed)
+    items = {str(r.id): item for r, item in pairs}
+    norm = Normalisation(*cfg.normalisation)
+    ordered = [items[i] for i in train_ids + val_ids]
+    samples = build_samples(ordered, cfg.input_size, norm, cfg.cache_factor, progress=loading)
+    train_s, val_s = samples[: len(train_ids)], samples[len(train_ids) :]
+    folder = project.data_dir / "checkpoints"
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".training-") as tmp:
+        out = Path(tmp) / "model.pt"
+        result = train(
+            cfg, train_s, val_s, project.landmark_names, out, progress=progress, should_stop=should_stop,
+            max_minutes=max_minutes, init_from=init_from, device=device,
+        )  # fmt: skip
+        if result.stopped == "cancelled":
+            raise ScnError("training was cancelled; no model version was registered")
+        current = project.current_model()
+        previous = None
+        if current is not None and val_s:
+            previous, _ = checkpoint_error(project.data_dir / current["checkpoint"], val_s)
+        new_error = result.best_val_error
+        better = current is None or previous is None or new_error is None or new_error <= previous
+        last_event = {r.id: max((h["id"] for h in project.history(r.id, limit=1)), default=0) for r, _ in pairs}
+        version = project.register_model(
+            out,
+            config=cfg.to_dict(),
+            training_set={
+                "train": [[int(i), last_event[int(i)]] for i in train_ids],
+                "val": [[int(i), last_event[int(i)]] for i in val_ids],
+            },
+            metrics={
+                "val_error": new_error,
+                "unit": result.unit,
+                "previous_val_error": previous,
+                "steps": result.steps,
+                "best_step": result.best_step,
+                "seconds": result.seconds,
+                "stopped": result.stopped,
+            },
+            parent_id=current["id"] if current else None,
+            make_current=better,
+            note=note,
+        )
+    return ProjectTrainResult(version, better, result, previous)
+
+
+def predict_project(
+    project: Project,
+    *,
+    version_id: int | None = None,
+    statuses: Sequence[str] = ("new", "in_progress", "skipped"),
+    heatmaps: bool = True,
+    scorer: Scorer | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    device: str | None = None,
+) -> tuple[int, list[tuple[str, str]]]:
+    """Predict every image of these statuses with a model version (the current one by default).
+
+    Stores landmarks, scores and heatmap caches; annotations are not touched.
+    Returns (images predicted, [(image, reason) for unreadable ones]).
+    """
+    versions = {v["id"]: v for v in project.model_versions()}
+    if version_id is None:
+        current = project.current_model()
+        if current is None:
+            raise ScnError("the project has no model yet: train one first")
+        version_id = current["id"]
+    if version_id not in versions:
+        raise ScnError(f"no model version {version_id}")
+    predictor = Predictor.from_checkpoint(project.data_dir / versions[version_id]["checkpoint"], device=device)
+    if predictor.names != project.landmark_names:
+        raise ScnError(f"model version {version_id} predicts other landmarks than this project has")
+    images = project.images(list(statuses))
+    done, failed = 0, []
+    for i, image in enumerate(images):
+        if should_stop is not None and should_stop():
+            break
+        try:
+            prediction = predictor.predict(project.resolve(image), heatmaps=True)
+        except ImageReadError as exc:
+            failed.append((image.name, exc.reason))
+            continue
+        cache = None
+        if heatmaps and prediction.heatmaps is not None:
+            h = prediction.heatmaps
+            path = project.data_dir / "heatmaps" / f"v{version_id:04d}" / f"{image.id}.npz"
+            save_heatmaps(path, h.final, h.local, h.spatial, h.transform)
+            cache = path.relative_to(project.data_dir).as_posix()
+        scores = scorer(prediction) if scorer is not None else None
+        project.store_predictions(version_id, image.id, prediction.points, prediction.confidence,
+                                  heatmaps=cache, scores=scores)  # fmt: skip
+        done += 1
+        if progress:
+            progress(i + 1, len(images))
+    return done, failed
+
+
+def evaluate_project(
+    project: Project, *, version_id: int | None = None, held_out_only: bool = True
+) -> EvaluationReport:
+    """A model's error on the done images, by default only on those it was not trained on."""
+    versions = {v["id"]: v for v in project.model_versions()}
+    version = versions.get(version_id) if version_id is not None else project.current_model()
+    if version is None:
+        raise ScnError("the project has no model yet: train one first" if version_id is None else
+                       f"no model version {version_id}")  # fmt: skip
+    trained = {int(i) for i, _ in version["training_set"].get("train", [])} if held_out_only else set()
+    pairs = [(r, item) for r, item in labelled_images(project) if r.id not in trained]
+    if not pairs:
+        raise ScnError("no done image outside the model's training set to evaluate on")
+    predictor = Predictor.from_checkpoint(project.data_dir / version["checkpoint"])
+    predicted, truth, spacing, sources = {}, {}, {}, {}
+    for record, item in pairs:
+        predicted[record.name] = predictor.predict(item.path).points
+        truth[record.name] = item.points
+        spacing[record.name] = item.spacing
+        sources[record.name] = item.spacing_source.value
+    return evaluate(predicted, truth, spacing, project.landmark_names, sources)
