@@ -1,28 +1,64 @@
-"""The queue of background work (training, re-prediction) that the worker takes jobs from."""
+"""The queue of background work that workers take jobs from, and the workers themselves.
+
+Rules the queue keeps, on SQLite and PostgreSQL alike:
+
+- A claim is atomic: two workers never run the same job. On SQLite the claim is a
+  ``BEGIN IMMEDIATE`` transaction (one writer at a time); on PostgreSQL an
+  advisory lock serialises claims and enqueues of one project.
+- At most one training round of a project runs at a time, and requests made
+  while one waits are coalesced into it.
+- A job whose worker stopped sending heartbeats (killed, machine gone) goes back
+  to the queue after a timeout, up to ``MAX_ATTEMPTS`` times; a worker that lost
+  its job that way learns it at its next heartbeat and stops.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text, update
+from sqlalchemy.orm import Session
 
 from scn_annotator.errors import ScnError
 
-from .models import Job, JobState, utcnow
+from .models import Job, JobState, Worker, utcnow
 from .session import Database
 
-__all__ = ["JobQueue"]
+__all__ = ["MAX_ATTEMPTS", "JobQueue"]
+
+MAX_ATTEMPTS = 3
+EXCLUSIVE = ("round",)  # kinds of which one runs at a time
+_LOCK_KEY = 0x5C4A  # the advisory lock that serialises queue changes on PostgreSQL
+
+
+def _job_dict(job: Job) -> dict[str, Any]:
+    out = {c.name: getattr(job, c.name) for c in Job.__table__.columns}
+    out["state"] = job.state.value
+    return out
 
 
 class JobQueue:
-    """Jobs of one project database."""
+    """Jobs and workers of one project database."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def enqueue(self, kind: str, params: dict[str, Any] | None = None) -> int:
+    def _serialise(self, s: Session) -> None:
+        if not self.db.is_sqlite:  # SQLite's BEGIN IMMEDIATE already does this
+            s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
+
+    # -- asking ------------------------------------------------------------------
+
+    def enqueue(self, kind: str, params: dict[str, Any] | None = None, coalesce: bool = True) -> int:
+        """Queue a job; with ``coalesce``, a job of the same kind already waiting is returned instead."""
         with self.db.write() as s:
+            self._serialise(s)
+            if coalesce:
+                waiting = s.scalar(select(Job).where(Job.kind == kind, Job.state == JobState.QUEUED).order_by(Job.id))
+                if waiting is not None:
+                    return waiting.id
             job = Job(kind=kind, params=params or {})
             s.add(job)
             s.flush()
@@ -35,14 +71,17 @@ class JobQueue:
                 raise ScnError(f"no job {job_id}")
             return _job_dict(job)
 
-    def list(self, states: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    def list(self, states: Iterable[str] | None = None, kind: str | None = None) -> list[dict[str, Any]]:
         with self.db.read() as s:
             query = select(Job).order_by(Job.id)
             if states is not None:
                 query = query.where(Job.state.in_([JobState(x) for x in states]))
+            if kind is not None:
+                query = query.where(Job.kind == kind)
             return [_job_dict(j) for j in s.scalars(query)]
 
     def request_cancel(self, job_id: int) -> None:
+        """A queued job is cancelled at once; a running one at its worker's next heartbeat."""
         with self.db.write() as s:
             job = s.get(Job, job_id)
             if job is None:
@@ -52,14 +91,88 @@ class JobQueue:
             elif job.state == JobState.RUNNING:
                 job.cancel_requested = True
 
+    # -- working -----------------------------------------------------------------
 
-def _job_dict(job: Job) -> dict[str, Any]:
-    out = {c.name: getattr(job, c.name) for c in Job.__table__.columns}
-    out["state"] = job.state.value
-    return out
+    def claim(self, worker: str, kinds: Iterable[str] | None = None) -> dict[str, Any] | None:
+        """Take the oldest queued job (atomically); None when there is nothing to do."""
+        with self.db.write() as s:
+            self._serialise(s)
+            running = set(s.scalars(select(Job.kind).where(Job.state == JobState.RUNNING)))
+            query = select(Job).where(Job.state == JobState.QUEUED).order_by(Job.id)
+            if kinds is not None:
+                query = query.where(Job.kind.in_(list(kinds)))
+            for job in s.scalars(query):
+                if job.kind in EXCLUSIVE and job.kind in running:
+                    continue
+                now = utcnow()
+                job.state, job.worker, job.attempts = JobState.RUNNING, worker, job.attempts + 1
+                job.started_at = job.heartbeat_at = now
+                job.error = None
+                return _job_dict(job)
+            return None
 
+    def heartbeat(self, job_id: int, worker: str, **fields: Any) -> str:
+        """Record progress; returns "run", "cancel" (asked to stop) or "lost" (no longer ours)."""
+        allowed = {"stage", "progress", "message", "log_tail", "params", "result_model_id"}
+        unknown = set(fields) - allowed
+        if unknown:
+            raise ValueError(f"not job progress fields: {sorted(unknown)}")
+        with self.db.write() as s:
+            job = s.get(Job, job_id)
+            if job is None or job.state != JobState.RUNNING or job.worker != worker:
+                return "lost"
+            for key, value in fields.items():
+                setattr(job, key, value)
+            job.heartbeat_at = utcnow()
+            return "cancel" if job.cancel_requested else "run"
 
-def _job_dict(job: Job) -> dict[str, Any]:
-    out = {c.name: getattr(job, c.name) for c in Job.__table__.columns}
-    out["state"] = job.state.value
-    return out
+    def finish(self, job_id: int, worker: str, state: str, error: str | None = None, **fields: Any) -> bool:
+        """End a job this worker runs; False if it was no longer ours."""
+        with self.db.write() as s:
+            job = s.get(Job, job_id)
+            if job is None or job.state != JobState.RUNNING or job.worker != worker:
+                return False
+            for key, value in fields.items():
+                setattr(job, key, value)
+            job.state, job.error, job.finished_at = JobState(state), error, utcnow()
+            return True
+
+    def requeue_stale(self, timeout_s: float) -> list[int]:
+        """Running jobs without a heartbeat for ``timeout_s`` go back to the queue (or fail after MAX_ATTEMPTS)."""
+        limit = utcnow() - dt.timedelta(seconds=timeout_s)
+        changed = []
+        with self.db.write() as s:
+            self._serialise(s)
+            for job in s.scalars(select(Job).where(Job.state == JobState.RUNNING, Job.heartbeat_at < limit)):
+                lost = f"worker {job.worker} stopped sending heartbeats"
+                if job.attempts >= MAX_ATTEMPTS:
+                    job.state, job.finished_at = JobState.FAILED, utcnow()
+                    job.error = f"{lost}; gave up after {job.attempts} attempts"
+                else:
+                    job.state, job.worker, job.stage = JobState.QUEUED, None, "queued again"
+                    job.message = lost
+                changed.append(job.id)
+        return changed
+
+    # -- workers -----------------------------------------------------------------
+
+    def register_worker(self, name: str, device: str) -> int:
+        with self.db.write() as s:
+            worker = Worker(name=name, device=device)
+            s.add(worker)
+            s.flush()
+            return worker.id
+
+    def worker_alive(self, worker_id: int, job_id: int | None = None) -> None:
+        with self.db.write() as s:
+            s.execute(update(Worker).where(Worker.id == worker_id).values(heartbeat_at=utcnow(), job_id=job_id))
+
+    def worker_stopped(self, worker_id: int) -> None:
+        with self.db.write() as s:
+            s.execute(update(Worker).where(Worker.id == worker_id).values(stopped_at=utcnow(), job_id=None))
+
+    def live_workers(self, within_s: float = 30.0) -> list[dict[str, Any]]:
+        limit = utcnow() - dt.timedelta(seconds=within_s)
+        with self.db.read() as s:
+            rows = s.scalars(select(Worker).where(Worker.stopped_at.is_(None), Worker.heartbeat_at >= limit))
+            return [{c.name: getattr(w, c.name) for c in Worker.__table__.columns} for w in rows]

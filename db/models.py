@@ -56,6 +56,7 @@ __all__ = [
     "Score",
     "Setting",
     "Source",
+    "Worker",
 ]
 
 NAMING = {
@@ -275,3 +276,16 @@ class Job(Base):
     started_at: Mapped[dt.datetime | None] = mapped_column()
     heartbeat_at: Mapped[dt.datetime | None] = mapped_column()
     finished_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class Worker(Base):
+    """A background worker process: the app starts one when none is alive."""
+
+    __tablename__ = "workers"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(256))  # host:pid
+    device: Mapped[str] = mapped_column(String(32))
+    job_id: Mapped[int | None] = mapped_column(Integer)
+    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    stopped_at: Mapped[dt.datetime | None] = mapped_column()

@@ -59,6 +59,7 @@ class Prediction:
     spacing: tuple[float, float] | None
     spacing_source: SpacingSource
     heatmaps: Heatmaps | None = None
+    mc_points: np.ndarray | None = None  # (passes, N, 2) positions with dropout on, original pixels
     seconds: float = 0.0
 
     @property
@@ -111,8 +112,25 @@ class Predictor:
         points, values = decode_peaks(out.heatmaps.float())
         return points, values, out
 
-    def predict(self, image: Radiograph | str | Path, heatmaps: bool = False) -> Prediction:
-        """Landmarks of one image (read from disk when given a path)."""
+    @torch.inference_mode()
+    def dropout_passes(self, net_input: torch.Tensor, passes: int) -> torch.Tensor:
+        """Peaks (passes, N, 2) in network pixels from one batch of passes with dropout on."""
+        dropouts = [m for m in self.model.modules() if isinstance(m, torch.nn.Dropout | torch.nn.Dropout2d)]
+        try:
+            for m in dropouts:
+                m.train()
+            out = self.model(net_input[None, None].expand(passes, 1, *net_input.shape))
+            return decode_peaks(out.heatmaps.float())[0]
+        finally:
+            for m in dropouts:
+                m.eval()
+
+    def predict(self, image: Radiograph | str | Path, heatmaps: bool = False, mc_passes: int = 0) -> Prediction:
+        """Landmarks of one image (read from disk when given a path).
+
+        ``mc_passes`` > 0 also returns the positions of that many passes with dropout
+        on, whose spread is the MC-dropout uncertainty baseline.
+        """
         start = time.perf_counter()
         if not isinstance(image, Radiograph):
             image = read_image(image)
@@ -133,6 +151,9 @@ class Predictor:
                 None if out.spatial is None else out.spatial[0].float().cpu().numpy(),
                 transform,
             )
+        if mc_passes:
+            mc = self.dropout_passes(net_input, mc_passes).cpu().double().numpy()
+            result.mc_points = transform.from_network(mc)
         result.seconds = time.perf_counter() - start
         return result
 

@@ -25,10 +25,12 @@ from .errors import ImageReadError, ScnError
 from .evaluation import EvaluationReport, evaluate
 from .imageio import SpacingSource
 from .inference import Prediction, Predictor
+from .scores import ScoreInput, score_all
 from .training import TrainConfig, TrainProgress, TrainResult, train
 
 __all__ = [
     "ProjectTrainResult",
+    "Scoring",
     "checkpoint_error",
     "evaluate_project",
     "labelled_images",
@@ -36,8 +38,27 @@ __all__ = [
     "train_project",
 ]
 
-#: A scorer turns one prediction (with heatmaps) into acquisition scores: {name: (value, per-landmark)}.
-Scorer = Callable[[Prediction], dict[str, tuple[float, dict[str, Any]]]]
+
+@dataclass
+class Scoring:
+    """Turns one prediction into every acquisition score it can feed: {strategy: (value, details)}.
+
+    All heatmap-based strategies are scored every time, so the app can switch
+    strategy without re-running anything; MC dropout only when ``mc_passes`` > 0.
+    """
+
+    mc_passes: int = 0
+    round: int = 0
+    strategies: list[str] | None = None
+
+    def __call__(self, prediction: Prediction) -> dict[str, tuple[float, dict[str, Any]]]:
+        h = prediction.heatmaps
+        x = ScoreInput(
+            prediction.image_id, prediction.points, prediction.confidence,
+            final=h.final if h else None, local=h.local if h else None, spatial=h.spatial if h else None,
+            transform=h.transform if h else None, mc_points=prediction.mc_points, round=self.round,
+        )  # fmt: skip
+        return {name: scored.to_record() for name, scored in score_all(x, self.strategies).items()}
 
 
 def labelled_images(project: Project, statuses: Sequence[str] = ("done",)) -> list[tuple[ImageRecord, LabelledImage]]:
@@ -147,7 +168,7 @@ def predict_project(
     version_id: int | None = None,
     statuses: Sequence[str] = ("new", "in_progress", "skipped"),
     heatmaps: bool = True,
-    scorer: Scorer | None = None,
+    scorer: Scoring | None = None,
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     device: str | None = None,
@@ -174,7 +195,8 @@ def predict_project(
         if should_stop is not None and should_stop():
             break
         try:
-            prediction = predictor.predict(project.resolve(image), heatmaps=True)
+            mc = scorer.mc_passes if scorer is not None else 0
+            prediction = predictor.predict(project.resolve(image), heatmaps=True, mc_passes=mc)
         except ImageReadError as exc:
             failed.append((image.name, exc.reason))
             continue

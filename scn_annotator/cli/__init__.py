@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import ScnError
-from . import files, projects
+from . import files, projects, rounds
 
 __all__ = ["build_parser", "main"]
 
@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens in detail")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (files, projects):
+    for module in (files, projects, rounds):
         module.register(sub)
     return parser
 

@@ -1,11 +1,9 @@
-"""``train``, ``predict``, ``evaluate`` on a folder and a CSV, or on a project; ``sample``; ``demo``."""
+"""``train``, ``predict``, ``evaluate`` on a folder and a CSV, or on a project; ``sample``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 from ..errors import ScnError
@@ -140,42 +138,6 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    """Generate a sample, train on most of it, predict and evaluate the rest."""
-    import shutil
-
-    from ..inference import Predictor
-    from ..pipeline import evaluate_files, load_training_data, predict_folder
-    from ..sample import generate_sample
-    from ..training import preset, train
-
-    root = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="scn-demo-"))
-    started = time.perf_counter()
-    print(f"1/4 generating {args.count} phantom hand radiographs in {root}")
-    labels = generate_sample(root / "train", count=args.count, seed=1)
-    test_labels = generate_sample(root / "test", count=8, seed=2)
-    cfg = preset("cpu", input_size=(160, 128), steps=args.steps, validate_every=50)
-    data = load_training_data(root / "train" / "images", labels, cfg, val_fraction=0.15)
-    print(f"2/4 training the CPU preset for {args.steps} steps on {len(data.train)} images "
-          f"(validating on {len(data.val)})")  # fmt: skip
-    model = root / "model.pt"
-    with Progress("training", "step") as bar:
-        result = train(cfg, data.train, data.val, data.names, model, progress=training_bar(bar),
-                       max_minutes=args.max_minutes)  # fmt: skip
-    print(f"    {result.steps} steps in {result.seconds:.0f} s, best validation error "
-          f"{result.best_val_error:.2f} {result.unit}")  # fmt: skip
-    print("3/4 predicting 8 new radiographs")
-    predict_folder(Predictor.from_checkpoint(model), root / "test" / "images", root / "predictions.csv")
-    print("4/4 evaluating against their true landmarks")
-    report = evaluate_files(root / "predictions.csv", test_labels, images=root / "test" / "images")
-    print(report.format(per_landmark=False))
-    print(f"\nmodel: {model}\npredictions: {root / 'predictions.csv'}\n"
-          f"done in {(time.perf_counter() - started) / 60:.1f} min")  # fmt: skip
-    if args.clean:
-        shutil.rmtree(root)
-    return 0
-
-
 # -------------------------------------------------------------------------- parser
 
 
@@ -235,11 +197,3 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--format", default=".mha", choices=[".mha", ".png", ".nrrd", ".tif"])
     p.set_defaults(func=cmd_sample)
-
-    p = sub.add_parser("demo", help="the headless pipeline on generated data: train, predict, evaluate")
-    p.add_argument("--dir", type=Path, help="where to put the demo (default: a new temporary folder)")
-    p.add_argument("--count", type=positive(int), default=48, help="training radiographs to generate")
-    p.add_argument("--steps", type=positive(int), default=600)
-    p.add_argument("--max-minutes", type=positive(float), default=5.0)
-    p.add_argument("--clean", action="store_true", help="delete the demo folder afterwards")
-    p.set_defaults(func=cmd_demo)

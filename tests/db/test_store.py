@@ -195,8 +195,8 @@ def test_settings_are_json(project):
 
 
 def test_jobs_queue_and_cancel(project):
-    a = project.jobs.enqueue("train", {"steps": 10})
-    b = project.jobs.enqueue("train")
+    a = project.jobs.enqueue("round", {"steps": 10})
+    b = project.jobs.enqueue("predict")
     project.jobs.request_cancel(a)
     assert project.jobs.job(a)["state"] == "cancelled"
     assert [j["id"] for j in project.jobs.list(["queued"])] == [b]

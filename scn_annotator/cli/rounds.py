@@ -1,0 +1,242 @@
+"""``worker``, ``round``, ``rank``, ``simulate``: active learning from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from ..errors import ScnError
+from ._common import Progress, add_device, add_project_options, device, open_project, positive, rule, train_config
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    import logging
+
+    from ..worker import Worker
+
+    logging.getLogger("scn_annotator").setLevel(logging.INFO)
+    worker = Worker(args.project, device=device(args), image_root=args.image_root,
+                    stale_after_s=args.stale_after)  # fmt: skip
+    print(f"worker {worker.name} on {args.project}: waiting for jobs", file=sys.stderr)
+    done = worker.run(once=args.once, idle_exit=args.idle_exit)
+    print(f"worker {worker.name}: {done} job(s) done, stopping", file=sys.stderr)
+    return 0
+
+
+def _follow(project, job_id: int) -> dict:  # noqa: ANN001
+    """Print a job's progress until it ends."""
+    seen = 0
+    with Progress("round", "%") as bar:
+        while True:
+            job = project.jobs.job(job_id)
+            lines = job["log_tail"].splitlines() if job["log_tail"] else []
+            for line in lines[seen:] if len(lines) >= seen else lines:
+                print(f"  {line}", file=sys.stderr)
+            seen = len(lines)
+            bar(round(100 * job["progress"]), 100, stage=job["stage"] or job["state"])
+            if job["state"] in ("done", "failed", "cancelled"):
+                return job
+            time.sleep(1.0)
+
+
+def cmd_round(args: argparse.Namespace) -> int:
+    from ..worker import RoundPolicy, ensure_worker
+
+    project = open_project(args.project, args)
+    policy = RoundPolicy.of(project)
+    changed = False
+    for key in ("strategy", "auto_every", "initial_steps", "round_steps"):
+        value = getattr(args, key)
+        if value is not None:
+            setattr(policy, key, value)
+            changed = True
+    if changed:
+        policy.save(project)
+    job_id = project.jobs.enqueue("round", {"done_count": project.counts()["done"], "trigger": "request"})
+    pid = ensure_worker(args.project, project)
+    started = (
+        f"started a worker (pid {pid}, log in {project.data_dir / 'worker.log'})" if pid else "a worker is running"
+    )
+    print(f"round queued as job {job_id}; {started}")
+    if args.no_wait:
+        return 0
+    job = _follow(project, job_id)
+    if job["state"] != "done":
+        raise ScnError(f"job {job_id} {job['state']}: {job['error'] or job['message']}")
+    print(f"round done: {job['message']}")
+    return cmd_rank(args)
+
+
+def cmd_rank(args: argparse.Namespace) -> int:
+    from ..ranking import ranked_queue
+
+    project = open_project(args.project, args)
+    queue = ranked_queue(project, strategy=args.strategy)
+    if not queue.rows:
+        print("nothing to rank yet: run a round (scn-annotator round PROJECT) first")
+        return 0
+    unit = queue.unit
+    print(f"next images by {queue.strategy} (model version {queue.model_version}); "
+          f"doubtful landmarks have the highest per-landmark values")  # fmt: skip
+    print(f"  {'image':<20}{'status':<13}{'score':>9}  doubtful landmarks ({unit})")
+    for row in queue.rows[: args.top]:
+        doubts = ", ".join(f"{name} {value:.2f}" for name, value in row.doubtful[:4])
+        print(f"  {row.name:<20}{row.status:<13}{row.score:>9.3f}  {doubts}")
+    if args.json:
+        args.json.write_text(json.dumps([r.__dict__ for r in queue.rows], indent=2, default=str))
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from ..simulate import Campaign, plot, run_campaign, summarise
+
+    cfg = train_config(args)
+    campaign = Campaign(
+        strategies=[s.strip() for s in args.strategies.split(",") if s.strip()],
+        seeds=list(range(args.seeds)), initial=args.initial, batch=args.batch, budget=args.budget, test=args.test,
+        initial_steps=args.initial_steps, round_steps=args.round_steps, diversity=args.diversity,
+    )  # fmt: skip
+    args.out.mkdir(parents=True, exist_ok=True)
+    result = run_campaign(args.images, args.labels, cfg, campaign, spacing_rule=rule(args.spacing_from),
+                          device=device(args), log=lambda m: print(m, file=sys.stderr),
+                          checkpoint=args.out / "campaign.json")  # fmt: skip
+    result.write(args.out / "campaign.json")
+    summary = summarise(result)
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
+    plot(result, summary, args.out / "learning_curves.png")
+    print(f"{'strategy':<18}" + "".join(f"{b:>8}" for b in next(iter(summary.values()))["budgets"])
+          + f"{'AUC':>8}{'to reach random':>18}")  # fmt: skip
+    for name, s in summary.items():
+        reach = s.get("labels_to_reach_random_final")
+        reach_text = "not reached" if reach is None else f"{reach:.1f} ({100 * s['saving_vs_random']:+.0f} %)"
+        print(f"{name:<18}" + "".join(f"{m:>8.2f}" for m in s["mean"]) + f"{s['auc']:>8.2f}{reach_text:>18}")
+    print(f"\nmean test error in {result.unit} per number of labelled images; results, summary and plot in {args.out}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """A generated sample project, one active-learning round, the error and the queue."""
+    import tempfile
+
+    import numpy as np
+
+    from ..db.store import Project
+    from ..db.transfer import import_images, import_labels
+    from ..labels import read_landmarks, write_landmarks
+    from ..sample import LANDMARK_NAMES, generate_sample
+    from ..worker import RoundPolicy, ensure_worker
+
+    started = time.perf_counter()
+    root = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="scn-demo-"))
+    if (root / "project").exists():
+        raise ScnError(f"{root / 'project'} exists already; give another --dir")
+    print(f"1/4 generating {args.count} phantom hand radiographs (five look-alike fingers, 15 landmarks)")
+    truth_file = generate_sample(root / "sample", count=args.count, seed=7)
+    truth = read_landmarks(truth_file)
+    project = Project.create(root / "project", LANDMARK_NAMES, user="demo")
+    import_images(project, root / "sample" / "images")
+    labelled = sorted(truth.points)[: args.labelled]
+    first = root / "sample" / "annotated.csv"
+    write_landmarks(first, LANDMARK_NAMES, {k: truth.points[k] for k in labelled})
+    import_labels(project, first, author="demo annotator")
+    for name in labelled:
+        project.set_status(name, "done")
+    print(f"2/4 project {project.data_dir}: {args.count} images, {len(labelled)} annotated and marked done")
+    policy = RoundPolicy(initial_steps=args.steps, overrides={"input_size": [160, 128]}, strategy="sc_la_mass")
+    policy.save(project)
+    job_id = project.jobs.enqueue("round", {"done_count": len(labelled), "trigger": "demo"})
+    pid = ensure_worker(project.data_dir, project, once=True)
+    print(f"3/4 training round in a background worker (pid {pid}), {args.steps} steps on the CPU:")
+    job = _follow(project, job_id)
+    if job["state"] != "done":
+        raise ScnError(f"the round {job['state']}: {job['error'] or job['message']}")
+    current = project.current_model()
+    errors = []
+    for image in project.images(["new"]):
+        predicted = project.predictions(image.id)["points"]
+        errors.append(np.linalg.norm((predicted - truth.points[image.name]) * np.asarray(image.spacing), axis=1))
+    errors = np.concatenate(errors)
+    print(f"4/4 model version {current['id']}: on the {len(errors) // 15} images nobody annotated yet, "
+          f"mean error {errors.mean():.2f} mm, median {np.median(errors):.2f} mm, "
+          f"{100 * (errors <= 2).mean():.0f} % within 2 mm")  # fmt: skip
+    print()
+    cmd_rank(argparse.Namespace(project=str(project.data_dir), strategy=None, top=8, json=None,
+                                image_root=None, user=None))  # fmt: skip
+    print(f"\nThe project is in {project.data_dir} (done in {(time.perf_counter() - started) / 60:.1f} min).")
+    print(f"  scn-annotator status {project.data_dir}\n  scn-annotator gui {project.data_dir}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("worker", help="run the background worker of a project (training rounds, re-ranking)",
+                       description="Takes jobs from the project's queue until stopped. Runs on this machine, or "
+                                   "on a GPU server that shares the team's PostgreSQL (give the URL).")  # fmt: skip
+    p.add_argument("project", help="project folder or database URL")
+    p.add_argument("--once", action="store_true", help="stop after one job (or at once if there is none)")
+    p.add_argument("--idle-exit", type=positive(float), metavar="S", help="stop after S seconds without a job")
+    p.add_argument("--stale-after", type=positive(float), default=60.0, metavar="S",
+                   help="requeue a job whose worker sent no heartbeat for S seconds (default 60)")  # fmt: skip
+    add_device(p)
+    add_project_options(p)
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("round", help="queue a training round, start a worker if none runs, and follow it",
+                       description="Fine-tune on the done images, re-predict and re-rank the rest. Options "
+                                   "given here are stored as the project's retraining policy.")  # fmt: skip
+    p.add_argument("project", help="project folder or database URL")
+    p.add_argument("--no-wait", action="store_true", help="queue the round and return")
+    p.add_argument("--strategy", help="the ranking strategy to store as the project's default")
+    p.add_argument("--auto-every", type=int, metavar="N", help="queue a round automatically after N new done images")
+    p.add_argument("--initial-steps", type=positive(int), help="steps of the first model (from scratch)")
+    p.add_argument("--round-steps", type=positive(int), help="steps of each later round (fine-tuning)")
+    p.add_argument("--top", type=positive(int), default=10, help="images to list afterwards")
+    p.add_argument("--json", type=Path, help=argparse.SUPPRESS)
+    add_project_options(p)
+    p.set_defaults(func=cmd_round)
+
+    p = sub.add_parser("rank", help="the images the model is least sure about, with their doubtful landmarks")
+    p.add_argument("project", help="project folder or database URL")
+    p.add_argument("--strategy", help="rank by this strategy (default: the project's)")
+    p.add_argument("--top", type=positive(int), default=10, help="how many to list (default 10)")
+    p.add_argument("--json", type=Path, metavar="FILE", help="write the whole ranking as JSON")
+    add_project_options(p)
+    p.set_defaults(func=cmd_rank)
+
+    from ..scores import STRATEGIES
+
+    p = sub.add_parser("simulate", help="an active-learning campaign with an oracle annotator (the truth CSV)",
+                       description="Start from random images, let each strategy pick batches, fine-tune, and "
+                                   "measure the test error per number of labelled images. Writes campaign.json, "
+                                   "summary.json and learning_curves.png.")  # fmt: skip
+    p.add_argument("--images", required=True, type=Path)
+    p.add_argument("--labels", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path, help="folder for the results")
+    p.add_argument("--strategies", default="random,least_confident,sc_la_mass",
+                   help=f"comma-separated, of: {', '.join(STRATEGIES)}")  # fmt: skip
+    p.add_argument("--seeds", type=positive(int), default=3)
+    p.add_argument("--initial", type=positive(int), default=8, help="random images to start from")
+    p.add_argument("--batch", type=positive(int), default=8, help="images per round")
+    p.add_argument("--budget", type=positive(int), default=48, help="stop at this many labelled images")
+    p.add_argument("--test", type=positive(int), default=20, help="held-out test images")
+    p.add_argument("--initial-steps", type=positive(int), default=1000)
+    p.add_argument("--round-steps", type=positive(int), default=400)
+    p.add_argument("--diversity", type=float, default=0.0, help="weight of the diversity term (0: none)")
+    p.add_argument("--spacing-from", metavar="A,B=MM", help="spacing from two landmarks, e.g. 1,5=50")
+    from ._common import add_train_options
+
+    add_train_options(p)
+    add_device(p)
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("demo", help="a generated sample project and one active-learning round, in minutes",
+                       description="Generates phantom radiographs, annotates a few with their true "
+                                   "landmarks, trains in a background worker, and prints the error and the "
+                                   "ranked queue.")  # fmt: skip
+    p.add_argument("--dir", type=Path, help="where to put it (default: a new temporary folder)")
+    p.add_argument("--count", type=positive(int), default=48, help="images to generate")
+    p.add_argument("--labelled", type=positive(int), default=16, help="images annotated before the round")
+    p.add_argument("--steps", type=positive(int), default=600, help="training steps of the round")
+    p.set_defaults(func=cmd_demo)
