@@ -9,10 +9,13 @@ if [ "$(id -u)" != 0 ]; then
     sudo="sudo"
     as_postgres=(sudo -u postgres)
 fi
+# Qt's xcb platform plugin (PyQt5 wheels) needs these X libraries beside Xvfb and Mesa.
+gui=(xvfb xauth libgl1-mesa-dri libgl1 libegl1 libdbus-1-3 libxkbcommon-x11-0 libxcb-icccm4 libxcb-keysyms1
+     libxcb-xinerama0 libxcb-image0 libxcb-render-util0 libxcb-randr0 libxcb-shape0 libxcb-xfixes0 libxcb-cursor0)
 missing=()
-command -v xvfb-run >/dev/null 2>&1 || missing+=(xvfb xauth)
-[ -e /usr/lib/x86_64-linux-gnu/dri/swrast_dri.so ] || ls /usr/lib/*/dri/swrast_dri.so >/dev/null 2>&1 || missing+=(libgl1-mesa-dri)
-ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
+for pkg in "${gui[@]}" postgresql; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing ${missing[*]} with apt-get" >&2
     export DEBIAN_FRONTEND=noninteractive

@@ -43,3 +43,77 @@ def hand_dir() -> Path:
     if not (HAND / "all.csv").exists():
         pytest.skip(f"real data not found at {HAND} (only in the development checkout)")
     return HAND
+
+
+#: A training policy that trains in seconds (for worker, session and GUI tests).
+TINY = {"input_size": [64, 48], "filters": 8, "sc_filters": 8, "sc_kernel": 5, "cache_factor": 1.5, "lr": 3e-3}
+
+
+def mark_done(project, truth, names, folder: Path) -> None:
+    """Import the true landmarks of ``names`` and mark those images done, as an annotator would."""
+    from scn_annotator.db.transfer import import_labels
+
+    from scn_annotator.labels import write_landmarks
+    from scn_annotator.sample import LANDMARK_NAMES
+
+    path = folder / f"labels_{len(names)}_{names[0]}.csv"
+    write_landmarks(path, LANDMARK_NAMES, {n: truth.points[n] for n in names})
+    import_labels(project, path)
+    for n in names:
+        project.set_status(n, "done")
+
+
+def _new_project(folder: Path, sample_dir: Path):
+    from scn_annotator.db.store import Project
+    from scn_annotator.db.transfer import import_images
+
+    from scn_annotator.labels import read_landmarks
+    from scn_annotator.sample import LANDMARK_NAMES
+    from scn_annotator.worker import RoundPolicy
+
+    project = Project.create(folder / "p", LANDMARK_NAMES, user="t")
+    import_images(project, sample_dir / "images")
+    truth = read_landmarks(sample_dir / "labels.csv")
+    mark_done(project, truth, sorted(truth.points)[:8], folder)
+    RoundPolicy(initial_steps=40, round_steps=20, overrides=TINY).save(project)
+    return project, truth
+
+
+@pytest.fixture
+def tiny_policy() -> dict:
+    """TrainConfig overrides for a round that takes seconds."""
+    return dict(TINY)
+
+
+@pytest.fixture
+def annotate():
+    """``annotate(project, truth, names, folder)``: import true landmarks and mark the images done."""
+    return mark_done
+
+
+@pytest.fixture
+def labelled_project(sample_dir, tmp_path):
+    """24 sample images, the first 8 annotated and done, a tiny training policy."""
+    project, truth = _new_project(tmp_path, sample_dir)
+    yield project, truth
+    project.close()
+
+
+@pytest.fixture(scope="session")
+def trained_template(tmp_path_factory, sample_dir) -> Path:
+    """A project after one real round, trained once per test session."""
+    from scn_annotator.worker import Worker
+
+    project, _ = _new_project(tmp_path_factory.mktemp("trained"), sample_dir)
+    project.jobs.enqueue("round")
+    Worker(project.data_dir, device="cpu").run(once=True)
+    project.close()
+    return project.data_dir
+
+
+@pytest.fixture
+def trained(trained_template, tmp_path) -> Path:
+    """A private copy of the trained project (tests may change it freely)."""
+    import shutil
+
+    return Path(shutil.copytree(trained_template, tmp_path / "trained"))

@@ -8,39 +8,13 @@ import subprocess
 import sys
 import time
 
-import pytest
-from scn_annotator.db.store import Project
-from scn_annotator.db.transfer import import_images, import_labels
-
-from scn_annotator.labels import read_landmarks, write_landmarks
 from scn_annotator.ranking import ranked_queue
-from scn_annotator.sample import LANDMARK_NAMES
 from scn_annotator.worker import RoundPolicy, Worker, maybe_enqueue_round
 
-TINY = {"input_size": [64, 48], "filters": 8, "sc_filters": 8, "sc_kernel": 5, "cache_factor": 1.5, "lr": 3e-3}
 
-
-@pytest.fixture
-def labelled_project(sample_dir, tmp_path):
-    """24 images, the first 8 annotated and done, a tiny training policy."""
-    project = Project.create(tmp_path / "p", LANDMARK_NAMES, user="t")
-    import_images(project, sample_dir / "images")
-    truth = read_landmarks(sample_dir / "labels.csv")
-    mark_done(project, truth, sorted(truth.points)[:8], tmp_path)
-    RoundPolicy(initial_steps=40, round_steps=20, overrides=TINY).save(project)
-    yield project, truth
-    project.close()
-
-
-def mark_done(project, truth, names, tmp_path):
-    path = tmp_path / f"labels_{len(names)}_{names[0]}.csv"
-    write_landmarks(path, LANDMARK_NAMES, {n: truth.points[n] for n in names})
-    import_labels(project, path)
-    for n in names:
-        project.set_status(n, "done")
-
-
-def test_a_round_trains_predicts_scores_and_the_next_round_changes_the_ranking(labelled_project, tmp_path):
+def test_a_round_trains_predicts_scores_and_the_next_round_changes_the_ranking(
+    labelled_project, tmp_path, annotate, tiny_policy
+):
     project, truth = labelled_project
     first = project.jobs.enqueue("round")
     assert Worker(project.data_dir, device="cpu").run(once=True) == 1
@@ -55,8 +29,8 @@ def test_a_round_trains_predicts_scores_and_the_next_round_changes_the_ranking(l
     assert (project.data_dir / project.predictions(scored[0].image_id)["heatmaps"]).exists()
     before = [r.name for r in scored]
 
-    mark_done(project, truth, [r.name for r in scored[:6]], tmp_path)  # the annotator follows the queue
-    RoundPolicy(initial_steps=40, round_steps=80, overrides=TINY).save(project)
+    annotate(project, truth, [r.name for r in scored[:6]], tmp_path)  # the annotator follows the queue
+    RoundPolicy(initial_steps=40, round_steps=80, overrides=tiny_policy).save(project)
     second = project.jobs.enqueue("round")
     Worker(project.data_dir, device="cpu").run(once=True)
     assert project.jobs.job(second)["state"] == "done"
@@ -83,9 +57,9 @@ def _wait(predicate, timeout=120.0):
     raise AssertionError("timed out")
 
 
-def test_cancel_stops_a_running_round_within_seconds(labelled_project):
+def test_cancel_stops_a_running_round_within_seconds(labelled_project, tiny_policy):
     project, _ = labelled_project
-    RoundPolicy(initial_steps=100_000, overrides=TINY).save(project)
+    RoundPolicy(initial_steps=100_000, overrides=tiny_policy).save(project)
     job = project.jobs.enqueue("round")
     proc = _worker(project, "--once")
     try:
@@ -100,11 +74,11 @@ def test_cancel_stops_a_running_round_within_seconds(labelled_project):
     assert project.current_model() is None and project.model_versions() == []
 
 
-def test_a_worker_killed_mid_training_changes_nothing_and_its_job_runs_again(labelled_project):
+def test_a_worker_killed_mid_training_changes_nothing_and_its_job_runs_again(labelled_project, tiny_policy):
     project, _ = labelled_project
     project.jobs.enqueue("round")
     Worker(project.data_dir, device="cpu").run(once=True)  # version 1
-    RoundPolicy(initial_steps=40, round_steps=600, overrides=TINY).save(project)
+    RoundPolicy(initial_steps=40, round_steps=600, overrides=tiny_policy).save(project)
     job = project.jobs.enqueue("round")
     proc = _worker(project, "--once")
     _wait(lambda: project.jobs.job(job)["stage"] == "training")
@@ -113,7 +87,7 @@ def test_a_worker_killed_mid_training_changes_nothing_and_its_job_runs_again(lab
     proc.wait()
     assert project.jobs.job(job)["state"] == "running"  # as the dead worker left it
     assert project.current_model()["id"] == 1 and len(project.model_versions()) == 1
-    RoundPolicy(initial_steps=40, round_steps=20, overrides=TINY).save(project)
+    RoundPolicy(initial_steps=40, round_steps=20, overrides=tiny_policy).save(project)
     Worker(project.data_dir, device="cpu", stale_after_s=1.0).run(once=True)  # requeues, then runs it
     final = project.jobs.job(job)
     assert final["state"] == "done" and final["attempts"] == 2, final

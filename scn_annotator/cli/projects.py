@@ -93,6 +93,24 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gui(args: argparse.Namespace) -> int:
+    import os
+
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise ScnError(
+            "no display to open napari on. On a remote machine use ssh -X, or run it on a virtual screen with "
+            "xvfb-run -a scn-annotator gui ...; everything else works headless (scn-annotator --help)"
+        )
+    try:
+        from ..plugins import launch
+    except ImportError as exc:
+        raise ScnError(f"the napari app is not installed ({exc}); pip install 'scn-annotator[gui]'") from None
+    if args.project:
+        open_project(args.project, args).close()  # fail here, with one line, on a bad project
+    launch(args.project)
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("init", help="create a project (a folder; SQLite inside, or PostgreSQL with --db)")
     p.add_argument("project", help="folder of the new project")
@@ -117,6 +135,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mark-done", action="store_true", help="mark the images of the landmark file done")
     add_project_options(p)
     p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("gui", help="open the napari app with the annotator docked (and a project loaded)")
+    p.add_argument("project", nargs="?", help="project folder or database URL")
+    add_project_options(p)
+    p.set_defaults(func=cmd_gui)
 
     p = sub.add_parser("status", help="images per status, the current model, running jobs")
     p.add_argument("project", help="project folder or database URL")

@@ -1,0 +1,91 @@
+"""napari's ways in: a reader for project folders, a CSV writer for landmarks, the sample project."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scn_annotator.labels import atomic_write_text
+
+__all__ = ["get_reader", "sample_project", "write_points"]
+
+WIDGET = ("scn-annotator", "Landmark annotator")
+
+
+def _dock(location: str) -> bool:
+    """Open the project in the annotator widget of the current viewer (docking it if needed)."""
+    import napari
+
+    viewer = napari.current_viewer()
+    if viewer is None:
+        return False
+    _, widget = viewer.window.add_plugin_dock_widget(*WIDGET)
+    if widget.location != location:
+        widget.open_project(location)
+    return True
+
+
+def get_reader(path: str | list[str]) -> Callable[[Any], list] | None:
+    """Claims a folder that holds an scn-annotator project (``project.json``)."""
+    if isinstance(path, list) or not (Path(path) / "project.json").is_file():
+        return None
+
+    def read(location: str) -> list:
+        if _dock(str(Path(location).resolve())):
+            return [(None,)]  # the widget shows the project; no layer of our own to add
+        return []
+
+    return read
+
+
+def write_points(path: str, data: np.ndarray, attributes: dict) -> list[str]:
+    """Save a landmarks layer as a wide CSV in pixels (``image,<name>_x,<name>_y,...``).
+
+    Points without a landmark name are written as ``point<i>``. napari hands writers
+    the layer's data coordinates, which for the annotator's layers are image pixels
+    (the physical size lives in the layer's scale).
+    """
+    features = attributes.get("features")
+    names = list(features["name"]) if features is not None and "name" in features else [
+        f"point{i}" for i in range(len(data))]  # fmt: skip
+    rows_cols = np.asarray(data, dtype=float)[:, -2:] if len(data) else np.zeros((0, 2))
+    image = attributes.get("metadata", {}).get("scn_image", attributes.get("name", "image"))
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["image", *[f"{n}_{axis}" for n in names for axis in ("x", "y")]])
+    writer.writerow([image, *[f"{v:.3f}" for r, c in rows_cols for v in (c, r)]])
+    target = Path(path)
+    atomic_write_text(target, buf.getvalue())
+    return [str(target)]
+
+
+def sample_project() -> list:
+    """Generate the demo project (phantom hand radiographs, 12 annotated) and open it."""
+    from scn_annotator.db.store import Project
+    from scn_annotator.db.transfer import import_images, import_labels
+
+    from scn_annotator.imageio import read_image
+    from scn_annotator.labels import read_landmarks, write_landmarks
+    from scn_annotator.sample import LANDMARK_NAMES, generate_sample
+
+    root = Path.home() / ".cache" / "scn-annotator" / "sample"
+    folder = root / "project"
+    if not (folder / "project.json").exists():
+        truth = read_landmarks(generate_sample(root / "data", count=40, seed=7))
+        project = Project.create(folder, LANDMARK_NAMES, user="sample")
+        import_images(project, root / "data" / "images")
+        first = sorted(truth.points)[:12]
+        write_landmarks(root / "data" / "annotated.csv", LANDMARK_NAMES, {k: truth.points[k] for k in first})
+        import_labels(project, root / "data" / "annotated.csv")
+        for name in first:
+            project.set_status(name, "done")
+        project.close()
+    image = read_image(next((root / "data" / "images").glob("*.mha")))
+    metadata = {"scn_project": str(folder)}
+    return [(image.pixels, {"name": "sample radiograph", "metadata": metadata, "scale": image.spacing[::-1]},
+             "image")]  # fmt: skip

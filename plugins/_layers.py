@@ -1,0 +1,156 @@
+"""napari layers for one open image: the radiograph, its landmarks and the SCN heatmaps.
+
+Everything is laid out in physical units: each layer's scale is the pixel spacing
+(mm), and heatmaps at network resolution carry the affine that maps them onto the
+image. Landmarks keep one colour each (the project's), human annotations are
+filled discs, occluded ones squares, model proposals rings; a doubtful landmark
+(by the active-learning score) gets a thick red border.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from napari.layers import Points
+
+from scn_annotator.session import ImageView
+
+__all__ = ["HEATMAP_KINDS", "heatmap_data", "landmark_style", "update_layers"]
+
+HEATMAP_KINDS = ("final", "local", "spatial")
+HEATMAP_NAMES = {"final": "heatmap: LA x SC", "local": "heatmap: LA (local appearance)",
+                 "spatial": "heatmap: SC (spatial configuration)"}  # fmt: skip
+HEATMAP_COLORMAPS = {"final": "inferno", "local": "viridis", "spatial": "magma"}
+DOUBT_COLOR = np.array([1.0, 0.15, 0.1, 1.0])
+PLAIN_BORDER = np.array([1.0, 1.0, 1.0, 0.9])
+SYMBOLS = {"annotation": "disc", "prediction": "ring"}
+
+
+def _rgba(hex_color: str) -> np.ndarray:
+    h = hex_color.lstrip("#")
+    return np.array([int(h[i : i + 2], 16) / 255 for i in (0, 2, 4)] + [1.0])
+
+
+def landmark_style(view: ImageView) -> dict:
+    """Data, features and per-point style of the landmarks layer."""
+    data, index = view.points()
+    shown = [view.landmarks[i] for i in index]
+    features = {
+        "landmark": np.array(index, dtype=int),
+        "name": np.array([lm.info.name for lm in shown], dtype=object),
+        "kind": np.array([lm.kind for lm in shown], dtype=object),
+        "state": np.array([lm.state for lm in shown], dtype=object),
+        "source": np.array([lm.source for lm in shown], dtype=object),
+        "confidence": np.array([np.nan if lm.confidence is None else lm.confidence for lm in shown]),
+        "doubt": np.array([np.nan if lm.doubt is None else lm.doubt for lm in shown]),
+    }
+    face = np.array([_rgba(lm.info.color) for lm in shown]).reshape(-1, 4)
+    border = np.array([DOUBT_COLOR if lm.doubtful else PLAIN_BORDER for lm in shown]).reshape(-1, 4)
+    symbol = ["square" if lm.state == "occluded" else SYMBOLS[lm.kind] for lm in shown]
+    width = np.array([0.35 if lm.doubtful else 0.12 for lm in shown])
+    return {"data": data, "features": features, "face_color": face, "border_color": border, "symbol": symbol,
+            "border_width": width}  # fmt: skip
+
+
+def heatmap_data(view: ImageView, kind: str, landmark: int | None) -> np.ndarray | None:
+    """One heatmap image: the selected landmark's, or the maximum over all landmarks.
+
+    LA and SC are shown with the sign that makes the landmark's peak positive (only
+    their product is fitted, so the network may learn either sign).
+    """
+    h = view.heatmaps
+    if h is None or (kind == "spatial" and h.spatial is None):
+        return None
+    maps = {"final": h.final, "local": h.local, "spatial": h.spatial}[kind]
+    if kind != "final" and h.spatial is not None:
+        n = h.final.shape[0]
+        peak = h.final.reshape(n, -1).argmax(axis=1)
+        sign = np.sign(h.spatial.reshape(n, -1)[np.arange(n), peak])
+        sign[sign == 0] = 1
+        maps = maps * sign[:, None, None]
+    image = maps[landmark] if landmark is not None else maps.max(axis=0)
+    return np.clip(image, 0, None).astype(np.float32)
+
+
+def _heatmap_affine(view: ImageView) -> np.ndarray:
+    sx, sy = view.spacing
+    return np.diag([sy, sx, 1.0]) @ view.heatmaps.transform.affine_network_to_image()
+
+
+def update_layers(
+    viewer,  # noqa: ANN001 - napari.Viewer
+    view: ImageView,
+    layers: dict,
+    *,
+    heatmaps: dict[str, bool],
+    landmark: int | None,
+    names: bool,
+    new_image: bool,
+) -> dict:
+    """Create or update the layers of ``view``; returns them by role."""
+    sx, sy = view.spacing
+    scale = (sy, sx)
+    if new_image or "image" not in layers:
+        if "image" in layers and layers["image"] in viewer.layers:
+            image = layers["image"]
+            image.data = view.pixels
+            image.scale = scale
+            image.contrast_limits = view.contrast
+            image.name = f"radiograph {view.record.name}"
+        else:
+            image = viewer.add_image(view.pixels, name=f"radiograph {view.record.name}", scale=scale,
+                                     contrast_limits=view.contrast, colormap="gray")  # fmt: skip
+        image.metadata["scn_image_id"] = view.record.id
+        layers["image"] = image
+    for kind in HEATMAP_KINDS:
+        data = heatmap_data(view, kind, landmark) if heatmaps.get(kind) else None
+        layer = layers.get(kind)
+        if data is None:
+            if layer is not None and layer in viewer.layers:
+                layer.visible = False
+            continue
+        limits = (0.0, max(float(data.max()), 1e-6))
+        if layer is None or layer not in viewer.layers:
+            colormap = HEATMAP_COLORMAPS[kind]
+            layer = viewer.add_image(data, name=HEATMAP_NAMES[kind], affine=_heatmap_affine(view), colormap=colormap,
+                                     blending="additive", opacity=0.55, contrast_limits=limits)  # fmt: skip
+            layers[kind] = layer
+        else:
+            layer.data = data
+            layer.affine = _heatmap_affine(view)
+            layer.contrast_limits = limits
+            layer.visible = True
+    style = landmark_style(view)
+    size = 0.02 * max(view.record.height * sy, view.record.width * sx)  # readable at any zoom-to-fit
+    points: Points | None = layers.get("points")
+    if points is None or points not in viewer.layers:
+        if not len(style["data"]):
+            style.update(face_color="white", border_color="white", symbol="disc", border_width=0.12)
+        points = viewer.add_points(
+            style["data"], features=style["features"], scale=scale, size=size, name="landmarks",
+            face_color=style["face_color"], border_color=style["border_color"], symbol=style["symbol"],
+            border_width=style["border_width"], border_width_is_relative=True,
+            text={"string": "{name}", "size": 9, "color": "white", "anchor": "upper_left", "visible": names},
+        )  # fmt: skip
+        layers["points"] = points
+    else:
+        with points.events.data.blocker():
+            points.scale = scale
+            points.data = style["data"]
+            points.features = style["features"]
+            if len(style["data"]):  # napari cannot take an empty colour array
+                points.face_color = style["face_color"]
+                points.border_color = style["border_color"]
+                points.symbol = style["symbol"]
+                points.border_width = style["border_width"]
+            points.size = size
+        points.text.visible = names
+        points.refresh()
+    points.feature_defaults["landmark"] = landmark if landmark is not None else 0
+    # keep the order: radiograph at the bottom, heatmaps, landmarks on top
+    order = [layers["image"], *(layers[k] for k in HEATMAP_KINDS if k in layers), points]
+    for target, layer in enumerate(order):
+        if layer in viewer.layers:
+            current = viewer.layers.index(layer)
+            if current != target and target < len(viewer.layers):
+                viewer.layers.move(current, target)
+    return layers

@@ -1,0 +1,175 @@
+"""The training panel: model versions, strategy, retraining policy, and the worker's progress.
+
+Training never runs in napari's process: start queues a round in the project and
+starts a worker process when none is alive. This panel only reads the job's state
+from the store, once a second, and shows it with napari's progress bar; reading a
+row takes a millisecond, so the viewer never waits on training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from magicgui.widgets import ComboBox, Container, Label, PushButton, SpinBox, TextEdit
+from napari.utils import progress
+from qtpy.QtCore import QTimer
+
+from scn_annotator.scores import STRATEGIES
+from scn_annotator.session import AnnotationSession
+from scn_annotator.worker import RoundPolicy, ensure_worker
+
+__all__ = ["TrainingPanel"]
+
+ENDED = ("done", "failed", "cancelled")
+
+
+class TrainingPanel(Container):
+    """Thin controls over the project's job queue and model versions."""
+
+    def __init__(self, on_new_model: Callable[[], None], on_strategy: Callable[[str], None]) -> None:
+        self.model_label = Label(value="no project")
+        self.versions = ComboBox(label="versions", choices=[])
+        self.rollback = PushButton(text="Make this version current")
+        self.strategy = ComboBox(label="rank by", choices=list(STRATEGIES))
+        self.auto_every = SpinBox(label="retrain after", min=0, max=1000, value=0, tooltip=(
+            "queue a training round automatically after this many newly done images (0: only on request)"))  # fmt: skip
+        self.start = PushButton(text="Train and re-rank")
+        self.cancel = PushButton(text="Cancel")
+        self.state = Label(value="")
+        self.log = TextEdit(value="")
+        self.log.native.setReadOnly(True)
+        self.log.native.setMaximumHeight(110)
+        super().__init__(widgets=[self.model_label, self.versions, self.rollback, self.strategy, self.auto_every,
+                                  self.start, self.cancel, self.state, self.log], labels=True)  # fmt: skip
+        self.session: AnnotationSession | None = None
+        self.location: str | None = None
+        self.job_id: int | None = None
+        self._bar: progress | None = None
+        self._version: int | None = None
+        self._reported: int | None = None  # the last finished job the viewer was refreshed for
+        self._on_new_model, self._on_strategy = on_new_model, on_strategy
+        self.start.changed.connect(self.start_round)
+        self.cancel.changed.connect(self.cancel_round)
+        self.rollback.changed.connect(self.make_current)
+        self.strategy.changed.connect(self._strategy_changed)
+        self.auto_every.changed.connect(self._policy_changed)
+        self.timer = QTimer()
+        self.timer.setInterval(1000)
+        self.timer.timeout.connect(self.poll)
+
+    # -- state -------------------------------------------------------------------
+
+    def attach(self, session: AnnotationSession, location: str) -> None:
+        self.session, self.location = session, location
+        policy = RoundPolicy.of(session.project)
+        with self.strategy.changed.blocked(), self.auto_every.changed.blocked():
+            self.strategy.value = session.strategy if session.strategy in STRATEGIES else policy.strategy
+            self.auto_every.value = policy.auto_every
+        running = session.project.jobs.list(["queued", "running"], kind="round")
+        self.job_id = running[-1]["id"] if running else None
+        self._reported = None
+        self.refresh_models()
+        self.poll()
+        self.timer.start()
+
+    def refresh_models(self) -> None:
+        project = self.session.project
+        versions = project.model_versions()
+        current = project.current_model()
+        self._version = current["id"] if current else None
+        if current is None:
+            self.model_label.value = "no model yet: mark a few images done, then train"
+        else:
+            m = current["metrics"]
+            error = f", validation {m['val_error']:.2f} {m.get('unit', '')}" if m.get("val_error") is not None else ""
+            self.model_label.value = f"model version {current['id']} of {len(versions)}{error}"
+        choices = []
+        for v in reversed(versions):
+            m = v["metrics"]
+            error = f"{m['val_error']:.2f} {m.get('unit', '')}" if m.get("val_error") is not None else "-"
+            mark = " (current)" if v["is_current"] else ""
+            choices.append((f"v{v['id']}: {error}, {v['created_at']:%Y-%m-%d %H:%M}{mark}", v["id"]))
+        self.versions.choices = choices
+        if choices:
+            self.versions.value = self._version or choices[0][1]
+
+    # -- actions -------------------------------------------------------------------
+
+    def start_round(self) -> None:
+        project = self.session.project
+        self.job_id = project.jobs.enqueue("round", {"done_count": project.counts()["done"], "trigger": "viewer"})
+        pid = ensure_worker(self.location, project)
+        self.state.value = f"queued as job {self.job_id}" + (f"; started worker {pid}" if pid else "")
+        self.poll()
+
+    def cancel_round(self) -> None:
+        if self.job_id is not None:
+            self.session.project.jobs.request_cancel(self.job_id)
+            self.state.value = "cancelling..."
+
+    def make_current(self) -> None:
+        if self.versions.value is not None and self.versions.value != self._version:
+            self.session.project.set_current_model(int(self.versions.value))
+            self.refresh_models()
+            self._on_new_model()
+
+    def auto_trigger(self) -> None:
+        """After an image is marked done: queue a round if the policy says so."""
+        from scn_annotator.worker import maybe_enqueue_round
+
+        job = maybe_enqueue_round(self.session.project)
+        if job is not None:
+            self.job_id = job
+            ensure_worker(self.location, self.session.project)
+            self.poll()
+
+    def _strategy_changed(self, name: str) -> None:
+        policy = RoundPolicy.of(self.session.project)
+        policy.strategy = name
+        policy.save(self.session.project)
+        self._on_strategy(name)
+
+    def _policy_changed(self, every: int) -> None:
+        policy = RoundPolicy.of(self.session.project)
+        policy.auto_every = int(every)
+        policy.save(self.session.project)
+
+    # -- polling -------------------------------------------------------------------
+
+    def poll(self) -> None:
+        """Show the round's state; when it ends or another model became current, refresh the viewer."""
+        if self.session is None:
+            return
+        project = self.session.project
+        job = project.jobs.job(self.job_id) if self.job_id is not None else None
+        ended = job is None or job["state"] in ENDED
+        self.start.enabled, self.cancel.enabled = ended, not ended
+        if job is not None:
+            stage = job["stage"] or job["state"]
+            error = f": {job['error']}" if job["error"] else ""
+            self.state.value = f"job {job['id']}: {job['state']}, {stage} {100 * job['progress']:.0f} %{error}"
+            if job["log_tail"] and job["log_tail"] != self.log.value:
+                self.log.value = job["log_tail"]
+                bar = self.log.native.verticalScrollBar()
+                bar.setValue(bar.maximum())
+        if not ended:
+            if self._bar is None:
+                self._bar = progress(total=100, desc="training round")
+            self._bar.set_description(f"round {job['id']}: {job['stage'] or job['state']}")
+            self._bar.n = round(100 * job["progress"])
+            self._bar.refresh()
+        elif self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        current = project.current_model()
+        newly_ended = job is not None and ended and job["id"] != self._reported
+        if (current["id"] if current else None) != self._version or newly_ended:
+            self.refresh_models()  # a new current model, or fresh predictions of a finished round
+            self._on_new_model()
+        if newly_ended:
+            self._reported = job["id"]
+
+    def close(self) -> None:
+        self.timer.stop()
+        if self._bar is not None:
+            self._bar.close()

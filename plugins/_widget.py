@@ -1,0 +1,434 @@
+"""The landmark annotator dock widget: queue, landmarks, heatmaps, corrections, training.
+
+A thin layer: layer events become :class:`~scn_annotator.session.AnnotationSession`
+calls, and the layers are redrawn from what the session (that is, the store) says
+afterwards. Nothing is kept only on screen: every drag, mark and acceptance is in
+the database when the call returns.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, PushButton, Table
+from napari.layers.base._base_constants import ActionType
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import QGroupBox, QScrollArea, QTextBrowser, QVBoxLayout, QWidget
+from scn_annotator.db.store import Project
+
+from scn_annotator.errors import ScnError
+from scn_annotator.session import AnnotationSession, ImageView
+
+from ._layers import update_layers
+from ._training import TrainingPanel
+
+__all__ = ["SHORTCUTS", "AnnotatorWidget"]
+
+log = logging.getLogger(__name__)
+
+#: key -> (method name, description); bound on the viewer while the widget is open.
+SHORTCUTS = {
+    "n": ("next_image", "next image in the queue"),
+    "Shift-N": ("previous_image", "previous image in the queue"),
+    "d": ("mark_done", "mark the image done and go to the next"),
+    "e": ("next_landmark", "next landmark"),
+    "q": ("previous_landmark", "previous landmark"),
+    "Shift-A": ("accept_all", "accept the model's proposal for every landmark not yet annotated"),
+    "o": ("mark_occluded", "mark the current landmark occluded (position estimated)"),
+    "x": ("mark_absent", "mark the current landmark absent from this image"),
+    "h": ("toggle_heatmaps", "show or hide the heatmaps"),
+    "t": ("toggle_names", "show or hide landmark names"),
+    "Control-z": ("undo", "undo the last change to this image"),
+    "Control-Shift-z": ("redo", "redo"),
+    "F1": ("toggle_help", "show or hide this help"),
+}
+STATUSES = ["all", "new", "in_progress", "done", "skipped"]
+
+
+def _group(title: str, *widgets: QWidget) -> QGroupBox:
+    box = QGroupBox(title)
+    layout = QVBoxLayout(box)
+    layout.setContentsMargins(6, 6, 6, 6)
+    for w in widgets:
+        layout.addWidget(w)
+    return box
+
+
+class AnnotatorWidget(QWidget):
+    """The dock widget; ``napari_viewer`` is passed by napari."""
+
+    def __init__(self, napari_viewer, project: str | Path | None = None) -> None:  # noqa: ANN001
+        super().__init__()
+        self.viewer = napari_viewer
+        self.session: AnnotationSession | None = None
+        self.location: str | None = None
+        self.layers: dict = {}
+        self.view: ImageView | None = None
+        self.show_names = False
+
+        self.project_path = FileEdit(label="project", mode="d")
+        self.open_button = PushButton(text="Open project")
+        self.project_label = Label(value="no project open")
+        self.status_filter = ComboBox(label="show", choices=STATUSES, value="all")
+        self.table = Table(value={"image": [], "status": [], "score": [], "doubtful": []})
+        self.table.read_only = True
+        self.table.native.setMinimumHeight(200)
+        self.table.native.verticalHeader().setVisible(False)
+        self.next_button = PushButton(text="Next image (N)")
+        self.done_button = PushButton(text="Done, next (D)")
+        self.image_label = Label(value="")
+        self.landmark = ComboBox(label="landmark", choices=[])
+        self.landmark_label = Label(value="")
+        self.accept_button = PushButton(text="Accept all proposals (Shift+A)")
+        self.occluded_button = PushButton(text="Occluded (O)")
+        self.absent_button = PushButton(text="Absent (X)")
+        self.clear_button = PushButton(text="Clear")
+        self.undo_button = PushButton(text="Undo (Ctrl+Z)")
+        self.redo_button = PushButton(text="Redo")
+        self.heatmap_boxes = {k: CheckBox(text=t, value=v) for k, t, v in (
+            ("final", "LA x SC", True), ("local", "LA", False), ("spatial", "SC", False))}  # fmt: skip
+        self.selected_only = CheckBox(text="selected landmark only", value=False)
+        self.names = CheckBox(text="names (T)", value=False)
+        self.export_path = FileEdit(label="export to", mode="w", filter="*.csv")
+        self.export_all = CheckBox(text="all images, not only done", value=False)
+        self.export_button = PushButton(text="Export CSV")
+        self.help = QTextBrowser()
+        self.help.setHtml(self._help_html())
+        self.help.setVisible(False)
+        self.training = TrainingPanel(self._new_model, self._strategy)
+
+        opening = Container(widgets=[self.project_path, self.open_button, self.project_label])
+        queue = Container(widgets=[self.status_filter, self.table,
+                                   Container(widgets=[self.next_button, self.done_button], layout="horizontal",
+                                             labels=False)])  # fmt: skip
+        edit = Container(widgets=[
+            self.image_label, self.landmark, self.landmark_label, self.accept_button,
+            Container(widgets=[self.occluded_button, self.absent_button, self.clear_button], layout="horizontal",
+                      labels=False),
+            Container(widgets=[self.undo_button, self.redo_button], layout="horizontal", labels=False),
+        ])  # fmt: skip
+        boxes = Container(widgets=list(self.heatmap_boxes.values()), layout="horizontal", labels=False)
+        view = Container(widgets=[boxes, self.selected_only, self.names])
+        export = Container(widgets=[self.export_path, self.export_all, self.export_button])
+
+        inner = QWidget()
+        layout = QVBoxLayout(inner)
+        for title, widget in (("Project", opening.native), ("Queue (most doubtful first)", queue.native),
+                              ("Landmarks", edit.native), ("Heatmaps", view.native),
+                              ("Training", self.training.native), ("Export", export.native)):  # fmt: skip
+            layout.addWidget(_group(title, widget))
+        layout.addWidget(self.help)
+        layout.addStretch()
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(inner)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
+        self.setMinimumWidth(460)
+
+        self.open_button.changed.connect(lambda: self.open_project(str(self.project_path.value)))
+        self.status_filter.changed.connect(lambda _: self._fill_table())
+        self.table.native.cellDoubleClicked.connect(self._table_jump)
+        self.next_button.changed.connect(self.next_image)
+        self.done_button.changed.connect(self.mark_done)
+        self.landmark.changed.connect(self._landmark_changed)
+        self.accept_button.changed.connect(self.accept_all)
+        self.occluded_button.changed.connect(self.mark_occluded)
+        self.absent_button.changed.connect(self.mark_absent)
+        self.clear_button.changed.connect(self.clear_landmark)
+        self.undo_button.changed.connect(self.undo)
+        self.redo_button.changed.connect(self.redo)
+        for box in (*self.heatmap_boxes.values(), self.selected_only):
+            box.changed.connect(lambda _: self._redraw())
+        self.names.changed.connect(self._names_changed)
+        self.export_button.changed.connect(self.export)
+        self._bind_keys()
+        self.viewer.layers.events.inserted.connect(self._layer_inserted)
+        if project is not None:
+            self.open_project(str(project))
+        else:
+            for layer in list(self.viewer.layers):
+                self._layer_inserted(type("E", (), {"value": layer})())
+
+    # -- opening --------------------------------------------------------------------
+
+    def _layer_inserted(self, event) -> None:  # noqa: ANN001
+        """A layer from our reader or sample carries its project: open it."""
+        location = getattr(event.value, "metadata", {}).get("scn_project")
+        if location and location != self.location:
+            layer = event.value
+            self.open_project(location)
+
+            def drop() -> None:  # after napari has finished adding it: our own layers replace it
+                if layer in self.viewer.layers and layer not in self.layers.values():
+                    self.viewer.layers.remove(layer)
+
+            QTimer.singleShot(0, drop)
+
+    def open_project(self, location: str) -> None:
+        try:
+            project = Project.open(location)
+        except ScnError as exc:
+            show_error(str(exc))
+            return
+        if self.session is not None:
+            self.session.close()
+        self.session = AnnotationSession(project)
+        self.location = location
+        self.project_label.value = f"{project.settings().get('name')}: {sum(project.counts().values())} images"
+        with self.landmark.changed.blocked():
+            self.landmark.choices = [(f"{lm.index}: {lm.name}", lm.index) for lm in project.landmarks()]
+            self.landmark.value = 0
+        self.training.attach(self.session, location)
+        self._fill_table()
+        first = self.session.resume_image()
+        if first is not None:
+            self.open_image(first)
+
+    def open_image(self, image_id: int) -> None:
+        try:
+            self.view = self.session.open(image_id)
+        except ScnError as exc:
+            show_error(str(exc))
+            return
+        self._redraw(new_image=True)
+        self.viewer.reset_view()
+        self._select_row(image_id)
+
+    # -- drawing --------------------------------------------------------------------
+
+    def _redraw(self, new_image: bool = False) -> None:
+        if self.view is None:
+            return
+        shown = {k: box.value for k, box in self.heatmap_boxes.items()}
+        landmark = self.landmark.value if self.selected_only.value else None
+        first = "points" not in self.layers
+        self.layers = update_layers(self.viewer, self.view, self.layers, heatmaps=shown, landmark=landmark,
+                                    names=self.show_names, new_image=new_image)  # fmt: skip
+        if first:
+            self.layers["points"].events.data.connect(self._points_changed)
+            self._bind_layer_keys(self.layers["points"])
+        v = self.view
+        spacing = f"{v.spacing[0]:.3f} mm/px ({v.record.spacing_source})" if v.spacing_known else "spacing unknown (px)"
+        score = f", {v.strategy} {v.score:.3f}" if v.score is not None else ""
+        self.image_label.value = f"{v.record.name}: {v.record.status}{score}; {spacing}"
+        self._describe_landmark()
+
+    def _describe_landmark(self) -> None:
+        if self.view is None or self.landmark.value is None:
+            return
+        lm = self.view.landmarks[self.landmark.value]
+        parts = [lm.kind if lm.kind != "annotation" else f"{lm.state} ({lm.source}, {lm.author})"]
+        if lm.confidence is not None:
+            parts.append(f"peak {lm.confidence:.2f}")
+        if lm.doubt is not None:
+            parts.append(f"doubt {lm.doubt:.2f}" + (" - doubtful" if lm.doubtful else ""))
+        self.landmark_label.value = ", ".join(parts)
+
+    def _names_changed(self, value: bool) -> None:
+        self.show_names = value
+        self._redraw()
+
+    def _fill_table(self) -> None:
+        if self.session is None:
+            return
+        wanted = self.status_filter.value
+        rows = [r for r in self.session.queue.rows if wanted == "all" or r.status == wanted]
+        self._table_ids = [r.image_id for r in rows]
+        self.table.value = {
+            "image": [r.name for r in rows],
+            "status": [r.status.replace("_", " ") for r in rows],
+            "score": ["" if r.score is None else f"{r.score:.3f}" for r in rows],
+            "doubtful": [", ".join(name for name, _ in r.doubtful[:3]) for r in rows],
+        }
+        self.table.native.resizeColumnsToContents()
+        if self.view is not None:
+            self._select_row(self.view.record.id)
+
+    def _select_row(self, image_id: int) -> None:
+        ids = getattr(self, "_table_ids", [])
+        if image_id in ids:
+            self.table.native.selectRow(ids.index(image_id))
+
+    def _table_jump(self, row: int, _column: int) -> None:
+        self.open_image(self._table_ids[row])
+
+    # -- editing --------------------------------------------------------------------
+
+    def _points_changed(self, event) -> None:  # noqa: ANN001
+        """A point was dragged, added or deleted: save it, then show what the store has."""
+        if self.view is None or event.action not in (ActionType.CHANGED, ActionType.ADDED, ActionType.REMOVED):
+            return
+        points = self.layers["points"]
+        try:
+            if event.action == ActionType.CHANGED:
+                for i in event.data_indices:
+                    row, col = points.data[i]
+                    self.view = self.session.move(int(points.features["landmark"][i]), col, row)
+            elif event.action == ActionType.ADDED:
+                for i in event.data_indices:
+                    row, col = points.data[i]
+                    self.view = self.session.move(int(self.landmark.value), col, row)
+            else:  # removed: the landmarks no longer on the layer lose their annotation
+                remaining = set(points.features["landmark"].tolist()) if len(points.data) else set()
+                for lm in self.view.landmarks:
+                    if lm.x is not None and lm.info.index not in remaining and lm.kind == "annotation":
+                        self.view = self.session.clear(lm.info.index)
+        except ScnError as exc:
+            show_error(str(exc))
+            self.view = self.session.reload()
+        self._redraw()
+
+    def _landmark_changed(self, index: int) -> None:
+        if "points" in self.layers:
+            self.layers["points"].feature_defaults["landmark"] = index
+        if self.selected_only.value:
+            self._redraw()
+        self._describe_landmark()
+
+    def _act(self, action: str, *args) -> None:
+        if self.session is None or self.view is None:
+            return
+        try:
+            result = getattr(self.session, action)(*args)
+        except ScnError as exc:
+            show_error(str(exc))
+            return
+        self.view = self.session.current
+        self._redraw()
+        return result
+
+    def accept_all(self) -> None:
+        count = self._act("accept_all")
+        if count is not None:
+            show_info(f"accepted {count} proposals")
+
+    def mark_occluded(self) -> None:
+        self._act("mark", int(self.landmark.value), "occluded")
+
+    def mark_absent(self) -> None:
+        self._act("mark", int(self.landmark.value), "absent")
+
+    def clear_landmark(self) -> None:
+        self._act("clear", int(self.landmark.value))
+
+    def undo(self) -> None:
+        if self._act("undo") == 0:
+            show_info("nothing to undo for this image")
+
+    def redo(self) -> None:
+        if self._act("redo") == 0:
+            show_info("nothing to redo")
+
+    def mark_done(self) -> None:
+        if self.session is None or self.view is None:
+            return
+        following = self.session.mark_done()
+        self.training.auto_trigger()
+        self._fill_table()
+        if following is None:
+            show_info("every image is done")
+            self.view = self.session.reload()
+            self._redraw()
+        else:
+            self.open_image(following)
+
+    def next_image(self) -> None:
+        if self.session is not None and (following := self.session.next_image(include_done=False)) is not None:
+            self.open_image(following)
+
+    def previous_image(self) -> None:
+        if self.session is not None and (before := self.session.next_image(-1)) is not None:
+            self.open_image(before)
+
+    def next_landmark(self, step: int = 1) -> None:
+        if self.landmark.choices:
+            self.landmark.value = (int(self.landmark.value) + step) % len(self.landmark.choices)
+
+    def previous_landmark(self) -> None:
+        self.next_landmark(-1)
+
+    def toggle_heatmaps(self) -> None:
+        on = not any(box.value for box in self.heatmap_boxes.values())
+        with self.heatmap_boxes["final"].changed.blocked():
+            for key, box in self.heatmap_boxes.items():
+                box.value = on and key == "final"
+        self._redraw()
+
+    def toggle_names(self) -> None:
+        self.names.value = not self.names.value
+
+    def toggle_help(self) -> None:
+        self.help.setVisible(not self.help.isVisible())
+
+    def export(self) -> None:
+        from scn_annotator.db.transfer import export
+
+        if self.session is None:
+            return
+        path = Path(str(self.export_path.value))
+        if path.suffix.lower() != ".csv":
+            show_error("choose a .csv file to export to")
+            return
+        try:
+            manifest = export(self.session.project, path, include_all=self.export_all.value)
+        except ScnError as exc:
+            show_error(str(exc))
+            return
+        show_info(f"exported {manifest['images']} images to {path}")
+
+    # -- training callbacks ---------------------------------------------------------
+
+    def _new_model(self) -> None:
+        """A round finished or the current model changed: new proposals, scores and queue, same place."""
+        if self.session is None:
+            return
+        self.session.refresh_queue()
+        self._fill_table()
+        if self.view is not None:
+            self.view = self.session.reload()
+            self._redraw()
+
+    def _strategy(self, name: str) -> None:
+        if self.session is not None:
+            self.session.set_strategy(name)
+            self.view = self.session.current
+            self._fill_table()
+            self._redraw()
+
+    # -- keys -----------------------------------------------------------------------
+
+    def _bind_keys(self) -> None:
+        for key, (method, _) in SHORTCUTS.items():
+            self.viewer.bind_key(key, self._key(method), overwrite=True)
+
+    def _bind_layer_keys(self, layer) -> None:  # noqa: ANN001
+        # the landmarks layer has keys of its own; ours win while it is selected
+        for key, (method, _) in SHORTCUTS.items():
+            layer.bind_key(key, self._key(method), overwrite=True)
+
+    def _key(self, method: str):  # noqa: ANN202
+        def handler(_viewer_or_layer) -> None:  # noqa: ANN001
+            getattr(self, method)()
+
+        handler.__name__ = method
+        return handler
+
+    @staticmethod
+    def _help_html() -> str:
+        rows = "".join(f"<tr><td><b>{k.replace('-', '+')}</b></td><td>{d}</td></tr>" for k, (_, d) in SHORTCUTS.items())
+        return (
+            "<p><b>Keyboard shortcuts</b></p><table>" + rows + "</table>"
+            "<p>Drag a landmark to correct it; in add mode (P) a click places the selected landmark. "
+            "Rings are the model's proposals, discs are annotations, squares occluded landmarks; a red "
+            "border marks a landmark the model is doubtful about. Every change is saved at once.</p>"
+        )
+
+    def closeEvent(self, event) -> None:  # noqa: ANN001, N802 - Qt's name
+        self.training.close()
+        if self.session is not None:
+            self.session.close()
+        super().closeEvent(event)

@@ -1,0 +1,283 @@
+"""What the annotator works with, without any Qt: the queue, one open image, and every edit.
+
+The napari plugin is a thin layer over :class:`AnnotationSession`: it turns layer
+events into calls here and shows what this returns. Every edit goes straight to
+the store (so nothing is lost when napari is closed or killed), and the state
+shown is always re-read from the store afterwards (so the screen never shows a
+point the database does not have). Keeping this free of Qt makes it testable
+headless and reusable by another front end.
+
+A landmark on screen is one of:
+
+- an *annotation* (placed, occluded) made by a person, accepted from a
+  prediction, or imported;
+- a *prediction* of the current model, shown for every landmark that has no
+  annotation yet; moving it makes it an annotation that records which
+  prediction it started from;
+- nothing, when the landmark is marked absent or nothing is known.
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .cache import CachedHeatmaps, load_heatmaps
+from .db.store import AnnotationRecord, ImageRecord, LandmarkInfo, Project
+from .errors import ImageReadError, ScnError
+from .imageio import Radiograph, read_image
+from .ranking import RankedQueue, ranked_queue
+
+__all__ = ["AnnotationSession", "ImageView", "LandmarkView"]
+
+#: A landmark whose per-landmark score is in the top share of this image is "doubtful".
+DOUBT_TOP = 5
+
+
+@dataclass
+class LandmarkView:
+    """One landmark of the open image, as the viewer should show it."""
+
+    info: LandmarkInfo
+    x: float | None  # original pixels; None: nothing to show
+    y: float | None
+    kind: str  # "annotation", "prediction" or "none"
+    state: str  # placed, occluded, absent, predicted, missing
+    source: str  # human, model_accepted, imported, model, ""
+    confidence: float | None
+    doubt: float | None  # the strategy's per-landmark value
+    doubtful: bool
+    prediction_id: int | None
+    author: str | None = None
+
+
+@dataclass
+class ImageView:
+    """Everything the viewer shows of one image."""
+
+    record: ImageRecord
+    pixels: np.ndarray
+    spacing: tuple[float, float]  # (x, y) mm per pixel, 1.0 when unknown
+    spacing_known: bool
+    contrast: tuple[float, float]
+    landmarks: list[LandmarkView]
+    heatmaps: CachedHeatmaps | None
+    model_version: int | None
+    score: float | None
+    strategy: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def points(self) -> tuple[np.ndarray, list[int]]:
+        """(K, 2) positions as (row, col) and the landmark index of each, for a Points layer."""
+        shown = [lm for lm in self.landmarks if lm.x is not None]
+        data = np.array([[lm.y, lm.x] for lm in shown], dtype=float).reshape(-1, 2)
+        return data, [lm.info.index for lm in shown]
+
+
+def contrast_limits(pixels: np.ndarray) -> tuple[float, float]:
+    """Readable limits for 8- and 16-bit radiographs: the 0.5 and 99.5 percentiles of a subsample."""
+    sample = pixels.ravel()[:: max(1, pixels.size // 250_000)]
+    lo, hi = (float(v) for v in np.percentile(sample, [0.5, 99.5]))
+    return (lo, hi) if hi > lo else (float(pixels.min()), float(pixels.max()) + 1.0)
+
+
+class AnnotationSession:
+    """The annotator's session on one project; see the module docstring."""
+
+    def __init__(self, project: Project, strategy: str | None = None, prefetch: bool = True) -> None:
+        self.project = project
+        self.strategy = strategy
+        self.queue: RankedQueue = ranked_queue(project, strategy)
+        self.strategy = self.queue.strategy
+        self.current: ImageView | None = None
+        self.landmark = 0  # the landmark new points get
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scn-prefetch") if prefetch else None
+        self._prefetched: dict[int, Future] = {}
+
+    # -- the queue --------------------------------------------------------------
+
+    def refresh_queue(self) -> RankedQueue:
+        self.queue = ranked_queue(self.project, self.strategy)
+        return self.queue
+
+    def set_strategy(self, strategy: str) -> None:
+        self.strategy = strategy
+        self.refresh_queue()
+        if self.current is not None:
+            self.reload()
+
+    def resume_image(self) -> int | None:
+        """Where this annotator left off (stored per user), else the top of the queue."""
+        last = self.project.settings().get(f"resume:{self.project.user}")
+        known = {r.image_id for r in self.queue.rows}
+        if last in known:
+            return int(last)
+        row = self.queue.next_after(None)
+        return row.image_id if row else (self.queue.rows[0].image_id if self.queue.rows else None)
+
+    def next_image(self, step: int = 1, include_done: bool = True) -> int | None:
+        """The image after (or before, ``step`` -1) the open one in queue order."""
+        rows = [r for r in self.queue.rows if include_done or r.status != "done" or
+                (self.current and r.image_id == self.current.record.id)]  # fmt: skip
+        if not rows:
+            return None
+        ids = [r.image_id for r in rows]
+        if self.current is None or self.current.record.id not in ids:
+            return ids[0]
+        return ids[(ids.index(self.current.record.id) + step) % len(ids)]
+
+    # -- opening ----------------------------------------------------------------
+
+    def _read(self, record: ImageRecord) -> Radiograph:
+        return read_image(self.project.resolve(record))
+
+    def _prefetch(self, image_id: int | None) -> None:
+        if self._pool is None or image_id is None or image_id in self._prefetched:
+            return
+        record = self.project.image(image_id)
+        self._prefetched = {k: v for k, v in self._prefetched.items() if k == image_id}
+        self._prefetched[image_id] = self._pool.submit(self._read, record)
+
+    def open(self, image_id: int) -> ImageView:
+        """Load an image with its annotations, predictions and heatmaps (decoded ahead when prefetched)."""
+        record = self.project.image(image_id)
+        future = self._prefetched.pop(image_id, None)
+        try:
+            image = future.result() if future is not None else self._read(record)
+        except ImageReadError as exc:
+            raise ScnError(f"cannot open image {record.name}: {exc}") from None
+        self.current = self._view(record, image)
+        self.project.set_setting(f"resume:{self.project.user}", record.id)
+        self._prefetch(self.next_image(include_done=False))
+        return self.current
+
+    def reload(self) -> ImageView:
+        """Re-read the open image's landmarks from the store (the pixels are kept)."""
+        if self.current is None:
+            raise ScnError("no image is open")
+        record = self.project.image(self.current.record.id)
+        image = Radiograph(self.current.pixels, self.project.resolve(record))
+        self.current = self._view(record, image, self.current.contrast)
+        return self.current
+
+    def _view(self, record: ImageRecord, image: Radiograph, contrast: tuple[float, float] | None = None) -> ImageView:
+        annotations = self.project.annotations(record.id)
+        prediction = self.project.predictions(record.id)
+        heatmaps = None
+        per_landmark: list[float | None] = []
+        score = None
+        if prediction is not None:
+            if prediction["heatmaps"]:
+                path = self.project.data_dir / prediction["heatmaps"]
+                heatmaps = load_heatmaps(path) if path.exists() else None
+            value, extra = prediction["scores"].get(self.strategy, (None, {}))
+            score, per_landmark = value, list(extra.get("per_landmark", []))
+        doubts = [v for v in per_landmark if v is not None and math.isfinite(v)]
+        threshold = sorted(doubts, reverse=True)[DOUBT_TOP - 1] if len(doubts) >= DOUBT_TOP else math.inf
+        landmarks = []
+        for lm in self.project.landmarks():
+            doubt = per_landmark[lm.index] if lm.index < len(per_landmark) else None
+            doubt = doubt if doubt is not None and math.isfinite(doubt) else None
+            landmarks.append(self._landmark_view(lm, annotations.get(lm.index), prediction, doubt, threshold))
+        spacing = record.spacing or (1.0, 1.0)
+        return ImageView(
+            record=record, pixels=image.pixels, spacing=spacing, spacing_known=record.spacing is not None,
+            contrast=contrast or contrast_limits(image.pixels), landmarks=landmarks, heatmaps=heatmaps,
+            model_version=prediction["model_version"] if prediction else None, score=score, strategy=self.strategy,
+        )  # fmt: skip
+
+    @staticmethod
+    def _landmark_view(
+        lm: LandmarkInfo,
+        annotation: AnnotationRecord | None,
+        prediction: dict[str, Any] | None,
+        doubt: float | None,
+        threshold: float,
+    ) -> LandmarkView:
+        confidence = pid = None
+        if prediction is not None:
+            confidence = float(prediction["confidence"][lm.index])
+            pid = prediction["prediction_ids"][lm.index] or None
+        doubtful = doubt is not None and doubt >= threshold
+        if annotation is not None:
+            return LandmarkView(lm, annotation.x, annotation.y, "annotation", annotation.state, annotation.source,
+                                confidence, doubt, doubtful, annotation.prediction_id, annotation.author)  # fmt: skip
+        if prediction is not None and not np.isnan(prediction["points"][lm.index]).any():
+            x, y = prediction["points"][lm.index]
+            return LandmarkView(lm, float(x), float(y), "prediction", "predicted", "model", confidence, doubt,
+                                doubtful, pid)  # fmt: skip
+        return LandmarkView(lm, None, None, "none", "missing", "", confidence, doubt, doubtful, pid)
+
+    # -- editing ----------------------------------------------------------------
+
+    def _image(self) -> ImageView:
+        if self.current is None:
+            raise ScnError("no image is open")
+        return self.current
+
+    def move(self, landmark: int, x: float, y: float) -> ImageView:
+        """Place or move a landmark (a dragged prediction becomes a correction that remembers it)."""
+        view = self._image()
+        lm = view.landmarks[landmark]
+        w, h = view.record.width, view.record.height
+        x, y = min(max(float(x), -0.5), w - 0.5), min(max(float(y), -0.5), h - 0.5)  # dropped off the edge
+        state = lm.state if lm.kind == "annotation" and lm.state == "occluded" else "placed"
+        # the prediction a correction started from stays recorded however often it is moved
+        self.project.set_landmark(view.record.id, landmark, x, y, state=state, prediction_id=lm.prediction_id)
+        return self.reload()
+
+    def mark(self, landmark: int, state: str) -> ImageView:
+        """Mark a landmark occluded (keeps or takes the shown position) or absent (no position)."""
+        view = self._image()
+        lm = view.landmarks[landmark]
+        if state == "absent":
+            self.project.set_landmark(view.record.id, landmark, None, None, state="absent")
+        elif state in ("occluded", "placed"):
+            if lm.x is None:
+                raise ScnError(f"{lm.info.name} has no position to mark {state}; place it first")
+            self.project.set_landmark(view.record.id, landmark, lm.x, lm.y, state=state,
+                                      prediction_id=lm.prediction_id if lm.kind == "prediction" else None)  # fmt: skip
+        else:
+            raise ScnError(f"unknown landmark state {state!r}")
+        return self.reload()
+
+    def clear(self, landmark: int) -> ImageView:
+        self.project.clear_landmark(self._image().record.id, landmark)
+        return self.reload()
+
+    def accept_all(self) -> int:
+        """Accept the current model's prediction for every landmark without an annotation."""
+        count = self.project.accept_predictions(self._image().record.id)
+        self.reload()
+        return count
+
+    def undo(self) -> int:
+        count = self.project.undo(self._image().record.id)
+        self.reload()
+        return count
+
+    def redo(self) -> int:
+        count = self.project.redo(self._image().record.id)
+        self.reload()
+        return count
+
+    def set_status(self, status: str) -> None:
+        self.project.set_status(self._image().record.id, status)
+        self.refresh_queue()
+        self.reload()
+
+    def mark_done(self) -> int | None:
+        """Mark the open image done; returns the next image to annotate (None when all are done)."""
+        view = self._image()
+        self.project.set_status(view.record.id, "done")
+        self.refresh_queue()
+        row = self.queue.next_after(view.record.id)
+        return row.image_id if row else None
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,162 @@
+"""The napari app, driven through a real viewer (make_napari_viewer, pytest-qt, Xvfb in CI)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+
+from napari.layers.base._base_constants import ActionType
+from scn_annotator.db.store import Project
+from scn_annotator.plugins._io import get_reader, write_points
+from scn_annotator.plugins._widget import SHORTCUTS, AnnotatorWidget
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def widget(make_napari_viewer, trained, qtbot):
+    viewer = make_napari_viewer()
+    w = AnnotatorWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    w.open_project(str(trained))
+    yield w
+    w.training.close()
+    w.session.close()
+
+
+def drag(points, index: int, row: float, col: float) -> None:
+    """What napari does at the end of a mouse drag: move the data, then emit CHANGED."""
+    points.data[index] = (row, col)
+    points.events.data(value=points.data, action=ActionType.CHANGED, data_indices=(index,), vertex_indices=((),))
+
+
+def test_opening_a_project_shows_the_image_heatmaps_and_landmarks(widget):
+    layers = {layer.name for layer in widget.viewer.layers}
+    assert {"landmarks", "heatmap: LA x SC"} <= layers and any(n.startswith("radiograph") for n in layers)
+    points = widget.layers["points"]
+    image = widget.layers["image"]
+    assert len(points.data) == 15
+    np.testing.assert_allclose(image.scale, (0.6, 0.6))  # physical units: mm
+    np.testing.assert_allclose(points.scale, image.scale)
+    assert set(points.features["kind"]) == {"prediction"}
+    doubtful = (points.border_color[:, 0] > 0.9) & (points.border_color[:, 1] < 0.3)
+    assert doubtful.sum() == 5
+    assert widget.table.shape[0] == 24 and widget.view.record.status == "new"
+    lo, hi = image.contrast_limits
+    assert 0 <= lo < hi <= 255
+
+
+def test_moving_a_point_is_in_the_store_and_undo_works(widget, trained):
+    points = widget.layers["points"]
+    image_id = widget.view.record.id
+    landmark = int(points.features["landmark"][2])
+    drag(points, 2, 40.0, 30.0)  # (row, col) in pixels of the layer's data
+    store = Project.open(trained)  # another connection: what is really saved
+    saved = store.annotations(image_id)[landmark]
+    assert (saved.x, saved.y, saved.source) == (30.0, 40.0, "human")
+    assert store.history(image_id)[0]["prediction_id"] is not None  # it started from a proposal
+    assert widget.view.landmarks[landmark].kind == "annotation"
+    index = list(widget.layers["points"].features["landmark"]).index(landmark)
+    assert widget.layers["points"].features["kind"][index] == "annotation"
+    widget.undo()
+    assert landmark not in store.annotations(image_id)
+    assert widget.view.landmarks[landmark].kind == "prediction"
+    widget.redo()
+    assert store.annotations(image_id)[landmark].x == 30.0
+    store.close()
+
+
+def test_placing_marking_accepting(widget):
+    widget.landmark.value = 4
+    points = widget.layers["points"]
+    keep = [i for i in range(len(points.data)) if points.features["landmark"][i] != 4]
+    points.selected_data = {i for i in range(len(points.data)) if i not in keep}
+    points.remove_selected()  # a proposal removed is just not accepted: nothing saved
+    assert 4 not in widget.session.project.annotations(widget.view.record.id)
+    points.add([[20.0, 25.0]])  # a click in add mode places the selected landmark
+    ann = widget.session.project.annotations(widget.view.record.id)
+    assert (ann[4].x, ann[4].y) == (25.0, 20.0)
+    widget.landmark.value = 6
+    widget.mark_absent()
+    widget.landmark.value = 7
+    widget.mark_occluded()
+    ann = widget.session.project.annotations(widget.view.record.id)
+    assert ann[6].state == "absent" and ann[7].state == "occluded"
+    assert len(widget.layers["points"].data) == 14  # the absent one is not drawn
+    widget.accept_all()
+    kinds = {lm.kind for lm in widget.view.landmarks if lm.info.index != 6}
+    assert kinds == {"annotation"}
+
+
+def test_done_advances_the_queue(widget):
+    first = widget.view.record.id
+    widget.mark_done()
+    assert widget.view.record.id != first
+    assert widget.session.project.image(first).status == "done"
+    widget.status_filter.value = "done"
+    assert widget.table.shape[0] == 9  # the 8 annotated before, and this one
+    widget.next_image()
+    assert widget.view.record.status != "done"
+
+
+def test_heatmap_toggles_and_selected_landmark(widget):
+    widget.heatmap_boxes["local"].value = True
+    widget.heatmap_boxes["spatial"].value = True
+    assert widget.layers["local"].visible and widget.layers["spatial"].visible
+    whole = widget.layers["spatial"].data.copy()
+    widget.selected_only.value = True
+    widget.landmark.value = 3
+    assert not np.array_equal(widget.layers["spatial"].data, whole)
+    assert widget.layers["spatial"].data.max() > 0  # the landmark's own SC, with its peak positive
+    widget.toggle_heatmaps()
+    assert not widget.layers["final"].visible and not widget.layers["local"].visible
+
+
+def test_every_shortcut_is_bound_and_works(widget):
+    from app_model.types import KeyBinding
+
+    bound = {str(k) for k in widget.viewer.keymap}
+    assert {str(KeyBinding.from_str(key)) for key in SHORTCUTS} <= bound
+    widget.landmark.value = 0
+    widget._key("next_landmark")(widget.viewer)
+    assert widget.landmark.value == 1
+    widget._key("toggle_help")(widget.viewer)
+    assert widget.help.isVisible() or not widget.isVisible()
+
+
+def test_training_from_the_viewer(widget, qtbot, tiny_policy):
+    from scn_annotator.worker import RoundPolicy
+
+    project = widget.session.project
+    RoundPolicy(initial_steps=40, round_steps=15, overrides=tiny_policy).save(project)
+    place = widget.view.record.id
+    widget.training.start_round()  # a worker process starts: training never runs in napari's process
+    assert widget.training.job_id is not None and not widget.training.start.enabled
+    qtbot.waitUntil(lambda: project.jobs.job(widget.training.job_id)["state"] in ("done", "failed"), timeout=180_000)
+    widget.training.poll()
+    job = project.jobs.job(widget.training.job_id)
+    assert job["state"] == "done", job
+    assert "done" in widget.training.state.value
+    assert len(widget.training.versions.choices) == 2
+    assert widget.view.record.id == place  # the annotator's place is kept
+
+
+def test_reader_writer_and_sample(widget, trained, tmp_path, monkeypatch):
+    assert get_reader(str(trained)) is not None
+    assert get_reader(str(tmp_path)) is None
+    points = widget.layers["points"]
+    out = write_points(str(tmp_path / "points.csv"), points.data, {
+        "features": points.features, "scale": points.scale, "name": "landmarks"})  # fmt: skip
+    from scn_annotator.labels import read_landmarks
+
+    table = read_landmarks(out[0])
+    shown = widget.view.points()[0]
+    np.testing.assert_allclose(table.points["landmarks"][:, ::-1], shown, atol=1e-3)
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    viewer = widget.viewer
+    viewer.open_sample("scn-annotator", "demo-project")
+    assert (tmp_path / ".cache" / "scn-annotator" / "sample" / "project" / "project.json").exists()
+    assert widget.location.endswith("project") and widget.session.project.counts()["done"] == 12

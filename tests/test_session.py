@@ -1,0 +1,88 @@
+"""The annotator's session, headless: what the napari plugin calls."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from scn_annotator.errors import ScnError
+from scn_annotator.session import AnnotationSession
+
+
+@pytest.fixture
+def session(trained):
+    from scn_annotator.db.store import Project
+
+    project = Project.open(trained, user="annotator")
+    s = AnnotationSession(project, "sc_la_mass")
+    yield s
+    s.close()
+    project.close()
+
+
+def test_opening_the_top_of_the_queue(session):
+    first = session.resume_image()
+    assert first == session.queue.rows[0].image_id
+    view = session.open(first)
+    assert view.record.status == "new" and view.model_version == 1
+    assert view.spacing == pytest.approx((0.6, 0.6)) and view.spacing_known
+    assert view.heatmaps is not None and view.heatmaps.final.shape[0] == 15
+    assert [lm.kind for lm in view.landmarks] == ["prediction"] * 15
+    assert sum(lm.doubtful for lm in view.landmarks) == 5
+    data, index = view.points()
+    assert data.shape == (15, 2) and index == list(range(15))
+    lo, hi = view.contrast
+    assert 0 <= lo < hi <= 255
+
+
+def test_moving_a_prediction_makes_a_correction_that_remembers_it(session):
+    view = session.open(session.resume_image())
+    pid = view.landmarks[3].prediction_id
+    view = session.move(3, 50.25, 60.5)
+    lm = view.landmarks[3]
+    assert (lm.kind, lm.source, lm.x, lm.y, lm.prediction_id) == ("annotation", "human", 50.25, 60.5, pid)
+    assert session.project.history(view.record.id)[0]["prediction_id"] == pid
+    assert view.record.status == "in_progress"
+    view = session.move(3, -40, 9999)  # dropped beyond the edge: kept on the image
+    assert (view.landmarks[3].x, view.landmarks[3].y) == (-0.5, view.record.height - 0.5)
+
+
+def test_marks_accept_undo_redo(session):
+    view = session.open(session.resume_image())
+    view = session.mark(0, "occluded")
+    assert view.landmarks[0].state == "occluded" and view.landmarks[0].x is not None
+    view = session.mark(1, "absent")
+    assert view.landmarks[1].kind == "annotation" and view.landmarks[1].x is None
+    assert session.accept_all() == 13
+    assert {lm.kind for lm in session.current.landmarks} == {"annotation"}
+    assert session.undo() == 13
+    assert session.current.landmarks[5].kind == "prediction"
+    assert session.redo() == 13
+    with pytest.raises(ScnError, match="no position"):
+        session.mark(1, "occluded")  # absent: nothing to mark occluded
+    assert session.clear(1).landmarks[1].kind == "prediction"  # cleared: the model's proposal shows again
+
+
+def test_done_moves_on_and_the_place_is_remembered(session, trained):
+    from scn_annotator.db.store import Project
+
+    first = session.resume_image()
+    session.open(first)
+    nxt = session.mark_done()
+    assert nxt is not None and nxt != first
+    assert next(r for r in session.queue.rows if r.image_id == first).status == "done"
+    session.open(nxt)
+    again = AnnotationSession(Project.open(session.project.data_dir, user="annotator"), prefetch=False)
+    assert again.resume_image() == nxt  # the same annotator resumes where they were
+    other = AnnotationSession(Project.open(session.project.data_dir, user="someone else"), prefetch=False)
+    assert other.resume_image() == other.queue.next_after(None).image_id
+
+
+def test_a_human_correction_survives_a_new_model(session):
+    view = session.open(session.resume_image())
+    session.move(2, 11.0, 12.0)
+    version = session.project.current_model()["id"]
+    session.project.store_predictions(version, view.record.id, np.full((15, 2), 99.0), np.ones(15))
+    view = session.reload()
+    assert (view.landmarks[2].x, view.landmarks[2].y, view.landmarks[2].kind) == (11.0, 12.0, "annotation")
+    assert view.landmarks[4].x == 99.0 and view.landmarks[4].kind == "prediction"
