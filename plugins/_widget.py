@@ -194,8 +194,11 @@ class AnnotatorWidget(QWidget):
         except ScnError as exc:
             show_error(str(exc))
             return
+        size = (self.view.record.width, self.view.record.height, self.view.spacing)
         self._redraw(new_image=True)
-        self.viewer.reset_view()
+        if size != getattr(self, "_shown_size", None):  # keep the annotator's zoom between alike images
+            self.viewer.reset_view()
+            self._shown_size = size
         self._select_row(image_id)
 
     # -- drawing --------------------------------------------------------------------

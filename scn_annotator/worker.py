@@ -79,6 +79,17 @@ def round_config(policy: RoundPolicy, first: bool):  # noqa: ANN201 - TrainConfi
     return preset(policy.preset, **changes)
 
 
+def warm_startable(previous: dict[str, Any], cfg: Any) -> bool:
+    """Can a model trained with config ``previous`` (a dict) start a run of ``cfg``?"""
+    from .training import TrainConfig
+
+    try:
+        before = TrainConfig.from_dict(previous)
+    except (TypeError, ValueError):
+        return False
+    return before.network(1) == cfg.network(1)  # same layers and widths; input size may differ
+
+
 def maybe_enqueue_round(project: Project) -> int | None:
     """The automatic trigger: a round after every ``auto_every`` newly done images.
 
@@ -259,6 +270,9 @@ class Worker:
             policy = RoundPolicy.of(project)
             current = project.current_model()
             cfg = round_config(policy, first=current is None)
+            if current is not None and not warm_startable(current["config"], cfg):
+                # the policy changed the architecture: the current weights do not fit, start afresh
+                current, cfg = None, round_config(policy, first=True)
             init = project.data_dir / current["checkpoint"] if current else None
             how = " (fine-tuning the current model)" if init else " (from scratch)"
             self.report("loading", 0.0, f"training on {project.counts()['done']} done images, {cfg.steps} steps{how}")

@@ -113,3 +113,17 @@ def test_the_automatic_trigger_fires_once_for_n_completions(labelled_project, tm
     project.set_status(names[11], "done")
     assert maybe_enqueue_round(project) is None  # one more completion: nothing new
     assert [j["id"] for j in project.jobs.list(["queued"], kind="round")] == [job]
+
+
+def test_a_new_architecture_starts_afresh_instead_of_failing(labelled_project, tiny_policy):
+    project, _ = labelled_project
+    project.jobs.enqueue("round")
+    Worker(project.data_dir, device="cpu").run(once=True)
+    wider = {**tiny_policy, "filters": 12, "sc_filters": 12}
+    RoundPolicy(initial_steps=20, round_steps=10, overrides=wider).save(project)
+    job = project.jobs.enqueue("round")
+    Worker(project.data_dir, device="cpu").run(once=True)
+    done = project.jobs.job(job)
+    assert done["state"] == "done", done["error"]
+    assert "from scratch" in done["log_tail"]
+    assert project.model_versions()[-1]["config"]["filters"] == 12
