@@ -55,7 +55,7 @@ def main() -> None:
     ap.add_argument("--dropout-mode")
     ap.add_argument("--init-std", type=float)
     ap.add_argument("--threads", type=int)
-    ap.add_argument("--aug", choices=["paper", "mild"], default="paper")
+    ap.add_argument("--aug", choices=["preset", "paper", "mild"], default="preset")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tag", required=True)
     ap.add_argument("--data", type=Path, default=HAND)
@@ -82,7 +82,11 @@ def main() -> None:
     ):
         if value is not None:
             changes[key] = value
-    if args.aug == "mild":
+    if args.aug == "paper":
+        from scn_annotator.augment import AugmentConfig
+
+        changes["augment"] = AugmentConfig()
+    elif args.aug == "mild":
         from scn_annotator.augment import AugmentConfig
 
         changes["augment"] = AugmentConfig(translate=0.05, rotate=0.15, scale=(0.9, 1.1), scale_axis=(0.95, 1.05),

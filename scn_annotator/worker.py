@@ -56,7 +56,7 @@ class RoundPolicy:
     round_steps: int = 500  # each later round, fine-tuning the current model
     max_minutes: float | None = None
     overrides: dict[str, Any] = field(default_factory=dict)  # any TrainConfig field
-    strategy: str = "sc_la_mass"
+    strategy: str = "residual_ambiguity"
     auto_every: int = 0  # queue a round after this many newly done images; 0: only on request
 
     @classmethod

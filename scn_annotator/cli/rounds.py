@@ -145,7 +145,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for name in labelled:
         project.set_status(name, "done")
     print(f"2/4 project {project.data_dir}: {args.count} images, {len(labelled)} annotated and marked done")
-    policy = RoundPolicy(initial_steps=args.steps, overrides={"input_size": [160, 128]}, strategy="sc_la_mass")
+    policy = RoundPolicy(initial_steps=args.steps, overrides={"input_size": [160, 128]})
     policy.save(project)
     job_id = project.jobs.enqueue("round", {"done_count": len(labelled), "trigger": "demo"})
     pid = ensure_worker(project.data_dir, project, once=True)

@@ -160,3 +160,20 @@ def test_reader_writer_and_sample(widget, trained, tmp_path, monkeypatch):
     viewer.open_sample("scn-annotator", "demo-project")
     assert (tmp_path / ".cache" / "scn-annotator" / "sample" / "project" / "project.json").exists()
     assert widget.location.endswith("project") and widget.session.project.counts()["done"] == 12
+
+
+def test_the_napari_process_never_imports_torch(trained):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, napari\n"
+        "from scn_annotator.plugins._widget import AnnotatorWidget\n"
+        "viewer = napari.Viewer(show=False)\n"
+        f"widget = AnnotatorWidget(viewer, project={str(trained)!r})\n"
+        "widget.mark_done()\n"
+        "print('torch' in sys.modules, len(widget.layers), flush=True)\n"
+        "widget.training.close(); viewer.close()\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.split()[:2] == ["False", "3"], (result.stdout, result.stderr[-2000:])
