@@ -28,8 +28,6 @@ import getpass
 import json
 import math
 import os
-import shutil
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,8 +38,8 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from scn_annotator import __version__
+from scn_annotator.atomic import atomic_copy, atomic_write_text
 from scn_annotator.errors import ScnError
-from scn_annotator.labels import atomic_write_text
 
 from . import migrate
 from .jobs import JobQueue
@@ -620,7 +618,7 @@ class Project:
             if source.resolve().parent == target.parent.resolve():
                 os.replace(source, target)  # written by the worker beside its final place
             else:
-                _copy_atomic(source, target)
+                atomic_copy(source, target)
             version.checkpoint = target.relative_to(self.data_dir).as_posix()
             if make_current:
                 self._make_current(s, version.id)
@@ -715,14 +713,3 @@ class Project:
                 "heatmaps": run.heatmaps,
                 "scores": {sc.strategy: (sc.value, sc.per_landmark) for sc in run.scores},
             }
-
-
-def _copy_atomic(source: Path, target: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    os.close(fd)
-    try:
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -22,10 +22,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from scn_annotator import __version__
+from scn_annotator.atomic import atomic_write_text
 from scn_annotator.errors import ImageReadError, LabelFileError, ScnError
 from scn_annotator.geometry import SpacingRule
 from scn_annotator.imageio import find_images, image_id, read_image_info
-from scn_annotator.labels import LandmarkTable, atomic_write_text, default_names, read_landmarks
+from scn_annotator.labels import LandmarkTable, default_names, read_landmarks
 
 from .models import Annotation, Image, ImageStatus, LandmarkState, Source, utcnow
 from .store import Project, apply_change, record_event, user_name

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from scn_annotator.labels import atomic_write_text
+from scn_annotator.atomic import atomic_write_text
 
 __all__ = ["get_reader", "sample_project", "write_points"]
 

@@ -9,13 +9,12 @@ reads these without importing torch.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_open
 from .geometry import InputTransform
 
 __all__ = ["CachedHeatmaps", "load_heatmaps", "save_heatmaps"]
@@ -37,7 +36,6 @@ def save_heatmaps(
     transform: InputTransform,
 ) -> Path:
     """Write atomically (temporary file, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {
         "final": final.astype(np.float16),
         "local": local.astype(np.float16),
@@ -49,14 +47,8 @@ def save_heatmaps(
     }
     if spatial is not None:
         arrays["spatial"] = spatial.astype(np.float16)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, suffix=".npz") as fh:
+        np.savez_compressed(fh, **arrays)
     return path
 
 

@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from .atomic import atomic_write_text
 from .errors import ScnError
-from .labels import LandmarkTable, atomic_write_text, default_names
+from .labels import LandmarkTable, default_names
 
 __all__ = ["THRESHOLDS", "EvaluationReport", "align_tables", "evaluate"]
 
