@@ -245,7 +245,9 @@ class AnnotatorWidget(QWidget):
             "image": [r.name for r in rows],
             "status": [r.status.replace("_", " ") for r in rows],
             "score": ["" if r.score is None else f"{r.score:.3f}" for r in rows],
-            "doubtful": [", ".join(name for name, _ in r.doubtful[:3]) for r in rows],
+            "doubtful": [
+                f"{len(r.doubtful)}: " + ", ".join(n for n, _ in r.doubtful[:3]) if r.doubtful else "" for r in rows
+            ],
         }
         self.table.native.resizeColumnsToContents()
         if self.view is not None:
@@ -292,14 +294,15 @@ class AnnotatorWidget(QWidget):
             self._redraw()
         self._describe_landmark()
 
-    def _act(self, action: str, *args) -> None:
+    def _act(self, action: str, *args: object) -> int | None:
+        """Call a session action on the open image, show an error instead of raising, redraw."""
         if self.session is None or self.view is None:
-            return
+            return None
         try:
             result = getattr(self.session, action)(*args)
         except ScnError as exc:
             show_error(str(exc))
-            return
+            return None
         self.view = self.session.current
         self._redraw()
         return result

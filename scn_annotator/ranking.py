@@ -37,6 +37,7 @@ class RankedQueue:
     model_version: int | None
     unit: str
     rows: list[QueueRow]
+    threshold: float = float("inf")  # a landmark whose value reaches this is doubtful
 
     def next_after(self, image_id: int | None, include_done: bool = False) -> QueueRow | None:
         """The next image to annotate after ``image_id`` (from the top when None)."""
@@ -48,8 +49,17 @@ class RankedQueue:
         return rows[0] if rows else None
 
 
-def ranked_queue(project: Project, strategy: str | None = None, doubtful: int = 5) -> RankedQueue:
-    """Every image of the project, ordered for annotation under ``strategy``."""
+#: Landmarks in the top share of all per-landmark values of the project are "doubtful".
+DOUBTFUL_SHARE = 0.1
+
+
+def ranked_queue(project: Project, strategy: str | None = None) -> RankedQueue:
+    """Every image of the project, ordered for annotation under ``strategy``.
+
+    A landmark is doubtful when its per-landmark value is among the highest
+    ``DOUBTFUL_SHARE`` of the whole project's under this strategy, so the number of
+    doubtful landmarks differs from image to image and says how much needs a look.
+    """
     from .worker import RoundPolicy
 
     strategy = strategy or RoundPolicy.of(project).strategy
@@ -65,14 +75,16 @@ def ranked_queue(project: Project, strategy: str | None = None, doubtful: int = 
             )
             scored = {image_id: (value, extra) for image_id, value, extra in s.execute(query)}
         images = s.execute(select(Image.id, Image.name, Image.status)).all()
-    unit = ""
+    unit = next((extra.get("unit", "") for _, extra in scored.values() if extra and extra.get("unit")), "")
+    values = [v for _, extra in scored.values() for v in (extra or {}).get("per_landmark", []) if v is not None]
+    finite_values = np.array([v for v in values if np.isfinite(v)])
+    threshold = float(np.quantile(finite_values, 1 - DOUBTFUL_SHARE)) if finite_values.size else float("inf")
     rows = []
     for image_id, name, status in images:
         value, extra = scored.get(image_id, (None, {}))
         per = list(extra.get("per_landmark", [])) if extra else []
-        unit = unit or (extra.get("unit", "") if extra else "")
-        finite = [(names[i], v) for i, v in enumerate(per) if v is not None and np.isfinite(v) and i < len(names)]
-        finite.sort(key=lambda item: -item[1])
-        rows.append(QueueRow(image_id, name, status.value, value, finite[:doubtful], per))
+        doubts = [(names[i], v) for i, v in enumerate(per[: len(names)]) if v is not None and v >= threshold]
+        doubts.sort(key=lambda item: -item[1])
+        rows.append(QueueRow(image_id, name, status.value, value, doubts, per))
     rows.sort(key=lambda r: (STATUS_ORDER.get(r.status, 9) == 3, r.score is None, -(r.score or 0.0), r.name))
-    return RankedQueue(strategy, version, unit, rows)
+    return RankedQueue(strategy, version, unit, rows, threshold)

@@ -34,9 +34,6 @@ from .ranking import RankedQueue, ranked_queue
 
 __all__ = ["AnnotationSession", "ImageView", "LandmarkView"]
 
-#: A landmark whose per-landmark score is in the top share of this image is "doubtful".
-DOUBT_TOP = 5
-
 
 @dataclass
 class LandmarkView:
@@ -176,8 +173,7 @@ class AnnotationSession:
                 heatmaps = load_heatmaps(path) if path.exists() else None
             value, extra = prediction["scores"].get(self.strategy, (None, {}))
             score, per_landmark = value, list(extra.get("per_landmark", []))
-        doubts = [v for v in per_landmark if v is not None and math.isfinite(v)]
-        threshold = sorted(doubts, reverse=True)[DOUBT_TOP - 1] if len(doubts) >= DOUBT_TOP else math.inf
+        threshold = self.queue.threshold  # the same rule as the queue's doubtful landmarks
         landmarks = []
         for lm in self.project.landmarks():
             doubt = per_landmark[lm.index] if lm.index < len(per_landmark) else None

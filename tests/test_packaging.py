@@ -57,3 +57,9 @@ def test_core_does_not_import_qt(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_npe2_validates_the_manifest():
+    result = subprocess.run([sys.executable, "-m", "npe2", "validate", "scn-annotator"], capture_output=True,
+                            text=True)  # fmt: skip
+    assert result.returncode == 0 and "valid" in result.stdout, result.stdout + result.stderr

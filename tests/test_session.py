@@ -28,7 +28,8 @@ def test_opening_the_top_of_the_queue(session):
     assert view.spacing == pytest.approx((0.6, 0.6)) and view.spacing_known
     assert view.heatmaps is not None and view.heatmaps.final.shape[0] == 15
     assert [lm.kind for lm in view.landmarks] == ["prediction"] * 15
-    assert sum(lm.doubtful for lm in view.landmarks) == 5
+    row = next(r for r in session.queue.rows if r.image_id == first)
+    assert sum(lm.doubtful for lm in view.landmarks) == len(row.doubtful) > 0  # the top of the queue has some
     data, index = view.points()
     assert data.shape == (15, 2) and index == list(range(15))
     lo, hi = view.contrast

@@ -83,7 +83,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
           f"doubtful landmarks have the highest per-landmark values")  # fmt: skip
     print(f"  {'image':<20}{'status':<13}{'score':>9}  doubtful landmarks ({unit})")
     for row in queue.rows[: args.top]:
-        doubts = ", ".join(f"{name} {value:.2f}" for name, value in row.doubtful[:4])
+        doubts = f"{len(row.doubtful)}: " + ", ".join(f"{name} {value:.2f}" for name, value in row.doubtful[:4])
         print(f"  {row.name:<20}{row.status:<13}{row.score:>9.3f}  {doubts}")
     if args.json:
         args.json.write_text(json.dumps([r.__dict__ for r in queue.rows], indent=2, default=str))

@@ -42,7 +42,8 @@ def test_opening_a_project_shows_the_image_heatmaps_and_landmarks(widget):
     np.testing.assert_allclose(points.scale, image.scale)
     assert set(points.features["kind"]) == {"prediction"}
     doubtful = (points.border_color[:, 0] > 0.9) & (points.border_color[:, 1] < 0.3)
-    assert doubtful.sum() == 5
+    row = next(r for r in widget.session.queue.rows if r.image_id == widget.view.record.id)
+    assert doubtful.sum() == len(row.doubtful) > 0
     assert widget.table.shape[0] == 24 and widget.view.record.status == "new"
     lo, hi = image.contrast_limits
     assert 0 <= lo < hi <= 255
