@@ -127,7 +127,7 @@ class AnnotatorWidget(QWidget):
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(scroll)
-        self.setMinimumWidth(460)
+        self.setMinimumWidth(540)
 
         self.open_button.changed.connect(lambda: self.open_project(str(self.project_path.value)))
         self.status_filter.changed.connect(lambda _: self._fill_table())
@@ -178,6 +178,9 @@ class AnnotatorWidget(QWidget):
             self.session.close()
         self.session = AnnotationSession(project)
         self.location = location
+        if "://" not in location:  # a database URL is not a folder the file picker could show
+            with self.project_path.changed.blocked():
+                self.project_path.value = location
         self.project_label.value = f"{project.settings().get('name')}: {sum(project.counts().values())} images"
         with self.landmark.changed.blocked():
             self.landmark.choices = [(f"{lm.index}: {lm.name}", lm.index) for lm in project.landmarks()]

@@ -36,6 +36,7 @@ def main() -> None:
     app = QApplication.instance()
     viewer.window._qt_window.resize(1600, 1000)
     pump(app, 2)
+    viewer.reset_view()  # fit the image to the canvas at its final size
     widget = viewer.window.dock_widgets["Landmark annotator"]
     widget.names.value = True
     pump(app)
