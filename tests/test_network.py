@@ -29,9 +29,9 @@ def test_unet_baseline_is_the_local_net_alone():
 
 def test_heatmap_heads_start_near_zero():
     net = tiny()
-    assert float(net.local.head.weight.std()) < 2e-4
-    assert float(net.spatial.head.weight.std()) < 2e-4
-    assert float(net.local.blocks[0][0].weight.std()) > 1e-2  # He init elsewhere
+    assert float(net.local.head.weight.detach().std()) < 2e-4
+    assert float(net.spatial.head.weight.detach().std()) < 2e-4
+    assert float(net.local.blocks[0][0].weight.detach().std()) > 1e-2  # He init elsewhere
 
 
 def test_architecture_follows_the_paper():
