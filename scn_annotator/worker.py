@@ -90,6 +90,19 @@ def warm_startable(previous: dict[str, Any], cfg: Any) -> bool:
     return before.network(1) == cfg.network(1)  # same layers and widths; input size may differ
 
 
+def _trained_with(project: Project, version: dict[str, Any]) -> dict[str, Any]:
+    """The training config of a model version; from its checkpoint when the store has none
+    (a model trained elsewhere and registered by hand)."""
+    if version["config"]:
+        return version["config"]
+    from .checkpoint import load_checkpoint
+
+    try:
+        return dict(load_checkpoint(project.data_dir / version["checkpoint"]).get("train_config") or {})
+    except ScnError:
+        return {}
+
+
 def maybe_enqueue_round(project: Project) -> int | None:
     """The automatic trigger: a round after every ``auto_every`` newly done images.
 
@@ -270,7 +283,7 @@ class Worker:
             policy = RoundPolicy.of(project)
             current = project.current_model()
             cfg = round_config(policy, first=current is None)
-            if current is not None and not warm_startable(current["config"], cfg):
+            if current is not None and not warm_startable(_trained_with(project, current), cfg):
                 # the policy changed the architecture: the current weights do not fit, start afresh
                 current, cfg = None, round_config(policy, first=True)
             init = project.data_dir / current["checkpoint"] if current else None

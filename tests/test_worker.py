@@ -129,3 +129,18 @@ def test_a_new_architecture_starts_afresh_instead_of_failing(labelled_project, t
     assert done["state"] == "done", done["error"]
     assert "from scratch" in done["log_tail"]
     assert project.model_versions()[-1]["config"]["filters"] == 12
+
+
+def test_a_model_registered_by_hand_is_fine_tuned(labelled_project):
+    """A model trained elsewhere (no config in the store) still warm-starts: its checkpoint says how it was built."""
+    project, _ = labelled_project
+    project.jobs.enqueue("round")
+    Worker(project.data_dir, device="cpu").run(once=True)
+    trained = project.data_dir / project.current_model()["checkpoint"]
+    project.register_model(trained, make_current=True, note="trained elsewhere")
+    assert project.current_model()["config"] == {}
+    job = project.jobs.enqueue("round")
+    Worker(project.data_dir, device="cpu").run(once=True)
+    done = project.jobs.job(job)
+    assert done["state"] == "done", done["error"]
+    assert "fine-tuning the current model" in done["log_tail"]
