@@ -68,7 +68,7 @@ def main() -> None:
                 stamps.append((datetime.strptime(match[1], "%H:%M:%S"), match[2]))
 
         def at(prefix: str) -> datetime:
-            return next(t for t, what in stamps if what.startswith(prefix))
+            return next(t for t, what in stamps if prefix in what)
 
         stages = [("start and loading", "took job", "training on"), ("fine-tuning", "training on", "model version"),
                   ("validation, registration", "model version", "re-predicting"),
