@@ -7,6 +7,7 @@ import os
 import random
 import signal
 import time
+from select import select as wait_readable
 
 import numpy as np
 import pytest
@@ -41,10 +42,14 @@ def _kill_repeatedly(location, kills: int) -> list[str]:
         child = FORK.Process(target=_writer, args=(location, run, write_fd))
         child.start()
         os.close(write_fd)
-        time.sleep(rng.uniform(0.01, 0.25))
+        # Kill at a random moment after the child has saved something: opening a
+        # connection takes longer on a loaded machine, and a kill before the first
+        # write would test nothing.
+        ready, _, _ = wait_readable([read_fd], [], [], 60.0)
+        data = os.read(read_fd, 65536) if ready else b""
+        time.sleep(rng.uniform(0.0, 0.1))
         os.kill(child.pid, signal.SIGKILL)
         child.join()
-        data = b""
         while chunk := os.read(read_fd, 65536):
             data += chunk
         os.close(read_fd)
@@ -57,7 +62,7 @@ def test_every_acknowledged_correction_survives_sigkill(loaded, backend, kills):
     location = _location(loaded, backend)
     kills = kills if backend is None else kills // 2  # a PostgreSQL connection takes longer to open
     acked = _kill_repeatedly(location, kills)
-    assert len(acked) > kills  # the children did get work done between kills
+    assert len(acked) >= kills  # every child saved at least one correction before its kill
     with loaded.db.read() as s:
         authors = set(s.scalars(select(Event.author)))
         events = s.execute(select(Event).order_by(Event.id)).scalars().all()
