@@ -79,28 +79,24 @@ def round_config(policy: RoundPolicy, first: bool):  # noqa: ANN201 - TrainConfi
     return preset(policy.preset, **changes)
 
 
-def warm_startable(previous: dict[str, Any], cfg: Any) -> bool:
-    """Can a model trained with config ``previous`` (a dict) start a run of ``cfg``?"""
-    from .training import TrainConfig
+def warm_startable(checkpoint: Path, cfg: Any) -> bool:
+    """Do the weights in ``checkpoint`` fit the network of ``cfg`` (a TrainConfig)?
 
-    try:
-        before = TrainConfig.from_dict(previous)
-    except (TypeError, ValueError):
-        return False
-    return before.network(1) == cfg.network(1)  # same layers and widths; input size may differ
+    Asks the checkpoint, which records the architecture it holds, not the store's
+    note of how it was trained: a model trained elsewhere and registered by hand
+    has no such note. Landmark count and input size may differ.
+    """
+    from dataclasses import replace
 
-
-def _trained_with(project: Project, version: dict[str, Any]) -> dict[str, Any]:
-    """The training config of a model version; from its checkpoint when the store has none
-    (a model trained elsewhere and registered by hand)."""
-    if version["config"]:
-        return version["config"]
     from .checkpoint import load_checkpoint
+    from .network import SCNConfig
 
+    network = load_checkpoint(checkpoint).get("network")  # an unreadable file fails the round loudly
     try:
-        return dict(load_checkpoint(project.data_dir / version["checkpoint"]).get("train_config") or {})
-    except ScnError:
-        return {}
+        held = SCNConfig.from_dict(network)
+    except (AttributeError, TypeError, ValueError):  # no or a malformed architecture record
+        return False
+    return replace(held, num_landmarks=1) == cfg.network(1)
 
 
 def maybe_enqueue_round(project: Project) -> int | None:
@@ -283,7 +279,7 @@ class Worker:
             policy = RoundPolicy.of(project)
             current = project.current_model()
             cfg = round_config(policy, first=current is None)
-            if current is not None and not warm_startable(_trained_with(project, current), cfg):
+            if current is not None and not warm_startable(project.data_dir / current["checkpoint"], cfg):
                 # the policy changed the architecture: the current weights do not fit, start afresh
                 current, cfg = None, round_config(policy, first=True)
             init = project.data_dir / current["checkpoint"] if current else None
