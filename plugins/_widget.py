@@ -66,6 +66,7 @@ class AnnotatorWidget(QWidget):
         self.location: str | None = None
         self.layers: dict = {}
         self.view: ImageView | None = None
+        self._shown_size: tuple | None = None  # (width, height, spacing) the view was last fitted to
         self.show_names = False
 
         self.project_path = FileEdit(label="project", mode="d")
@@ -199,7 +200,7 @@ class AnnotatorWidget(QWidget):
             return
         size = (self.view.record.width, self.view.record.height, self.view.spacing)
         self._redraw(new_image=True)
-        if size != getattr(self, "_shown_size", None):  # keep the annotator's zoom between alike images
+        if size != self._shown_size:  # keep the annotator's zoom between alike images
             self.viewer.reset_view()
             self._shown_size = size
         self._select_row(image_id)
