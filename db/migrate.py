@@ -38,8 +38,26 @@ def current_revision(db: Database) -> str | None:
 
 
 def upgrade(db: Database, revision: str = "head") -> None:
-    """Bring the schema to ``revision`` (the newest by default)."""
+    """Bring the schema to ``revision`` (the newest by default).
+
+    On SQLite, foreign key enforcement is off while the revisions run (set outside
+    the transaction, the only place SQLite honours it): a revision that rebuilds a
+    table drops the old copy, and with enforcement on that drop would cascade to
+    every row that refers to it. Before the commit, ``foreign_key_check`` must find
+    nothing, or the whole upgrade is rolled back.
+    """
     cfg = _config()
-    with db.engine.execution_options(scn_write=True).begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
+    with db.engine.connect() as conn:
+        if db.is_sqlite:
+            conn.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with conn.execution_options(scn_write=True).begin():
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, revision)
+                if db.is_sqlite:
+                    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise RuntimeError(f"the schema upgrade would break {len(broken)} references: {broken[:3]}")
+        finally:
+            if db.is_sqlite:
+                conn.connection.driver_connection.execute("PRAGMA foreign_keys=ON")

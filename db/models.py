@@ -11,6 +11,8 @@ The design rules the tables encode:
   is complete.
 - ``model_versions`` has at most one current row, enforced by a partial unique
   index, and switching is one transaction.
+- A prediction run is never deleted when the same model predicts the image again;
+  it is marked superseded, so the provenance of every correction survives.
 - Heatmaps are files under the project's data folder; only their paths are here.
 
 Schema changes go through Alembic (``db/migrations``); a test checks that the
@@ -214,14 +216,26 @@ class ModelVersion(Base):
 
 
 class ImagePrediction(Base):
-    """One model version's run on one image: its heatmap cache and its scores."""
+    """One model version's run on one image: its heatmap cache and its scores.
+
+    A model version may predict an image again (a round that keeps the current
+    model re-predicts everything). The new run does not replace the old one: the
+    old run is marked ``superseded`` and kept, because corrections and their events
+    refer to its predictions ("which proposal did this correction start from"),
+    and because the annotator's open view may still hold its prediction ids. At
+    most one run per version and image is not superseded (a partial unique index).
+    """
 
     __tablename__ = "image_predictions"
-    __table_args__ = (UniqueConstraint("model_version_id", "image_id"),)
+    __table_args__ = (
+        Index("uq_image_predictions_latest", "model_version_id", "image_id", unique=True,
+              sqlite_where=text("NOT superseded"), postgresql_where=text("NOT superseded")),
+    )  # fmt: skip
     id: Mapped[int] = mapped_column(primary_key=True)
     model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"))
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
     heatmaps: Mapped[str | None] = mapped_column(String(1024))  # .npz relative to the data folder
+    superseded: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     points: Mapped[list[Prediction]] = relationship(back_populates="run", cascade="all, delete-orphan")

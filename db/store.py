@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from scn_annotator import __version__
@@ -471,9 +471,27 @@ class Project:
             row = self._image_row(s, image)
             self._check_position(row, x, y, state)
             author = user_name(author or self.user)
+            prediction_id = self._provenance(s, prediction_id, row.id, lm.id)
             event = apply_change(s, row, lm.id, (x, y, state, source), kind="edit", author=author,
                                 group_id=None, prediction_id=prediction_id)  # fmt: skip
             return event.id if event else None
+
+    @staticmethod
+    def _provenance(s: Session, prediction_id: int | None, image_id: int, landmark_id: int) -> int | None:
+        """``prediction_id`` if it is a prediction of this image and landmark, else None.
+
+        A correction is saved whatever the worker did meanwhile; provenance that does
+        not name a proposal of this very landmark (a caller's stale or wrong id) is
+        dropped rather than attached to the wrong prediction or refused.
+        """
+        if prediction_id is None:
+            return None
+        found = s.execute(
+            select(Prediction.landmark_id, ImagePrediction.image_id)
+            .join(ImagePrediction, Prediction.run_id == ImagePrediction.id)
+            .where(Prediction.id == prediction_id)
+        ).first()
+        return prediction_id if found is not None and tuple(found) == (landmark_id, image_id) else None
 
     def clear_landmark(self, image: int | str, landmark: int | str, author: str | None = None) -> int | None:
         """Remove a landmark's annotation (back to unannotated), with its event."""
@@ -662,7 +680,8 @@ class Project:
                 return None
         return s.scalar(
             select(ImagePrediction).where(ImagePrediction.image_id == image_id,
-                                          ImagePrediction.model_version_id == version_id)
+                                          ImagePrediction.model_version_id == version_id,
+                                          ImagePrediction.superseded.is_(False))
         )  # fmt: skip
 
     def store_predictions(
@@ -675,14 +694,22 @@ class Project:
         heatmaps: str | None = None,
         scores: dict[str, tuple[float, dict[str, Any]]] | None = None,
     ) -> int:
-        """Store one model version's landmarks (and scores) for one image, replacing an earlier run."""
+        """Store one model version's landmarks (and scores) for one image.
+
+        An earlier run of the same version on the image is superseded, not deleted:
+        corrections keep pointing at the proposal they started from, and a view that
+        still shows the earlier proposals can save a correction of one of them.
+        """
         ids = [lm.id for lm in self.landmarks()]
         if len(points) != len(ids):
             raise ScnError(f"{len(points)} predicted landmarks for a project with {len(ids)}")
         with self.db.write() as s:
             row = self._image_row(s, image)
-            s.execute(delete(ImagePrediction).where(ImagePrediction.image_id == row.id,
-                                                    ImagePrediction.model_version_id == version_id))  # fmt: skip
+            s.execute(update(ImagePrediction).where(ImagePrediction.image_id == row.id,
+                                                    ImagePrediction.model_version_id == version_id,
+                                                    ImagePrediction.superseded.is_(False))
+                      .values(superseded=True))  # fmt: skip
+            s.flush()
             run = ImagePrediction(model_version_id=version_id, image_id=row.id, heatmaps=heatmaps)
             run.points = [Prediction(landmark_id=lm, x=float(p[0]), y=float(p[1]), confidence=float(c))
                           for lm, p, c in zip(ids, points, confidence)]  # fmt: skip

@@ -286,10 +286,27 @@ class AnnotatorWidget(QWidget):
                 for lm in self.view.landmarks:
                     if lm.x is not None and lm.info.index not in remaining and lm.kind == "annotation":
                         self.view = self.session.clear(lm.info.index)
-        except ScnError as exc:
-            show_error(str(exc))
-            self.view = self.session.reload()
+        except Exception as exc:  # any store failure: say so, show what is saved
+            self._recover(exc)
         self._redraw()
+
+    def _recover(self, exc: Exception) -> None:
+        """A session call failed: say so, then show exactly what the store holds.
+
+        A user error (``ScnError``) is shown as it is; anything else (a lost database
+        connection, a bug) is logged with its traceback and reported as a change that
+        was not saved. Either way the layers are redrawn from the store, so the screen
+        never shows a point the database does not have.
+        """
+        if isinstance(exc, ScnError):
+            show_error(str(exc))
+        else:
+            log.exception("a change could not be saved")
+            show_error(f"this change was not saved ({type(exc).__name__}: {exc}); the view shows what is saved")
+        try:
+            self.view = self.session.reload()
+        except Exception:  # the store is unreachable: keep the last view (reported)
+            log.exception("could not re-read the image from the store")
 
     def _landmark_changed(self, index: int) -> None:
         if "points" in self.layers:
@@ -304,8 +321,9 @@ class AnnotatorWidget(QWidget):
             return None
         try:
             result = getattr(self.session, action)(*args)
-        except ScnError as exc:
-            show_error(str(exc))
+        except Exception as exc:  # see _recover
+            self._recover(exc)
+            self._redraw()
             return None
         self.view = self.session.current
         self._redraw()

@@ -71,7 +71,11 @@ def ranked_queue(project: Project, strategy: str | None = None) -> RankedQueue:
             query = (
                 select(ImagePrediction.image_id, Score.value, Score.per_landmark)
                 .join(Score, Score.run_id == ImagePrediction.id)
-                .where(ImagePrediction.model_version_id == version, Score.strategy == strategy)
+                .where(
+                    ImagePrediction.model_version_id == version,
+                    ImagePrediction.superseded.is_(False),
+                    Score.strategy == strategy,
+                )
             )
             scored = {image_id: (value, extra) for image_id, value, extra in s.execute(query)}
         images = s.execute(select(Image.id, Image.name, Image.status)).all()

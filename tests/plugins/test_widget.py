@@ -178,3 +178,27 @@ def test_the_napari_process_never_imports_torch(trained):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.stdout.split()[:2] == ["False", "3"], (result.stdout, result.stderr[-2000:])
+
+
+def test_a_store_failure_is_reported_and_the_screen_shows_what_is_saved(widget, monkeypatch):
+    """Not only user errors: any failure of a save leaves screen and store agreeing."""
+    from sqlalchemy.exc import OperationalError
+
+    points = widget.layers["points"]
+    landmark = int(points.features["landmark"][1])
+    before = tuple(points.data[1])
+    errors = []
+    monkeypatch.setattr("scn_annotator.plugins._widget.show_error", errors.append)
+
+    def broken(*_args, **_kwargs):
+        raise OperationalError("UPDATE annotations", {}, Exception("disk I/O error"))
+
+    monkeypatch.setattr(widget.session.project, "set_landmark", broken)
+    drag(points, 1, before[0] + 9.0, before[1] + 9.0)
+    assert errors and "not saved" in errors[0] and "OperationalError" in errors[0]
+    index = list(widget.layers["points"].features["landmark"]).index(landmark)
+    np.testing.assert_allclose(widget.layers["points"].data[index], before)  # back where the store has it
+    assert landmark not in widget.session.project.annotations(widget.view.record.id)
+    monkeypatch.undo()
+    drag(widget.layers["points"], index, before[0] + 5.0, before[1] + 5.0)  # and the next save works
+    assert widget.session.project.annotations(widget.view.record.id)[landmark].y == pytest.approx(before[0] + 5.0)
