@@ -22,9 +22,37 @@ from .atomic import atomic_write_text
 from .errors import ScnError
 from .labels import LandmarkTable, default_names
 
-__all__ = ["THRESHOLDS", "EvaluationReport", "align_tables", "evaluate"]
+__all__ = ["THRESHOLDS", "EvaluationReport", "align_tables", "evaluate", "mean_error", "point_errors"]
 
 THRESHOLDS = (2.0, 2.5, 3.0, 4.0, 10.0)
+
+
+def point_errors(predicted: np.ndarray, truth: np.ndarray, spacing: tuple[float, float] | None = None) -> np.ndarray:
+    """The error of every landmark of one image: (N,) distances, in mm with ``spacing``, else in px.
+
+    The one rule for a point error, used by training, validation, rounds,
+    simulation and evaluation alike: NaN where the truth has no point (absent or
+    unannotated: not an error, not a success), inf where the truth has one and the
+    prediction has none (a failure at every threshold).
+    """
+    diff = np.asarray(predicted, float) - np.asarray(truth, float)
+    if spacing is not None:
+        diff = diff * np.asarray(spacing, float)
+    errors = np.linalg.norm(diff, axis=-1)
+    errors[np.isnan(np.asarray(predicted, float)).any(axis=-1)] = np.inf
+    errors[np.isnan(np.asarray(truth, float)).any(axis=-1)] = np.nan
+    return errors
+
+
+def mean_error(errors: np.ndarray) -> float | None:
+    """Mean of the errors that have a truth (NaN skipped); None when no landmark has one.
+
+    A missing prediction (inf) makes the mean inf: a model that finds nothing is not
+    better than one that finds something.
+    """
+    values = np.asarray(errors, float)
+    values = values[~np.isnan(values)]
+    return float(values.mean()) if values.size else None
 
 
 @dataclass
@@ -147,15 +175,7 @@ def evaluate(
     unit = "mm" if all(spacing.get(i) is not None for i in ids) else "px"
     errors = np.empty((len(ids), len(names)))
     for row, image in enumerate(ids):
-        diff = np.asarray(predicted[image], float) - np.asarray(truth[image], float)
-        if unit == "mm":
-            diff = diff * np.asarray(spacing[image])
-        e = np.linalg.norm(diff, axis=1)
-        true_missing = np.isnan(truth[image]).any(axis=1)
-        pred_missing = np.isnan(predicted[image]).any(axis=1)
-        e[pred_missing] = np.inf
-        e[true_missing] = np.nan
-        errors[row] = e
+        errors[row] = point_errors(predicted[image], truth[image], spacing[image] if unit == "mm" else None)
     sources = {i: (spacing_sources or {}).get(i, "unknown") for i in ids}
     return EvaluationReport(unit, list(names), ids, errors, sources)
 

@@ -34,6 +34,8 @@ EXTRA_COLUMNS = ("confidence", "state")
 #: Per-image columns of an export, never landmark coordinates (``spacing_mm_x`` ends in ``_x``).
 _IMAGE_COLUMNS = {"status", "width", "height", "path", "spacing_mm_x", "spacing_mm_y", "spacing_source"}
 _MISSING = ("",)
+#: No radiograph is a million pixels (or mm) across: a larger coordinate is a broken file, not a landmark.
+MAX_COORDINATE = 1e6
 
 
 def default_names(count: int) -> list[str]:
@@ -181,6 +183,10 @@ def _pair(cells: list[str], number: int, what: str, problems: list[str]) -> tupl
         return math.nan, math.nan
     if (x is None) != (y is None):
         problems.append(f"row {number}: {what} has only one coordinate")
+        return math.nan, math.nan
+    if x is not None and (abs(x) > MAX_COORDINATE or abs(y) > MAX_COORDINATE):
+        problems.append(f"row {number}: {what} at ({cells[0]}, {cells[1]}) is not a plausible position "
+                        f"(beyond {MAX_COORDINATE:,.0f})")  # fmt: skip
         return math.nan, math.nan
     return (math.nan, math.nan) if x is None else (x, y)
 

@@ -22,7 +22,7 @@ from .cache import save_heatmaps
 from .data import LabelledImage, Normalisation, Sample, build_samples, split_samples
 from .db.store import ImageRecord, Project
 from .errors import ImageReadError, ScnError
-from .evaluation import EvaluationReport, evaluate
+from .evaluation import EvaluationReport, evaluate, mean_error, point_errors
 from .imageio import SpacingSource
 from .inference import Prediction, Predictor
 from .scores import ScoreInput, score_all
@@ -74,17 +74,13 @@ def labelled_images(project: Project, statuses: Sequence[str] = ("done",)) -> li
     return out
 
 
-def checkpoint_error(checkpoint: Path, samples: Sequence[Sample]) -> tuple[float, str]:
-    """Mean point error of a saved model on samples, through the inference path."""
+def checkpoint_error(checkpoint: Path, samples: Sequence[Sample]) -> tuple[float | None, str]:
+    """Mean point error of a saved model on samples, through the inference path (None: nothing to compare)."""
     predictor = Predictor.from_checkpoint(checkpoint)
     unit = "mm" if all(s.spacing is not None for s in samples) else "px"
-    errors = []
-    for sample in samples:
-        diff = predictor.predict(sample.path).points - sample.points
-        if unit == "mm":
-            diff = diff * np.asarray(sample.spacing)
-        errors.append(np.linalg.norm(diff, axis=1))
-    return float(np.nanmean(np.concatenate(errors))), unit
+    errors = [point_errors(predictor.predict(s.path).points, s.points, s.spacing if unit == "mm" else None)
+              for s in samples]  # fmt: skip
+    return mean_error(np.concatenate(errors)), unit
 
 
 @dataclass

@@ -25,6 +25,7 @@ import torch
 
 from .data import Normalisation, Sample, build_samples, labelled_images, match_images
 from .errors import ScnError
+from .evaluation import mean_error
 from .geometry import SpacingRule
 from .heatmaps import decode_peaks
 from .imageio import find_images
@@ -138,7 +139,8 @@ def run_campaign(
 
     def evaluate(trainer: Trainer) -> dict[str, float]:
         errors, _ = validation_errors(trainer.model, test, dev)
-        return {"mean": float(errors.mean()), "median": float(np.median(errors)),
+        errors = errors[~np.isnan(errors)]  # landmarks the test images lack are no error
+        return {"mean": mean_error(errors), "median": float(np.median(errors)),
                 "over_4": float((errors > 4).mean()), "over_10": float((errors > 10).mean())}  # fmt: skip
 
     def fit(labelled: list[str], steps: int, seed: int, init: dict | None) -> Trainer:

@@ -30,6 +30,7 @@ from .augment import AugmentConfig, augment_batch, random_generator
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import BACKGROUND, Normalisation, Sample
 from .errors import CheckpointError, ScnError
+from .evaluation import mean_error, point_errors
 from .heatmaps import GaussianTargets, decode_peaks, heatmap_loss
 from .inference import best_device
 from .network import SCNConfig, SpatialConfigurationNet
@@ -239,10 +240,8 @@ def validation_errors(
             inputs = torch.stack([s.input for s in chunk])[:, None].to(device)
             points, _ = decode_peaks(model(inputs).heatmaps.float())
             for sample, pts in zip(chunk, points.cpu().double().numpy()):
-                diff = sample.transform.from_network(pts) - sample.points
-                if unit == "mm":
-                    diff = diff * np.asarray(sample.spacing)
-                errors.append(np.linalg.norm(diff, axis=1))
+                predicted = sample.transform.from_network(pts)
+                errors.append(point_errors(predicted, sample.points, sample.spacing if unit == "mm" else None))
     model.train(was_training)
     return np.array(errors), unit
 
@@ -284,6 +283,11 @@ class _Batches:
         idx = self.order[self.cursor : self.cursor + self.batch_size]
         self.cursor += self.batch_size
         return idx
+
+
+#: What ``<out>.state`` must hold to resume a run exactly.
+_STATE_KEYS = ("model", "sigma", "optimizer", "generator", "torch_rng", "order", "cursor", "step", "best_step",
+               "best_error", "stale", "history")  # fmt: skip
 
 
 class Trainer:
@@ -332,28 +336,47 @@ class Trainer:
         start = load_checkpoint(path)
         if list(start.get("landmark_names", [])) != self.names:
             raise CheckpointError(f"{path}: its landmarks differ from this data set's")
-        self.model.load_state_dict(start["model"])
-        self.targets.sigma.data.copy_(start["sigma"].to(self.device))
+        self._load_weights(path, start, "start from it")
+
+    def _load_weights(self, path: Path, payload: dict[str, Any], what: str) -> None:
+        """Weights and sigmas from a checkpoint payload; one clear line when they do not fit this network."""
+        try:
+            self.model.load_state_dict(payload["model"])
+            self.targets.sigma.data.copy_(payload["sigma"].to(self.device))
+        except (KeyError, RuntimeError, TypeError, AttributeError) as exc:
+            held = payload.get("network") if isinstance(payload, dict) else None
+            arch = ", ".join(f"{k}={held[k]}" for k in ("filters", "sc_filters", "sc_kernel", "spatial")
+                             if isinstance(held, dict) and k in held)  # fmt: skip
+            mine = self.cfg.network(len(self.names))
+            raise CheckpointError(
+                f"{path}: cannot {what}: it holds another network ({arch or 'unknown architecture'}) than the one "
+                f"being trained (filters={mine.filters}, sc_filters={mine.sc_filters}, sc_kernel={mine.sc_kernel}, "
+                f"spatial={mine.spatial})" + ("" if isinstance(exc, RuntimeError) else f" ({type(exc).__name__})")
+            ) from None
 
     def resume(self) -> bool:
         """Continue from ``<out>.state``; False when there is none."""
         if self.out is None or not state_path(self.out).exists():
             return False
-        state = load_checkpoint(state_path(self.out))
-        self.model.load_state_dict(state["model"])
-        self.targets.sigma.data.copy_(state["sigma"].to(self.device))
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.gen.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        self.batches.order = state["order"].to(self.device)
-        self.batches.cursor = int(state["cursor"])
-        self.step, self.best_step, self.stale = (
-            int(state["step"]),
-            int(state["best_step"]),
-            int(state["stale"]),
-        )
-        self.best_error = float(state["best_error"])
-        self.history = list(state["history"])
+        path = state_path(self.out)
+        state = load_checkpoint(path)
+        missing = [k for k in _STATE_KEYS if k not in state]
+        if missing:
+            raise CheckpointError(f"{path}: not a resumable training state (it lacks {', '.join(missing)}); "
+                                  "delete it to train from the start")  # fmt: skip
+        self._load_weights(path, state, "resume from it")
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.gen.set_state(state["generator"])
+            torch.set_rng_state(state["torch_rng"])
+            self.batches.order = state["order"].to(self.device)
+            self.batches.cursor = int(state["cursor"])
+            self.step, self.best_step, self.stale = int(state["step"]), int(state["best_step"]), int(state["stale"])
+            self.best_error = float(state["best_error"])
+            self.history = list(state["history"])
+        except (ValueError, TypeError, RuntimeError, AttributeError) as exc:
+            raise CheckpointError(f"{path}: the training state does not fit this run ({exc}); "
+                                  "delete it to train from the start") from None  # fmt: skip
         return True
 
     # -- files -------------------------------------------------------------------
@@ -420,8 +443,11 @@ class Trainer:
         return float(heat.detach())
 
     def validate(self) -> float:
+        """Mean point error on the validation images (landmarks they lack are skipped); keeps the best."""
         errors, self.unit = validation_errors(self.model, self.val_samples, self.device)
-        error = float(errors.mean())
+        error = mean_error(errors)
+        if error is None:  # no validation image has a landmark: nothing to select by
+            return math.nan
         if error < self.best_error:
             self.best_error, self.best_step, self.stale = error, self.step, 0
             self.save_best()
@@ -476,7 +502,12 @@ class Trainer:
             if cfg.patience and self.stale >= cfg.patience:
                 stopped = "early-stopping"
                 break
-        if not self.val_samples:
+        last_validated = self.history[-1]["step"] if self.history else None
+        if self.val_samples and last_validated != self.step:
+            # the last steps (all of them, when time ran out before the first validation) compete too
+            val_error = self.validate()
+            self.history.append({"step": self.step, "val_error": val_error, "loss": loss})
+        if not math.isfinite(self.best_error):  # no validation image with a landmark: keep the last step
             self.best_step = self.step
             self.save_best()
         self.save_state()
@@ -491,6 +522,21 @@ class Trainer:
             history=self.history,
             timings=timings,
         )
+
+
+def warm_startable(checkpoint: Path, cfg: TrainConfig) -> bool:
+    """Do the weights in ``checkpoint`` fit the network of ``cfg``?
+
+    Asks the checkpoint, which records the architecture it holds, not the store's
+    note of how it was trained: a model trained elsewhere and registered by hand
+    has no such note. Landmark count and input size may differ.
+    """
+    network = load_checkpoint(checkpoint).get("network")  # an unreadable file fails loudly
+    try:
+        held = SCNConfig.from_dict(network)
+    except (AttributeError, TypeError, ValueError):  # no or a malformed architecture record
+        return False
+    return dataclasses.replace(held, num_landmarks=1) == cfg.network(1)
 
 
 def train(

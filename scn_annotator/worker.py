@@ -79,26 +79,6 @@ def round_config(policy: RoundPolicy, first: bool):  # noqa: ANN201 - TrainConfi
     return preset(policy.preset, **changes)
 
 
-def warm_startable(checkpoint: Path, cfg: Any) -> bool:
-    """Do the weights in ``checkpoint`` fit the network of ``cfg`` (a TrainConfig)?
-
-    Asks the checkpoint, which records the architecture it holds, not the store's
-    note of how it was trained: a model trained elsewhere and registered by hand
-    has no such note. Landmark count and input size may differ.
-    """
-    from dataclasses import replace
-
-    from .checkpoint import load_checkpoint
-    from .network import SCNConfig
-
-    network = load_checkpoint(checkpoint).get("network")  # an unreadable file fails the round loudly
-    try:
-        held = SCNConfig.from_dict(network)
-    except (AttributeError, TypeError, ValueError):  # no or a malformed architecture record
-        return False
-    return replace(held, num_landmarks=1) == cfg.network(1)
-
-
 def maybe_enqueue_round(project: Project) -> int | None:
     """The automatic trigger: a round after every ``auto_every`` newly done images.
 
@@ -279,6 +259,8 @@ class Worker:
             policy = RoundPolicy.of(project)
             current = project.current_model()
             cfg = round_config(policy, first=current is None)
+            from .training import warm_startable
+
             if current is not None and not warm_startable(project.data_dir / current["checkpoint"], cfg):
                 # the policy changed the architecture: the current weights do not fit, start afresh
                 current, cfg = None, round_config(policy, first=True)

@@ -138,3 +138,75 @@ def test_project_commands_end_to_end(capsys, sample_dir, tmp_path):
     assert code == 2 and err.strip().startswith("scn-annotator: error:") and "no such file" in err
     code, _, err = run(capsys, "init", project, "--landmarks", "3")
     assert code == 2 and "already a project" in err
+
+
+TINY = ["--input-size", "64x48", "--filters", "8"]
+
+
+def _six(sample_dir, tmp_path):
+    rows = (sample_dir / "labels.csv").read_text().splitlines()
+    labels = tmp_path / "six.csv"
+    labels.write_text("\n".join(rows[:7]) + "\n")
+    return sample_dir / "images", labels
+
+
+def test_train_stopped_by_time_writes_the_model_it_announces(capsys, sample_dir, tmp_path):
+    images, labels = _six(sample_dir, tmp_path)
+    model = tmp_path / "m.pt"
+    code, out, err = run(capsys, "train", "--images", images, "--labels", labels, "--out", model, *TINY,
+                         "--steps", "100000", "--max-minutes", "0.02")  # fmt: skip
+    assert code == 0, err
+    assert "(time)" in out and f"model written to {model}" in out and model.is_file()
+    code, out, err = run(capsys, "predict", "--model", model, "--images", images, "--out", tmp_path / "p.csv")
+    assert code == 0, err
+
+
+def _one_line_error(err: str) -> str:
+    lines = [line for line in err.splitlines() if "error" in line.lower()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith("scn-annotator: error: ")
+    return lines[0]
+
+
+def test_a_checkpoint_of_another_network_is_one_line(capsys, sample_dir, tmp_path):
+    images, labels = _six(sample_dir, tmp_path)
+    model = tmp_path / "m.pt"
+    base = ["train", "--images", images, "--labels", labels, *TINY, "--steps", "3"]
+    assert run(capsys, *base, "--out", model)[0] == 0
+    code, _, err = run(capsys, "train", "--images", images, "--labels", labels, "--out", tmp_path / "n.pt",
+                       "--input-size", "64x48", "--filters", "16", "--steps", "3", "--init", model)  # fmt: skip
+    assert code == 2 and "another network" in _one_line_error(err) and "filters=8" in err
+    import torch
+
+    state = torch.load(tmp_path / "m.pt.state", weights_only=True)
+    del state["model"]
+    torch.save(state, tmp_path / "m.pt.state")
+    code, _, err = run(capsys, *base, "--out", model, "--resume")
+    assert code == 2 and "lacks model" in _one_line_error(err)
+
+
+def test_train_project_with_another_architecture_starts_afresh(capsys, sample_dir, tmp_path):
+    project = tmp_path / "p"
+    assert run(capsys, "init", project, "--landmarks", "15")[0] == 0
+    assert run(capsys, "import", project, "--images", sample_dir / "images")[0] == 0
+    rows = (sample_dir / "labels.csv").read_text().splitlines()
+    named = [",".join(["image", *(f"L{i}_{a}" for i in range(15) for a in "xy")])]
+    (tmp_path / "l.csv").write_text("\n".join(named + rows[1:9]) + "\n")
+    assert run(capsys, "import", project, "--labels", tmp_path / "l.csv", "--mark-done")[0] == 0
+    assert run(capsys, "train", "--project", project, *TINY, "--steps", "3")[0] == 0
+    code, out, err = run(capsys, "train", "--project", project, "--input-size", "64x48", "--filters", "16",
+                         "--steps", "3")  # fmt: skip
+    assert code == 0, err
+    assert "another architecture" in err and "model version 2" in out
+
+
+def test_absurd_coordinates_are_refused_by_file_and_row(capsys, sample_dir, tmp_path):
+    rows = (sample_dir / "labels.csv").read_text().splitlines()
+    cells = rows[2].split(",")
+    cells[1] = "1e300"
+    bad = tmp_path / "pred.csv"
+    bad.write_text("\n".join([rows[0], rows[1], ",".join(cells)]) + "\n")
+    code, _, err = run(capsys, "evaluate", "--pred", bad, "--truth", sample_dir / "labels.csv")
+    assert code == 2
+    line = _one_line_error(err)
+    assert str(bad) in line and "row 3" in line and "not a plausible position" in line

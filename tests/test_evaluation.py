@@ -84,3 +84,15 @@ def test_align_by_name_or_by_position():
         align_tables(pred, table(["c", "d"], {"1": np.zeros((2, 2))}))
     with pytest.raises(ScnError, match="do not match"):
         align_tables(pred, table(["L0", "L1", "L2"], {"1": np.zeros((3, 2))}))
+
+
+def test_one_point_error_rule_with_missing_landmarks():
+    from scn_annotator.evaluation import mean_error, point_errors
+
+    truth = np.array([[0.0, 0.0], [np.nan, np.nan], [10.0, 10.0]])
+    predicted = np.array([[3.0, 4.0], [1.0, 1.0], [np.nan, np.nan]])
+    e = point_errors(predicted, truth, spacing=(0.5, 0.5))
+    assert e[0] == 2.5 and np.isnan(e[1]) and np.isinf(e[2])
+    assert mean_error(e[:2]) == 2.5  # an absent landmark is no error
+    assert mean_error(e) == np.inf  # a missing prediction is a failure
+    assert mean_error(np.array([np.nan, np.nan])) is None

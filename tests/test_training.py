@@ -136,3 +136,26 @@ def test_other_files_are_not_models(tmp_path):
         Predictor.from_checkpoint(tmp_path / "partial.pt")
     with pytest.raises(CheckpointError, match="no such model file"):
         load_checkpoint(tmp_path / "absent.pt")
+
+
+def test_validation_ignores_landmarks_an_image_lacks(data, fast_cfg, tmp_path):
+    """One validation image without some landmark used to make the error NaN and no model was ever saved."""
+    import copy
+
+    val = [copy.copy(s) for s in data.val]
+    val[0].points = val[0].points.copy()
+    val[0].points[[2, 5]] = np.nan  # absent in that image
+    result = train(fast_cfg.replace(steps=20, validate_every=10), data.train, val, data.names, tmp_path / "m.pt",
+                   device="cpu")  # fmt: skip
+    assert result.best_val_error is not None and np.isfinite(result.best_val_error)
+    assert all(np.isfinite(h["val_error"]) for h in result.history)
+    assert (tmp_path / "m.pt").is_file()
+
+
+def test_a_run_stopped_by_time_before_any_validation_still_writes_its_model(data, fast_cfg, tmp_path):
+    cfg = fast_cfg.replace(steps=10_000, validate_every=5_000)
+    result = train(cfg, data.train, data.val, data.names, tmp_path / "m.pt", max_minutes=0.02, device="cpu")
+    assert result.stopped == "time" and 0 < result.steps < 5_000
+    assert result.best_step == result.steps and result.best_val_error is not None  # the last step was validated
+    predictor = Predictor.from_checkpoint(tmp_path / "m.pt", device="cpu")
+    assert predictor.predict(data.val[0].path).points.shape == (len(data.names), 2)

@@ -44,9 +44,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         result = train(cfg, data.train, data.val, data.names, args.out, progress=training_bar(bar),
                        max_minutes=args.max_minutes, resume=args.resume, init_from=args.init,
                        device=device(args))  # fmt: skip
-    best = (f"best validation error {result.best_val_error:.2f} {result.unit} at step {result.best_step}"
-            if result.best_val_error is not None else "no validation images")  # fmt: skip
+    if result.best_val_error is not None:
+        best = f"best validation error {result.best_val_error:.2f} {result.unit} at step {result.best_step}"
+    else:
+        best = "no validation image with landmarks: the last step is kept" if data.val else "no validation images"
     print(f"trained {result.steps} steps in {result.seconds / 60:.1f} min ({result.stopped}); {best}")
+    if not Path(args.out).is_file():  # never announce a model that is not there
+        raise ScnError(f"training ended ({result.stopped}) without writing {args.out}")
     print(f"model written to {args.out}")
     return 0
 
@@ -57,7 +61,13 @@ def _train_project(args: argparse.Namespace, cfg) -> int:  # noqa: ANN001
     project = open_project(args.project, args)
     init = args.init
     if init is None and not args.fresh and (current := project.current_model()):
+        from ..training import warm_startable
+
         init = project.data_dir / current["checkpoint"]  # fine-tune the current model
+        if not warm_startable(init, cfg):
+            print(f"note: the current model (version {current['id']}) has another architecture than asked for; "
+                  "training from scratch", file=sys.stderr)  # fmt: skip
+            init = None
     with Progress("reading images", "img") as loaded, Progress("training", "step") as bar:
         out = train_project(project, cfg, val_fraction=args.val_fraction, init_from=init,
                             progress=training_bar(bar), loading=loaded, max_minutes=args.max_minutes,

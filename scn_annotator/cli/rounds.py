@@ -125,6 +125,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     from ..db.store import Project
     from ..db.transfer import import_images, import_labels
+    from ..evaluation import point_errors
     from ..labels import read_landmarks, write_landmarks
     from ..sample import LANDMARK_NAMES, generate_sample
     from ..worker import RoundPolicy, ensure_worker
@@ -157,8 +158,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     errors = []
     for image in project.images(["new"]):
         predicted = project.predictions(image.id)["points"]
-        errors.append(np.linalg.norm((predicted - truth.points[image.name]) * np.asarray(image.spacing), axis=1))
+        errors.append(point_errors(predicted, truth.points[image.name], image.spacing))
     errors = np.concatenate(errors)
+    errors = errors[~np.isnan(errors)]
     print(f"4/4 model version {current['id']}: on the {len(errors) // 15} images nobody annotated yet, "
           f"mean error {errors.mean():.2f} mm, median {np.median(errors):.2f} mm, "
           f"{100 * (errors <= 2).mean():.0f} % within 2 mm")  # fmt: skip
