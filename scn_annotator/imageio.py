@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import enum
 import math
+import os
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +53,12 @@ _DICOM_TAGS = {
     "0018|1164": "imager_pixel_spacing",
     "0028|0101": "bits_stored",
 }
+
+#: Images with more pixels than this are refused before their pixels are decoded: a few hundred
+#: kilobytes of PNG can declare 20000 x 20000 pixels and take gigabytes to decode and predict.
+#: The largest radiographs (stitched long-leg or full-spine films) stay well below it. Set
+#: ``SCN_MAX_PIXELS`` to change it.
+MAX_PIXELS = 120_000_000
 
 # First bytes of each format, to recognise a file whose suffix lies.
 _MAGIC = (
@@ -205,7 +213,80 @@ def _reader(path: Path) -> sitk.ImageFileReader:
             reason = f"cannot be read as an image ({_sitk_reason(exc)})"
         raise ImageReadError(path, reason) from None
     _check_geometry(path, reader.GetSize(), reader.GetDimension())
+    _check_pixel_count(path, reader.GetSize())
     return reader
+
+
+def max_pixels() -> int:
+    """The largest image accepted, in pixels (``SCN_MAX_PIXELS`` or :data:`MAX_PIXELS`)."""
+    value = os.environ.get("SCN_MAX_PIXELS", "")
+    try:
+        return int(float(value)) if value.strip() else MAX_PIXELS
+    except ValueError:
+        return MAX_PIXELS
+
+
+def _check_pixel_count(path: Path, size: Iterable[int]) -> None:
+    count = math.prod(int(s) for s in size)
+    if count > (limit := max_pixels()):
+        dims = " x ".join(str(int(s)) for s in size)
+        raise ImageReadError(path, f"declares {dims} pixels ({count / 1e6:.0f} megapixels), more than the "
+                                   f"{limit / 1e6:.0f} accepted (SCN_MAX_PIXELS); refused before decoding")  # fmt: skip
+
+
+# A marker in a JPEG's entropy-coded data: 0xFF not followed by a stuffed 0x00, a restart
+# marker (0xD0-0xD7) or another fill byte.
+_JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+
+
+def _jpeg_truncated(data: bytes) -> bool:
+    """Does a JPEG end before its End Of Image marker? libjpeg decodes such a file anyway,
+    padding the missing part with gray and only printing a warning.
+
+    Walks the segments from the start (each has its length), and through each scan's
+    entropy-coded data to the next marker. A file whose structure surprises the walk
+    is left to the decoder to judge: only a file that runs out is called truncated.
+    """
+    pos, end = 2, len(data)
+    while pos + 1 < end:
+        if data[pos] != 0xFF:
+            return False
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+        elif marker == 0xD9:  # End Of Image
+            return False
+        elif 0xD0 <= marker <= 0xD7 or marker == 0x01:  # no length
+            pos += 2
+        else:
+            if pos + 4 > end:
+                return True
+            pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+            if marker == 0xDA:  # Start Of Scan: the coded data runs to the next marker
+                found = _JPEG_MARKER.search(data, pos)
+                if found is None:
+                    return True
+                pos = found.start()
+    return True
+
+
+def _check_complete(path: Path, io: str) -> None:
+    """Refuse a file cut short in a way its decoder would not notice (JPEG, BMP)."""
+    if io == "JPEGImageIO":
+        if _jpeg_truncated(path.read_bytes()):
+            raise ImageReadError(path, "is a truncated JPEG (it ends before its last scan is complete)")
+    elif io == "BMPImageIO":
+        with open(path, "rb") as fh:
+            head = fh.read(6)
+        declared = int.from_bytes(head[2:6], "little") if len(head) == 6 else 0
+        actual = path.stat().st_size
+        if declared > actual:
+            raise ImageReadError(path, f"is a truncated BMP ({actual} of its {declared} bytes)")
+
+
+def _io_name(path: Path, reader: sitk.ImageFileReader) -> str:
+    """The ImageIO that reads the file: the one set from its bytes, else the one SimpleITK picks."""
+    return reader.GetImageIO() or sitk.ImageFileReader.GetImageIOFromFileName(str(path))
 
 
 def _sitk_reason(exc: Exception) -> str:
@@ -250,7 +331,7 @@ def _header_spacing(path: Path, reader: sitk.ImageFileReader, meta: dict[str, st
             if key in meta and (pair := _parse_ds_pair(meta[key])):
                 return pair
         return None
-    io = reader.GetImageIO()
+    io = _io_name(path, reader)
     name = path.name.lower()
     physical = io in ("MetaImageIO", "NrrdImageIO", "NiftiImageIO") or name.endswith(
         (".mha", ".mhd", ".nrrd", ".nhdr", ".nii", ".nii.gz")
@@ -262,9 +343,10 @@ def _header_spacing(path: Path, reader: sitk.ImageFileReader, meta: dict[str, st
 
 
 def read_image_info(path: str | Path) -> ImageInfo:
-    """Size and spacing from the header only; the pixels are not decoded."""
+    """Size and spacing from the header only (and a check that the file is whole); the pixels are not decoded."""
     path = Path(path)
     reader = _reader(path)
+    _check_complete(path, _io_name(path, reader))
     meta = _dicom_meta(reader)
     spacing = _header_spacing(path, reader, meta)
     w, h = reader.GetSize()[:2]
@@ -286,6 +368,7 @@ def read_image(
     reader = _reader(path)
     meta = _dicom_meta(reader)
     header_spacing = _header_spacing(path, reader, meta)
+    _check_complete(path, _io_name(path, reader))
     try:
         image = reader.Execute()
     except RuntimeError as exc:

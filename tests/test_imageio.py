@@ -189,3 +189,53 @@ def test_find_images_recursive_and_skips_hidden_and_other_files(tmp_path):
     found = [p.relative_to(tmp_path).as_posix() for p in find_images(tmp_path)]
     assert found == ["a.png", "sub/b.JPG", "sub/c.nii.gz"]
     assert image_id("x/y/c.nii.gz") == "c"
+
+
+def _png_declaring(path: Path, width: int, height: int) -> Path:
+    """A small PNG whose header claims a huge size (a decompression bomb's first bytes)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 4096)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return path
+
+
+def test_a_pixel_bomb_is_refused_before_decoding(tmp_path, monkeypatch):
+    bomb = _png_declaring(tmp_path / "bomb.png", 20000, 20000)
+    assert bomb.stat().st_size < 10_000
+    for read in (read_image, read_image_info):
+        with pytest.raises(ImageReadError, match=r"bomb.png: declares 20000 x 20000 pixels \(400 megapixels\)"):
+            read(bomb)
+    small = write(tmp_path / "small.png", GRAY8)
+    monkeypatch.setenv("SCN_MAX_PIXELS", "1000")  # configurable
+    with pytest.raises(ImageReadError, match="more than the 0 accepted"):
+        read_image(small)
+    monkeypatch.setenv("SCN_MAX_PIXELS", "1200")
+    assert read_image(small).size == (40, 30)
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".bmp", ".png"])
+@pytest.mark.parametrize("keep", [600, 0.5, -10])
+def test_a_truncated_file_is_refused_by_name(tmp_path, suffix, keep):
+    whole = write(tmp_path / f"whole{suffix}", RNG.integers(0, 255, (300, 400), dtype=np.uint8))
+    data = whole.read_bytes()
+    cut = keep if keep >= 1 else (int(len(data) * keep) if keep > 0 else len(data) + keep)
+    broken = tmp_path / f"cut{suffix}"
+    broken.write_bytes(data[:cut])
+    assert read_image(whole).size == (400, 300)
+    with pytest.raises(ImageReadError, match=r"cut\.(jpg|bmp|png): "):
+        read_image(broken)
+    if suffix != ".png":  # a PNG's header reads; its pixels fail to decode (read_image above)
+        with pytest.raises(ImageReadError, match="truncated"):
+            read_image_info(broken)
+
+
+def test_a_jpeg_with_bytes_after_its_end_is_whole(tmp_path):
+    jpeg = write(tmp_path / "a.jpg", GRAY8)
+    jpeg.write_bytes(jpeg.read_bytes() + b"\x00" * 100 + b"trailing")
+    assert read_image(jpeg).size == (40, 30)

@@ -200,3 +200,26 @@ def test_mm_without_spacing_is_refused(project, tmp_path):
 def _write(path, text):
     path.write_bytes(text.encode() if isinstance(text, str) else text)
     return path
+
+
+def test_a_truncated_jpeg_and_a_pixel_bomb_are_not_imported(project, tmp_path):
+    import struct
+    import zlib
+
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    pixels = np.random.default_rng(1).integers(0, 255, (200, 160), dtype=np.uint8)
+    sitk.WriteImage(sitk.GetImageFromArray(pixels), str(folder / "good.jpg"))
+    (folder / "cut.jpg").write_bytes((folder / "good.jpg").read_bytes()[:600])
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", 20000, 20000, 8, 0, 0, 0, 0)
+    bomb = chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 4096)) + chunk(b"IEND", b"")
+    (folder / "bomb.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bomb)
+    report = import_images(project, folder)
+    assert [i.name for i in project.images()] == ["good"]
+    failed = dict(report.failed)
+    assert "truncated JPEG" in failed[str(folder / "cut.jpg")]
+    assert "20000 x 20000" in failed[str(folder / "bomb.png")]
