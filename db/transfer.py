@@ -8,9 +8,7 @@ export writes exactly the CSV and its manifest, each atomically.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,7 +24,7 @@ from scn_annotator.atomic import atomic_write_text
 from scn_annotator.errors import ImageReadError, LabelFileError, ScnError
 from scn_annotator.geometry import SpacingRule
 from scn_annotator.imageio import find_images, image_id, read_image_info
-from scn_annotator.labels import LandmarkTable, default_names, read_landmarks
+from scn_annotator.labels import LandmarkTable, default_names, read_landmarks, write_csv
 
 from .models import Annotation, Image, ImageStatus, LandmarkState, Source, utcnow
 from .store import Project, apply_change, record_event, user_name
@@ -320,10 +318,6 @@ def export(project: Project, out: str | Path, *, layout: str = "wide", include_a
                 lines.append([image.name, lm.name, *xy, *mm, state, a.source.value, a.author, *spacing_cells])
         if layout == "wide":
             lines.append(wide)
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(lines)
     current = project.current_model()
     manifest = {
         "file": out.name,
@@ -337,6 +331,6 @@ def export(project: Project, out: str | Path, *, layout: str = "wide", include_a
         "exported_at": utcnow().isoformat(timespec="seconds") + "Z",
         "app_version": __version__,
     }
-    atomic_write_text(out, buf.getvalue())
+    write_csv(out, header, lines)
     atomic_write_text(out.with_name(out.stem + ".manifest.json"), json.dumps(manifest, indent=2) + "\n")
     return manifest

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from scn_annotator.atomic import atomic_write_text
 
 __all__ = ["get_reader", "sample_project", "write_points"]
 
@@ -30,13 +26,23 @@ def _dock(location: str) -> bool:
     return True
 
 
+def _project_folder(path: str | list[str]) -> Path | None:
+    """The project a path names: a folder holding ``project.json``, or that file itself."""
+    if isinstance(path, list):
+        return None
+    candidate = Path(path)
+    folder = candidate.parent if candidate.name == "project.json" else candidate
+    return folder.resolve() if (folder / "project.json").is_file() else None
+
+
 def get_reader(path: str | list[str]) -> Callable[[Any], list] | None:
-    """Claims a folder that holds an scn-annotator project (``project.json``)."""
-    if isinstance(path, list) or not (Path(path) / "project.json").is_file():
+    """Claims a folder that holds an scn-annotator project (or its ``project.json``), nothing else."""
+    if _project_folder(path) is None:
         return None
 
     def read(location: str) -> list:
-        if _dock(str(Path(location).resolve())):
+        folder = _project_folder(location)
+        if folder is not None and _dock(str(folder)):
             return [(None,)]  # the widget shows the project; no layer of our own to add
         return []
 
@@ -50,18 +56,17 @@ def write_points(path: str, data: np.ndarray, attributes: dict) -> list[str]:
     the layer's data coordinates, which for the annotator's layers are image pixels
     (the physical size lives in the layer's scale).
     """
+    from scn_annotator.labels import write_csv
+
     features = attributes.get("features")
     names = list(features["name"]) if features is not None and "name" in features else [
         f"point{i}" for i in range(len(data))]  # fmt: skip
     rows_cols = np.asarray(data, dtype=float)[:, -2:] if len(data) else np.zeros((0, 2))
-    image = attributes.get("metadata", {}).get("scn_image", attributes.get("name", "image"))
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["image", *[f"{n}_{axis}" for n in names for axis in ("x", "y")]])
-    writer.writerow([image, *[f"{v:.3f}" for r, c in rows_cols for v in (c, r)]])
-    target = Path(path)
-    atomic_write_text(target, buf.getvalue())
-    return [str(target)]
+    metadata = attributes.get("metadata") or {}
+    image = metadata.get("scn_image") or attributes.get("name", "image")
+    header = ["image", *[f"{n}_{axis}" for n in names for axis in ("x", "y")]]
+    write_csv(path, header, [[image, *[f"{v:.3f}" for r, c in rows_cols for v in (c, r)]]])
+    return [str(Path(path))]
 
 
 def sample_project() -> list:

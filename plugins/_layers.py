@@ -159,6 +159,7 @@ def update_layers(
             points.text.visible = names
         points.refresh()
     points.feature_defaults["landmark"] = landmark if landmark is not None else 0
+    points.metadata["scn_image"] = view.record.name  # the points writer names the image by it
     # keep the order: radiograph at the bottom, heatmaps, landmarks on top
     order = [layers["image"], *(layers[k] for k in HEATMAP_KINDS if k in layers), points]
     for target, layer in enumerate(order):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +26,7 @@ import numpy as np
 from .atomic import atomic_write_text
 from .errors import LabelFileError
 
-__all__ = ["LandmarkTable", "default_names", "read_landmarks", "write_landmarks"]
+__all__ = ["LandmarkTable", "csv_text", "default_names", "read_landmarks", "write_csv", "write_landmarks"]
 
 _ID_COLUMNS = ("image", "image_id", "id", "file", "filename", "name")
 #: Per-landmark columns carried along in ``LandmarkTable.extra``: ``<name>_state`` (wide) or ``state`` (long).
@@ -106,6 +106,45 @@ def _is_number(cell: str) -> bool:
     return True
 
 
+# ----------------------------------------------------------------------------- cells a spreadsheet would run
+
+#: A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_cell(value: object) -> str:
+    """A cell as text that no spreadsheet executes: a text cell that starts like a formula gets a ``'``.
+
+    Numbers (``-1.5``) stay numbers. A cell that already starts with ``'`` gets one more,
+    so that :func:`_unguard` gives back exactly what was written.
+    """
+    text = str(value)
+    if (text.startswith(_FORMULA_START) and not _is_number(text)) or text.startswith("'"):
+        return "'" + text
+    return text
+
+
+def _unguard(cell: str) -> str:
+    """The inverse of :func:`safe_cell` for the cells it guarded (an apostrophe before ``'`` or a formula start)."""
+    if cell.startswith("'") and cell[1:].startswith(("'", *_FORMULA_START)):
+        return cell[1:]
+    return cell
+
+
+def csv_text(header: Sequence[object], rows: Iterable[Sequence[object]]) -> str:
+    """The one CSV writer of the project: ``\\n`` line ends, every text cell made safe for spreadsheets."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow([safe_cell(c) for c in header])
+    writer.writerows([safe_cell(c) for c in row] for row in rows)
+    return buf.getvalue()
+
+
+def write_csv(path: str | Path, header: Sequence[object], rows: Iterable[Sequence[object]]) -> None:
+    """:func:`csv_text`, written atomically."""
+    atomic_write_text(Path(path), csv_text(header, rows))
+
+
 def _read_rows(path: Path) -> list[tuple[int, list[str]]]:
     try:
         raw = path.read_bytes()
@@ -123,7 +162,7 @@ def _read_rows(path: Path) -> list[tuple[int, list[str]]]:
     try:
         for number, row in enumerate(csv.reader(io.StringIO(text)), start=1):
             if row and any(cell.strip() for cell in row):
-                rows.append((number, [cell.strip() for cell in row]))
+                rows.append((number, [_unguard(cell.strip()) for cell in row]))
     except csv.Error as exc:
         raise LabelFileError(path, [f"is not valid CSV ({exc})"]) from None
     if not rows:
@@ -336,15 +375,12 @@ def write_landmarks(
     The file is written to a temporary name and renamed, so a crash never leaves
     half a file behind.
     """
-    path = Path(path)
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
     fmt = "{:.3f}".format
+    rows: list[list[str]] = []
     if layout == "wide":
         header = ["image"]
         for name in names:
             header += [f"{name}_x", f"{name}_y"] + ([f"{name}_confidence"] if confidence else [])
-        writer.writerow(header)
         for image, pts in points.items():
             row = [image]
             for i in range(len(names)):
@@ -352,14 +388,14 @@ def write_landmarks(
                 row += ["", ""] if np.isnan(x) else [fmt(x), fmt(y)]
                 if confidence:
                     row.append(f"{confidence[image][i]:.4g}")
-            writer.writerow(row)
+            rows.append(row)
     elif layout == "long":
-        writer.writerow(["image", "landmark", "x", "y"] + (["confidence"] if confidence else []))
+        header = ["image", "landmark", "x", "y"] + (["confidence"] if confidence else [])
         for image, pts in points.items():
             for i, name in enumerate(names):  # a missing point keeps its row, with empty cells
                 xy = ["", ""] if np.isnan(pts[i][0]) else [fmt(pts[i][0]), fmt(pts[i][1])]
                 extra = [f"{confidence[image][i]:.4g}"] if confidence else []
-                writer.writerow([image, name, *xy, *extra])
+                rows.append([image, name, *xy, *extra])
     else:
         raise ValueError(f"layout must be 'wide' or 'long', not {layout!r}")
-    atomic_write_text(path, buf.getvalue())
+    write_csv(path, header, rows)

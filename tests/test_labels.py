@@ -108,3 +108,23 @@ def test_binary_and_missing_files(tmp_path):
         read_landmarks(binary)
     with pytest.raises(LabelFileError, match="no such file"):
         read_landmarks(tmp_path / "nope.csv")
+
+
+FORMULAS = ['=HYPERLINK("http://x","y")', "+SUM(1;2)", "-1+1", "@cmd", "'quoted", "'=both", "\tTab"]
+
+
+def test_no_cell_a_spreadsheet_would_run_and_an_exact_round_trip(tmp_path):
+    from scn_annotator.labels import read_landmarks, write_landmarks
+
+    names = ["=tip", "base"]
+    points = {name: np.array([[1.5, -2.25], [np.nan, np.nan]]) for name in FORMULAS}
+    for layout in ("wide", "long"):
+        path = tmp_path / f"{layout}.csv"
+        write_landmarks(path, names, points, layout=layout)
+        import csv
+
+        cells = [c for row in csv.reader(path.open()) for c in row]
+        assert not [c for c in cells if c.startswith(("=", "+", "@", "\t")) or (c.startswith("-") and c != "-2.250")]
+        table = read_landmarks(path)
+        assert list(table.points) == FORMULAS and table.names == names
+        np.testing.assert_array_equal(table.points["@cmd"], points["@cmd"])

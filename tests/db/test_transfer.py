@@ -223,3 +223,25 @@ def test_a_truncated_jpeg_and_a_pixel_bomb_are_not_imported(project, tmp_path):
     failed = dict(report.failed)
     assert "truncated JPEG" in failed[str(folder / "cut.jpg")]
     assert "20000 x 20000" in failed[str(folder / "bomb.png")]
+
+
+def test_exports_are_safe_in_a_spreadsheet_and_import_back(project, tmp_path):
+    import csv
+
+    folder = tmp_path / "formula"
+    folder.mkdir()
+    for i, name in enumerate(("=HYPERLINK(1)", "+SUM(1;2)", "-1+1", "@cmd")):
+        pixels = np.full((40, 50), 10 * i, np.uint8)  # distinct files: the same content is imported once
+        sitk.WriteImage(sitk.GetImageFromArray(pixels), str(folder / f"{name}.png"))
+    import_images(project, folder)
+    for image in project.images():
+        project.set_landmark(image.id, 0, 3.0, 4.0)
+        project.set_status(image.id, "done")
+    out = tmp_path / "export.csv"
+    export(project, out)
+    cells = [row[0] for row in csv.reader(out.open())][1:]
+    assert sorted(cells) == ["'+SUM(1;2)", "'-1+1", "'=HYPERLINK(1)", "'@cmd"]
+    table = read_landmarks(out)
+    assert sorted(table.points) == sorted(i.name for i in project.images())
+    report = import_labels(project, out)
+    assert report.images == 4 and report.set == 0  # the very same landmarks: nothing to change

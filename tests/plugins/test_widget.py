@@ -9,7 +9,7 @@ pytest.importorskip("napari")
 
 from napari.layers.base._base_constants import ActionType
 from scn_annotator.db.store import Project
-from scn_annotator.plugins._io import get_reader, write_points
+from scn_annotator.plugins._io import get_reader
 from scn_annotator.plugins._widget import SHORTCUTS, AnnotatorWidget
 
 pytestmark = pytest.mark.gui
@@ -145,16 +145,21 @@ def test_training_from_the_viewer(widget, qtbot, tiny_policy):
 
 
 def test_reader_writer_and_sample(widget, trained, tmp_path, monkeypatch):
-    assert get_reader(str(trained)) is not None
+    assert get_reader(str(trained)) is not None and get_reader(str(trained / "project.json")) is not None
     assert get_reader(str(tmp_path)) is None
     points = widget.layers["points"]
-    out = write_points(str(tmp_path / "points.csv"), points.data, {
-        "features": points.features, "scale": points.scale, "name": "landmarks"})  # fmt: skip
+    out = tmp_path / "points.csv"
+    points.save(str(out), plugin="scn-annotator")  # through napari's writer machinery
+    from scn_annotator.db.transfer import import_labels
+
     from scn_annotator.labels import read_landmarks
 
-    table = read_landmarks(out[0])
+    table = read_landmarks(out)
+    assert list(table.points) == [widget.view.record.name]  # the image, not the layer's name
     shown = widget.view.points()[0]
-    np.testing.assert_allclose(table.points["landmarks"][:, ::-1], shown, atol=1e-3)
+    np.testing.assert_allclose(table.points[widget.view.record.name][:, ::-1], shown, atol=1e-3)
+    report = import_labels(widget.session.project, out, overwrite=True)  # the project's own import takes it
+    assert report.names == [widget.view.record.name] and report.set + report.unchanged == len(shown)
 
     monkeypatch.setenv("HOME", str(tmp_path))
     viewer = widget.viewer
@@ -202,3 +207,22 @@ def test_a_store_failure_is_reported_and_the_screen_shows_what_is_saved(widget, 
     monkeypatch.undo()
     drag(widget.layers["points"], index, before[0] + 5.0, before[1] + 5.0)  # and the next save works
     assert widget.session.project.annotations(widget.view.record.id)[landmark].y == pytest.approx(before[0] + 5.0)
+
+
+def test_the_reader_claims_projects_only(make_napari_viewer, trained, tmp_path):
+    """Through viewer.open: a radiograph someone drops is napari's, a project folder is ours."""
+    import SimpleITK as sitk
+    from npe2 import PluginManager
+
+    png = tmp_path / "radiograph.png"
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((20, 30), np.uint8)), str(png))
+    ours = [r.command for r in PluginManager.instance().iter_compatible_readers([str(png)])]
+    assert not any(c.startswith("scn-annotator") for c in ours)
+    viewer = make_napari_viewer()
+    layers = viewer.open(str(png))
+    assert [layer.data.shape for layer in layers] == [(20, 30)]
+    viewer.open(str(trained), plugin="scn-annotator")
+    widget = next(w for name, w in viewer.window.dock_widgets.items() if "annotator" in name.lower())
+    assert widget.location == str(trained.resolve())
+    widget.training.close()
+    widget.session.close()
