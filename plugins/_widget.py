@@ -12,7 +12,6 @@ import logging
 from pathlib import Path
 
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, PushButton, Table
-from napari.layers.base._base_constants import ActionType
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QGroupBox, QScrollArea, QTextBrowser, QVBoxLayout, QWidget
@@ -269,15 +268,16 @@ class AnnotatorWidget(QWidget):
 
     def _points_changed(self, event) -> None:  # noqa: ANN001
         """A point was dragged, added or deleted: save it, then show what the store has."""
-        if self.view is None or event.action not in (ActionType.CHANGED, ActionType.ADDED, ActionType.REMOVED):
+        # napari's ActionType is a string enum; its strings are the public face of it
+        if self.view is None or event.action not in ("changed", "added", "removed"):
             return
         points = self.layers["points"]
         try:
-            if event.action == ActionType.CHANGED:
+            if event.action == "changed":
                 for i in event.data_indices:
                     row, col = points.data[i]
                     self.view = self.session.move(int(points.features["landmark"][i]), col, row)
-            elif event.action == ActionType.ADDED:
+            elif event.action == "added":
                 for i in event.data_indices:
                     row, col = points.data[i]
                     self.view = self.session.move(int(self.landmark.value), col, row)
@@ -455,8 +455,21 @@ class AnnotatorWidget(QWidget):
             "border marks a landmark the model is doubtful about. Every change is saved at once.</p>"
         )
 
+    def _unbind(self) -> None:
+        """Leave the viewer as it was: our keys unbound (napari's own come back), our handlers disconnected."""
+        for key in SHORTCUTS:
+            self.viewer.bind_key(key, None)
+        self.viewer.layers.events.inserted.disconnect(self._layer_inserted)
+        points = self.layers.get("points")
+        if points is not None:
+            points.events.data.disconnect(self._points_changed)
+            for key in SHORTCUTS:
+                points.bind_key(key, None)
+
     def closeEvent(self, event) -> None:  # noqa: ANN001, N802 - Qt's name
+        self._unbind()
         self.training.close()
         if self.session is not None:
             self.session.close()
+            self.session = None
         super().closeEvent(event)

@@ -236,9 +236,16 @@ def _first_reaching(budgets: list[int], errors: list[float], target: float) -> f
     return None
 
 
-def plot(result: CampaignResult, summary: dict[str, Any], path: Path) -> None:
-    """Learning curves: mean point error and share of errors > 4 against labelled images, seeds shaded."""
-    import matplotlib
+def plot(result: CampaignResult, summary: dict[str, Any], path: Path) -> bool:
+    """Learning curves: mean point error and share of errors > 4 against labelled images, seeds shaded.
+
+    matplotlib is optional (``pip install scn-annotator[plot]``): without it nothing is
+    drawn and this returns False.
+    """
+    try:
+        import matplotlib
+    except ImportError:
+        return False
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -264,3 +271,4 @@ def plot(result: CampaignResult, summary: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return True

@@ -210,3 +210,40 @@ def test_absurd_coordinates_are_refused_by_file_and_row(capsys, sample_dir, tmp_
     assert code == 2
     line = _one_line_error(err)
     assert str(bad) in line and "row 3" in line and "not a plausible position" in line
+
+
+def test_an_unexpected_error_is_one_line_with_a_log(capsys, monkeypatch, tmp_path):
+    from scn_annotator.cli import files
+
+    def broken(_args):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(files, "cmd_sample", broken)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    code, _, err = run(capsys, "sample", tmp_path / "s")
+    assert code == 1 and "Traceback" not in err
+    line = err.strip()
+    assert line.startswith("scn-annotator: unexpected error: ZeroDivisionError: a bug (traceback in ")
+    log = next(tmp_path.glob("scn-annotator-error-*.log"))
+    assert "ZeroDivisionError" in log.read_text() and str(log) in line
+    with pytest.raises(ZeroDivisionError):
+        main(["--debug", "sample", str(tmp_path / "s")])
+
+
+def test_simulate_without_matplotlib_says_so(monkeypatch, tmp_path):
+    import builtins
+
+    from scn_annotator.simulate import plot
+
+    real = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name.startswith("matplotlib"):
+            raise ImportError(name)
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    assert plot(None, {}, tmp_path / "p.png") is False and not (tmp_path / "p.png").exists()

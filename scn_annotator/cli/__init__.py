@@ -2,6 +2,8 @@
 
 Every subcommand is a thin layer over a core function. User errors (a bad file, a
 wrong option) print one line, ``scn-annotator: error: ...``, and exit with code 2;
+anything unexpected prints one line naming a log with its traceback (``--debug``
+shows it) and exits with code 1;
 long steps show a progress bar on stderr; results go to stdout. Heavy modules
 (torch, SQLAlchemy) are imported by the subcommand that needs them, so ``--help``
 is instant.
@@ -28,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens in detail")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (files, projects, rounds):
         module.register(sub)
@@ -47,6 +50,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("scn-annotator: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug or an environment problem: one line, the traceback in a log
+        if args.debug:
+            raise
+        log = _write_crash_log()
+        print(f"scn-annotator: unexpected error: {type(exc).__name__}: {exc} (traceback in {log}; "
+              "run again with --debug to see it here)", file=sys.stderr)  # fmt: skip
+        return 1
+
+
+def _write_crash_log() -> str:
+    """The current exception's traceback in a file under the temporary folder; returns its path."""
+    import tempfile
+    import traceback
+
+    fd, path = tempfile.mkstemp(prefix="scn-annotator-error-", suffix=".log")
+    with open(fd, "w") as fh:
+        fh.write(traceback.format_exc())
+    return path
 
 
 if __name__ == "__main__":

@@ -106,14 +106,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     result.write(args.out / "campaign.json")
     summary = summarise(result)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
-    plot(result, summary, args.out / "learning_curves.png")
+    if not plot(result, summary, args.out / "learning_curves.png"):
+        print("note: no plot drawn (matplotlib is not installed: pip install 'scn-annotator[plot]')", file=sys.stderr)
     print(f"{'strategy':<18}" + "".join(f"{b:>8}" for b in next(iter(summary.values()))["budgets"])
           + f"{'AUC':>8}{'to reach random':>18}")  # fmt: skip
     for name, s in summary.items():
         reach = s.get("labels_to_reach_random_final")
         reach_text = "not reached" if reach is None else f"{reach:.1f} ({100 * s['saving_vs_random']:+.0f} %)"
         print(f"{name:<18}" + "".join(f"{m:>8.2f}" for m in s["mean"]) + f"{s['auc']:>8.2f}{reach_text:>18}")
-    print(f"\nmean test error in {result.unit} per number of labelled images; results, summary and plot in {args.out}")
+    print(f"\nmean test error in {result.unit} per number of labelled images; results and summary in {args.out}")
     return 0
 
 

@@ -7,7 +7,6 @@ import pytest
 
 pytest.importorskip("napari")
 
-from napari.layers.base._base_constants import ActionType
 from scn_annotator.db.store import Project
 from scn_annotator.plugins._io import get_reader
 from scn_annotator.plugins._widget import SHORTCUTS, AnnotatorWidget
@@ -29,7 +28,7 @@ def widget(make_napari_viewer, trained, qtbot):
 def drag(points, index: int, row: float, col: float) -> None:
     """What napari does at the end of a mouse drag: move the data, then emit CHANGED."""
     points.data[index] = (row, col)
-    points.events.data(value=points.data, action=ActionType.CHANGED, data_indices=(index,), vertex_indices=((),))
+    points.events.data(value=points.data, action="changed", data_indices=(index,), vertex_indices=((),))
 
 
 def test_opening_a_project_shows_the_image_heatmaps_and_landmarks(widget):
@@ -226,3 +225,27 @@ def test_the_reader_claims_projects_only(make_napari_viewer, trained, tmp_path):
     assert widget.location == str(trained.resolve())
     widget.training.close()
     widget.session.close()
+
+
+def test_closing_the_widget_leaves_the_viewer_as_it_was(make_napari_viewer, trained, qtbot):
+    viewer = make_napari_viewer()
+    napari_own = {str(k): v for k, v in viewer.keymap.items()}
+    widget = AnnotatorWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.open_project(str(trained))
+    points = widget.layers["points"]
+    assert any(getattr(f, "__name__", "") == "mark_done" for f in viewer.keymap.values())
+    widget.close()
+    assert not any(getattr(f, "__name__", "") in {m for m, _ in SHORTCUTS.values()} for f in viewer.keymap.values())
+    assert {str(k): v for k, v in viewer.keymap.items()} == napari_own
+    assert not any(getattr(f, "__name__", "") == "mark_done" for f in points.keymap.values())
+    landmark = int(points.features["landmark"][0])
+    drag(points, 0, 12.0, 13.0)  # the closed widget no longer saves anything
+    assert landmark not in Project.open(trained).annotations(widget.view.record.id)
+    again = AnnotatorWidget(viewer)  # and a new one works
+    viewer.window.add_dock_widget(again)
+    again.open_project(str(trained))
+    drag(again.layers["points"], 0, 12.0, 13.0)
+    saved = again.session.project.annotations(again.view.record.id)
+    assert int(again.layers["points"].features["landmark"][0]) in saved
+    again.close()
