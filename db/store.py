@@ -40,6 +40,7 @@ from sqlalchemy.orm import Session
 from scn_annotator import __version__
 from scn_annotator.atomic import atomic_copy, atomic_write_text
 from scn_annotator.errors import ScnError
+from scn_annotator.geometry import clamp_to_image, inside_image
 
 from . import migrate
 from .jobs import JobQueue
@@ -445,7 +446,7 @@ class Project:
             return
         if x is None or y is None or not (math.isfinite(x) and math.isfinite(y)):
             raise ScnError(f"a {state} landmark needs a finite position, not ({x}, {y})")
-        if not (-0.5 <= x <= image.width - 0.5 and -0.5 <= y <= image.height - 0.5):
+        if not inside_image(x, y, (image.width, image.height)):
             raise ScnError(f"({x:.1f}, {y:.1f}) lies outside image {image.name} ({image.width} x {image.height})")
 
     def set_landmark(
@@ -519,8 +520,7 @@ class Project:
             for p in sorted(run.points, key=lambda p: p.landmark_id):
                 if p.landmark_id in annotated:
                     continue
-                x = min(max(p.x, -0.5), row.width - 0.5)
-                y = min(max(p.y, -0.5), row.height - 0.5)
+                x, y = clamp_to_image(p.x, p.y, (row.width, row.height))
                 event = apply_change(s, row, p.landmark_id, (x, y, "placed", "model_accepted"), kind="edit",
                                     author=author, group_id=group, prediction_id=p.id)  # fmt: skip
                 if event is not None:
@@ -548,12 +548,16 @@ class Project:
             return out
 
     @staticmethod
-    def _stacks(s: Session, image_id: int) -> tuple[list[int], list[int]]:
-        """(done, undone) group stacks of one image, replayed from its events."""
+    def _stacks(s: Session, image_id: int, author: str) -> tuple[list[int], list[int]]:
+        """(done, undone) group stacks of one person on one image, replayed from their events.
+
+        Undo is per person: in a team, one annotator's undo never reverts another's work.
+        """
         done: list[int] = []
         undone: list[int] = []
         seen: set[int] = set()
-        events = s.scalars(select(Event).where(Event.image_id == image_id, Event.kind.in_(UNDOABLE)).order_by(Event.id))
+        events = s.scalars(select(Event).where(Event.image_id == image_id, Event.kind.in_(UNDOABLE),
+                                               Event.author == author).order_by(Event.id))  # fmt: skip
         for e in events:
             if e.group_id in seen:
                 continue
@@ -571,13 +575,14 @@ class Project:
         author = user_name(author or self.user)
         with self.db.write() as s:
             row = self._image_row(s, image)
-            done, undone = self._stacks(s, row.id)
+            done, undone = self._stacks(s, row.id, author)
             stack = undone if redo else done
             if not stack:
                 return 0
             target = stack[-1]
             events = list(s.scalars(select(Event).where(Event.group_id == target, Event.landmark_id.is_not(None))
                                     .order_by(Event.id)))  # fmt: skip
+            self._check_unchanged_since(s, row, events, redo)
             group, count = None, 0
             for e in events if redo else reversed(events):
                 values = (e.new_x, e.new_y, e.new_state, e.new_source) if redo else (
@@ -591,17 +596,38 @@ class Project:
                 record_event(s, "redo" if redo else "undo", row.id, reverts=target, author=author)
             return count
 
+    def _check_unchanged_since(self, s: Session, image: Image, events: list[Event], redo: bool) -> None:
+        """Refuse to undo (redo) an action when a landmark it set was changed since, by anyone."""
+        current = {a.landmark_id: a for a in s.scalars(select(Annotation).where(Annotation.image_id == image.id))}
+        names = {lm.id: lm.name for lm in self.landmarks()}
+        changed = []
+        for e in events:
+            expected = (e.old_x, e.old_y, e.old_state, e.old_source) if redo else (
+                e.new_x, e.new_y, e.new_state, e.new_source)  # fmt: skip
+            a = current.get(e.landmark_id)
+            actual = (a.x, a.y, a.state.value, a.source.value) if a is not None else (None,) * 4
+            if actual != expected:
+                changed.append(f"{names.get(e.landmark_id)} (by {a.author if a is not None else 'someone'})")
+        if changed:
+            what = "redo" if redo else "undo"
+            raise ScnError(f"cannot {what} on image {image.name}: changed since: {', '.join(sorted(set(changed)))}")
+
     def undo(self, image: int | str, author: str | None = None) -> int:
-        """Revert the image's last change (one action, however many landmarks). Returns landmarks changed."""
+        """Revert this user's last change to the image (one action, however many landmarks).
+
+        Returns the landmarks changed. Refused with a clear message when someone changed
+        one of those landmarks since.
+        """
         return self._revert(image, author, redo=False)
 
     def redo(self, image: int | str, author: str | None = None) -> int:
         """Re-apply the last undone change, if nothing was changed since."""
         return self._revert(image, author, redo=True)
 
-    def can_undo(self, image: int | str) -> tuple[bool, bool]:
+    def can_undo(self, image: int | str, author: str | None = None) -> tuple[bool, bool]:
+        """Whether this user (``author``) has something to undo and to redo on the image."""
         with self.db.read() as s:
-            done, undone = self._stacks(s, self._image_row(s, image).id)
+            done, undone = self._stacks(s, self._image_row(s, image).id, user_name(author or self.user))
         return bool(done), bool(undone)
 
     # -- landmark files --------------------------------------------------------

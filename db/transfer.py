@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from scn_annotator import __version__
 from scn_annotator.atomic import atomic_write_text
 from scn_annotator.errors import ImageReadError, LabelFileError, ScnError
-from scn_annotator.geometry import SpacingRule
+from scn_annotator.geometry import SpacingRule, inside_image
 from scn_annotator.imageio import find_images, image_id, read_image_info
 from scn_annotator.labels import LandmarkTable, default_names, read_landmarks, write_csv
 
@@ -204,7 +204,7 @@ def _plan(project: Project, s: Session, table: LandmarkTable, spacing_rule: Spac
             state = state or "placed"
             if state not in ("placed", "occluded"):
                 problems.append(f"{where}: landmark {name!r} has an unknown state {state!r}")
-            elif not (-0.5 <= x <= row.width - 0.5 and -0.5 <= y <= row.height - 0.5):
+            elif not inside_image(x, y, (row.width, row.height)):
                 problems.append(f"{where}: landmark {name!r} at ({x:.1f}, {y:.1f}) lies outside image "
                                 f"{row.name!r} ({row.width} x {row.height})")  # fmt: skip
             else:

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import LabelFileError, ScnError
-from .geometry import InputTransform, SpacingRule, fit_transform
+from .geometry import InputTransform, SpacingRule, fit_transform, inside_image
 from .imageio import Radiograph, SpacingSource, image_id, read_image
 from .labels import LandmarkTable
 
@@ -161,7 +161,8 @@ def check_inside(points: np.ndarray, size: tuple[int, int], where: str, path: Pa
     w, h = size
     present = ~np.isnan(points).any(axis=1)
     x, y = points[:, 0], points[:, 1]
-    outside = present & ((x < -0.5) | (y < -0.5) | (x > w - 0.5) | (y > h - 0.5))
+    with np.errstate(invalid="ignore"):
+        outside = present & ~inside_image(x, y, size)
     if outside.any():
         i = int(np.flatnonzero(outside)[0])
         raise LabelFileError(

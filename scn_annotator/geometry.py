@@ -136,3 +136,18 @@ class SpacingRule:
 
     def __str__(self) -> str:
         return f"{self.a},{self.b}={self.distance_mm:g}"
+
+
+def inside_image(x: float | np.ndarray, y: float | np.ndarray, size: tuple[int, int]) -> bool | np.ndarray:
+    """Is (x, y) on an image of ``size`` (width, height)? Pixel edges count: -0.5 .. width - 0.5.
+
+    The one in-image rule: for imports, for training labels and for corrections alike.
+    """
+    w, h = size
+    return (x >= -0.5) & (y >= -0.5) & (x <= w - 0.5) & (y <= h - 0.5)
+
+
+def clamp_to_image(x: float, y: float, size: tuple[int, int]) -> tuple[float, float]:
+    """The nearest point on the image: where a point dragged, accepted or marked beyond the edge goes."""
+    w, h = size
+    return min(max(float(x), -0.5), w - 0.5), min(max(float(y), -0.5), h - 0.5)

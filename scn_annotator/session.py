@@ -29,6 +29,7 @@ import numpy as np
 from .cache import CachedHeatmaps, load_heatmaps
 from .db.store import AnnotationRecord, ImageRecord, LandmarkInfo, Project
 from .errors import ImageReadError, ScnError
+from .geometry import clamp_to_image
 from .imageio import Radiograph, read_image
 from .ranking import RankedQueue, ranked_queue
 
@@ -219,8 +220,7 @@ class AnnotationSession:
         """Place or move a landmark (a dragged prediction becomes a correction that remembers it)."""
         view = self._image()
         lm = view.landmarks[landmark]
-        w, h = view.record.width, view.record.height
-        x, y = min(max(float(x), -0.5), w - 0.5), min(max(float(y), -0.5), h - 0.5)  # dropped off the edge
+        x, y = clamp_to_image(x, y, (view.record.width, view.record.height))  # dropped off the edge
         state = lm.state if lm.kind == "annotation" and lm.state == "occluded" else "placed"
         # the prediction a correction started from stays recorded however often it is moved
         self.project.set_landmark(view.record.id, landmark, x, y, state=state, prediction_id=lm.prediction_id)
@@ -235,7 +235,8 @@ class AnnotationSession:
         elif state in ("occluded", "placed"):
             if lm.x is None:
                 raise ScnError(f"{lm.info.name} has no position to mark {state}; place it first")
-            self.project.set_landmark(view.record.id, landmark, lm.x, lm.y, state=state,
+            x, y = clamp_to_image(lm.x, lm.y, (view.record.width, view.record.height))  # as a drag would
+            self.project.set_landmark(view.record.id, landmark, x, y, state=state,
                                       prediction_id=lm.prediction_id if lm.kind == "prediction" else None)  # fmt: skip
         else:
             raise ScnError(f"unknown landmark state {state!r}")

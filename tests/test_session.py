@@ -87,3 +87,17 @@ def test_a_human_correction_survives_a_new_model(session):
     view = session.reload()
     assert (view.landmarks[2].x, view.landmarks[2].y, view.landmarks[2].kind) == (11.0, 12.0, "annotation")
     assert view.landmarks[4].x == 99.0 and view.landmarks[4].kind == "prediction"
+
+
+def test_a_proposal_beyond_the_edge_is_marked_where_a_drag_would_put_it(session):
+    """One rule for a point off the image: marking occluded clamps it, as a drag and accept-all do."""
+    view = session.open(session.resume_image())
+    w = view.record.width
+    prediction = session.project.predictions(view.record.id)
+    points = prediction["points"].copy()
+    points[2] = (w + 3.0, -4.0)  # the model put it just outside the image
+    session.project.store_predictions(view.model_version, view.record.id, points, prediction["confidence"])
+    view = session.reload()
+    assert (view.landmarks[2].x, view.landmarks[2].y) == (w + 3.0, -4.0)
+    view = session.mark(2, "occluded")
+    assert (view.landmarks[2].x, view.landmarks[2].y, view.landmarks[2].state) == (w - 0.5, -0.5, "occluded")

@@ -127,10 +127,14 @@ def test_app_and_worker_write_at_once_without_errors_or_lost_rows(loaded, backen
     with loaded.db.read() as s:
         edits = s.scalar(select(func.count()).select_from(Event).where(Event.kind == "edit"))
         runs = s.scalar(select(func.count()).select_from(ImagePrediction))
+        latest = s.scalar(
+            select(func.count()).select_from(ImagePrediction).where(ImagePrediction.superseded.is_(False))
+        )
         points = s.scalar(select(func.count()).select_from(Prediction))
         annotations = s.scalar(select(func.count()).select_from(Annotation))
     assert edits == n_corrections  # every call changed its landmark: every one has its event
-    assert runs == 24 and points == 24 * 15  # each image's latest run, complete
+    assert runs == n_predictions and points == n_predictions * 15  # every run kept, complete
+    assert latest == 24  # one latest run per image
     assert annotations == len({(i % 24, i % 15) for i in range(n_corrections)})
     assert loaded.predictions("hand005")["scores"]["disagreement"][0] == max(
         i for i in range(n_predictions) if i % 24 == 5

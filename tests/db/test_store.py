@@ -105,7 +105,7 @@ def test_undo_and_redo_work_across_saves_and_reopening(loaded, backend, tmp_path
     assert loaded.undo("hand005") == 1
     assert 1 not in loaded.annotations("hand005")
     loaded.close()
-    reopened = Project.open(backend or tmp_path / "project")
+    reopened = Project.open(backend or tmp_path / "project", user="tester")  # the same person, later
     assert reopened.undo("hand005") == 1
     assert (reopened.annotations("hand005")[0].x, reopened.annotations("hand005")[0].y) == (10, 10)
     assert reopened.redo("hand005") == 1
@@ -158,7 +158,7 @@ def test_predictions_never_touch_human_corrections(loaded, tmp_path):
     ann = loaded.annotations("hand007")
     assert ann[0].x == 11 and ann[0].source == "human"
     assert ann[5].source == "model_accepted" and ann[5].prediction_id == pred["prediction_ids"][5]
-    assert loaded.undo("hand007") == 14  # accepting is one step
+    assert loaded.undo("hand007", author="ann") == 14  # accepting is one step (undone by who accepted)
     assert list(loaded.annotations("hand007")) == [0]
     # a later model run replaces its predictions, still without touching annotations
     loaded.store_predictions(version, "hand007", points + 1, np.full(15, 2.0))
@@ -200,3 +200,23 @@ def test_jobs_queue_and_cancel(project):
     project.jobs.request_cancel(a)
     assert project.jobs.job(a)["state"] == "cancelled"
     assert [j["id"] for j in project.jobs.list(["queued"])] == [b]
+
+
+def test_undo_is_per_person_in_a_team(loaded, backend, tmp_path):
+    other = Project.open(backend or tmp_path / "project", user="bea")
+    try:
+        loaded.set_landmark("hand003", 0, 10, 10)  # tester
+        other.set_landmark("hand003", 1, 20, 20)  # bea, later
+        assert other.can_undo("hand003") == (True, False)
+        assert loaded.undo("hand003") == 1  # tester's undo reverts tester's change, not bea's later one
+        assert 0 not in loaded.annotations("hand003") and loaded.annotations("hand003")[1].x == 20
+        assert loaded.history("hand003")[0]["author"] == "tester"
+        assert loaded.undo("hand003") == 0  # nothing more of tester's
+        loaded.redo("hand003")
+        other.set_landmark("hand003", 0, 30, 30)  # bea changes the landmark tester set
+        with pytest.raises(ScnError, match=r"cannot undo on image hand003: changed since: thumb_base \(by bea\)"):
+            loaded.undo("hand003")
+        assert loaded.annotations("hand003")[0].x == 30  # refused: nothing changed
+        assert other.undo("hand003") == 1 and loaded.annotations("hand003")[0].x == 10
+    finally:
+        other.close()
