@@ -63,3 +63,98 @@ def test_npe2_validates_the_manifest():
     result = subprocess.run([sys.executable, "-m", "npe2", "validate", "scn-annotator"], capture_output=True,
                             text=True)  # fmt: skip
     assert result.returncode == 0 and "valid" in result.stdout, result.stdout + result.stderr
+
+
+def test_sdist_holds_every_package_and_the_migrations(tmp_path):
+    import tarfile
+
+    subprocess.run([sys.executable, "setup.py", "-q", "sdist", "-d", str(tmp_path)], cwd=ROOT, check=True,
+                   capture_output=True)  # fmt: skip
+    (sdist,) = tmp_path.glob("scn_annotator-*.tar.gz")
+    with tarfile.open(sdist) as tar:
+        names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
+    tracked = subprocess.run(["git", "ls-files", "db", "plugins", "scn_annotator", "napari.yaml"], cwd=ROOT,
+                             capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+    assert tracked and set(tracked) <= names
+
+
+#: Writes a project at schema 0002 (what an earlier release left on disk).
+OLD_SCHEMA = """
+import json, sys
+from pathlib import Path
+from sqlalchemy import text
+from scn_annotator.db import migrate
+from scn_annotator.db.session import Database
+
+folder = Path(sys.argv[1])
+db = Database(folder / "project.sqlite")
+migrate.upgrade(db, "0002")
+with db.engine.execution_options(scn_write=True).begin() as conn:
+    conn.execute(text("INSERT INTO settings (key, value) VALUES ('data_dir', :d)"), {"d": json.dumps(str(folder))})
+    conn.execute(text("INSERT INTO landmarks (id, \\"index\\", name, color, description)"
+                      " VALUES (1, 0, 'a', '#f00', '')"))
+print(migrate.current_revision(db))
+"""
+
+
+@pytest.fixture(scope="module")
+def installed(wheel, tmp_path_factory) -> Path:
+    """A fresh virtual environment outside the checkout with the wheel installed.
+
+    Its dependencies come from the test environment's site-packages through a path
+    file (no download, and nothing of the checkout: editable installs are only seen
+    through their own .pth files, which a path entry does not run).
+    """
+    import site
+    import sysconfig
+
+    venv = tmp_path_factory.mktemp("venv")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    purelib = Path(sysconfig.get_path("purelib", vars={"base": str(venv), "platbase": str(venv)}))
+    deps = [p for p in site.getsitepackages() if Path(p).is_dir()]
+    (purelib / "deps.pth").write_text("\n".join(deps) + "\n")
+    python = venv / "bin" / "python"
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "-q", str(wheel)],
+                   check=True, capture_output=True)  # fmt: skip
+    return venv
+
+
+def test_the_wheel_installed_elsewhere_runs_end_to_end(installed, sample_dir, tmp_path):
+    cli = installed / "bin" / "scn-annotator"
+    python = installed / "bin" / "python"
+
+    def run(*argv):
+        result = subprocess.run([str(a) for a in argv], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout
+
+    where = run(python, "-c", "import scn_annotator.cli, scn_annotator.db.migrate as m; print(m.MIGRATIONS)")
+    assert Path(where.strip()).is_relative_to(installed) and not Path(where.strip()).is_relative_to(ROOT)
+    project = tmp_path / "p"
+    run(cli, "init", project, "--landmarks", "15")
+    labels = tmp_path / "l.csv"
+    rows = (sample_dir / "labels.csv").read_text().splitlines()
+    labels.write_text("\n".join([",".join(["image", *(f"L{i}_{a}" for i in range(15) for a in "xy")]), *rows[1:9]]))
+    assert "24 added" in run(cli, "import", project, "--images", sample_dir / "images")
+    run(cli, "import", project, "--labels", labels, "--mark-done")
+    out = run(cli, "train", "--project", project, "--input-size", "64x48", "--filters", "8", "--steps", "5")
+    assert "model version 1 is now the current model" in out
+    assert "predicted 16 images" in run(cli, "predict", "--project", project)
+    run(cli, "export", project, tmp_path / "out.csv")
+    assert (tmp_path / "out.csv").read_text().count("\n") == 9
+    old = tmp_path / "old"  # a project at an older schema, upgraded by the installed migrations
+    old.mkdir()
+    (old / "project.json").write_text("{}")
+    script = tmp_path / "old_schema.py"
+    script.write_text(OLD_SCHEMA)
+    assert run(python, script, old).strip() == "0002"
+    assert "images" in run(cli, "status", old)
+    code = ("import sys; from scn_annotator.db import migrate; from scn_annotator.db.session import Database;"
+            "print(migrate.current_revision(Database(sys.argv[1])), migrate.head_revision())")  # fmt: skip
+    revision, head = run(python, "-c", code, old / "project.sqlite").split()
+    assert revision == head != "0002"
+    manifest = run(python, "-c", "from npe2 import PluginManifest; import importlib.metadata as md;"
+                   "print(PluginManifest.from_distribution('scn-annotator').name, md.distribution('scn-annotator')"
+                   ".locate_file('scn_annotator/plugins/napari.yaml'))")  # fmt: skip
+    name, path = manifest.split()
+    assert name == "scn-annotator" and Path(path).is_relative_to(installed) and Path(path).is_file()
