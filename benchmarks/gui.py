@@ -25,12 +25,9 @@ import SimpleITK as sitk
 
 
 def build_project(root: Path, count: int, size: int) -> Path:
-    from scn_annotator.db.store import Project
-    from scn_annotator.db.transfer import import_images, import_labels
-
-    from scn_annotator.labels import write_landmarks
-    from scn_annotator.sample import LANDMARK_NAMES, render_hand
-    from scn_annotator.worker import RoundPolicy, Worker
+    from scn_annotator.policy import RoundPolicy
+    from scn_annotator.sample import render_hand, sample_project
+    from scn_annotator.worker import Worker
 
     rng = np.random.default_rng(0)
     (root / "images").mkdir(parents=True)
@@ -41,12 +38,7 @@ def build_project(root: Path, count: int, size: int) -> Path:
         image.SetSpacing((0.1, 0.1))
         sitk.WriteImage(image, str(root / "images" / f"big{i:02d}.mha"))
         truth[f"big{i:02d}"] = points
-    project = Project.create(root / "project", LANDMARK_NAMES, user="bench")
-    import_images(project, root / "images")
-    write_landmarks(root / "labels.csv", LANDMARK_NAMES, {k: truth[k] for k in list(truth)[:4]})
-    import_labels(project, root / "labels.csv")
-    for name in list(truth)[:4]:
-        project.set_status(name, "done")
+    project = sample_project(root / "project", root / "images", truth, list(truth)[:4], user="bench")
     RoundPolicy(initial_steps=60, overrides={"input_size": [256, 192], "filters": 16, "sc_filters": 16}).save(project)
     project.jobs.enqueue("round")
     Worker(project.data_dir, device="cpu").run(once=True)
@@ -77,7 +69,7 @@ def measure(location: Path, args: argparse.Namespace) -> None:
     from qtpy.QtWidgets import QApplication
     from scn_annotator.plugins._widget import AnnotatorWidget
 
-    from scn_annotator.worker import RoundPolicy
+    from scn_annotator.policy import RoundPolicy
 
     viewer = napari.Viewer()
     widget = AnnotatorWidget(viewer)
@@ -150,12 +142,12 @@ def measure(location: Path, args: argparse.Namespace) -> None:
     job = project.jobs.job(job_id)
     project.jobs.request_cancel(job_id)
     gaps = np.array(gaps[1:])
-    print(f"worker at the end of the measurement: {job['state']}, {job['stage']} {100 * job['progress']:.0f} %; "
-          f"log: {job['log_tail'].splitlines()[-1] if job['log_tail'] else ''} {job['error'] or ''}")  # fmt: skip
-    print(f"event loop during training ({job['stage']}, {len(gaps)} ticks of 10 ms over {args.stall_seconds:.0f} s): "
+    print(f"worker at the end of the measurement: {job.state}, {job.stage} {100 * job.progress:.0f} %; "
+          f"log: {job.log_tail.splitlines()[-1] if job.log_tail else ''} {job.error or ''}")  # fmt: skip
+    print(f"event loop during training ({job.stage}, {len(gaps)} ticks of 10 ms over {args.stall_seconds:.0f} s): "
           f"longest gap {gaps.max():.0f} ms, 99th percentile {np.percentile(gaps, 99):.0f} ms")  # fmt: skip
     t = time.monotonic()
-    while project.jobs.job(job_id)["state"] == "running" and time.monotonic() - t < 30:
+    while project.jobs.job(job_id).state == "running" and time.monotonic() - t < 30:
         time.sleep(0.5)
 
 

@@ -23,7 +23,8 @@ from scn_annotator.db.store import Project
 from scn_annotator.db.transfer import import_images, import_labels
 
 from scn_annotator.labels import default_names, read_landmarks, write_landmarks
-from scn_annotator.worker import RoundPolicy, Worker
+from scn_annotator.policy import RoundPolicy
+from scn_annotator.worker import Worker
 
 HAND = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hand"
 
@@ -59,10 +60,10 @@ def main() -> None:
         Worker(project.data_dir).run(once=True)
         total = time.perf_counter() - started
         record = project.jobs.job(job)
-        print(f"round ({record['state']}): {total / 60:.1f} min for {args.done} done images and "
+        print(f"round ({record.state}): {total / 60:.1f} min for {args.done} done images and "
               f"{project.counts()['new']} to re-rank, {args.round_steps} fine-tuning steps")  # fmt: skip
         stamps = []
-        for line in record["log_tail"].splitlines():
+        for line in record.log_tail.splitlines():
             match = re.match(r"(\d\d:\d\d:\d\d) (.*)", line)
             if match:
                 stamps.append((datetime.strptime(match[1], "%H:%M:%S"), match[2]))

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from scn_annotator.errors import ScnError
 
 from .models import Job, JobState, Worker, utcnow
+from .records import JobRecord, WorkerRecord
 from .session import Database
 
 __all__ = ["MAX_ATTEMPTS", "JobQueue"]
@@ -31,12 +32,6 @@ __all__ = ["MAX_ATTEMPTS", "JobQueue"]
 MAX_ATTEMPTS = 3
 EXCLUSIVE = ("round",)  # kinds of which one runs at a time
 _LOCK_KEY = 0x5C4A  # the advisory lock that serialises queue changes on PostgreSQL
-
-
-def _job_dict(job: Job) -> dict[str, Any]:
-    out = {c.name: getattr(job, c.name) for c in Job.__table__.columns}
-    out["state"] = job.state.value
-    return out
 
 
 class JobQueue:
@@ -64,21 +59,21 @@ class JobQueue:
             s.flush()
             return job.id
 
-    def job(self, job_id: int) -> dict[str, Any]:
+    def job(self, job_id: int) -> JobRecord:
         with self.db.read() as s:
             job = s.get(Job, job_id)
             if job is None:
                 raise ScnError(f"no job {job_id}")
-            return _job_dict(job)
+            return JobRecord.of(job)
 
-    def list(self, states: Iterable[str] | None = None, kind: str | None = None) -> list[dict[str, Any]]:
+    def list(self, states: Iterable[str] | None = None, kind: str | None = None) -> list[JobRecord]:
         with self.db.read() as s:
             query = select(Job).order_by(Job.id)
             if states is not None:
                 query = query.where(Job.state.in_([JobState(x) for x in states]))
             if kind is not None:
                 query = query.where(Job.kind == kind)
-            return [_job_dict(j) for j in s.scalars(query)]
+            return [JobRecord.of(j) for j in s.scalars(query)]
 
     def request_cancel(self, job_id: int) -> None:
         """A queued job is cancelled at once; a running one at its worker's next heartbeat."""
@@ -93,7 +88,7 @@ class JobQueue:
 
     # -- working -----------------------------------------------------------------
 
-    def claim(self, worker: str, kinds: Iterable[str] | None = None) -> dict[str, Any] | None:
+    def claim(self, worker: str, kinds: Iterable[str] | None = None) -> JobRecord | None:
         """Take the oldest queued job (atomically); None when there is nothing to do."""
         with self.db.write() as s:
             self._serialise(s)
@@ -108,7 +103,7 @@ class JobQueue:
                 job.state, job.worker, job.attempts = JobState.RUNNING, worker, job.attempts + 1
                 job.started_at = job.heartbeat_at = now
                 job.error = None
-                return _job_dict(job)
+                return JobRecord.of(job)
             return None
 
     def heartbeat(self, job_id: int, worker: str, **fields: Any) -> str:
@@ -171,8 +166,8 @@ class JobQueue:
         with self.db.write() as s:
             s.execute(update(Worker).where(Worker.id == worker_id).values(stopped_at=utcnow(), job_id=None))
 
-    def live_workers(self, within_s: float = 30.0) -> list[dict[str, Any]]:
+    def live_workers(self, within_s: float = 30.0) -> list[WorkerRecord]:
         limit = utcnow() - dt.timedelta(seconds=within_s)
         with self.db.read() as s:
             rows = s.scalars(select(Worker).where(Worker.stopped_at.is_(None), Worker.heartbeat_at >= limit))
-            return [{c.name: getattr(w, c.name) for c in Worker.__table__.columns} for w in rows]
+            return [WorkerRecord.of(w) for w in rows]

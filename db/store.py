@@ -23,13 +23,11 @@ machine of a team can resolve them against its own copy (``image_root``).
 from __future__ import annotations
 
 import colorsys
-import datetime as dt
 import getpass
 import json
 import math
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,13 +57,18 @@ from .models import (
     Source,
     utcnow,
 )
+from .records import AnnotationRecord, ImageRecord, JobRecord, LandmarkInfo, ModelRecord, PredictionRecord, ScoreRecord
 from .session import Database
 
 __all__ = [
     "AnnotationRecord",
     "ImageRecord",
+    "JobRecord",
     "LandmarkInfo",
+    "ModelRecord",
+    "PredictionRecord",
     "Project",
+    "ScoreRecord",
     "apply_change",
     "record_event",
     "landmark_colors",
@@ -77,48 +80,6 @@ UNDOABLE = ("edit", "import", "undo", "redo")
 
 
 # ----------------------------------------------------------------------------- records
-
-
-@dataclass(frozen=True)
-class LandmarkInfo:
-    id: int
-    index: int
-    name: str
-    color: str
-    description: str
-
-
-@dataclass(frozen=True)
-class ImageRecord:
-    id: int
-    name: str
-    path: str
-    width: int
-    height: int
-    spacing: tuple[float, float] | None
-    spacing_source: str
-    status: str
-    last_author: str | None
-    checksum: str
-    updated_at: dt.datetime
-
-    @classmethod
-    def of(cls, row: Image) -> ImageRecord:
-        spacing = (row.spacing_x, row.spacing_y) if row.spacing_x and row.spacing_y else None
-        return cls(row.id, row.name, row.path, row.width, row.height, spacing, row.spacing_source,
-                   row.status.value, row.last_author, row.checksum, row.updated_at)  # fmt: skip
-
-
-@dataclass(frozen=True)
-class AnnotationRecord:
-    landmark: int  # index
-    x: float | None
-    y: float | None
-    state: str
-    source: str
-    author: str
-    updated_at: dt.datetime
-    prediction_id: int | None
 
 
 def landmark_colors(count: int) -> list[str]:
@@ -683,18 +644,49 @@ class Project:
                 raise ScnError(f"no model version {version_id}")
             self._make_current(s, version_id)
 
-    @staticmethod
-    def _model_dict(v: ModelVersion) -> dict[str, Any]:
-        return {c.name: getattr(v, c.name) for c in ModelVersion.__table__.columns}
-
-    def current_model(self) -> dict[str, Any] | None:
+    def current_model(self) -> ModelRecord | None:
         with self.db.read() as s:
             v = s.scalar(select(ModelVersion).where(ModelVersion.is_current))
-            return self._model_dict(v) if v else None
+            return ModelRecord.of(v) if v else None
 
-    def model_versions(self) -> list[dict[str, Any]]:
+    def model_versions(self) -> list[ModelRecord]:
         with self.db.read() as s:
-            return [self._model_dict(v) for v in s.scalars(select(ModelVersion).order_by(ModelVersion.id))]
+            return [ModelRecord.of(v) for v in s.scalars(select(ModelVersion).order_by(ModelVersion.id))]
+
+    def model(self, version_id: int | None = None) -> ModelRecord:
+        """A model version (the current one when None); a clear error when there is none."""
+        with self.db.read() as s:
+            if version_id is None:
+                v = s.scalar(select(ModelVersion).where(ModelVersion.is_current))
+                if v is None:
+                    raise ScnError("the project has no model yet: train one first")
+            else:
+                v = s.get(ModelVersion, version_id)
+                if v is None:
+                    raise ScnError(f"no model version {version_id}")
+            return ModelRecord.of(v)
+
+    # -- artifacts: the one place their paths are made --------------------------------
+
+    def checkpoint_file(self, model: ModelRecord | int) -> Path:
+        """The checkpoint of a model version on this machine."""
+        record = model if isinstance(model, ModelRecord) else self.model(model)
+        return self.data_dir / record.checkpoint
+
+    def heatmap_cache_path(self, version_id: int, image_id: int) -> Path:
+        """Where the heatmaps of one model version on one image are cached."""
+        return self.data_dir / "heatmaps" / f"v{version_id:04d}" / f"{image_id}.npz"
+
+    def heatmap_file(self, prediction: PredictionRecord) -> Path | None:
+        """The heatmap cache of a prediction on this machine, or None when there is none (yet)."""
+        if not prediction.heatmaps:
+            return None
+        path = self.data_dir / prediction.heatmaps
+        return path if path.exists() else None
+
+    def relative_to_data(self, path: Path) -> str:
+        """How the store records an artifact path: relative to the data folder, POSIX style."""
+        return path.relative_to(self.data_dir).as_posix()
 
     # -- predictions -------------------------------------------------------------
 
@@ -745,8 +737,8 @@ class Project:
             s.flush()
             return run.id
 
-    def predictions(self, image: int | str, version_id: int | None = None) -> dict[str, Any] | None:
-        """The current (or given) model's prediction for an image, or None."""
+    def predictions(self, image: int | str, version_id: int | None = None) -> PredictionRecord | None:
+        """The current (or given) model's latest prediction for an image, or None."""
         index = {lm.id: lm.index for lm in self.landmarks()}
         with self.db.read() as s:
             row = self._image_row(s, image)
@@ -754,15 +746,25 @@ class Project:
             if run is None:
                 return None
             n = len(index)
-            points, conf, ids = np.full((n, 2), np.nan), np.full(n, np.nan), [0] * n
+            points, conf = np.full((n, 2), np.nan), np.full(n, np.nan)
+            ids: list[int | None] = [None] * n
             for p in run.points:
                 i = index[p.landmark_id]
                 points[i], conf[i], ids[i] = (p.x, p.y), p.confidence, p.id
-            return {
-                "model_version": run.model_version_id,
-                "points": points,
-                "confidence": conf,
-                "prediction_ids": ids,
-                "heatmaps": run.heatmaps,
-                "scores": {sc.strategy: (sc.value, sc.per_landmark) for sc in run.scores},
-            }
+            scores = {sc.strategy: ScoreRecord(sc.strategy, sc.value, dict(sc.per_landmark or {})) for sc in run.scores}
+            return PredictionRecord(run.id, run.model_version_id, points, conf, ids, run.heatmaps, scores)
+
+    def scores(self, strategy: str, version_id: int | None = None) -> dict[int, ScoreRecord]:
+        """Every image's score under ``strategy`` from the current (or given) model's latest runs, by image id."""
+        with self.db.read() as s:
+            if version_id is None:
+                version_id = s.scalar(select(ModelVersion.id).where(ModelVersion.is_current))
+                if version_id is None:
+                    return {}
+            query = (
+                select(ImagePrediction.image_id, Score.value, Score.per_landmark)
+                .join(Score, Score.run_id == ImagePrediction.id)
+                .where(ImagePrediction.model_version_id == version_id, ImagePrediction.superseded.is_(False),
+                       Score.strategy == strategy)
+            )  # fmt: skip
+            return {i: ScoreRecord(strategy, value, dict(extra or {})) for i, value, extra in s.execute(query)}

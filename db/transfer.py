@@ -327,7 +327,7 @@ def export(project: Project, out: str | Path, *, layout: str = "wide", include_a
         "landmarks": [{"name": lm.name, "color": lm.color, "description": lm.description} for lm in lms],
         "annotations": states,
         "units": "x, y in pixels of the image file (origin at the centre of the top-left pixel); _mm in mm",
-        "model_version": current["id"] if current else None,
+        "model_version": current.id if current else None,
         "exported_at": utcnow().isoformat(timespec="seconds") + "Z",
         "app_version": __version__,
     }

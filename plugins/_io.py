@@ -71,25 +71,16 @@ def write_points(path: str, data: np.ndarray, attributes: dict) -> list[str]:
 
 def sample_project() -> list:
     """Generate the demo project (phantom hand radiographs, 12 annotated) and open it."""
-    from scn_annotator.db.store import Project
-    from scn_annotator.db.transfer import import_images, import_labels
-
     from scn_annotator.imageio import read_image
-    from scn_annotator.labels import read_landmarks, write_landmarks
-    from scn_annotator.sample import LANDMARK_NAMES, generate_sample
+    from scn_annotator.labels import read_landmarks
+    from scn_annotator.sample import generate_sample
+    from scn_annotator.sample import sample_project as build
 
     root = Path.home() / ".cache" / "scn-annotator" / "sample"
     folder = root / "project"
     if not (folder / "project.json").exists():
         truth = read_landmarks(generate_sample(root / "data", count=40, seed=7))
-        project = Project.create(folder, LANDMARK_NAMES, user="sample")
-        import_images(project, root / "data" / "images")
-        first = sorted(truth.points)[:12]
-        write_landmarks(root / "data" / "annotated.csv", LANDMARK_NAMES, {k: truth.points[k] for k in first})
-        import_labels(project, root / "data" / "annotated.csv")
-        for name in first:
-            project.set_status(name, "done")
-        project.close()
+        build(folder, root / "data" / "images", truth.points, sorted(truth.points)[:12]).close()
     image = read_image(next((root / "data" / "images").glob("*.mha")))
     metadata = {"scn_project": str(folder)}
     return [(image.pixels, {"name": "sample radiograph", "metadata": metadata, "scale": image.spacing[::-1]},

@@ -60,13 +60,8 @@ def heatmap_data(view: ImageView, kind: str, landmark: int | None) -> np.ndarray
     h = view.heatmaps
     if h is None or (kind == "spatial" and h.spatial is None):
         return None
-    maps = {"final": h.final, "local": h.local, "spatial": h.spatial}[kind]
-    if kind != "final" and h.spatial is not None:
-        n = h.final.shape[0]
-        peak = h.final.reshape(n, -1).argmax(axis=1)
-        sign = np.sign(h.spatial.reshape(n, -1)[np.arange(n), peak])
-        sign[sign == 0] = 1
-        maps = maps * sign[:, None, None]
+    local, spatial = h.oriented()
+    maps = {"final": h.final, "local": local, "spatial": spatial}[kind]
     image = maps[landmark] if landmark is not None else maps.max(axis=0)
     return np.clip(image, 0, None).astype(np.float32)
 

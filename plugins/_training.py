@@ -14,9 +14,10 @@ from magicgui.widgets import ComboBox, Container, Label, PushButton, SpinBox, Te
 from napari.utils import progress
 from qtpy.QtCore import QTimer
 
+from scn_annotator.policy import RoundPolicy
 from scn_annotator.scores import STRATEGIES
 from scn_annotator.session import AnnotationSession
-from scn_annotator.worker import RoundPolicy, ensure_worker
+from scn_annotator.worker import ensure_worker
 
 __all__ = ["TrainingPanel"]
 
@@ -66,7 +67,7 @@ class TrainingPanel(Container):
             self.strategy.value = session.strategy if session.strategy in STRATEGIES else policy.strategy
             self.auto_every.value = policy.auto_every
         running = session.project.jobs.list(["queued", "running"], kind="round")
-        self.job_id = running[-1]["id"] if running else None
+        self.job_id = running[-1].id if running else None
         self._reported = None
         self.refresh_models()
         self.poll()
@@ -76,19 +77,19 @@ class TrainingPanel(Container):
         project = self.session.project
         versions = project.model_versions()
         current = project.current_model()
-        self._version = current["id"] if current else None
+        self._version = current.id if current else None
         if current is None:
             self.model_label.value = "no model yet: mark a few images done, then train"
         else:
-            m = current["metrics"]
+            m = current.metrics
             error = f", validation {m['val_error']:.2f} {m.get('unit', '')}" if m.get("val_error") is not None else ""
-            self.model_label.value = f"model version {current['id']} of {len(versions)}{error}"
+            self.model_label.value = f"model version {current.id} of {len(versions)}{error}"
         choices = []
         for v in reversed(versions):
-            m = v["metrics"]
+            m = v.metrics
             error = f"{m['val_error']:.2f} {m.get('unit', '')}" if m.get("val_error") is not None else "-"
-            mark = " (current)" if v["is_current"] else ""
-            choices.append((f"v{v['id']}: {error}, {v['created_at']:%Y-%m-%d %H:%M}{mark}", v["id"]))
+            mark = " (current)" if v.is_current else ""
+            choices.append((f"v{v.id}: {error}, {v.created_at:%Y-%m-%d %H:%M}{mark}", v.id))
         self.versions.choices = choices
         if choices:
             self.versions.value = self._version or choices[0][1]
@@ -142,32 +143,32 @@ class TrainingPanel(Container):
             return
         project = self.session.project
         job = project.jobs.job(self.job_id) if self.job_id is not None else None
-        ended = job is None or job["state"] in ENDED
+        ended = job is None or job.state in ENDED
         self.start.enabled, self.cancel.enabled = ended, not ended
         if job is not None:
-            stage = job["stage"] or job["state"]
-            error = f": {job['error']}" if job["error"] else ""
-            self.state.value = f"job {job['id']}: {job['state']}, {stage} {100 * job['progress']:.0f} %{error}"
-            if job["log_tail"] and job["log_tail"] != self.log.value:
-                self.log.value = job["log_tail"]
+            stage = job.stage or job.state
+            error = f": {job.error}" if job.error else ""
+            self.state.value = f"job {job.id}: {job.state}, {stage} {100 * job.progress:.0f} %{error}"
+            if job.log_tail and job.log_tail != self.log.value:
+                self.log.value = job.log_tail
                 bar = self.log.native.verticalScrollBar()
                 bar.setValue(bar.maximum())
         if not ended:
             if self._bar is None:
                 self._bar = progress(total=100, desc="training round")
-            self._bar.set_description(f"round {job['id']}: {job['stage'] or job['state']}")
-            self._bar.n = round(100 * job["progress"])
+            self._bar.set_description(f"round {job.id}: {job.stage or job.state}")
+            self._bar.n = round(100 * job.progress)
             self._bar.refresh()
         elif self._bar is not None:
             self._bar.close()
             self._bar = None
         current = project.current_model()
-        newly_ended = job is not None and ended and job["id"] != self._reported
-        if (current["id"] if current else None) != self._version or newly_ended:
+        newly_ended = job is not None and ended and job.id != self._reported
+        if (current.id if current else None) != self._version or newly_ended:
             self.refresh_models()  # a new current model, or fresh predictions of a finished round
             self._on_new_model()
         if newly_ended:
-            self._reported = job["id"]
+            self._reported = job.id
 
     def close(self) -> None:
         self.timer.stop()

@@ -1,4 +1,4 @@
-"""Heatmaps on disk: one compressed file per model version and image.
+"""The SCN's heatmaps of one image, in memory and on disk (one compressed file per model version and image).
 
 The napari app shows the LA, SC and final heatmaps of the image it opens without
 running the network, so the worker writes them once, after predicting. Values are
@@ -17,25 +17,44 @@ import numpy as np
 from .atomic import atomic_open
 from .geometry import InputTransform
 
-__all__ = ["CachedHeatmaps", "load_heatmaps", "save_heatmaps"]
+__all__ = ["Heatmaps", "load_heatmaps", "orient", "save_heatmaps"]
+
+
+def orient(final: np.ndarray, local: np.ndarray, spatial: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """LA and SC heatmaps with the sign that makes each landmark's peak positive.
+
+    Only the product LA x SC is trained to match the target, so for any landmark
+    the network is free to learn -LA and -SC instead (and it does: tanh makes SC
+    symmetric). At the peak of the final heatmap both have the same sign; multiplying
+    both by it makes "the LA peak" and "where SC is high" mean what they should, for
+    the acquisition scores and for the overlays alike.
+    """
+    n = final.shape[0]
+    peak = final.reshape(n, -1).argmax(axis=1)
+    sign = np.sign(spatial.reshape(n, -1)[np.arange(n), peak])
+    sign[sign == 0] = 1.0
+    return local * sign[:, None, None], spatial * sign[:, None, None]
 
 
 @dataclass
-class CachedHeatmaps:
-    final: np.ndarray  # (N, h, w) float32
+class Heatmaps:
+    """The three heatmap stacks (N, h, w) at network resolution, and how they map onto the image."""
+
+    final: np.ndarray
     local: np.ndarray
-    spatial: np.ndarray | None
+    spatial: np.ndarray | None  # None for the U-Net baseline
     transform: InputTransform
 
+    def oriented(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """(LA, SC) with each landmark's peak positive (see :func:`orient`)."""
+        if self.spatial is None:
+            return self.local, None
+        return orient(self.final, self.local, self.spatial)
 
-def save_heatmaps(
-    path: Path,
-    final: np.ndarray,
-    local: np.ndarray,
-    spatial: np.ndarray | None,
-    transform: InputTransform,
-) -> Path:
+
+def save_heatmaps(path: Path, heatmaps: Heatmaps) -> Path:
     """Write atomically (temporary file, then rename)."""
+    final, local, spatial, transform = heatmaps.final, heatmaps.local, heatmaps.spatial, heatmaps.transform
     arrays = {
         "final": final.astype(np.float16),
         "local": local.astype(np.float16),
@@ -52,7 +71,7 @@ def save_heatmaps(
     return path
 
 
-def load_heatmaps(path: Path) -> CachedHeatmaps:
+def load_heatmaps(path: Path) -> Heatmaps:
     with np.load(path) as data:
         spacing = tuple(float(v) for v in data["spacing"])
         transform = InputTransform(
@@ -63,4 +82,4 @@ def load_heatmaps(path: Path) -> CachedHeatmaps:
             spacing=None if np.isnan(spacing[0]) else spacing,
         )
         spatial = data["spatial"].astype(np.float32) if "spatial" in data else None
-        return CachedHeatmaps(data["final"].astype(np.float32), data["local"].astype(np.float32), spatial, transform)
+        return Heatmaps(data["final"].astype(np.float32), data["local"].astype(np.float32), spatial, transform)

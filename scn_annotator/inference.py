@@ -17,35 +17,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .cache import Heatmaps
 from .checkpoint import load_checkpoint
 from .data import Normalisation, prepare_input
+from .device import best_device
 from .errors import CheckpointError, ImageReadError
-from .geometry import InputTransform
 from .heatmaps import decode_peaks
 from .imageio import Radiograph, SpacingSource, read_image
 from .network import SCNConfig, SCNOutput, SpatialConfigurationNet
 
-__all__ = ["Heatmaps", "Prediction", "Predictor", "best_device"]
-
-
-def best_device() -> torch.device:
-    """CUDA, then Apple MPS, then the CPU."""
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-@dataclass
-class Heatmaps:
-    """The three heatmap stacks (N, h, w) at network resolution, and how they map onto the image."""
-
-    final: np.ndarray
-    local: np.ndarray
-    spatial: np.ndarray | None
-    transform: InputTransform
+__all__ = ["Heatmaps", "Prediction", "Predictor"]
 
 
 @dataclass

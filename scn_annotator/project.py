@@ -14,7 +14,6 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -24,41 +23,18 @@ from .db.store import ImageRecord, Project
 from .errors import ImageReadError, ScnError
 from .evaluation import EvaluationReport, evaluate, mean_error, point_errors
 from .imageio import SpacingSource
-from .inference import Prediction, Predictor
-from .scores import ScoreInput, score_all
+from .inference import Predictor
+from .scores import Scoring
 from .training import TrainConfig, TrainProgress, TrainResult, train
 
 __all__ = [
     "ProjectTrainResult",
-    "Scoring",
     "checkpoint_error",
     "evaluate_project",
     "labelled_images",
     "predict_project",
     "train_project",
 ]
-
-
-@dataclass
-class Scoring:
-    """Turns one prediction into every acquisition score it can feed: {strategy: (value, details)}.
-
-    All heatmap-based strategies are scored every time, so the app can switch
-    strategy without re-running anything; MC dropout only when ``mc_passes`` > 0.
-    """
-
-    mc_passes: int = 0
-    round: int = 0
-    strategies: list[str] | None = None
-
-    def __call__(self, prediction: Prediction) -> dict[str, tuple[float, dict[str, Any]]]:
-        h = prediction.heatmaps
-        x = ScoreInput(
-            prediction.image_id, prediction.points, prediction.confidence,
-            final=h.final if h else None, local=h.local if h else None, spatial=h.spatial if h else None,
-            transform=h.transform if h else None, mc_points=prediction.mc_points, round=self.round,
-        )  # fmt: skip
-        return {name: scored.to_record() for name, scored in score_all(x, self.strategies).items()}
 
 
 def labelled_images(project: Project, statuses: Sequence[str] = ("done",)) -> list[tuple[ImageRecord, LabelledImage]]:
@@ -131,7 +107,7 @@ def train_project(
         current = project.current_model()
         previous = None
         if current is not None and val_s:
-            previous, _ = checkpoint_error(project.data_dir / current["checkpoint"], val_s)
+            previous, _ = checkpoint_error(project.checkpoint_file(current), val_s)
         new_error = result.best_val_error
         better = current is None or previous is None or new_error is None or new_error <= previous
         last_event = {r.id: max((h["id"] for h in project.history(r.id, limit=1)), default=0) for r, _ in pairs}
@@ -151,7 +127,7 @@ def train_project(
                 "seconds": result.seconds,
                 "stopped": result.stopped,
             },
-            parent_id=current["id"] if current else None,
+            parent_id=current.id if current else None,
             make_current=better,
             note=note,
         )
@@ -174,15 +150,9 @@ def predict_project(
     Stores landmarks, scores and heatmap caches; annotations are not touched.
     Returns (images predicted, [(image, reason) for unreadable ones]).
     """
-    versions = {v["id"]: v for v in project.model_versions()}
-    if version_id is None:
-        current = project.current_model()
-        if current is None:
-            raise ScnError("the project has no model yet: train one first")
-        version_id = current["id"]
-    if version_id not in versions:
-        raise ScnError(f"no model version {version_id}")
-    predictor = Predictor.from_checkpoint(project.data_dir / versions[version_id]["checkpoint"], device=device)
+    model = project.model(version_id)
+    version_id = model.id
+    predictor = Predictor.from_checkpoint(project.checkpoint_file(model), device=device)
     if predictor.names != project.landmark_names:
         raise ScnError(f"model version {version_id} predicts other landmarks than this project has")
     images = project.images(list(statuses))
@@ -198,10 +168,8 @@ def predict_project(
             continue
         cache = None
         if heatmaps and prediction.heatmaps is not None:
-            h = prediction.heatmaps
-            path = project.data_dir / "heatmaps" / f"v{version_id:04d}" / f"{image.id}.npz"
-            save_heatmaps(path, h.final, h.local, h.spatial, h.transform)
-            cache = path.relative_to(project.data_dir).as_posix()
+            path = save_heatmaps(project.heatmap_cache_path(version_id, image.id), prediction.heatmaps)
+            cache = project.relative_to_data(path)
         scores = scorer(prediction) if scorer is not None else None
         project.store_predictions(version_id, image.id, prediction.points, prediction.confidence,
                                   heatmaps=cache, scores=scores)  # fmt: skip
@@ -215,16 +183,12 @@ def evaluate_project(
     project: Project, *, version_id: int | None = None, held_out_only: bool = True
 ) -> EvaluationReport:
     """A model's error on the done images, by default only on those it was not trained on."""
-    versions = {v["id"]: v for v in project.model_versions()}
-    version = versions.get(version_id) if version_id is not None else project.current_model()
-    if version is None:
-        raise ScnError("the project has no model yet: train one first" if version_id is None else
-                       f"no model version {version_id}")  # fmt: skip
-    trained = {int(i) for i, _ in version["training_set"].get("train", [])} if held_out_only else set()
+    version = project.model(version_id)
+    trained = version.trained_on if held_out_only else set()
     pairs = [(r, item) for r, item in labelled_images(project) if r.id not in trained]
     if not pairs:
         raise ScnError("no done image outside the model's training set to evaluate on")
-    predictor = Predictor.from_checkpoint(project.data_dir / version["checkpoint"])
+    predictor = Predictor.from_checkpoint(project.checkpoint_file(version))
     predicted, truth, spacing, sources = {}, {}, {}, {}
     for record, item in pairs:
         predicted[record.name] = predictor.predict(item.path).points

@@ -11,10 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from sqlalchemy import select
 
-from .db.models import Image, ImagePrediction, ModelVersion, Score
 from .db.store import Project
+from .policy import RoundPolicy
 
 __all__ = ["QueueRow", "RankedQueue", "ranked_queue"]
 
@@ -60,35 +59,20 @@ def ranked_queue(project: Project, strategy: str | None = None) -> RankedQueue:
     ``DOUBTFUL_SHARE`` of the whole project's under this strategy, so the number of
     doubtful landmarks differs from image to image and says how much needs a look.
     """
-    from .worker import RoundPolicy
-
     strategy = strategy or RoundPolicy.of(project).strategy
     names = project.landmark_names
-    with project.db.read() as s:
-        version = s.scalar(select(ModelVersion.id).where(ModelVersion.is_current))
-        scored = {}
-        if version is not None:
-            query = (
-                select(ImagePrediction.image_id, Score.value, Score.per_landmark)
-                .join(Score, Score.run_id == ImagePrediction.id)
-                .where(
-                    ImagePrediction.model_version_id == version,
-                    ImagePrediction.superseded.is_(False),
-                    Score.strategy == strategy,
-                )
-            )
-            scored = {image_id: (value, extra) for image_id, value, extra in s.execute(query)}
-        images = s.execute(select(Image.id, Image.name, Image.status)).all()
-    unit = next((extra.get("unit", "") for _, extra in scored.values() if extra and extra.get("unit")), "")
-    values = [v for _, extra in scored.values() for v in (extra or {}).get("per_landmark", []) if v is not None]
+    current = project.current_model()
+    scored = project.scores(strategy, current.id) if current is not None else {}
+    unit = next((sc.details.get("unit", "") for sc in scored.values() if sc.details.get("unit")), "")
+    values = [v for sc in scored.values() for v in sc.per_landmark if v is not None]
     finite_values = np.array([v for v in values if np.isfinite(v)])
     threshold = float(np.quantile(finite_values, 1 - DOUBTFUL_SHARE)) if finite_values.size else float("inf")
     rows = []
-    for image_id, name, status in images:
-        value, extra = scored.get(image_id, (None, {}))
-        per = list(extra.get("per_landmark", [])) if extra else []
+    for image in project.images():
+        score = scored.get(image.id)
+        per = score.per_landmark if score is not None else []
         doubts = [(names[i], v) for i, v in enumerate(per[: len(names)]) if v is not None and v >= threshold]
         doubts.sort(key=lambda item: -item[1])
-        rows.append(QueueRow(image_id, name, status.value, value, doubts, per))
+        rows.append(QueueRow(image.id, image.name, image.status, score.value if score else None, doubts, per))
     rows.sort(key=lambda r: (STATUS_ORDER.get(r.status, 9) == 3, r.score is None, -(r.score or 0.0), r.name))
-    return RankedQueue(strategy, version, unit, rows, threshold)
+    return RankedQueue(strategy, current.id if current else None, unit, rows, threshold)

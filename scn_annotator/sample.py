@@ -13,7 +13,9 @@ as a DICOM would carry it, so errors come out in millimetres.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import SimpleITK as sitk
@@ -22,7 +24,10 @@ from skimage.filters import gaussian
 
 from .labels import write_landmarks
 
-__all__ = ["FINGERS", "LANDMARK_NAMES", "generate_sample", "render_hand"]
+if TYPE_CHECKING:
+    from .db.store import Project
+
+__all__ = ["FINGERS", "LANDMARK_NAMES", "annotate_from_truth", "generate_sample", "render_hand", "sample_project"]
 
 FINGERS = ("thumb", "index", "middle", "ring", "little")
 LANDMARK_NAMES = [f"{f}_{part}" for f in FINGERS for part in ("base", "joint", "tip")]
@@ -134,3 +139,40 @@ def generate_sample(
     path = folder / "labels.csv"
     write_landmarks(path, LANDMARK_NAMES, labels)
     return path
+
+
+def annotate_from_truth(
+    project: Project, truth: Mapping[str, np.ndarray], names: Sequence[str], author: str | None = None
+) -> None:
+    """Do what an annotator would for the images ``names``: place their true landmarks, mark them done.
+
+    The landmarks go through the project's own CSV import (the file is kept in the
+    project's ``exports`` folder), so a demo or a test exercises the real path.
+    """
+    from .db.transfer import import_labels
+
+    path = project.data_dir / "exports" / f"sample-annotations-{len(names)}-{names[0]}.csv"
+    write_landmarks(path, project.landmark_names, {n: truth[n] for n in names})
+    import_labels(project, path, author=author)
+    for name in names:
+        project.set_status(name, "done")
+
+
+def sample_project(
+    folder: str | Path,
+    images: str | Path,
+    truth: Mapping[str, np.ndarray],
+    annotated: Sequence[str],
+    *,
+    user: str = "sample",
+    author: str | None = None,
+) -> Project:
+    """A project over the images in ``images`` with ``annotated`` annotated and done (demo, tests, benchmarks)."""
+    from .db.store import Project
+    from .db.transfer import import_images
+
+    project = Project.create(folder, LANDMARK_NAMES, user=user)
+    import_images(project, images)
+    if annotated:
+        annotate_from_truth(project, truth, annotated, author)
+    return project

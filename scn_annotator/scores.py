@@ -34,18 +34,26 @@ scores, optionally spreading it over different-looking images.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from scipy import ndimage
 
+from .cache import orient
 from .geometry import InputTransform
 
+if TYPE_CHECKING:
+    from .inference import Prediction
+
 __all__ = [
+    "MC_PASSES",
     "STRATEGIES",
     "ScoreInput",
     "Scored",
+    "Scoring",
+    "mc_passes_for",
     "Strategy",
     "register",
     "score_all",
@@ -113,18 +121,8 @@ def _argmax_points(maps: np.ndarray) -> np.ndarray:
 
 
 def _oriented(x: ScoreInput) -> tuple[np.ndarray, np.ndarray]:
-    """LA and SC heatmaps with the sign that makes each landmark's peak positive.
-
-    Only the product LA x SC is trained to match the target, so for any landmark
-    the network is free to learn -LA and -SC instead (and it does: tanh makes SC
-    symmetric). At the peak of the final heatmap both have the same sign; multiplying
-    both by it makes "the LA peak" and "where SC is high" mean what they should.
-    """
-    n = x.final.shape[0]
-    peak = x.final.reshape(n, -1).argmax(axis=1)
-    sign = np.sign(x.spatial.reshape(n, -1)[np.arange(n), peak])
-    sign[sign == 0] = 1.0
-    return x.local * sign[:, None, None], x.spatial * sign[:, None, None]
+    """LA and SC with each landmark's peak positive: the one sign rule, :func:`~scn_annotator.cache.orient`."""
+    return orient(x.final, x.local, x.spatial)
 
 
 def _network_to_physical(x: ScoreInput, net_points: np.ndarray) -> tuple[np.ndarray, str]:
@@ -314,6 +312,39 @@ def score_all(x: ScoreInput, names: list[str] | None = None) -> dict[str, Scored
         have.add("mc_dropout")
     chosen = names if names is not None else list(STRATEGIES)
     return {n: STRATEGIES[n].score(x) for n in chosen if STRATEGIES[n].needs <= have}
+
+
+#: Dropout passes a strategy that needs MC dropout gets (the paper-style baseline uses 8).
+MC_PASSES = 8
+
+
+def mc_passes_for(strategies: Iterable[str]) -> int:
+    """How many dropout passes a prediction needs so that these strategies can score it."""
+    return MC_PASSES if any("mc_dropout" in STRATEGIES[name].needs for name in strategies if name in STRATEGIES) else 0
+
+
+@dataclass
+class Scoring:
+    """Turns one prediction into every acquisition score it can feed: {strategy: (value, details)}.
+
+    All heatmap-based strategies are scored every time, so the app can switch
+    strategy without re-running anything; MC dropout only when ``mc_passes`` > 0.
+    The worker and the simulator both score through this, so a simulated campaign
+    measures what the app does.
+    """
+
+    mc_passes: int = 0
+    round: int = 0
+    strategies: list[str] | None = None
+
+    def __call__(self, prediction: Prediction) -> dict[str, tuple[float, dict[str, Any]]]:
+        h = prediction.heatmaps
+        x = ScoreInput(
+            prediction.image_id, prediction.points, prediction.confidence,
+            final=h.final if h else None, local=h.local if h else None, spatial=h.spatial if h else None,
+            transform=h.transform if h else None, mc_points=prediction.mc_points, round=self.round,
+        )  # fmt: skip
+        return {name: scored.to_record() for name, scored in score_all(x, self.strategies).items()}
 
 
 def select_batch(

@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from .cache import CachedHeatmaps, load_heatmaps
-from .db.store import AnnotationRecord, ImageRecord, LandmarkInfo, Project
+from .cache import Heatmaps, load_heatmaps
+from .db.store import AnnotationRecord, ImageRecord, LandmarkInfo, PredictionRecord, Project
 from .errors import ImageReadError, ScnError
 from .geometry import clamp_to_image
 from .imageio import Radiograph, read_image
@@ -63,7 +63,7 @@ class ImageView:
     spacing_known: bool
     contrast: tuple[float, float]
     landmarks: list[LandmarkView]
-    heatmaps: CachedHeatmaps | None
+    heatmaps: Heatmaps | None
     model_version: int | None
     score: float | None
     strategy: str
@@ -169,11 +169,11 @@ class AnnotationSession:
         per_landmark: list[float | None] = []
         score = None
         if prediction is not None:
-            if prediction["heatmaps"]:
-                path = self.project.data_dir / prediction["heatmaps"]
-                heatmaps = load_heatmaps(path) if path.exists() else None
-            value, extra = prediction["scores"].get(self.strategy, (None, {}))
-            score, per_landmark = value, list(extra.get("per_landmark", []))
+            cache = self.project.heatmap_file(prediction)
+            heatmaps = load_heatmaps(cache) if cache is not None else None
+            scored = prediction.scores.get(self.strategy)
+            if scored is not None:
+                score, per_landmark = scored.value, scored.per_landmark
         threshold = self.queue.threshold  # the same rule as the queue's doubtful landmarks
         landmarks = []
         for lm in self.project.landmarks():
@@ -184,27 +184,27 @@ class AnnotationSession:
         return ImageView(
             record=record, pixels=image.pixels, spacing=spacing, spacing_known=record.spacing is not None,
             contrast=contrast or contrast_limits(image.pixels), landmarks=landmarks, heatmaps=heatmaps,
-            model_version=prediction["model_version"] if prediction else None, score=score, strategy=self.strategy,
+            model_version=prediction.model_version if prediction else None, score=score, strategy=self.strategy,
         )  # fmt: skip
 
     @staticmethod
     def _landmark_view(
         lm: LandmarkInfo,
         annotation: AnnotationRecord | None,
-        prediction: dict[str, Any] | None,
+        prediction: PredictionRecord | None,
         doubt: float | None,
         threshold: float,
     ) -> LandmarkView:
         confidence = pid = None
         if prediction is not None:
-            confidence = float(prediction["confidence"][lm.index])
-            pid = prediction["prediction_ids"][lm.index] or None
+            confidence = float(prediction.confidence[lm.index])
+            pid = prediction.prediction_ids[lm.index]
         doubtful = doubt is not None and doubt >= threshold
         if annotation is not None:
             return LandmarkView(lm, annotation.x, annotation.y, "annotation", annotation.state, annotation.source,
                                 confidence, doubt, doubtful, annotation.prediction_id, annotation.author)  # fmt: skip
-        if prediction is not None and not np.isnan(prediction["points"][lm.index]).any():
-            x, y = prediction["points"][lm.index]
+        if prediction is not None and not np.isnan(prediction.points[lm.index]).any():
+            x, y = prediction.points[lm.index]
             return LandmarkView(lm, float(x), float(y), "prediction", "predicted", "model", confidence, doubt,
                                 doubtful, pid)  # fmt: skip
         return LandmarkView(lm, None, None, "none", "missing", "", confidence, doubt, doubtful, pid)

@@ -27,10 +27,10 @@ from .data import Normalisation, Sample, build_samples, labelled_images, match_i
 from .errors import ScnError
 from .evaluation import mean_error
 from .geometry import SpacingRule
-from .heatmaps import decode_peaks
-from .imageio import find_images
+from .imageio import find_images, read_image
+from .inference import Prediction, Predictor
 from .labels import read_landmarks
-from .scores import STRATEGIES, ScoreInput
+from .scores import STRATEGIES, Scoring, mc_passes_for
 from .training import TrainConfig, Trainer, validation_errors
 
 __all__ = ["Campaign", "CampaignResult", "run_campaign", "summarise"]
@@ -65,37 +65,27 @@ class CampaignResult:
         path.write_text(json.dumps(asdict(self), indent=2))
 
 
-def _predict(trainer: Trainer, samples: Sequence[Sample], mc_passes: int) -> list[ScoreInput]:
-    """Heatmaps (and MC-dropout positions) of the unlabelled pool, as the worker scores them."""
-    model, device = trainer.model, trainer.device
-    model.eval()
+def _predict(trainer: Trainer, samples: Sequence[Sample], scoring: Scoring) -> list[tuple[Prediction, float]]:
+    """Predict and score the unlabelled pool exactly as the worker does: ``Predictor.predict`` and ``Scoring``.
+
+    Each image keeps the spacing its sample was given (a spacing rule may have set it).
+    """
+    norm = Normalisation(*trainer.cfg.normalisation)
+    predictor = Predictor(trainer.model, trainer.names, trainer.cfg.input_size, norm, trainer.device)
+    (strategy,) = scoring.strategies or ["?"]
     out = []
-    with torch.inference_mode():
-        for s in samples:
-            x = s.input[None, None].to(device)
-            result = model(x)
-            pts, conf = decode_peaks(result.heatmaps.float())
-            mc = None
-            if mc_passes:
-                dropouts = [m for m in model.modules() if isinstance(m, torch.nn.Dropout | torch.nn.Dropout2d)]
-                for m in dropouts:
-                    m.train()
-                mc_out = model(x.expand(mc_passes, 1, *s.input.shape))
-                for m in dropouts:
-                    m.eval()
-                mc = s.transform.from_network(decode_peaks(mc_out.heatmaps.float())[0].cpu().double().numpy())
-            spatial = None if result.spatial is None else result.spatial[0].cpu().numpy()
-            out.append(ScoreInput(
-                s.id, s.transform.from_network(pts[0].cpu().double().numpy()), conf[0].cpu().numpy(),
-                result.heatmaps[0].cpu().numpy(), result.local[0].cpu().numpy(), spatial, s.transform, mc,
-            ))  # fmt: skip
-    model.train()
+    for s in samples:
+        image = read_image(s.path)
+        if s.spacing is not None:
+            image = image.with_spacing(s.spacing, s.spacing_source)
+        prediction = predictor.predict(image, heatmaps=True, mc_passes=scoring.mc_passes)
+        out.append((prediction, scoring(prediction)[strategy][0]))
     return out
 
 
-def _features(x: ScoreInput) -> np.ndarray:
+def _features(points: np.ndarray) -> np.ndarray:
     """The predicted configuration, centred and scaled: what makes two hands look alike to the model."""
-    pts = x.points - np.nanmean(x.points, axis=0)
+    pts = points - np.nanmean(points, axis=0)
     return pts / max(float(np.nanstd(pts)), 1e-9)
 
 
@@ -133,7 +123,7 @@ def run_campaign(
     result = CampaignResult(asdict(campaign), cfg.to_dict(), unit, test_ids)
     result.seconds["loading"] = time.perf_counter() - started
     dev = torch.device(device) if device else None
-    from .inference import best_device
+    from .device import best_device
 
     dev = dev or best_device()
 
@@ -174,12 +164,13 @@ def run_campaign(
                     break
                 unlabelled = [i for i in pool_ids if i not in labelled]
                 t = time.perf_counter()
-                inputs = _predict(trainer, [by_sample[i] for i in unlabelled],
-                                  campaign.mc_passes if name == "mc_dropout" else 0)  # fmt: skip
-                for x in inputs:
-                    x.round = round_ + 100 * seed
-                scores = {x.image: STRATEGIES[name].score(x).value for x in inputs}
-                features = {x.image: _features(x) for x in inputs} if campaign.diversity else None
+                mc = campaign.mc_passes if mc_passes_for([name]) else 0
+                scoring = Scoring(mc_passes=mc, round=round_ + 100 * seed, strategies=[name])
+                scored = _predict(trainer, [by_sample[i] for i in unlabelled], scoring)
+                scores = {i: value for i, (_, value) in zip(unlabelled, scored)}
+                features = (
+                    {i: _features(p.points) for i, (p, _) in zip(unlabelled, scored)} if campaign.diversity else None
+                )
                 take = min(campaign.batch, campaign.budget - len(labelled))
                 picked = select_batch(scores, take, features, campaign.diversity)
                 result.seconds["scoring"] = result.seconds.get("scoring", 0.0) + time.perf_counter() - t

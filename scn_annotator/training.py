@@ -29,10 +29,10 @@ from . import __version__
 from .augment import AugmentConfig, augment_batch, random_generator
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import BACKGROUND, Normalisation, Sample
+from .device import best_device
 from .errors import CheckpointError, ScnError
 from .evaluation import mean_error, point_errors
 from .heatmaps import GaussianTargets, decode_peaks, heatmap_loss
-from .inference import best_device
 from .network import SCNConfig, SpatialConfigurationNet
 
 __all__ = [

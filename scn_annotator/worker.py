@@ -32,51 +32,19 @@ import sys
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .db.store import Project
+from .db.store import JobRecord, Project
 from .errors import ScnError
+from .policy import RoundPolicy, round_config
 
-__all__ = ["RoundPolicy", "Worker", "ensure_worker", "maybe_enqueue_round", "round_config"]
+__all__ = ["Worker", "ensure_worker", "maybe_enqueue_round"]
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT_S = 2.0
 STALE_AFTER_S = 60.0
-
-
-@dataclass
-class RoundPolicy:
-    """How a project retrains, stored in its settings (``training``, ``auto_retrain``)."""
-
-    preset: str = "cpu"
-    initial_steps: int = 1500  # the first model, from scratch
-    round_steps: int = 500  # each later round, fine-tuning the current model
-    max_minutes: float | None = None
-    overrides: dict[str, Any] = field(default_factory=dict)  # any TrainConfig field
-    strategy: str = "residual_ambiguity"
-    auto_every: int = 0  # queue a round after this many newly done images; 0: only on request
-
-    @classmethod
-    def of(cls, project: Project) -> RoundPolicy:
-        stored = project.settings().get("training") or {}
-        known = {k: v for k, v in stored.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
-
-    def save(self, project: Project) -> None:
-        project.set_setting("training", self.__dict__.copy())
-
-
-def round_config(policy: RoundPolicy, first: bool):  # noqa: ANN201 - TrainConfig
-    from .training import preset
-
-    steps = policy.initial_steps if first else policy.round_steps
-    changes = {"steps": steps, "validate_every": max(25, steps // 10), **policy.overrides}
-    if not first:
-        changes.setdefault("warmup_steps", min(50, steps // 10))
-    return preset(policy.preset, **changes)
 
 
 def maybe_enqueue_round(project: Project) -> int | None:
@@ -91,10 +59,10 @@ def maybe_enqueue_round(project: Project) -> int | None:
         return None
     done = project.counts()["done"]
     rounds = project.jobs.list(kind="round")
-    last = max((j["params"].get("done_count", 0) for j in rounds), default=0)
+    last = max((j.params.get("done_count", 0) for j in rounds), default=0)
     if done - last < policy.auto_every or done < 2:
         return None
-    if any(j["state"] == "queued" for j in rounds):
+    if any(j.state == "queued" for j in rounds):
         return None
     return project.jobs.enqueue("round", {"done_count": done, "trigger": "auto"})
 
@@ -142,7 +110,7 @@ class Worker:
         self.heartbeat_s = heartbeat_s
         self.stale_after_s = stale_after_s
         self.worker_id: int | None = None
-        self._job: dict[str, Any] | None = None
+        self._job: JobRecord | None = None
         self._state: dict[str, Any] = {}
         self._log: deque[str] = deque(maxlen=40)
         self._stop = threading.Event()  # cancel or lost, seen by the heartbeat thread
@@ -152,7 +120,7 @@ class Worker:
 
     def run(self, once: bool = False, idle_exit: float | None = None, poll_s: float = 2.0) -> int:
         """Work until told to stop: ``once`` after one job, ``idle_exit`` after that long without one."""
-        from .inference import best_device
+        from .device import best_device
 
         self.worker_id = self.project.jobs.register_worker(self.name, self.device or str(best_device()))
         beat = threading.Thread(target=self._beat, daemon=True)
@@ -191,10 +159,10 @@ class Worker:
                     job, state = self._job, dict(self._state)
                     state["log_tail"] = "\n".join(self._log)
                 if job is not None:
-                    answer = self.project.jobs.heartbeat(job["id"], self.name, **state)
+                    answer = self.project.jobs.heartbeat(job.id, self.name, **state)
                     if answer != "run":
                         self._stop.set()
-                self.project.jobs.worker_alive(self.worker_id, job["id"] if job else None)
+                self.project.jobs.worker_alive(self.worker_id, job.id if job else None)
             except Exception:
                 log.exception("heartbeat failed")
             time.sleep(self.heartbeat_s)
@@ -217,27 +185,27 @@ class Worker:
 
     # -- jobs -------------------------------------------------------------------
 
-    def run_job(self, job: dict[str, Any]) -> str:
+    def run_job(self, job: JobRecord) -> str:
         """Run one claimed job to its end; returns the state it ended in."""
         with self._lock:
             self._job, self._state, self._log = job, {"stage": "starting", "progress": 0.0}, deque(maxlen=40)
         self._stop.clear()
-        self.report("starting", 0.0, f"{self.name} took job {job['id']} ({job['kind']})")
+        self.report("starting", 0.0, f"{self.name} took job {job.id} ({job.kind})")
         jobs = self.project.jobs
         try:
-            if job["kind"] == "round":
+            if job.kind == "round":
                 result = self._round(job)
-            elif job["kind"] == "predict":
+            elif job.kind == "predict":
                 result = self._predict(job)
             else:
-                raise ScnError(f"unknown job kind {job['kind']!r}")
+                raise ScnError(f"unknown job kind {job.kind!r}")
             state, error = "done", None
         except _StoppedError:
             state, error, result = "cancelled", None, {}
         except ScnError as exc:
             state, error, result = ("cancelled", None, {}) if self._check() else ("failed", str(exc), {})
         except Exception as exc:
-            log.exception("job %s failed", job["id"])
+            log.exception("job %s failed", job.id)
             state, error, result = "failed", f"{type(exc).__name__}: {exc}", {}
         with self._lock:
             self._state["log_tail"] = "\n".join(self._log)
@@ -246,25 +214,25 @@ class Worker:
         final.update(result)
         if state == "done":
             final.update(stage="done", progress=1.0)
-        jobs.finish(job["id"], self.name, state, error, **final)
+        jobs.finish(job.id, self.name, state, error, **final)
         return state
 
-    def _round(self, job: dict[str, Any]) -> dict[str, Any]:
+    def _round(self, job: JobRecord) -> dict[str, Any]:
         from .project import train_project
         from .training import TrainProgress
 
         project = self.project
-        version = job.get("result_model_id")
+        version = job.result_model_id
         if version is None:  # (a re-run of a round whose model is registered skips straight to predicting)
             policy = RoundPolicy.of(project)
             current = project.current_model()
             cfg = round_config(policy, first=current is None)
             from .training import warm_startable
 
-            if current is not None and not warm_startable(project.data_dir / current["checkpoint"], cfg):
+            if current is not None and not warm_startable(project.checkpoint_file(current), cfg):
                 # the policy changed the architecture: the current weights do not fit, start afresh
                 current, cfg = None, round_config(policy, first=True)
-            init = project.data_dir / current["checkpoint"] if current else None
+            init = project.checkpoint_file(current) if current else None
             how = " (fine-tuning the current model)" if init else " (from scratch)"
             self.report("loading", 0.0, f"training on {project.counts()['done']} done images, {cfg.steps} steps{how}")
 
@@ -277,7 +245,7 @@ class Worker:
             try:
                 out = train_project(
                     project, cfg, init_from=init, progress=progress, should_stop=self._check,
-                    max_minutes=policy.max_minutes, device=self.device, note=f"job {job['id']}",
+                    max_minutes=policy.max_minutes, device=self.device, note=f"job {job.id}",
                 )  # fmt: skip
             except ScnError:
                 if self._check():
@@ -290,11 +258,12 @@ class Worker:
                 self._state["result_model_id"] = version
         return {"result_model_id": version, **self._predict(job)}
 
-    def _predict(self, job: dict[str, Any]) -> dict[str, Any]:
-        from .project import Scoring, predict_project
+    def _predict(self, job: JobRecord) -> dict[str, Any]:
+        from .project import predict_project
+        from .scores import Scoring, mc_passes_for
 
         policy = RoundPolicy.of(self.project)
-        scoring = Scoring(mc_passes=8 if policy.strategy == "mc_dropout" else 0, round=job["id"])
+        scoring = Scoring(mc_passes=mc_passes_for([policy.strategy]), round=job.id)
         start = self._state.get("progress", 0.0) or 0.0
         self.report("predicting", start, "re-predicting the images not done")
 

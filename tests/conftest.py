@@ -49,32 +49,20 @@ def hand_dir() -> Path:
 TINY = {"input_size": [64, 48], "filters": 8, "sc_filters": 8, "sc_kernel": 5, "cache_factor": 1.5, "lr": 3e-3}
 
 
-def mark_done(project, truth, names, folder: Path) -> None:
+def mark_done(project, truth, names, _folder: Path | None = None) -> None:
     """Import the true landmarks of ``names`` and mark those images done, as an annotator would."""
-    from scn_annotator.db.transfer import import_labels
+    from scn_annotator.sample import annotate_from_truth
 
-    from scn_annotator.labels import write_landmarks
-    from scn_annotator.sample import LANDMARK_NAMES
-
-    path = folder / f"labels_{len(names)}_{names[0]}.csv"
-    write_landmarks(path, LANDMARK_NAMES, {n: truth.points[n] for n in names})
-    import_labels(project, path)
-    for n in names:
-        project.set_status(n, "done")
+    annotate_from_truth(project, truth.points, names)
 
 
 def _new_project(folder: Path, sample_dir: Path):
-    from scn_annotator.db.store import Project
-    from scn_annotator.db.transfer import import_images
-
     from scn_annotator.labels import read_landmarks
-    from scn_annotator.sample import LANDMARK_NAMES
-    from scn_annotator.worker import RoundPolicy
+    from scn_annotator.policy import RoundPolicy
+    from scn_annotator.sample import sample_project
 
-    project = Project.create(folder / "p", LANDMARK_NAMES, user="t")
-    import_images(project, sample_dir / "images")
     truth = read_landmarks(sample_dir / "labels.csv")
-    mark_done(project, truth, sorted(truth.points)[:8], folder)
+    project = sample_project(folder / "p", sample_dir / "images", truth.points, sorted(truth.points)[:8], user="t")
     RoundPolicy(initial_steps=40, round_steps=20, overrides=TINY).save(project)
     return project, truth
 

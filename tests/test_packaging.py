@@ -12,11 +12,31 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _source_copy(target: Path) -> Path:
+    """The checkout's files (tracked, or new and not ignored), copied: builds leave nothing in the checkout
+    and never pick up a stale ``build/`` folder."""
+    import shutil
+
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+    for name in files:
+        source = ROOT / name
+        if source.is_file() or source.is_symlink():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name, follow_symlinks=False)
+    return target
+
+
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> Path:
+def source(tmp_path_factory) -> Path:
+    return _source_copy(tmp_path_factory.mktemp("source"))
+
+
+@pytest.fixture(scope="module")
+def wheel(source, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
     pip = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
-    subprocess.run([*pip, "-w", str(out), str(ROOT)], check=True, capture_output=True)
+    subprocess.run([*pip, "-w", str(out), str(source)], check=True, capture_output=True)
     (found,) = out.glob("scn_annotator-*.whl")
     return found
 
@@ -65,10 +85,10 @@ def test_npe2_validates_the_manifest():
     assert result.returncode == 0 and "valid" in result.stdout, result.stdout + result.stderr
 
 
-def test_sdist_holds_every_package_and_the_migrations(tmp_path):
+def test_sdist_holds_every_package_and_the_migrations(source, tmp_path):
     import tarfile
 
-    subprocess.run([sys.executable, "setup.py", "-q", "sdist", "-d", str(tmp_path)], cwd=ROOT, check=True,
+    subprocess.run([sys.executable, "setup.py", "-q", "sdist", "-d", str(tmp_path)], cwd=source, check=True,
                    capture_output=True)  # fmt: skip
     (sdist,) = tmp_path.glob("scn_annotator-*.tar.gz")
     with tarfile.open(sdist) as tar:

@@ -82,7 +82,7 @@ def test_done_moves_on_and_the_place_is_remembered(session, trained):
 def test_a_human_correction_survives_a_new_model(session):
     view = session.open(session.resume_image())
     session.move(2, 11.0, 12.0)
-    version = session.project.current_model()["id"]
+    version = session.project.current_model().id
     session.project.store_predictions(version, view.record.id, np.full((15, 2), 99.0), np.ones(15))
     view = session.reload()
     assert (view.landmarks[2].x, view.landmarks[2].y, view.landmarks[2].kind) == (11.0, 12.0, "annotation")
@@ -94,9 +94,9 @@ def test_a_proposal_beyond_the_edge_is_marked_where_a_drag_would_put_it(session)
     view = session.open(session.resume_image())
     w = view.record.width
     prediction = session.project.predictions(view.record.id)
-    points = prediction["points"].copy()
+    points = prediction.points.copy()
     points[2] = (w + 3.0, -4.0)  # the model put it just outside the image
-    session.project.store_predictions(view.model_version, view.record.id, points, prediction["confidence"])
+    session.project.store_predictions(view.model_version, view.record.id, points, prediction.confidence)
     view = session.reload()
     assert (view.landmarks[2].x, view.landmarks[2].y) == (w + 3.0, -4.0)
     view = session.mark(2, "occluded")

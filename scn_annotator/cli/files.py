@@ -63,9 +63,9 @@ def _train_project(args: argparse.Namespace, cfg) -> int:  # noqa: ANN001
     if init is None and not args.fresh and (current := project.current_model()):
         from ..training import warm_startable
 
-        init = project.data_dir / current["checkpoint"]  # fine-tune the current model
+        init = project.checkpoint_file(current)  # fine-tune the current model
         if not warm_startable(init, cfg):
-            print(f"note: the current model (version {current['id']}) has another architecture than asked for; "
+            print(f"note: the current model (version {current.id}) has another architecture than asked for; "
                   "training from scratch", file=sys.stderr)  # fmt: skip
             init = None
     with Progress("reading images", "img") as loaded, Progress("training", "step") as bar:

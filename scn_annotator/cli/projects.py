@@ -72,13 +72,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     if current is None:
         print("  model:     none yet")
     else:
-        m = current["metrics"]
+        m = current.metrics
         error = f", validation error {m['val_error']:.2f} {m.get('unit', '')}" if m.get("val_error") else ""
-        print(f"  model:     version {current['id']} of {len(project.model_versions())}{error}")
+        print(f"  model:     version {current.id} of {len(project.model_versions())}{error}")
     jobs = project.jobs.list(["queued", "running"])
     print(f"  jobs:      {len(jobs)} queued or running")
     for j in jobs:
-        print(f"    #{j['id']} {j['kind']} {j['state']} {j['stage']} {100 * j['progress']:.0f} %")
+        print(f"    #{j.id} {j.kind} {j.state} {j.stage} {100 * j.progress:.0f} %")
     return 0
 
 

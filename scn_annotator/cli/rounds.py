@@ -32,18 +32,19 @@ def _follow(project, job_id: int) -> dict:  # noqa: ANN001
     with Progress("round", "%") as bar:
         while True:
             job = project.jobs.job(job_id)
-            lines = job["log_tail"].splitlines() if job["log_tail"] else []
+            lines = job.log_tail.splitlines() if job.log_tail else []
             for line in lines[seen:] if len(lines) >= seen else lines:
                 print(f"  {line}", file=sys.stderr)
             seen = len(lines)
-            bar(round(100 * job["progress"]), 100, stage=job["stage"] or job["state"])
-            if job["state"] in ("done", "failed", "cancelled"):
+            bar(round(100 * job.progress), 100, stage=job.stage or job.state)
+            if job.state in ("done", "failed", "cancelled"):
                 return job
             time.sleep(1.0)
 
 
 def cmd_round(args: argparse.Namespace) -> int:
-    from ..worker import RoundPolicy, ensure_worker
+    from ..policy import RoundPolicy
+    from ..worker import ensure_worker
 
     project = open_project(args.project, args)
     policy = RoundPolicy.of(project)
@@ -64,9 +65,9 @@ def cmd_round(args: argparse.Namespace) -> int:
     if args.no_wait:
         return 0
     job = _follow(project, job_id)
-    if job["state"] != "done":
-        raise ScnError(f"job {job_id} {job['state']}: {job['error'] or job['message']}")
-    print(f"round done: {job['message']}")
+    if job.state != "done":
+        raise ScnError(f"job {job_id} {job.state}: {job.error or job.message}")
+    print(f"round done: {job.message}")
     return cmd_rank(args)
 
 
@@ -124,12 +125,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from ..db.store import Project
-    from ..db.transfer import import_images, import_labels
     from ..evaluation import point_errors
-    from ..labels import read_landmarks, write_landmarks
-    from ..sample import LANDMARK_NAMES, generate_sample
-    from ..worker import RoundPolicy, ensure_worker
+    from ..labels import read_landmarks
+    from ..policy import RoundPolicy
+    from ..sample import generate_sample, sample_project
+    from ..worker import ensure_worker
 
     started = time.perf_counter()
     root = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="scn-demo-"))
@@ -138,14 +138,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"1/4 generating {args.count} phantom hand radiographs (five look-alike fingers, 15 landmarks)")
     truth_file = generate_sample(root / "sample", count=args.count, seed=7)
     truth = read_landmarks(truth_file)
-    project = Project.create(root / "project", LANDMARK_NAMES, user="demo")
-    import_images(project, root / "sample" / "images")
     labelled = sorted(truth.points)[: args.labelled]
-    first = root / "sample" / "annotated.csv"
-    write_landmarks(first, LANDMARK_NAMES, {k: truth.points[k] for k in labelled})
-    import_labels(project, first, author="demo annotator")
-    for name in labelled:
-        project.set_status(name, "done")
+    project = sample_project(root / "project", root / "sample" / "images", truth.points, labelled, user="demo",
+                             author="demo annotator")  # fmt: skip
     print(f"2/4 project {project.data_dir}: {args.count} images, {len(labelled)} annotated and marked done")
     policy = RoundPolicy(initial_steps=args.steps, overrides={"input_size": [160, 128]})
     policy.save(project)
@@ -153,16 +148,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     pid = ensure_worker(project.data_dir, project, once=True)
     print(f"3/4 training round in a background worker (pid {pid}), {args.steps} steps on the CPU:")
     job = _follow(project, job_id)
-    if job["state"] != "done":
-        raise ScnError(f"the round {job['state']}: {job['error'] or job['message']}")
+    if job.state != "done":
+        raise ScnError(f"the round {job.state}: {job.error or job.message}")
     current = project.current_model()
     errors = []
     for image in project.images(["new"]):
-        predicted = project.predictions(image.id)["points"]
+        predicted = project.predictions(image.id).points
         errors.append(point_errors(predicted, truth.points[image.name], image.spacing))
     errors = np.concatenate(errors)
     errors = errors[~np.isnan(errors)]
-    print(f"4/4 model version {current['id']}: on the {len(errors) // 15} images nobody annotated yet, "
+    print(f"4/4 model version {current.id}: on the {len(errors) // 15} images nobody annotated yet, "
           f"mean error {errors.mean():.2f} mm, median {np.median(errors):.2f} mm, "
           f"{100 * (errors <= 2).mean():.0f} % within 2 mm")  # fmt: skip
     print()

@@ -136,6 +136,6 @@ def test_app_and_worker_write_at_once_without_errors_or_lost_rows(loaded, backen
     assert runs == n_predictions and points == n_predictions * 15  # every run kept, complete
     assert latest == 24  # one latest run per image
     assert annotations == len({(i % 24, i % 15) for i in range(n_corrections)})
-    assert loaded.predictions("hand005")["scores"]["disagreement"][0] == max(
+    assert loaded.predictions("hand005").scores["disagreement"].value == max(
         i for i in range(n_predictions) if i % 24 == 5
     )

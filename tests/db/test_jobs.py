@@ -16,7 +16,7 @@ def _claimer(location, name: str, start, out) -> None:
     start.wait()
     taken = []
     while (job := project.jobs.claim(name)) is not None:
-        taken.append(job["id"])
+        taken.append(job.id)
     out.put((name, taken))
 
 
@@ -32,42 +32,42 @@ def test_two_workers_never_take_the_same_job(project, backend):
         p.join()
     taken = results["w0"] + results["w1"]
     assert sorted(taken) == ids  # every job once, none twice
-    assert {j["worker"] for j in project.jobs.list(["running"])} <= {"w0", "w1"}
+    assert {j.worker for j in project.jobs.list(["running"])} <= {"w0", "w1"}
 
 
 def test_one_round_at_a_time_and_requests_coalesce(project):
     first = project.jobs.enqueue("round")
     assert project.jobs.enqueue("round") == first  # still waiting: the same request
-    assert project.jobs.claim("a")["id"] == first
+    assert project.jobs.claim("a").id == first
     second = project.jobs.enqueue("round")  # one may wait while one runs
     assert second != first and project.jobs.enqueue("round") == second
     assert project.jobs.claim("b") is None  # not while the first round runs
     project.jobs.finish(first, "a", "done")
-    assert project.jobs.claim("b")["id"] == second
+    assert project.jobs.claim("b").id == second
 
 
 def test_heartbeat_cancel_and_lost(project):
     job = project.jobs.enqueue("round")
     project.jobs.claim("a")
     assert project.jobs.heartbeat(job, "a", stage="training", progress=0.5) == "run"
-    assert project.jobs.job(job)["stage"] == "training"
+    assert project.jobs.job(job).stage == "training"
     project.jobs.request_cancel(job)
     assert project.jobs.heartbeat(job, "a") == "cancel"
     assert project.jobs.heartbeat(job, "someone else") == "lost"
     assert project.jobs.finish(job, "a", "cancelled")
-    assert project.jobs.job(job)["state"] == "cancelled"
+    assert project.jobs.job(job).state == "cancelled"
 
 
 def test_a_job_whose_worker_died_is_queued_again_then_given_up(project):
     job = project.jobs.enqueue("round")
     for attempt in range(1, MAX_ATTEMPTS + 1):
-        assert project.jobs.claim(f"dead{attempt}")["attempts"] == attempt
+        assert project.jobs.claim(f"dead{attempt}").attempts == attempt
         time.sleep(0.05)
         assert project.jobs.requeue_stale(timeout_s=0.01) == [job]
         state = project.jobs.job(job)
         if attempt < MAX_ATTEMPTS:
-            assert state["state"] == "queued" and "stopped sending heartbeats" in state["message"]
-    assert state["state"] == "failed" and "gave up after 3 attempts" in state["error"]
+            assert state.state == "queued" and "stopped sending heartbeats" in state.message
+    assert state.state == "failed" and "gave up after 3 attempts" in state.error
     assert project.jobs.heartbeat(job, f"dead{MAX_ATTEMPTS}") == "lost"
 
 
@@ -75,6 +75,6 @@ def test_live_workers(project):
     a = project.jobs.register_worker("host:1", "cpu")
     b = project.jobs.register_worker("host:2", "cpu")
     project.jobs.worker_stopped(b)
-    assert [w["id"] for w in project.jobs.live_workers(30)] == [a]
+    assert [w.id for w in project.jobs.live_workers(30)] == [a]
     time.sleep(0.05)
     assert project.jobs.live_workers(0.01) == []

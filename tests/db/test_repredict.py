@@ -44,7 +44,7 @@ def test_a_correction_of_a_proposal_on_screen_survives_a_reprediction(loaded, tm
         with loaded.db.read() as s:  # ... and not a new one that reused its row id
             assert s.get(Prediction, shown).x == seen[0] and s.get(Prediction, shown).y == seen[1]
         view = session.move(6, 30.0, 31.0)  # a proposal of the new run, after the view was re-read
-        assert view.landmarks[6].prediction_id == loaded.predictions(image.id)["prediction_ids"][6]
+        assert view.landmarks[6].prediction_id == loaded.predictions(image.id).prediction_ids[6]
     finally:
         session.close()
 
@@ -53,7 +53,7 @@ def test_provenance_survives_repredictions(loaded, tmp_path):
     version = _model(loaded, tmp_path)
     image = loaded.images()[1].id
     _predict(loaded, version, image, 0.0)
-    first = loaded.predictions(image)["prediction_ids"]
+    first = loaded.predictions(image).prediction_ids
     loaded.set_landmark(image, 2, 12.0, 13.0, prediction_id=first[2])
     assert loaded.accept_predictions(image) == 14
     for offset in (1.0, 2.0):
@@ -62,8 +62,8 @@ def test_provenance_survives_repredictions(loaded, tmp_path):
     assert [annotations[i].prediction_id for i in range(15)] == first
     assert {e["prediction_id"] for e in loaded.history(image)} == set(first)
     latest = loaded.predictions(image)
-    assert latest["points"][0].tolist() == [42.0, 52.0]  # the newest run is the one shown
-    assert latest["scores"]["random"][0] == 2.0
+    assert latest.points[0].tolist() == [42.0, 52.0]  # the newest run is the one shown
+    assert latest.scores["random"].value == 2.0
     with loaded.db.read() as s:
         runs = s.scalar(select(func.count()).select_from(ImagePrediction).where(ImagePrediction.image_id == image))
         dangling = s.scalar(select(func.count()).select_from(Event).where(Event.prediction_id.is_(None),
@@ -78,7 +78,7 @@ def test_provenance_must_name_a_proposal_of_that_landmark(loaded, tmp_path):
     version = _model(loaded, tmp_path)
     a, b = (r.id for r in loaded.images()[:2])
     _predict(loaded, version, a, 0.0)
-    ids = loaded.predictions(a)["prediction_ids"]
+    ids = loaded.predictions(a).prediction_ids
     loaded.set_landmark(b, 3, 10.0, 10.0, prediction_id=ids[3])  # another image's proposal
     loaded.set_landmark(a, 3, 10.0, 10.0, prediction_id=ids[4])  # another landmark's proposal
     loaded.set_landmark(a, 5, 10.0, 10.0, prediction_id=10**9)  # none at all
@@ -128,9 +128,9 @@ def test_the_upgrade_keeps_every_prediction_and_reference(backend, tmp_path):
         assert migrate.current_revision(project.db) == migrate.head_revision()
         assert project.annotations("a")[0].prediction_id == 7
         prediction = project.predictions("a")
-        assert prediction["prediction_ids"] == [7] and prediction["scores"]["random"][0] == 0.5
+        assert prediction.prediction_ids == [7] and prediction.scores["random"].value == 0.5
         project.store_predictions(1, "a", np.array([[8.0, 9.0]]), np.ones(1))  # and the new rule holds
         assert project.annotations("a")[0].prediction_id == 7
-        assert project.predictions("a")["points"][0].tolist() == [8.0, 9.0]
+        assert project.predictions("a").points[0].tolist() == [8.0, 9.0]
     finally:
         project.close()

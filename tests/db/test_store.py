@@ -127,16 +127,16 @@ def test_model_versions_one_current_and_rollback(loaded, tmp_path):
     v1 = loaded.register_model(ckpt, metrics={"val_error": 2.0}, make_current=True)
     ckpt.write_bytes(b"weights-b")
     v2 = loaded.register_model(ckpt, metrics={"val_error": 1.0}, parent_id=v1, make_current=True)
-    assert loaded.current_model()["id"] == v2
-    assert (loaded.data_dir / loaded.current_model()["checkpoint"]).read_bytes() == b"weights-b"
+    assert loaded.current_model().id == v2
+    assert loaded.checkpoint_file(loaded.current_model()).read_bytes() == b"weights-b"
     loaded.set_current_model(v1)  # rollback
-    assert loaded.current_model()["id"] == v1
-    assert [v["is_current"] for v in loaded.model_versions()] == [True, False]
+    assert loaded.current_model().id == v1
+    assert [v.is_current for v in loaded.model_versions()] == [True, False]
     with pytest.raises(ScnError, match="no model version"):
         loaded.set_current_model(99)
     with pytest.raises(sa.exc.IntegrityError), loaded.db.write() as s:  # the database itself refuses two
         s.execute(sa.update(ModelVersion).values(is_current=True))
-    assert loaded.current_model()["id"] == v1
+    assert loaded.current_model().id == v1
 
 
 def _model(project, tmp_path, name="m.pt") -> int:
@@ -152,17 +152,17 @@ def test_predictions_never_touch_human_corrections(loaded, tmp_path):
     loaded.store_predictions(version, "hand007", points, np.full(15, 2.5), scores={"random": (0.3, {})})
     assert loaded.annotations("hand007")[0].x == 11  # untouched
     pred = loaded.predictions("hand007")
-    assert pred["model_version"] == version and pred["points"][3].tolist() == [50, 60]
-    assert pred["scores"]["random"][0] == pytest.approx(0.3)
+    assert pred.model_version == version and pred.points[3].tolist() == [50, 60]
+    assert pred.scores["random"].value == pytest.approx(0.3)
     assert loaded.accept_predictions("hand007", author="ann") == 14
     ann = loaded.annotations("hand007")
     assert ann[0].x == 11 and ann[0].source == "human"
-    assert ann[5].source == "model_accepted" and ann[5].prediction_id == pred["prediction_ids"][5]
+    assert ann[5].source == "model_accepted" and ann[5].prediction_id == pred.prediction_ids[5]
     assert loaded.undo("hand007", author="ann") == 14  # accepting is one step (undone by who accepted)
     assert list(loaded.annotations("hand007")) == [0]
     # a later model run replaces its predictions, still without touching annotations
     loaded.store_predictions(version, "hand007", points + 1, np.full(15, 2.0))
-    assert loaded.predictions("hand007")["points"][0].tolist() == [51, 61]
+    assert loaded.predictions("hand007").points[0].tolist() == [51, 61]
     assert loaded.annotations("hand007")[0].x == 11
 
 
@@ -198,8 +198,8 @@ def test_jobs_queue_and_cancel(project):
     a = project.jobs.enqueue("round", {"steps": 10})
     b = project.jobs.enqueue("predict")
     project.jobs.request_cancel(a)
-    assert project.jobs.job(a)["state"] == "cancelled"
-    assert [j["id"] for j in project.jobs.list(["queued"])] == [b]
+    assert project.jobs.job(a).state == "cancelled"
+    assert [j.id for j in project.jobs.list(["queued"])] == [b]
 
 
 def test_undo_is_per_person_in_a_team(loaded, backend, tmp_path):

@@ -127,17 +127,17 @@ def test_every_shortcut_is_bound_and_works(widget):
 
 
 def test_training_from_the_viewer(widget, qtbot, tiny_policy):
-    from scn_annotator.worker import RoundPolicy
+    from scn_annotator.policy import RoundPolicy
 
     project = widget.session.project
     RoundPolicy(initial_steps=40, round_steps=15, overrides=tiny_policy).save(project)
     place = widget.view.record.id
     widget.training.start_round()  # a worker process starts: training never runs in napari's process
     assert widget.training.job_id is not None and not widget.training.start.enabled
-    qtbot.waitUntil(lambda: project.jobs.job(widget.training.job_id)["state"] in ("done", "failed"), timeout=180_000)
+    qtbot.waitUntil(lambda: project.jobs.job(widget.training.job_id).state in ("done", "failed"), timeout=180_000)
     widget.training.poll()
     job = project.jobs.job(widget.training.job_id)
-    assert job["state"] == "done", job
+    assert job.state == "done", job
     assert "done" in widget.training.state.value
     assert len(widget.training.versions.choices) == 2
     assert widget.view.record.id == place  # the annotator's place is kept
