@@ -390,7 +390,7 @@ class AnnotatorWidget(QWidget):
         self.names.value = not self.names.value
 
     def toggle_help(self) -> None:
-        self.help.setVisible(not self.help.isVisible())
+        self.help.setHidden(not self.help.isHidden())  # isVisible() is False whenever the dock is: not the state
 
     def export(self) -> None:
         from scn_annotator.db.transfer import export

@@ -109,7 +109,18 @@ def test_heatmap_toggles_and_selected_landmark(widget):
     widget.selected_only.value = True
     widget.landmark.value = 3
     assert not np.array_equal(widget.layers["spatial"].data, whole)
-    assert widget.layers["spatial"].data.max() > 0  # the landmark's own SC, with its peak positive
+    # the landmark's own LA and SC, each with the sign that makes its value at the landmark positive
+    h = widget.view.heatmaps
+    peak = np.unravel_index(h.final[3].argmax(), h.final[3].shape)
+    for kind, maps in (("spatial", h.spatial), ("local", h.local)):
+        assert abs(maps[3][peak]) > 0
+        assert widget.layers[kind].data[peak] == pytest.approx(abs(maps[3][peak]), rel=1e-3)
+    shown = {k: widget.layers[k].data.copy() for k in ("local", "spatial")}
+    h.local[3] *= -1  # the network may learn -LA and -SC for a landmark: the overlay must not change
+    h.spatial[3] *= -1
+    widget._redraw()
+    for kind in ("local", "spatial"):
+        np.testing.assert_array_equal(widget.layers[kind].data, shown[kind])
     widget.toggle_heatmaps()
     assert not widget.layers["final"].visible and not widget.layers["local"].visible
 
@@ -122,8 +133,11 @@ def test_every_shortcut_is_bound_and_works(widget):
     widget.landmark.value = 0
     widget._key("next_landmark")(widget.viewer)
     assert widget.landmark.value == 1
+    hidden = widget.help.isHidden()
     widget._key("toggle_help")(widget.viewer)
-    assert widget.help.isVisible() or not widget.isVisible()
+    assert widget.help.isHidden() is not hidden
+    widget._key("toggle_help")(widget.viewer)
+    assert widget.help.isHidden() is hidden
 
 
 def test_training_from_the_viewer(widget, qtbot, tiny_policy):
