@@ -393,8 +393,6 @@ class AnnotatorWidget(QWidget):
         self.help.setHidden(not self.help.isHidden())  # isVisible() is False whenever the dock is: not the state
 
     def export(self) -> None:
-        from scn_annotator.db.transfer import export
-
         if self.session is None:
             return
         path = Path(str(self.export_path.value))
@@ -402,7 +400,7 @@ class AnnotatorWidget(QWidget):
             show_error("choose a .csv file to export to")
             return
         try:
-            manifest = export(self.session.project, path, include_all=self.export_all.value)
+            manifest = self.session.export(path, include_all=self.export_all.value)
         except ScnError as exc:
             show_error(str(exc))
             return

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -274,6 +275,12 @@ class AnnotationSession:
         self.refresh_queue()
         row = self.queue.next_after(view.record.id)
         return row.image_id if row else None
+
+    def export(self, path: str | Path, include_all: bool = False) -> dict[str, Any]:
+        """Write the curated landmarks as CSV with a manifest (see ``db.transfer.export``); returns the manifest."""
+        from .db.transfer import export
+
+        return export(self.project, path, include_all=include_all)
 
     def close(self) -> None:
         if self._pool is not None:

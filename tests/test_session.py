@@ -101,3 +101,8 @@ def test_a_proposal_beyond_the_edge_is_marked_where_a_drag_would_put_it(session)
     assert (view.landmarks[2].x, view.landmarks[2].y) == (w + 3.0, -4.0)
     view = session.mark(2, "occluded")
     assert (view.landmarks[2].x, view.landmarks[2].y, view.landmarks[2].state) == (w - 0.5, -0.5, "occluded")
+
+
+def test_export_from_the_session(session, tmp_path):
+    manifest = session.export(tmp_path / "out.csv")
+    assert manifest["images"] == 8 and (tmp_path / "out.csv").read_text().count("\n") == 9
