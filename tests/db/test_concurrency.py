@@ -82,11 +82,17 @@ def test_every_acknowledged_correction_survives_sigkill(loaded, backend, kills):
 
 
 def _corrections(location, count: int, start: mp.Event, result: mp.Queue) -> None:
+    """An annotator correcting proposals it read a while ago (the worker re-predicts meanwhile)."""
     project = Project.open(location, user="annotator")
     start.wait()
+    seen: dict[str, list] = {}  # the proposals on screen, per image, refreshed now and then
     try:
         for i in range(count):
-            project.set_landmark(f"hand{i % 24:03d}", i % 15, float(i % 250), 1.0 + (i // 250))
+            image = f"hand{i % 24:03d}"
+            if image not in seen or i % 97 == 0:
+                shown = project.predictions(image)
+                seen[image] = shown.prediction_ids if shown is not None else [None] * 15
+            project.set_landmark(image, i % 15, float(i % 250), 1.0 + (i // 250), prediction_id=seen[image][i % 15])
         result.put(("ok", count))
     except Exception as exc:
         result.put(("error", repr(exc)))
@@ -136,6 +142,13 @@ def test_app_and_worker_write_at_once_without_errors_or_lost_rows(loaded, backen
     assert runs == n_predictions and points == n_predictions * 15  # every run kept, complete
     assert latest == 24  # one latest run per image
     assert annotations == len({(i % 24, i % 15) for i in range(n_corrections)})
+    with loaded.db.read() as s:  # every recorded origin is a proposal of that very image and landmark
+        origins = s.execute(
+            select(Annotation.image_id, Annotation.landmark_id, ImagePrediction.image_id, Prediction.landmark_id)
+            .join(Prediction, Annotation.prediction_id == Prediction.id)
+            .join(ImagePrediction, Prediction.run_id == ImagePrediction.id)
+        ).all()
+    assert origins and all(a == c and b == d for a, b, c, d in origins)
     assert loaded.predictions("hand005").scores["disagreement"].value == max(
         i for i in range(n_predictions) if i % 24 == 5
     )
