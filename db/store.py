@@ -596,7 +596,7 @@ class Project:
     # -- models ----------------------------------------------------------------
 
     def checkpoint_path(self, version: int) -> Path:
-        return self.data_dir / "checkpoints" / f"model-v{version:04d}.pt"
+        return self.checkpoint_dir / f"model-v{version:04d}.pt"
 
     def register_model(
         self,
@@ -667,6 +667,20 @@ class Project:
             return ModelRecord.of(v)
 
     # -- artifacts: the one place their paths are made --------------------------------
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        """Model checkpoints, and the temporary folders of trainings in progress."""
+        return self.data_dir / "checkpoints"
+
+    @property
+    def exports_dir(self) -> Path:
+        return self.data_dir / "exports"
+
+    @property
+    def worker_log(self) -> Path:
+        """The log of the workers this project's app started."""
+        return self.data_dir / "worker.log"
 
     def checkpoint_file(self, model: ModelRecord | int) -> Path:
         """The checkpoint of a model version on this machine."""

@@ -94,7 +94,7 @@ def train_project(
     ordered = [items[i] for i in train_ids + val_ids]
     samples = build_samples(ordered, cfg.input_size, norm, cfg.cache_factor, progress=loading)
     train_s, val_s = samples[: len(train_ids)], samples[len(train_ids) :]
-    folder = project.data_dir / "checkpoints"
+    folder = project.checkpoint_dir
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder, prefix=".training-") as tmp:
         out = Path(tmp) / "model.pt"

@@ -151,7 +151,7 @@ def annotate_from_truth(
     """
     from .db.transfer import import_labels
 
-    path = project.data_dir / "exports" / f"sample-annotations-{len(names)}-{names[0]}.csv"
+    path = project.exports_dir / f"sample-annotations-{len(names)}-{names[0]}.csv"
     write_landmarks(path, project.landmark_names, {n: truth[n] for n in names})
     import_labels(project, path, author=author)
     for name in names:

@@ -75,7 +75,7 @@ def ensure_worker(location: str | Path, project: Project, once: bool = False) ->
     """
     if project.jobs.live_workers(within_s=3 * HEARTBEAT_S + 5):
         return None
-    log_file = project.data_dir / "worker.log"
+    log_file = project.worker_log
     log_file.parent.mkdir(parents=True, exist_ok=True)
     stop = ["--once"] if once else ["--idle-exit", "600"]
     with open(log_file, "ab") as out:
@@ -148,7 +148,7 @@ class Worker:
     def _clean_leftovers(self) -> None:
         """Remove the temporary folders of trainings that a killed worker left behind."""
         limit = time.time() - self.stale_after_s
-        for path in (self.project.data_dir / "checkpoints").glob(".training-*"):
+        for path in self.project.checkpoint_dir.glob(".training-*"):
             if path.stat().st_mtime < limit:
                 shutil.rmtree(path, ignore_errors=True)
 

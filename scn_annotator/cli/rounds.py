@@ -59,7 +59,7 @@ def cmd_round(args: argparse.Namespace) -> int:
     job_id = project.jobs.enqueue("round", {"done_count": project.counts()["done"], "trigger": "request"})
     pid = ensure_worker(args.project, project)
     started = (
-        f"started a worker (pid {pid}, log in {project.data_dir / 'worker.log'})" if pid else "a worker is running"
+        f"started a worker (pid {pid}, log in {project.worker_log})" if pid else "a worker is running"
     )
     print(f"round queued as job {job_id}; {started}")
     if args.no_wait:
