@@ -50,6 +50,7 @@ class LabelImportReport:
     set: int = 0  # annotations written
     unchanged: int = 0
     overwritten: list[str] = field(default_factory=list)
+    outside: list[str] = field(default_factory=list)  # landmarks outside their image, left unannotated
 
 
 class ImportConflictError(ScnError):
@@ -164,8 +165,19 @@ def _columns(project: Project, table: LandmarkTable) -> list[int]:
 Change = tuple[Image, int, tuple[float | None, float | None, str, str]]  # image, landmark id, (x, y, state, source)
 
 
-def _plan(project: Project, s: Session, table: LandmarkTable, spacing_rule: SpacingRule | None) -> list[Change]:
-    """Every annotation the file asks for, after checking every row; raises listing all problems."""
+def _plan(
+    project: Project,
+    s: Session,
+    table: LandmarkTable,
+    spacing_rule: SpacingRule | None,
+    outside: str = "error",
+    skipped: list[str] | None = None,
+) -> list[Change]:
+    """Every annotation the file asks for, after checking every row; raises listing all problems.
+
+    A landmark outside its image is a problem, or with ``outside="missing"`` left
+    unannotated and described in ``skipped``.
+    """
     order = _columns(project, table)
     landmark_ids = [lm.id for lm in project.landmarks()]
     images = {row.name: row for row in s.scalars(select(Image))}
@@ -205,8 +217,12 @@ def _plan(project: Project, s: Session, table: LandmarkTable, spacing_rule: Spac
             if state not in ("placed", "occluded"):
                 problems.append(f"{where}: landmark {name!r} has an unknown state {state!r}")
             elif not inside_image(x, y, (row.width, row.height)):
-                problems.append(f"{where}: landmark {name!r} at ({x:.1f}, {y:.1f}) lies outside image "
-                                f"{row.name!r} ({row.width} x {row.height})")  # fmt: skip
+                text = (f"{where}: landmark {name!r} at ({x:.1f}, {y:.1f}) lies outside image "
+                        f"{row.name!r} ({row.width} x {row.height})")  # fmt: skip
+                if outside == "missing" and skipped is not None:
+                    skipped.append(f"{table.path}, {text}: not imported (missing)")
+                else:
+                    problems.append(text + " (import it as missing with --outside missing)")
             else:
                 plan.append((row, lm_id, (float(x), float(y), state, "imported")))
     if problems:
@@ -227,11 +243,14 @@ def import_labels(
     spacing_rule: SpacingRule | None = None,
     overwrite: bool = False,
     author: str | None = None,
+    outside: str = "error",
 ) -> LabelImportReport:
     """Import a landmark CSV (any layout, px or mm) for images already in the project.
 
     All or nothing: any bad row (unknown image, bad number, a point outside its
-    image, mm without a spacing) rejects the whole file, naming every row. A
+    image, mm without a spacing) rejects the whole file, naming every row; with
+    ``outside="missing"`` points outside their image are left out instead and
+    listed in the report's ``outside``. A
     landmark a person already placed differently is a conflict: reported, and
     nothing changes unless ``overwrite``. Re-importing the same file changes nothing.
     """
@@ -240,7 +259,7 @@ def import_labels(
     names = {lm.id: lm.name for lm in project.landmarks()}
     report = LabelImportReport()
     with project.db.write() as s:
-        plan = _plan(project, s, table, spacing_rule)
+        plan = _plan(project, s, table, spacing_rule, outside, report.outside)
         current = {
             (a.image_id, a.landmark_id): a
             for a in s.scalars(select(Annotation).where(Annotation.image_id.in_({r.id for r, _, _ in plan})))

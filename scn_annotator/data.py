@@ -156,22 +156,43 @@ def resolve_spacing(image: Radiograph, points: np.ndarray, rule: SpacingRule | N
     return image.with_spacing(spacing, SpacingSource.LANDMARKS)
 
 
-def check_inside(points: np.ndarray, size: tuple[int, int], where: str, path: Path) -> None:
-    """Every present landmark lies on the image (pixel edges included)."""
+#: What to do with a landmark that lies outside its image: refuse the file (default), or treat it as missing.
+OUTSIDE_RULES = ("error", "missing")
+
+
+def check_inside(
+    points: np.ndarray,
+    size: tuple[int, int],
+    where: str,
+    path: Path,
+    names: Sequence[str] | None = None,
+    outside: str = "error",
+) -> tuple[np.ndarray, list[str]]:
+    """Every present landmark must lie on the image (pixel edges included).
+
+    Real public labels sometimes put a point just below the image. By default that
+    is an error naming the file, row and landmark; with ``outside="missing"`` such
+    landmarks become missing (NaN) and each is described in the returned notes, so
+    nothing is dropped silently. Returns (points, notes).
+    """
+    if outside not in OUTSIDE_RULES:
+        raise ScnError(f"unknown rule for landmarks outside their image: {outside!r} (one of {OUTSIDE_RULES})")
     w, h = size
     present = ~np.isnan(points).any(axis=1)
     x, y = points[:, 0], points[:, 1]
     with np.errstate(invalid="ignore"):
-        outside = present & ~inside_image(x, y, size)
-    if outside.any():
-        i = int(np.flatnonzero(outside)[0])
-        raise LabelFileError(
-            where,
-            [
-                f"landmark {i} at ({x[i]:.1f}, {y[i]:.1f}) lies outside image {path.name} of size {w} x {h}"
-                + (f" (and {int(outside.sum()) - 1} more)" if outside.sum() > 1 else "")
-            ],
-        )
+        bad = np.flatnonzero(present & ~inside_image(x, y, size))
+    if not bad.size:
+        return points, []
+    label = (lambda i: repr(names[i])) if names is not None else (lambda i: f"landmark {i}")
+    described = [f"{label(i)} at ({x[i]:.1f}, {y[i]:.1f})" for i in bad]
+    if outside == "error":
+        raise LabelFileError(where, [
+            f"{', '.join(described)} lie{'s' if len(bad) == 1 else ''} outside image {path.name} of size {w} x {h}"
+            " (to train without such points, treat them as missing: --outside missing)"])  # fmt: skip
+    kept = points.copy()
+    kept[bad] = np.nan
+    return kept, [f"{where}: {d} lies outside image {path.name} ({w} x {h}): treated as missing" for d in described]
 
 
 @dataclass(frozen=True)
@@ -200,22 +221,32 @@ def build_samples(
     spacing_rule: SpacingRule | None = None,
     progress: Callable[[int, int], None] | None = None,
     device: torch.device | str = "cpu",
+    *,
+    names: Sequence[str] | None = None,
+    outside: str = "error",
+    notes: list[str] | None = None,
 ) -> list[Sample]:
-    """Decode and prepare every labelled image; ``cache_factor=None`` skips the training cache."""
+    """Decode and prepare every labelled image; ``cache_factor=None`` skips the training cache.
+
+    ``outside`` says what a landmark outside its image is (see :func:`check_inside`);
+    with ``"missing"`` a line per such landmark is appended to ``notes``.
+    """
     samples = []
     for done, item in enumerate(items):
         image = read_image(item.path)
         if item.spacing is not None:
             image = image.with_spacing(item.spacing, item.spacing_source)
-        image = resolve_spacing(image, item.points, spacing_rule)
-        check_inside(item.points, image.size, item.where, item.path)
+        points, dropped = check_inside(item.points, image.size, item.where, item.path, names, outside)
+        if notes is not None:
+            notes.extend(dropped)
+        image = resolve_spacing(image, points, spacing_rule)
         net_input, transform = prepare_input(image, input_size, normalisation, device)
-        sample = Sample(image.id, item.path, item.points, image.spacing, image.spacing_source, transform, net_input)
+        sample = Sample(image.id, item.path, points, image.spacing, image.spacing_source, transform, net_input)
         if cache_factor:
             size = (round(input_size[0] * cache_factor), round(input_size[1] * cache_factor))
             cache, cache_transform = prepare_input(image, size, normalisation, device)
             sample.cache = cache
-            cache_points = np.nan_to_num(cache_transform.to_network(item.points), nan=0.0)
+            cache_points = np.nan_to_num(cache_transform.to_network(points), nan=0.0)
             sample.cache_points = torch.from_numpy(cache_points).to(device=device, dtype=torch.float32)
         samples.append(sample)
         if progress:

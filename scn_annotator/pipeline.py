@@ -36,6 +36,7 @@ class TrainingData:
     val: list[Sample]
     unlabelled_images: list[Path] = field(default_factory=list)
     labels_without_image: list[str] = field(default_factory=list)
+    outside: list[str] = field(default_factory=list)  # landmarks outside their image, treated as missing
 
 
 def load_training_data(
@@ -46,8 +47,13 @@ def load_training_data(
     val_fraction: float = 0.1,
     spacing_rule: SpacingRule | None = None,
     progress: Callable[[int, int], None] | None = None,
+    outside: str = "error",
 ) -> TrainingData:
-    """Read a label CSV, match it to the images of a folder, decode and split them."""
+    """Read a label CSV, match it to the images of a folder, decode and split them.
+
+    ``outside="missing"`` treats landmarks outside their image as missing and lists
+    each in ``TrainingData.outside``; by default they are an error naming file and row.
+    """
     table = read_landmarks(labels)
     paths = find_images(images)
     if not paths:
@@ -57,9 +63,11 @@ def load_training_data(
         raise ScnError(f"{labels}: none of its {len(table.points)} image ids matches a file in {images}")
     labelled = {p for p, _ in pairs}
     train_ids, val_ids = split_samples([i for _, i in pairs], val_fraction, cfg.seed)
+    notes: list[str] = []
     samples = build_samples(
         labelled_images(pairs, table), cfg.input_size, Normalisation(*cfg.normalisation),
         cache_factor=cfg.cache_factor, spacing_rule=spacing_rule, progress=progress,
+        names=table.names, outside=outside, notes=notes,
     )  # fmt: skip
     by_label = dict(zip([i for _, i in pairs], samples))
     return TrainingData(
@@ -68,6 +76,7 @@ def load_training_data(
         val=[by_label[i] for i in val_ids],
         unlabelled_images=[p for p in paths if p not in labelled],
         labels_without_image=missing,
+        outside=notes,
     )
 
 

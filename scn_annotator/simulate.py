@@ -99,6 +99,7 @@ def run_campaign(
     device: str | None = None,
     log: Callable[[str], None] = print,
     checkpoint: Path | None = None,
+    outside: str = "error",
 ) -> CampaignResult:
     """Run every (strategy, seed) of ``campaign``; ``checkpoint`` saves results after each curve."""
     from .scores import select_batch
@@ -116,7 +117,11 @@ def run_campaign(
     by_id = {i: p for p, i in pairs}
     started = time.perf_counter()
     items = labelled_images([(by_id[i], i) for i in test_ids + pool_ids], table)
-    samples = build_samples(items, cfg.input_size, Normalisation(*cfg.normalisation), cfg.cache_factor, spacing_rule)
+    notes: list[str] = []
+    samples = build_samples(items, cfg.input_size, Normalisation(*cfg.normalisation), cfg.cache_factor, spacing_rule,
+                            names=table.names, outside=outside, notes=notes)  # fmt: skip
+    for line in notes:
+        log(f"note: {line}")
     by_sample = dict(zip(test_ids + pool_ids, samples))
     test = [by_sample[i] for i in test_ids]
     unit = "mm" if all(s.spacing is not None for s in test) else "px"

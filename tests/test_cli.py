@@ -247,3 +247,30 @@ def test_simulate_without_matplotlib_says_so(monkeypatch, tmp_path):
 
     monkeypatch.setattr(builtins, "__import__", no_matplotlib)
     assert plot(None, {}, tmp_path / "p.png") is False and not (tmp_path / "p.png").exists()
+
+
+def test_a_landmark_outside_its_image_is_an_error_or_with_the_option_missing_and_listed(capsys, sample_dir, tmp_path):
+    rows = (sample_dir / "labels.csv").read_text().splitlines()
+    cells = rows[3].split(",")
+    cells[2] = "5000.0"  # thumb_base y, far below a 320-pixel-high image
+    labels = tmp_path / "labels.csv"
+    labels.write_text("\n".join([*rows[:3], ",".join(cells), *rows[4:]]) + "\n")
+    base = ["train", "--images", sample_dir / "images", "--labels", labels, "--out", tmp_path / "m.pt", *TINY,
+            "--steps", "2"]  # fmt: skip
+    code, _, err = run(capsys, *base)
+    line = _one_line_error(err)
+    assert code == 2 and "row 4" in line and "'thumb_base' at (" in line and "--outside missing" in line
+    code, out, err = run(capsys, *base, "--outside", "missing")
+    assert code == 0, err
+    assert "note: 1 landmarks outside their images were treated as missing" in err
+    assert "row 4: 'thumb_base' at (" in err and "treated as missing" in err
+    project = tmp_path / "p"
+    assert run(capsys, "init", project, "--landmarks", "15")[0] == 0
+    assert run(capsys, "import", project, "--images", sample_dir / "images")[0] == 0
+    named = tmp_path / "named.csv"
+    header = ",".join(["image", *(f"L{i}_{a}" for i in range(15) for a in "xy")])
+    named.write_text("\n".join([header, *labels.read_text().splitlines()[1:]]) + "\n")
+    code, _, err = run(capsys, "import", project, "--labels", named)
+    assert code == 2 and "row 4" in _one_line_error(err) and "'L0'" in err
+    code, out, err = run(capsys, "import", project, "--labels", named, "--outside", "missing")
+    assert code == 0 and "359 set" in out and "row 4: landmark 'L0'" in err and "not imported" in err

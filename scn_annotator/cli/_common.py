@@ -121,6 +121,17 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-fraction", type=fraction, default=0.1,
                    help="share of labelled images held out for model selection (default 0.1)")  # fmt: skip
     p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--outside", choices=["error", "missing"], default="error",
+                   help="a landmark outside its image: refuse the file (default), or treat it as missing "
+                        "(each one is listed)")  # fmt: skip
+
+
+def report_outside(notes: list[str]) -> None:
+    """List, on stderr, every landmark that was treated as missing because it lay outside its image."""
+    if notes:
+        print(f"note: {len(notes)} landmarks outside their images were treated as missing:", file=sys.stderr)
+        for line in notes:
+            print(f"  {line}", file=sys.stderr)
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:

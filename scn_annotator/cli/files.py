@@ -16,6 +16,7 @@ from ._common import (
     need,
     open_project,
     positive,
+    report_outside,
     rule,
     train_config,
     training_bar,
@@ -34,7 +35,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     with Progress("reading images", "img") as loaded:
         data = load_training_data(args.images, args.labels, cfg, val_fraction=args.val_fraction,
-                                  spacing_rule=rule(args.spacing_from), progress=loaded)  # fmt: skip
+                                  spacing_rule=rule(args.spacing_from), progress=loaded,
+                                  outside=args.outside)  # fmt: skip
+    report_outside(data.outside)
     if data.labels_without_image:
         print(f"note: {len(data.labels_without_image)} label rows have no image in {args.images} "
               f"(first: {data.labels_without_image[0]})", file=sys.stderr)  # fmt: skip

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import ScnError
-from ._common import Progress, add_project_options, need, open_project, positive, rule
+from ._common import Progress, add_project_options, need, open_project, positive, report_outside, rule
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -47,7 +47,9 @@ def cmd_import(args: argparse.Namespace) -> int:
         print("images: {} added, {} already there, {} duplicates, {} changed".format(*counts)
               + f", {len(report.failed)} unreadable")  # fmt: skip
     if args.labels:
-        result = import_labels(project, args.labels, spacing_rule=rule(args.spacing_from), overwrite=args.overwrite)
+        result = import_labels(project, args.labels, spacing_rule=rule(args.spacing_from), overwrite=args.overwrite,
+                               outside=args.outside)  # fmt: skip
+        report_outside(result.outside)
         if result.overwritten:
             print(f"overwrote {len(result.overwritten)} human corrections: {', '.join(result.overwritten[:5])}",
                   file=sys.stderr)  # fmt: skip
@@ -132,6 +134,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--labels", type=Path, metavar="CSV", help="landmarks of images already in the project")
     p.add_argument("--spacing-from", metavar="A,B=MM", help="set each image's spacing from two of its landmarks")
     p.add_argument("--overwrite", action="store_true", help="let the file replace human corrections")
+    p.add_argument("--outside", choices=["error", "missing"], default="error",
+                   help="a landmark outside its image: refuse the file (default), or leave it unannotated "
+                        "(each one is listed)")  # fmt: skip
     p.add_argument("--mark-done", action="store_true", help="mark the images of the landmark file done")
     add_project_options(p)
     p.set_defaults(func=cmd_import)

@@ -58,9 +58,7 @@ def cmd_round(args: argparse.Namespace) -> int:
         policy.save(project)
     job_id = project.jobs.enqueue("round", {"done_count": project.counts()["done"], "trigger": "request"})
     pid = ensure_worker(args.project, project)
-    started = (
-        f"started a worker (pid {pid}, log in {project.worker_log})" if pid else "a worker is running"
-    )
+    started = f"started a worker (pid {pid}, log in {project.worker_log})" if pid else "a worker is running"
     print(f"round queued as job {job_id}; {started}")
     if args.no_wait:
         return 0
@@ -103,7 +101,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     result = run_campaign(args.images, args.labels, cfg, campaign, spacing_rule=rule(args.spacing_from),
                           device=device(args), log=lambda m: print(m, file=sys.stderr),
-                          checkpoint=args.out / "campaign.json")  # fmt: skip
+                          checkpoint=args.out / "campaign.json", outside=args.outside)  # fmt: skip
     result.write(args.out / "campaign.json")
     summary = summarise(result)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
