@@ -191,6 +191,14 @@ class TrainResult:
     checkpoint: Path | None
     history: list[dict[str, float]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    planned_steps: int = 0  # the steps the schedule was laid out for (fewer than asked when time was short)
+
+    def describe(self) -> str:
+        """One line: how many steps, how long, and why it stopped where it did."""
+        text = f"trained {self.steps} steps in {self.seconds / 60:.1f} min ({self.stopped})"
+        if self.stopped == "time" and self.planned_steps and self.steps >= self.planned_steps:
+            text += f"; the schedule was fitted to the time limit: {self.planned_steps} steps, ending converged"
+        return text
 
 
 def state_path(out: Path) -> Path:
@@ -198,13 +206,27 @@ def state_path(out: Path) -> Path:
     return out.with_name(out.name + ".state")
 
 
-def _lr_factor(cfg: TrainConfig, step: int) -> float:
-    if cfg.warmup_steps and step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
+def _lr_factor(cfg: TrainConfig, step: int, total: int | None = None) -> float:
+    """Warm-up, then cosine decay to 1 % at ``total`` (the planned steps; ``cfg.steps`` by default)."""
+    total = cfg.steps if total is None else total
+    warmup = min(cfg.warmup_steps, max(0, total // 10)) if total < cfg.steps else cfg.warmup_steps
+    if warmup and step < warmup:
+        return (step + 1) / warmup
     if cfg.schedule == "constant":
         return 1.0
-    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    progress = (step - warmup) / max(1, total - warmup)
     return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+#: Steps measured before a time limit re-plans the schedule, and how often it re-plans after that.
+_PLAN_AFTER, _PLAN_EVERY = 10, 25
+
+
+def _planned_total(cfg: TrainConfig, step: int, first_step: int, elapsed: float, left: float) -> int:
+    """The steps that fit the time left at the pace so far (validation included), never more than asked."""
+    done = step - first_step
+    per_step = elapsed / max(done, 1)
+    return max(step + 1, min(cfg.steps, step + int(left / max(per_step, 1e-9))))
 
 
 def _make_optimizer(cfg: TrainConfig, model: torch.nn.Module, targets: GaussianTargets) -> torch.optim.Optimizer:
@@ -327,6 +349,7 @@ class Trainer:
         self.batches = _Batches(len(train_samples), cfg.batch_size, self.gen)
         self.unit = "mm" if val_samples and all(s.spacing is not None for s in val_samples) else "px"
         self.step, self.best_step, self.best_error, self.stale = 0, 0, math.inf, 0
+        self.total = cfg.steps  # the steps the schedule is laid out for: fewer when a time limit needs it
         self.history: list[dict[str, float]] = []
 
     # -- starting points ---------------------------------------------------------
@@ -374,6 +397,7 @@ class Trainer:
             self.step, self.best_step, self.stale = int(state["step"]), int(state["best_step"]), int(state["stale"])
             self.best_error = float(state["best_error"])
             self.history = list(state["history"])
+            self.total = int(state.get("planned_steps", self.cfg.steps))
         except (ValueError, TypeError, RuntimeError, AttributeError) as exc:
             raise CheckpointError(f"{path}: the training state does not fit this run ({exc}); "
                                   "delete it to train from the start") from None  # fmt: skip
@@ -410,6 +434,7 @@ class Trainer:
             best_error=self.best_error,
             stale=self.stale,
             history=self.history,
+            planned_steps=self.total,
         )
         save_checkpoint(state_path(self.out), payload)
 
@@ -424,7 +449,7 @@ class Trainer:
             cfg.input_size, cfg.augment, self.gen, BACKGROUND,
         )  # fmt: skip
         for group in self.optimizer.param_groups:
-            group["lr"] = cfg.lr * _lr_factor(cfg, self.step)
+            group["lr"] = cfg.lr * _lr_factor(cfg, self.step, self.total)
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
             output = self.model(images)
         target = self.targets(points, valid, cfg.input_size)
@@ -467,7 +492,7 @@ class Trainer:
         deadline = started + max_minutes * 60 if max_minutes else math.inf
         stopped, loss = "finished", math.nan
         self.model.train()
-        while self.step < cfg.steps:
+        while self.step < self.total:
             if should_stop is not None and should_stop():
                 stopped = "cancelled"
                 break
@@ -478,8 +503,13 @@ class Trainer:
             loss = self.train_step()
             t1 = time.perf_counter()
             timings["data_and_step"] += t1 - t0
+            done = self.step - first_step
+            if max_minutes and (done == _PLAN_AFTER or (done > _PLAN_AFTER and done % _PLAN_EVERY == 0)):
+                # lay the schedule out for the time, not the step count: the run ends converged
+                now = time.perf_counter()
+                self.total = _planned_total(cfg, self.step, first_step, now - started, deadline - now)
             val_error = None
-            if self.val_samples and (self.step % cfg.validate_every == 0 or self.step == cfg.steps):
+            if self.val_samples and (self.step % cfg.validate_every == 0 or self.step == self.total):
                 val_error = self.validate()
                 self.history.append({"step": self.step, "val_error": val_error, "loss": loss})
                 timings["validation"] += time.perf_counter() - t1
@@ -487,7 +517,7 @@ class Trainer:
                 progress(
                     TrainProgress(
                         step=self.step,
-                        total_steps=cfg.steps,
+                        total_steps=self.total,
                         loss=loss,
                         sigma_mean=float(self.targets.sigmas().detach().mean()),
                         elapsed=time.perf_counter() - started,
@@ -502,6 +532,8 @@ class Trainer:
             if cfg.patience and self.stale >= cfg.patience:
                 stopped = "early-stopping"
                 break
+        if stopped == "finished" and self.total < cfg.steps:
+            stopped = "time"  # the schedule was shortened to fit the time limit, and completed
         last_validated = self.history[-1]["step"] if self.history else None
         if self.val_samples and last_validated != self.step:
             # the last steps (all of them, when time ran out before the first validation) compete too
@@ -521,6 +553,7 @@ class Trainer:
             checkpoint=self.out,
             history=self.history,
             timings=timings,
+            planned_steps=self.total,
         )
 
 

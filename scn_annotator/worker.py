@@ -253,7 +253,7 @@ class Worker:
                 raise
             version = out.version_id
             verdict = "now current" if out.made_current else "kept, not current: worse than the current model"
-            self.report("validating", 0.8, f"model version {version} {verdict}")
+            self.report("validating", 0.8, f"{out.result.describe()}; model version {version} {verdict}")
             with self._lock:
                 self._state["result_model_id"] = version
         return {"result_model_id": version, **self._predict(job)}

@@ -159,3 +159,25 @@ def test_a_run_stopped_by_time_before_any_validation_still_writes_its_model(data
     assert result.best_step == result.steps and result.best_val_error is not None  # the last step was validated
     predictor = Predictor.from_checkpoint(tmp_path / "m.pt", device="cpu")
     assert predictor.predict(data.val[0].path).points.shape == (len(data.names), 2)
+
+
+def test_a_time_limit_lays_the_schedule_out_for_the_time(data, fast_cfg, tmp_path):
+    """Stopped by time, the run still ends where its learning rate has decayed: a converged model."""
+    from scn_annotator.training import _lr_factor
+
+    cfg = fast_cfg.replace(steps=100_000, validate_every=40, warmup_steps=10)
+    result = train(cfg, data.train, data.val, data.names, tmp_path / "m.pt", max_minutes=0.1, device="cpu")
+    assert result.stopped == "time"
+    assert 10 < result.planned_steps < cfg.steps and result.steps == result.planned_steps  # the schedule finished
+    assert _lr_factor(cfg, result.steps - 1, result.planned_steps) < 0.05  # decayed, not cut off at full rate
+    assert "fitted to the time limit" in result.describe()
+    assert Predictor.from_checkpoint(tmp_path / "m.pt", device="cpu").predict(data.val[0].path).points.shape[0] == 15
+
+
+def test_without_a_time_limit_the_schedule_is_the_step_count(fast_cfg):
+    from scn_annotator.training import _lr_factor
+
+    cfg = fast_cfg.replace(steps=200, warmup_steps=20)
+    assert _lr_factor(cfg, 0) == pytest.approx(1 / 20) and _lr_factor(cfg, 19) == 1.0
+    assert _lr_factor(cfg, 199) == pytest.approx(0.01, abs=1e-3)
+    assert _lr_factor(cfg, 99, total=100) == pytest.approx(0.01, abs=1e-3)  # a shorter plan decays sooner

@@ -51,7 +51,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         best = f"best validation error {result.best_val_error:.2f} {result.unit} at step {result.best_step}"
     else:
         best = "no validation image with landmarks: the last step is kept" if data.val else "no validation images"
-    print(f"trained {result.steps} steps in {result.seconds / 60:.1f} min ({result.stopped}); {best}")
+    print(f"{result.describe()}; {best}")
     if not Path(args.out).is_file():  # never announce a model that is not there
         raise ScnError(f"training ended ({result.stopped}) without writing {args.out}")
     print(f"model written to {args.out}")
@@ -76,8 +76,8 @@ def _train_project(args: argparse.Namespace, cfg) -> int:  # noqa: ANN001
                             progress=training_bar(bar), loading=loaded, max_minutes=args.max_minutes,
                             device=device(args))  # fmt: skip
     m = out.result
-    print(f"trained {m.steps} steps in {m.seconds / 60:.1f} min; validation error "
-          f"{m.best_val_error:.2f} {m.unit}" if m.best_val_error is not None else "no validation images")  # fmt: skip
+    error = f"validation error {m.best_val_error:.2f} {m.unit}" if m.best_val_error is not None else "no validation"
+    print(f"{m.describe()}; {error}")
     before = f" (current model: {out.previous_error:.2f} {m.unit})" if out.previous_error is not None else ""
     state = "is now the current model" if out.made_current else "is worse and was kept, not made current"
     print(f"model version {out.version_id} {state}{before}")
