@@ -151,3 +151,76 @@ def clamp_to_image(x: float, y: float, size: tuple[int, int]) -> tuple[float, fl
     """The nearest point on the image: where a point dragged, accepted or marked beyond the edge goes."""
     w, h = size
     return min(max(float(x), -0.5), w - 0.5), min(max(float(y), -0.5), h - 0.5)
+
+
+#: The closest pair of different landmarks must stay this far apart in network pixels (in
+#: the tenth percentile of the training images), or two heatmap peaks start to merge.
+MIN_SEPARATION = 2.5
+
+
+@dataclass(frozen=True)
+class InputChoice:
+    """The network input chosen for a data set, and why (recorded in the checkpoint)."""
+
+    input_size: tuple[int, int]  # (height, width), multiples of the network's size multiple
+    aspect: float  # median height / width of the images
+    separation: float  # closest pair of different landmarks, network px, 10th percentile over images
+    area_budget: int  # the preset's input area; the choice may grow it up to ``max_growth`` times
+    images: int
+
+    def describe(self) -> str:
+        h, w = self.input_size
+        return (f"input {h} x {w} chosen from {self.images} images (height/width {self.aspect:.2f}; closest "
+                f"landmarks {self.separation:.1f} network px apart)")  # fmt: skip
+
+    def to_dict(self) -> dict[str, object]:
+        return {"rule": "aspect of the images, area grown until the closest landmarks are "
+                        f"{MIN_SEPARATION} px apart", "input_size": list(self.input_size), "aspect": self.aspect,
+                "separation": self.separation, "area_budget": self.area_budget, "images": self.images}  # fmt: skip
+
+
+def closest_pair(points: np.ndarray) -> float:
+    """The distance between the two nearest landmarks of different names in one image (inf if < 2)."""
+    present = points[~np.isnan(points).any(axis=1)]
+    if len(present) < 2:
+        return math.inf
+    d = np.linalg.norm(present[:, None] - present[None], axis=2)
+    d[np.diag_indices(len(present))] = np.inf
+    return float(d.min())
+
+
+def choose_input_size(
+    sizes: list[tuple[int, int]],
+    points: list[np.ndarray],
+    base: tuple[int, int],
+    multiple: int,
+    max_growth: float = 2.0,
+    min_separation: float = MIN_SEPARATION,
+) -> InputChoice:
+    """The network input for images of ``sizes`` (width, height) with these landmarks.
+
+    Its aspect is the images' median aspect, so a tall spine gets a tall input and no
+    input pixel is spent on padding; its area starts at the preset's (``base``, height
+    x width) and grows, at most ``max_growth`` times, until the closest pair of
+    different landmarks is ``min_separation`` network pixels apart in nine images of ten.
+    """
+    if not sizes:
+        raise ScnError("no training images to choose an input size from")
+    aspect = float(np.median([h / w for w, h in sizes]))
+    nearest = np.array([closest_pair(p) for p in points])
+    budget = int(base[0] * base[1])
+
+    def snap(value: float) -> int:
+        return max(multiple, round(value / multiple) * multiple)
+
+    choice = None
+    for growth in np.linspace(1.0, max(1.0, max_growth), 11):
+        height = snap(math.sqrt(budget * growth * aspect))
+        width = snap(height / aspect)
+        scales = np.array([min(width / w, height / h) for w, h in sizes])
+        finite = np.isfinite(nearest)
+        separation = float(np.percentile(nearest[finite] * scales[finite], 10)) if finite.any() else math.inf
+        choice = InputChoice((height, width), aspect, separation, budget, len(sizes))
+        if separation >= min_separation:
+            break
+    return choice

@@ -20,7 +20,7 @@ from .geometry import SpacingRule
 from .imageio import SpacingSource, find_images, image_id, read_image_info
 from .inference import Prediction, Predictor
 from .labels import LandmarkTable, read_landmarks, write_landmarks
-from .training import TrainConfig
+from .training import TrainConfig, fit_input_to_data
 
 __all__ = ["TrainingData", "evaluate_files", "load_training_data", "predict_folder"]
 
@@ -37,6 +37,7 @@ class TrainingData:
     unlabelled_images: list[Path] = field(default_factory=list)
     labels_without_image: list[str] = field(default_factory=list)
     outside: list[str] = field(default_factory=list)  # landmarks outside their image, treated as missing
+    config: TrainConfig | None = None  # the configuration to train with: the input size fitted to the data
 
 
 def load_training_data(
@@ -64,8 +65,10 @@ def load_training_data(
     labelled = {p for p, _ in pairs}
     train_ids, val_ids = split_samples([i for _, i in pairs], val_fraction, cfg.seed)
     notes: list[str] = []
+    items = labelled_images(pairs, table)
+    cfg = fit_input_to_data(cfg, items)
     samples = build_samples(
-        labelled_images(pairs, table), cfg.input_size, Normalisation(*cfg.normalisation),
+        items, cfg.input_size, Normalisation(*cfg.normalisation),
         cache_factor=cfg.cache_factor, spacing_rule=spacing_rule, progress=progress,
         names=table.names, outside=outside, notes=notes,
     )  # fmt: skip
@@ -77,6 +80,7 @@ def load_training_data(
         unlabelled_images=[p for p in paths if p not in labelled],
         labels_without_image=missing,
         outside=notes,
+        config=cfg,
     )
 
 

@@ -25,7 +25,7 @@ from .evaluation import EvaluationReport, evaluate, mean_error, point_errors
 from .imageio import SpacingSource
 from .inference import Predictor
 from .scores import Scoring
-from .training import TrainConfig, TrainProgress, TrainResult, train
+from .training import TrainConfig, TrainProgress, TrainResult, fit_input_to_data, train
 
 __all__ = [
     "ProjectTrainResult",
@@ -92,6 +92,7 @@ def train_project(
     items = {str(r.id): item for r, item in pairs}
     norm = Normalisation(*cfg.normalisation)
     ordered = [items[i] for i in train_ids + val_ids]
+    cfg = fit_input_to_data(cfg, ordered)
     samples = build_samples(ordered, cfg.input_size, norm, cfg.cache_factor, progress=loading)
     train_s, val_s = samples[: len(train_ids)], samples[len(train_ids) :]
     folder = project.checkpoint_dir

@@ -31,7 +31,7 @@ from .imageio import find_images, read_image
 from .inference import Prediction, Predictor
 from .labels import read_landmarks
 from .scores import STRATEGIES, Scoring, mc_passes_for
-from .training import TrainConfig, Trainer, validation_errors
+from .training import TrainConfig, Trainer, fit_input_to_data, validation_errors
 
 __all__ = ["Campaign", "CampaignResult", "run_campaign", "summarise"]
 
@@ -117,6 +117,7 @@ def run_campaign(
     by_id = {i: p for p, i in pairs}
     started = time.perf_counter()
     items = labelled_images([(by_id[i], i) for i in test_ids + pool_ids], table)
+    cfg = fit_input_to_data(cfg, items)
     notes: list[str] = []
     samples = build_samples(items, cfg.input_size, Normalisation(*cfg.normalisation), cfg.cache_factor, spacing_rule,
                             names=table.names, outside=outside, notes=notes)  # fmt: skip

@@ -28,11 +28,13 @@ import torch
 from . import __version__
 from .augment import AugmentConfig, augment_batch, random_generator
 from .checkpoint import load_checkpoint, save_checkpoint
-from .data import BACKGROUND, Normalisation, Sample
+from .data import BACKGROUND, LabelledImage, Normalisation, Sample
 from .device import best_device
 from .errors import CheckpointError, ScnError
 from .evaluation import mean_error, point_errors
+from .geometry import choose_input_size
 from .heatmaps import GaussianTargets, decode_peaks, heatmap_loss
+from .imageio import read_image_info
 from .network import SCNConfig, SpatialConfigurationNet
 
 __all__ = [
@@ -81,6 +83,10 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     seed: int = 0
     amp: bool = True  # mixed precision, on CUDA only
+    #: Choose the input's aspect and size from the training images and landmarks (``fit_input_to_data``),
+    #: growing the area at most this many times; 0 keeps ``input_size`` as given.
+    auto_input_growth: float = 0.0
+    input_rule: dict[str, Any] | None = None  # how the input size was chosen, when it was
 
     def network(self, num_landmarks: int) -> SCNConfig:
         return SCNConfig(
@@ -150,6 +156,7 @@ PRESETS: dict[str, TrainConfig] = {
         warmup_steps=100,
         validate_every=100,
         augment=AugmentConfig(translate=0.05, rotate=0.15, scale=(0.9, 1.1), scale_axis=(0.95, 1.05), elastic=0.02),
+        auto_input_growth=2.0,
     ),
 }
 
@@ -555,6 +562,22 @@ class Trainer:
             timings=timings,
             planned_steps=self.total,
         )
+
+
+def fit_input_to_data(cfg: TrainConfig, items: Sequence[LabelledImage]) -> TrainConfig:
+    """``cfg`` with its input chosen from the images and landmarks (unless the preset or user fixed it).
+
+    Tall spines get a tall input, wide images a wide one; the area grows from the
+    preset's until neighbouring landmarks are distinct (:func:`~.geometry.choose_input_size`).
+    Reads only the image headers. The choice and its reasons go into the config, and
+    so into the checkpoint, from which prediction takes the input size.
+    """
+    if not cfg.auto_input_growth or not items:
+        return cfg
+    sizes = [read_image_info(item.path).size for item in items]
+    multiple = cfg.network(1).size_multiple
+    choice = choose_input_size(sizes, [item.points for item in items], cfg.input_size, multiple, cfg.auto_input_growth)
+    return cfg.replace(input_size=choice.input_size, input_rule={**choice.to_dict(), "text": choice.describe()})
 
 
 def warm_startable(checkpoint: Path, cfg: TrainConfig) -> bool:

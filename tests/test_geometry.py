@@ -71,3 +71,43 @@ def test_spacing_rule():
             SpacingRule.parse(bad)
     with pytest.raises(ScnError, match="only 3"):
         SpacingRule(1, 5, 50).spacing(np.zeros((3, 2)))
+
+
+def test_the_input_follows_the_images_aspect_and_keeps_landmarks_apart():
+    from scn_annotator.geometry import MIN_SEPARATION, choose_input_size
+
+    rng = np.random.default_rng(0)
+    tall = [(1000, 2500)] * 20  # spines: tall and narrow
+    column = [np.stack([np.full(17, 500.0), np.linspace(100, 2400, 17)], axis=1) + rng.normal(0, 2, (17, 2))
+              for _ in tall]  # fmt: skip
+    choice = choose_input_size(tall, column, (256, 192), 16, max_growth=2.0)
+    h, w = choice.input_size
+    assert h % 16 == 0 and w % 16 == 0 and h / w > 2.0  # a tall input for tall images
+    assert h * w <= 2.0 * 256 * 192 * 1.1 and choice.separation >= MIN_SEPARATION
+    wide = [(3000, 1000)] * 20
+    row = [p[:, ::-1] * [1.2, 0.4] for p in column]
+    h, w = choose_input_size(wide, row, (256, 192), 16).input_size
+    assert w / h > 2.0  # a wide input for wide images
+    crowded = [np.array([[500.0, 500.0], [500.0, 503.0], [100.0, 100.0]])] * 20  # two landmarks 3 px apart
+    grown = choose_input_size(tall, crowded, (256, 192), 16, max_growth=2.0)
+    assert grown.input_size[0] * grown.input_size[1] > 256 * 192  # grew, up to the preset's limit
+    assert grown.input_size[0] * grown.input_size[1] <= 2.0 * 256 * 192 * 1.1
+    fixed = choose_input_size(tall, crowded, (256, 192), 16, max_growth=1.0)
+    assert abs(fixed.input_size[0] * fixed.input_size[1] - 256 * 192) < 0.15 * 256 * 192
+
+
+def test_training_records_the_chosen_input_and_prediction_uses_it(sample_dir, tmp_path):
+    from scn_annotator.inference import Predictor
+    from scn_annotator.pipeline import load_training_data
+    from scn_annotator.training import preset, train
+
+    cfg = preset("cpu", filters=8, sc_filters=8, steps=2, input_size=(64, 48), auto_input_growth=1.5)
+    data = load_training_data(sample_dir / "images", sample_dir / "labels.csv", cfg, val_fraction=0.2)
+    chosen = data.config
+    assert chosen.input_rule is not None and tuple(chosen.input_rule["input_size"]) == chosen.input_size
+    h, w = chosen.input_size
+    assert abs(h / w - 320 / 256) < 0.35  # the phantoms are 256 x 320 (w x h)
+    train(chosen, data.train, data.val, data.names, tmp_path / "m.pt", device="cpu")
+    predictor = Predictor.from_checkpoint(tmp_path / "m.pt", device="cpu")
+    assert predictor.input_size == chosen.input_size
+    assert predictor.metadata["train_config"]["input_rule"]["images"] == 24

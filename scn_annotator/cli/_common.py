@@ -115,7 +115,8 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
                    help="scn, or unet: the local-appearance net alone, the paper's baseline")  # fmt: skip
     p.add_argument("--steps", type=positive(int), help="training steps (default: the preset's)")
     p.add_argument("--input-size", type=size, metavar="HxW",
-                   help="network input, multiples of 16, e.g. 256x192 (default: the preset's)")  # fmt: skip
+                   help="network input, multiples of 16, e.g. 256x192 (default: the cpu preset fits the aspect "
+                        "and size to the training images and landmarks; the paper preset uses 512x512)")  # fmt: skip
     p.add_argument("--filters", type=positive(int), help="filters per layer (default: the preset's)")
     p.add_argument("--max-minutes", type=positive(float), help="stop after this many minutes")
     p.add_argument("--val-fraction", type=fraction, default=0.1,
@@ -144,8 +145,9 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
         changes["seed"] = args.seed
     if args.model == "unet":
         changes["spatial"] = False
-    if args.input_size:
+    if args.input_size:  # the user's input size wins over the rule that fits it to the data
         changes["input_size"] = args.input_size
+        changes["auto_input_growth"] = 0.0
     if args.filters:
         changes["filters"] = changes["sc_filters"] = args.filters
     return preset(args.preset, **changes)

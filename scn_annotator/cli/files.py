@@ -38,6 +38,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                                   spacing_rule=rule(args.spacing_from), progress=loaded,
                                   outside=args.outside)  # fmt: skip
     report_outside(data.outside)
+    cfg = data.config or cfg
+    if cfg.input_rule:
+        print(cfg.input_rule["text"], file=sys.stderr)
     if data.labels_without_image:
         print(f"note: {len(data.labels_without_image)} label rows have no image in {args.images} "
               f"(first: {data.labels_without_image[0]})", file=sys.stderr)  # fmt: skip
