@@ -6,6 +6,8 @@ the papers' evaluation on the test images, training time and throughput, the tim
 from reading a radiograph to its coordinates, and peak memory.
 
     python benchmarks/hand.py --model scn --train-count 70 --minutes 30 --tag scn-all
+
+The input size is fitted to the data as the command line does (``--input HxW`` fixes it).
     python benchmarks/hand.py --model unet --train-count 10 --minutes 30 --tag unet-10
 
 Results go to benchmarks/out/<tag>.json and a summary to stdout.
@@ -29,7 +31,7 @@ from scn_annotator.geometry import SpacingRule
 from scn_annotator.imageio import find_images, read_image
 from scn_annotator.inference import Predictor
 from scn_annotator.labels import read_landmarks
-from scn_annotator.training import preset, train
+from scn_annotator.training import fit_input_to_data, preset, train
 
 HAND = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hand"
 RULE = SpacingRule(1, 5, 50.0)
@@ -66,9 +68,10 @@ def main() -> None:
         changes["spatial"] = False
     if args.steps:
         changes["steps"] = args.steps
-    if args.input:
+    if args.input:  # as on the command line: a given input size is kept, not fitted to the data
         h, w = (int(v) for v in args.input.lower().split("x"))
         changes["input_size"] = (h, w)
+        changes["auto_input_growth"] = 0.0
     if args.filters:
         changes["filters"] = changes["sc_filters"] = args.filters
     if args.threads:
@@ -99,6 +102,9 @@ def main() -> None:
     paths = find_images(args.data / "images")
     pairs, _ = match_images(paths, table)
     by_id = {i: p for p, i in pairs}
+    cfg = fit_input_to_data(cfg, labelled_images([(by_id[i], i) for i in train_ids + val_ids], table))
+    if cfg.input_rule:
+        print(f"{args.tag}: {cfg.input_rule['text']}", flush=True)
     norm = Normalisation(*cfg.normalisation)
     t0 = time.perf_counter()
     train_s = build_samples(

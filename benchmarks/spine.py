@@ -1,0 +1,141 @@
+"""Train on the real AP spine radiographs in ../shared/data/spine and evaluate on other patients (not a test).
+
+The split is by patient (``sunhl-1th-<date>-<number>``; several exposures of one
+patient stay on one side): a seeded fifth of the patients is the test set. Training
+uses the defaults a new user gets (``cpu`` preset, input fitted to the data), with
+landmarks outside their image treated as missing (one label of the public set lies
+below its image), for at most ``--minutes``.
+
+Reported: median point error in px and as a share of the image height, points within
+1 % of the height, and the share of vertebrae whose predicted centre (mean of its four
+corners) is nearer another vertebra's true centre than its own: a vertebra labelled
+as its neighbour, the ambiguity the SCN exists to resolve.
+
+    python benchmarks/spine.py --minutes 30 --tag spine-cpu
+
+Results go to benchmarks/out/<tag>.json and a summary to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from scn_annotator.imageio import find_images, image_id, read_image_info
+from scn_annotator.inference import Predictor
+from scn_annotator.labels import read_landmarks, write_landmarks
+from scn_annotator.pipeline import load_training_data
+from scn_annotator.training import preset, train
+
+SPINE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "spine"
+
+
+def patient(name: str) -> str:
+    match = re.match(r"(sunhl-1th-\d{2}-[A-Za-z]{3}-\d{4}-\d+)", name)
+    return match.group(1) if match else name
+
+
+def spine_metrics(predicted: dict, truth: dict, heights: dict) -> dict:
+    """Point errors relative to the image height, and vertebrae nearer a neighbour than their own."""
+    rel, px, swapped, vertebrae = [], [], 0, 0
+    for name, true in truth.items():
+        pred = predicted[name]
+        e = np.linalg.norm(pred - true, axis=1)
+        ok = ~np.isnan(e)
+        px += e[ok].tolist()
+        rel += (e[ok] / heights[name]).tolist()
+        centres_true = np.nanmean(true.reshape(-1, 4, 2), axis=1)
+        centres_pred = np.nanmean(pred.reshape(-1, 4, 2), axis=1)
+        for k, c in enumerate(centres_pred):
+            d = np.linalg.norm(centres_true - c, axis=1)
+            vertebrae += 1
+            swapped += int(np.nanargmin(d) != k)
+    rel, px = np.array(rel), np.array(px)
+    return {"images": len(truth), "points": int(px.size), "median_px": float(np.median(px)),
+            "mean_px": float(px.mean()), "median_pct_height": float(100 * np.median(rel)),
+            "mean_pct_height": float(100 * rel.mean()), "within_1pct_height": float((rel <= 0.01).mean()),
+            "vertebrae_nearer_a_neighbour": swapped / max(vertebrae, 1)}  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--minutes", type=float, default=30.0)
+    ap.add_argument("--steps", type=int)
+    ap.add_argument("--input", type=str, help="HxW; default: fitted to the data")
+    ap.add_argument("--filters", type=int)
+    ap.add_argument("--test-share", type=float, default=0.2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--tag", required=True)
+    ap.add_argument("--data", type=Path, default=SPINE)
+    args = ap.parse_args()
+
+    changes: dict = {"seed": args.seed}
+    if args.steps:
+        changes["steps"] = args.steps
+    if args.input:
+        changes["input_size"] = tuple(int(v) for v in args.input.lower().split("x"))
+        changes["auto_input_growth"] = 0.0
+    if args.filters:
+        changes["filters"] = changes["sc_filters"] = args.filters
+    cfg = preset("cpu", **changes)
+
+    table = read_landmarks(args.data / "landmarks.csv")
+    patients = sorted({patient(n) for n in table.points})
+    shuffled = np.random.default_rng(args.seed).permutation(patients)
+    test_patients = set(shuffled[: round(len(patients) * args.test_share)])
+    test_ids = sorted(n for n in table.points if patient(n) in test_patients)
+    train_ids = sorted(n for n in table.points if patient(n) not in test_patients)
+    out = Path(__file__).parent / "out"
+    out.mkdir(exist_ok=True)
+    train_csv = out / f"{args.tag}-train.csv"
+    write_landmarks(train_csv, table.names, {i: table.points[i] for i in train_ids})
+    t0 = time.perf_counter()
+    data = load_training_data(args.data / "images", train_csv, cfg, val_fraction=0.05, outside="missing")
+    cfg = data.config
+    print(f"{args.tag}: {len(patients)} patients, {len(test_ids)} test images of {len(test_patients)} patients; "
+          f"loaded {len(data.train)} train / {len(data.val)} val in {time.perf_counter() - t0:.0f} s; "
+          f"{cfg.input_rule['text'] if cfg.input_rule else cfg.input_size}; {len(data.outside)} labels outside "
+          f"their image treated as missing", flush=True)  # fmt: skip
+    model_path = out / f"{args.tag}.pt"
+    last = [time.perf_counter()]
+
+    def progress(p) -> None:
+        if p.val_error is not None or time.perf_counter() - last[0] > 120:
+            last[0] = time.perf_counter()
+            val = f" val {p.val_error:.2f} {p.unit}" if p.val_error is not None else ""
+            print(f"  step {p.step}/{p.total_steps} loss {p.loss:.1f}{val} {p.elapsed / 60:.1f} min", flush=True)
+
+    result = train(cfg, data.train, data.val, data.names, model_path, progress=progress, max_minutes=args.minutes,
+                   device="cpu")  # fmt: skip
+    predictor = Predictor.from_checkpoint(model_path, device="cpu")
+    by_name = {image_id(p): p for p in find_images(args.data / "images")}
+    predicted, heights, seconds = {}, {}, []
+    for name in test_ids:
+        t = time.perf_counter()
+        predicted[name] = predictor.predict(by_name[name]).points
+        seconds.append(time.perf_counter() - t)
+        heights[name] = read_image_info(by_name[name]).size[1]
+    metrics = spine_metrics(predicted, {n: table.points[n] for n in test_ids}, heights)
+    record = {"tag": args.tag, "config": cfg.to_dict(), "train_images": len(data.train), "test_images": len(test_ids),
+              "train": {"steps": result.steps, "planned_steps": result.planned_steps, "seconds": result.seconds,
+                        "stopped": result.stopped, "best_step": result.best_step, "best_val_px": result.best_val_error},
+              "test": metrics, "inference_ms_median": 1000 * float(np.median(seconds)),
+              "torch_threads": torch.get_num_threads(), "python": sys.version.split()[0],
+              "torch": torch.__version__}  # fmt: skip
+    (out / f"{args.tag}.json").write_text(json.dumps(record, indent=2))
+    print(f"{args.tag}: {result.describe()}; test on {metrics['images']} images of other patients: median "
+          f"{metrics['median_px']:.1f} px ({metrics['median_pct_height']:.2f} % of the height), mean "
+          f"{metrics['mean_pct_height']:.2f} %, {100 * metrics['within_1pct_height']:.0f} % within 1 %, "
+          f"{100 * metrics['vertebrae_nearer_a_neighbour']:.0f} % of vertebrae nearer a neighbour; "
+          f"{record['inference_ms_median']:.0f} ms/image", flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
