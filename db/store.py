@@ -79,7 +79,7 @@ SQLITE_FILE = "project.sqlite"
 UNDOABLE = ("edit", "import", "undo", "redo")
 
 
-# ----------------------------------------------------------------------------- records
+# ----------------------------------------------------------------------------- helpers
 
 
 def landmark_colors(count: int) -> list[str]:
