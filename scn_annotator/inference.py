@@ -10,7 +10,7 @@ prediction peaks at ``100 / (2 pi sigma^2)``, about 2.5.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,12 +21,15 @@ from .cache import Heatmaps
 from .checkpoint import load_checkpoint
 from .data import Normalisation, prepare_input
 from .device import best_device
-from .errors import CheckpointError, ImageReadError
+from .errors import CheckpointError, ImageReadError, ScnError
 from .heatmaps import decode_peaks
 from .imageio import Radiograph, SpacingSource, read_image
 from .network import SCNConfig, SCNOutput, SpatialConfigurationNet
 
-__all__ = ["Heatmaps", "Prediction", "Predictor"]
+__all__ = ["HINT_SIGMA", "Conditioner", "Heatmaps", "Prediction", "Predictor"]
+
+#: The width of a confirmed landmark's hint (network px) when the checkpoint has no learned sigma.
+HINT_SIGMA = 2.5
 
 
 @dataclass
@@ -66,6 +69,8 @@ class Predictor:
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.normalisation = normalisation
         self.metadata = metadata or {}
+        #: The learned target sigma of every landmark (network px): the width of a confirmed landmark's hint.
+        self.sigma = np.full(len(self.names), HINT_SIGMA)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: torch.device | str | None = None) -> Predictor:
@@ -80,7 +85,11 @@ class Predictor:
         except (KeyError, TypeError, RuntimeError, ValueError) as exc:
             raise CheckpointError(f"{path}: incomplete or incompatible model file ({exc})") from None
         meta = {k: data[k] for k in ("metrics", "train_config", "created", "version") if k in data}
-        return cls(model, names, input_size, norm, device, meta)  # type: ignore[arg-type]
+        predictor = cls(model, names, input_size, norm, device, meta)  # type: ignore[arg-type]
+        sigma = data.get("sigma")
+        if isinstance(sigma, torch.Tensor) and sigma.numel() == len(names):
+            predictor.sigma = sigma.detach().double().cpu().numpy()
+        return predictor
 
     @property
     def num_landmarks(self) -> int:
@@ -106,12 +115,26 @@ class Predictor:
             for m in dropouts:
                 m.eval()
 
-    def predict(self, image: Radiograph | str | Path, heatmaps: bool = False, mc_passes: int = 0) -> Prediction:
+    def predict(
+        self,
+        image: Radiograph | str | Path,
+        heatmaps: bool = False,
+        mc_passes: int = 0,
+        hints: np.ndarray | None = None,
+    ) -> Prediction:
         """Landmarks of one image (read from disk when given a path).
 
         ``mc_passes`` > 0 also returns the positions of that many passes with dropout
-        on, whose spread is the MC-dropout uncertainty baseline.
+        on, whose spread is the MC-dropout uncertainty baseline. ``hints`` (N, 2),
+        original pixels, NaN where not confirmed: landmarks a person confirmed; they
+        come back unchanged and the others are predicted consistently with them
+        (:class:`Conditioner`). Without hints (or all NaN) this is the plain prediction.
         """
+        if hints is not None and not np.isnan(np.asarray(hints, float)).all():
+            prediction = self.conditioner(image).predict(hints, heatmaps=heatmaps)
+            if mc_passes:
+                raise ScnError("MC dropout passes are not combined with hints")
+            return prediction
         start = time.perf_counter()
         if not isinstance(image, Radiograph):
             image = read_image(image)
@@ -138,21 +161,89 @@ class Predictor:
         result.seconds = time.perf_counter() - start
         return result
 
+    def conditioner(self, image: Radiograph | str | Path) -> Conditioner:
+        """One image prepared for predictions conditioned on confirmed landmarks (see :class:`Conditioner`)."""
+        return Conditioner(self, image if isinstance(image, Radiograph) else read_image(image))
+
     def predict_files(
         self,
         paths: Iterable[str | Path],
         heatmaps: bool = False,
         progress: Callable[[int], None] | None = None,
         spacing: Callable[[Radiograph], Radiograph] | None = None,
+        hints: Mapping[str, np.ndarray] | None = None,
     ) -> Iterator[Prediction | ImageReadError]:
-        """Predict many files; an unreadable one yields its error and the rest go on."""
+        """Predict many files; an unreadable one yields its error and the rest go on.
+
+        ``hints[image id]`` holds an image's confirmed landmarks (see :meth:`predict`).
+        """
         for i, path in enumerate(paths):
             try:
                 image = read_image(path)
                 if spacing is not None:
                     image = spacing(image)
-                yield self.predict(image, heatmaps=heatmaps)
+                yield self.predict(image, heatmaps=heatmaps, hints=(hints or {}).get(image.id))
             except ImageReadError as exc:
                 yield exc
             if progress:
                 progress(i + 1)
+
+
+class Conditioner:
+    """One image's predictions given the landmarks a person confirmed.
+
+    The LA pass runs once; each new set of confirmed landmarks costs only the SC
+    pass on the small, downsampled LA heatmaps and the decoding, so an annotator's
+    every correction can re-place the other landmarks at once. A confirmed landmark
+    is shown to the SC component as the ideal LA response: a Gaussian of the
+    landmark's learned sigma at the confirmed position, with the height and sign of
+    that landmark's own strongest LA response (only LA x SC is fitted, so each
+    channel's sign is the network's choice). Confirmed landmarks come back exactly
+    as given.
+    """
+
+    def __init__(self, predictor: Predictor, image: Radiograph) -> None:
+        self.predictor, self.image = predictor, image
+        p = predictor
+        net_input, self.transform = prepare_input(image, p.input_size, p.normalisation, p.device)
+        with torch.inference_mode():
+            self.output = p.model(net_input[None, None].to(p.device))
+        local = self.output.local[0].float()
+        n, h, w = local.shape
+        flat = local.reshape(n, -1)
+        self.amplitude = flat.gather(1, flat.abs().argmax(dim=1, keepdim=True))[:, 0]  # signed strongest LA value
+        self._grid = (torch.arange(h, device=local.device, dtype=torch.float32)[:, None],
+                      torch.arange(w, device=local.device, dtype=torch.float32)[None, :])  # fmt: skip
+        self._sigma = torch.as_tensor(p.sigma, dtype=torch.float32, device=local.device)
+
+    def predict(self, hints: np.ndarray | None, heatmaps: bool = False) -> Prediction:
+        """Every landmark, the confirmed ones (non-NaN rows of ``hints``, original px) as given."""
+        start = time.perf_counter()
+        p, out = self.predictor, self.output
+        n = p.num_landmarks
+        hints = np.full((n, 2), np.nan) if hints is None else np.asarray(hints, dtype=np.float64)
+        if hints.shape != (n, 2):
+            raise ScnError(f"hints for {hints.shape[0]} landmarks given to a model of {n}")
+        confirmed = ~np.isnan(hints).any(axis=1)
+        with torch.inference_mode():
+            if confirmed.any():
+                net = torch.as_tensor(self.transform.to_network(np.nan_to_num(hints)), dtype=torch.float32,
+                                      device=out.local.device)  # fmt: skip
+                ys, xs = self._grid
+                d2 = (xs[None] - net[:, 0, None, None]) ** 2 + (ys[None] - net[:, 1, None, None]) ** 2
+                maps = self.amplitude[:, None, None] * torch.exp(-d2 / (2 * self._sigma[:, None, None] ** 2))
+                mask = torch.as_tensor(confirmed, device=out.local.device)
+                out = p.model.reconfigure(out.local.float(), maps[None], mask[None])
+            points, values = decode_peaks(out.heatmaps.float())
+        result = Prediction(
+            self.image.id, self.image.path, self.transform.from_network(points[0].cpu().double().numpy()),
+            values[0].cpu().numpy().astype(np.float64), self.image.spacing, self.image.spacing_source,
+        )  # fmt: skip
+        result.points[confirmed] = hints[confirmed]
+        if heatmaps:
+            result.heatmaps = Heatmaps(
+                out.heatmaps[0].float().cpu().numpy(), out.local[0].float().cpu().numpy(),
+                None if out.spatial is None else out.spatial[0].float().cpu().numpy(), self.transform,
+            )  # fmt: skip
+        result.seconds = time.perf_counter() - start
+        return result

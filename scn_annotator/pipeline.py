@@ -13,16 +13,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from .data import Normalisation, Sample, build_samples, labelled_images, match_images, split_samples
 from .errors import ImageReadError, ScnError
 from .evaluation import EvaluationReport, align_tables, evaluate
 from .geometry import SpacingRule
 from .imageio import SpacingSource, find_images, image_id, read_image_info
 from .inference import Prediction, Predictor
-from .labels import LandmarkTable, read_landmarks, write_landmarks
+from .labels import LandmarkTable, default_names, read_landmarks, write_landmarks
 from .training import TrainConfig, fit_input_to_data
 
-__all__ = ["TrainingData", "evaluate_files", "load_training_data", "predict_folder"]
+__all__ = ["TrainingData", "evaluate_files", "load_training_data", "predict_folder", "read_hints"]
 
 log = logging.getLogger(__name__)
 
@@ -89,17 +91,23 @@ def predict_folder(
     images: str | Path,
     out: str | Path,
     progress: Callable[[int, int], None] | None = None,
+    hints: str | Path | None = None,
 ) -> tuple[list[Prediction], list[ImageReadError]]:
     """Predict every image of a folder into a wide CSV (px, with confidences).
 
     Unreadable files are returned as errors and skipped; the CSV holds the rest.
+    ``hints``: a landmark file (any layout, px) with the landmarks a person confirmed
+    filled in and the others empty; those come back as given, and the others are
+    predicted consistently with them.
     """
     paths = find_images(images)
     if not paths:
         raise ScnError(f"{images}: no image files found")
+    confirmed = read_hints(hints, predictor.names) if hints is not None else None
     done: list[Prediction] = []
     failed: list[ImageReadError] = []
-    for result in predictor.predict_files(paths, progress=(lambda i: progress(i, len(paths))) if progress else None):
+    report = (lambda i: progress(i, len(paths))) if progress else None
+    for result in predictor.predict_files(paths, progress=report, hints=confirmed):
         (failed if isinstance(result, ImageReadError) else done).append(result)
     if done:
         write_landmarks(
@@ -109,6 +117,32 @@ def predict_folder(
             confidence={p.image_id: p.confidence for p in done},
         )
     return done, failed
+
+
+def read_hints(path: str | Path, names: list[str]) -> dict[str, np.ndarray]:
+    """Confirmed landmarks per image id, in the model's landmark order (NaN: not confirmed).
+
+    Any supported landmark layout; matched to the model's landmarks by name, or by
+    position when the file names none. Pixels only.
+    """
+    table = read_landmarks(path)
+    if table.unit != "px":
+        raise ScnError(f"{path}: hints must be in pixels, this file has {table.unit}")
+    if set(table.names) <= set(names):
+        order = [table.names.index(n) if n in table.names else None for n in names]
+    elif table.names == default_names(table.num_landmarks) and table.num_landmarks == len(names):
+        order = list(range(len(names)))
+    else:
+        unknown = [n for n in table.names if n not in names]
+        raise ScnError(f"{path}: landmarks {', '.join(map(repr, unknown[:3]))} are not the model's")
+    out = {}
+    for image, points in table.points.items():
+        hints = np.full((len(names), 2), np.nan)
+        for j, k in enumerate(order):
+            if k is not None:
+                hints[j] = points[k]
+        out[image] = hints
+    return out
 
 
 def _spacings(

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from scn_annotator.cli import main
@@ -274,3 +275,40 @@ def test_a_landmark_outside_its_image_is_an_error_or_with_the_option_missing_and
     assert code == 2 and "row 4" in _one_line_error(err) and "'L0'" in err
     code, out, err = run(capsys, "import", project, "--labels", named, "--outside", "missing")
     assert code == 0 and "359 set" in out and "row 4: landmark 'L0'" in err and "not imported" in err
+
+
+def test_predict_with_hints_in_every_layout(capsys, sample_dir, tmp_path):
+    from scn_annotator.labels import read_landmarks, write_landmarks
+
+    images, labels = _six(sample_dir, tmp_path)
+    model = tmp_path / "m.pt"
+    assert run(capsys, "train", "--images", images, "--labels", labels, "--out", model, *TINY, "--steps", "3")[0] == 0
+    truth = read_landmarks(labels)
+    names = truth.names
+    confirmed = {}
+    for image, points in truth.points.items():
+        hints = np.full_like(points, np.nan)
+        hints[[1, 4]] = points[[1, 4]]
+        confirmed[image] = hints
+    files = {"wide": tmp_path / "wide.csv", "long": tmp_path / "long.csv", "headerless": tmp_path / "plain.csv"}
+    write_landmarks(files["wide"], names, confirmed)
+    write_landmarks(files["long"], names, confirmed, layout="long")
+    files["headerless"].write_text("\n".join(
+        ",".join([image, *("" if np.isnan(v) else f"{v:.3f}" for v in pts.ravel())])
+        for image, pts in confirmed.items()) + "\n")  # fmt: skip
+    for layout, hints in files.items():
+        out = tmp_path / f"pred-{layout}.csv"
+        code, _, err = run(capsys, "predict", "--model", model, "--images", images, "--out", out, "--hints", hints)
+        assert code == 0, (layout, err)
+        predicted = read_landmarks(out)
+        for image, pts in truth.points.items():
+            np.testing.assert_allclose(predicted.points[image][[1, 4]], pts[[1, 4]], atol=1e-3)  # as given
+            assert np.isfinite(predicted.points[image]).all()  # every landmark in the output
+    bad = tmp_path / "bad.csv"
+    lines = files["wide"].read_text().splitlines()
+    cells = lines[2].split(",")
+    cells[3] = "x"  # row 3, landmark 1's x
+    bad.write_text("\n".join([*lines[:2], ",".join(cells), *lines[3:]]) + "\n")
+    code, _, err = run(capsys, "predict", "--model", model, "--images", images, "--out", tmp_path / "p.csv",
+                       "--hints", bad)  # fmt: skip
+    assert code == 2 and str(bad) in _one_line_error(err) and "row 3" in err

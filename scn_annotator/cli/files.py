@@ -107,7 +107,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     predictor = Predictor.from_checkpoint(args.model, device=device(args))
     with Progress("predicting", "img") as step:
-        done, failed = predict_folder(predictor, args.images, args.out, progress=step)
+        done, failed = predict_folder(predictor, args.images, args.out, progress=step, hints=args.hints)
     for error in failed:
         print(f"skipped: {error}", file=sys.stderr)
     if not done:
@@ -185,6 +185,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", type=Path, help="model file written by train")
     p.add_argument("--images", type=Path, help="folder of images")
     p.add_argument("--out", type=Path, help="CSV file to write")
+    p.add_argument("--hints", type=Path, metavar="CSV",
+                   help="landmarks a person confirmed (any landmark file, px; the others empty): they come back as "
+                        "given and the other landmarks are predicted consistently with them")  # fmt: skip
     p.add_argument("--project", help="predict this project's images instead")
     p.add_argument("--version", type=int, help="with --project: this model version (default: the current)")
     add_device(p)
