@@ -312,3 +312,24 @@ def test_predict_with_hints_in_every_layout(capsys, sample_dir, tmp_path):
     code, _, err = run(capsys, "predict", "--model", model, "--images", images, "--out", tmp_path / "p.csv",
                        "--hints", bad)  # fmt: skip
     assert code == 2 and str(bad) in _one_line_error(err) and "row 3" in err
+
+
+def test_effort_counts_an_oracle_annotators_corrections(capsys, sample_dir, tmp_path):
+    images, labels = _six(sample_dir, tmp_path)
+    model = tmp_path / "m.pt"
+    assert run(capsys, "train", "--images", images, "--labels", labels, "--out", model, *TINY, "--steps", "30")[0] == 0
+    report = tmp_path / "effort.json"
+    code, out, err = run(capsys, "effort", "--model", model, "--images", images, "--labels", labels,
+                         "--tolerance", "2mm", "--json", report)  # fmt: skip
+    assert code == 0, err
+    data = json.loads(report.read_text())
+    assert (data["images"], data["landmarks"], data["tolerance"]) == (6, 15, "2mm")
+    modes = data["modes"]
+    assert modes["manual"]["corrections_per_image"] == 15 == modes["manual"]["clicks_per_image"]
+    for name, counts in data["per_image"].items():
+        assert 0 <= counts["conditioned"] <= 15 and 0 <= counts["proposals"] <= 15, name
+    assert modes["proposals"]["clicks_per_image"] == modes["proposals"]["corrections_per_image"] + 1
+    assert "conditioned" in out and "corrections/image" in out
+    code, _, err = run(capsys, "effort", "--model", model, "--images", images, "--labels", labels,
+                       "--tolerance", "two")  # fmt: skip
+    assert code == 2 and "2mm, 25px or 1%" in err

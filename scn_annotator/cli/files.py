@@ -143,6 +143,39 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------- effort
+
+
+def cmd_effort(args: argparse.Namespace) -> int:
+    from ..data import match_images
+    from ..effort import Tolerance, measure_effort
+    from ..imageio import SpacingSource, find_images, read_image
+    from ..inference import Predictor
+    from ..labels import read_landmarks
+    from ..pipeline import read_hints
+
+    tolerance = Tolerance.parse(args.tolerance)
+    predictor = Predictor.from_checkpoint(args.model, device=device(args))
+    truth = read_hints(args.labels, predictor.names)  # in the model's landmark order
+    pairs, _ = match_images(find_images(args.images), read_landmarks(args.labels))
+    if not pairs:
+        raise ScnError(f"{args.labels}: none of its images is in {args.images}")
+    spacing_rule = rule(args.spacing_from)
+    images = []
+    for path, name in pairs:
+        image = read_image(path)
+        if spacing_rule is not None and (value := spacing_rule.spacing(truth[name])) is not None:
+            image = image.with_spacing(value, SpacingSource.LANDMARKS)
+        images.append((image, truth[name]))
+    with Progress("oracle annotating", "img") as bar:
+        report = measure_effort(predictor, images, tolerance, progress=bar)
+    print(report.format())
+    if args.json:
+        report.write_json(args.json)
+        print(f"\nwritten to {args.json}")
+    return 0
+
+
 # -------------------------------------------------------------------- sample, demo
 
 
@@ -193,6 +226,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_device(p)
     add_project_options(p)
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("effort", help="corrections per image an annotator needs, measured with an oracle",
+                       description="An oracle annotator accepts every proposal within --tolerance of the truth and "
+                                   "corrects the worst remaining landmark, one at a time. Reports corrections and "
+                                   "clicks per image for manual placement, today's proposals, and proposals "
+                                   "re-placed after every correction (conditioned).")  # fmt: skip
+    p.add_argument("--model", type=Path, required=True, help="model file written by train")
+    p.add_argument("--images", type=Path, required=True, help="folder of images")
+    p.add_argument("--labels", type=Path, required=True, help="their true landmarks (any layout, px)")
+    p.add_argument("--tolerance", required=True, help="2mm, 25px or 1%% (of the image height)")
+    p.add_argument("--spacing-from", metavar="A,B=MM", help="each image's spacing from two of its landmarks")
+    p.add_argument("--json", type=Path, help="also write the figures as JSON")
+    add_device(p)
+    p.set_defaults(func=cmd_effort)
 
     p = sub.add_parser("evaluate", help="compare predicted landmarks with the truth",
                        description="Point error (mean, SD, median), per-landmark table, success detection "

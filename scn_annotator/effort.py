@@ -1,0 +1,134 @@
+"""Annotator effort, measured with an oracle: how many landmarks must a person place per image?
+
+The figure the app exists to lower. An oracle annotator works through images one at a
+time, knowing the truth. It accepts every proposal within a tolerance of the truth
+(one accept-all click per image) and otherwise corrects the worst remaining landmark,
+one at a time. Three modes:
+
+- ``manual``: no model; every landmark is placed by hand.
+- ``proposals``: the model's proposals as they are today; every one outside the
+  tolerance is corrected.
+- ``conditioned``: after every correction the model re-places the landmarks not yet
+  confirmed, given the confirmed ones (:class:`~scn_annotator.inference.Conditioner`);
+  a proposal that a correction brought within the tolerance costs nothing.
+
+Landmarks the truth lacks are not counted. Tolerances are in mm (``2mm``: needs a
+spacing), pixels (``25px``) or a share of the image height (``1%``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .atomic import atomic_write_text
+from .errors import ScnError
+from .imageio import Radiograph
+from .inference import Predictor
+
+__all__ = ["MODES", "EffortReport", "Tolerance", "measure_effort"]
+
+MODES = ("manual", "proposals", "conditioned")
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How far a proposal may be from the truth and still be accepted."""
+
+    value: float
+    unit: str  # "mm", "px" or "%" (of the image height)
+
+    @classmethod
+    def parse(cls, text: str) -> Tolerance:
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(mm|px|%)\s*", text)
+        if match is None or float(match.group(1)) <= 0:
+            raise ScnError(f"a tolerance is a positive number with mm, px or %, e.g. 2mm, 25px or 1%; not {text!r}")
+        return cls(float(match.group(1)), match.group(2))
+
+    def __str__(self) -> str:
+        return f"{self.value:g}{self.unit}"
+
+    def errors(self, predicted: np.ndarray, truth: np.ndarray, image: Radiograph) -> np.ndarray:
+        """Each landmark's error in the tolerance's unit (NaN where the truth has none)."""
+        diff = predicted - truth
+        if self.unit == "mm":
+            if image.spacing is None:
+                raise ScnError(f"{image.path}: no pixel spacing for a tolerance in mm (give --spacing-from)")
+            diff = diff * np.asarray(image.spacing)
+        e = np.linalg.norm(diff, axis=1)
+        return 100.0 * e / image.size[1] if self.unit == "%" else e
+
+
+@dataclass
+class EffortReport:
+    tolerance: str
+    landmarks: int
+    per_image: dict[str, dict[str, int]] = field(default_factory=dict)  # image -> mode -> corrections
+
+    def summary(self) -> dict[str, Any]:
+        n = max(len(self.per_image), 1)
+        modes = {}
+        for mode in MODES:
+            corrections = sum(v[mode] for v in self.per_image.values())
+            modes[mode] = {
+                "corrections_per_image": corrections / n,
+                "clicks_per_image": (corrections + (0 if mode == "manual" else len(self.per_image))) / n,
+            }
+        return {"images": len(self.per_image), "landmarks": self.landmarks, "tolerance": self.tolerance,
+                "modes": modes}  # fmt: skip
+
+    def write_json(self, path: str | Path) -> None:
+        atomic_write_text(Path(path), json.dumps({**self.summary(), "per_image": self.per_image}, indent=2) + "\n")
+
+    def format(self) -> str:
+        s = self.summary()
+        lines = [f"Oracle annotator on {s['images']} images, {s['landmarks']} landmarks, tolerance {s['tolerance']}:",
+                 f"  {'mode':<12}{'corrections/image':>19}{'clicks/image':>14}"]  # fmt: skip
+        for mode, v in s["modes"].items():
+            lines.append(f"  {mode:<12}{v['corrections_per_image']:>19.2f}{v['clicks_per_image']:>14.2f}")
+        return "\n".join(lines)
+
+
+def _corrections(predictor: Predictor, image: Radiograph, truth: np.ndarray, tolerance: Tolerance) -> dict[str, int]:
+    present = ~np.isnan(truth).any(axis=1)
+    conditioner = predictor.conditioner(image)
+    counts = {"manual": int(present.sum())}
+    errors = tolerance.errors(conditioner.predict(None).points, truth, image)
+    counts["proposals"] = int((present & (errors > tolerance.value)).sum())
+    hints = np.full_like(truth, np.nan)
+    corrected = 0
+    while True:  # correct the worst remaining landmark, then let the model re-place the rest
+        confirmed = ~np.isnan(hints).any(axis=1)
+        errors = tolerance.errors(conditioner.predict(hints).points, truth, image)
+        wrong = present & ~confirmed & (errors > tolerance.value)
+        if not wrong.any():
+            break
+        worst = int(np.argmax(np.where(wrong, errors, -np.inf)))
+        hints[worst] = truth[worst]
+        corrected += 1
+    counts["conditioned"] = corrected
+    return counts
+
+
+def measure_effort(
+    predictor: Predictor,
+    images: Sequence[tuple[Radiograph, np.ndarray]],
+    tolerance: Tolerance,
+    progress: Callable[[int, int], None] | None = None,
+) -> EffortReport:
+    """The oracle's corrections per image in every mode, for (image, true landmarks in px) pairs."""
+    report = EffortReport(str(tolerance), predictor.num_landmarks)
+    for i, (image, truth) in enumerate(images):
+        if truth.shape != (predictor.num_landmarks, 2):
+            raise ScnError(f"{image.path}: {truth.shape[0]} landmarks in the truth, the model has "
+                           f"{predictor.num_landmarks}")  # fmt: skip
+        report.per_image[image.id] = _corrections(predictor, image, truth, tolerance)
+        if progress:
+            progress(i + 1, len(images))
+    return report
