@@ -8,10 +8,14 @@ row takes a millisecond, so the viewer never waits on training.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 from collections.abc import Callable
 
 from magicgui.widgets import ComboBox, Container, Label, PushButton, SpinBox, TextEdit
 from napari.utils import progress
+from napari.utils.notifications import show_info
 from qtpy.QtCore import QTimer
 
 from scn_annotator.policy import RoundPolicy
@@ -49,6 +53,7 @@ class TrainingPanel(Container):
         self._version: int | None = None
         self._reported: int | None = None  # the last finished job the viewer was refreshed for
         self._on_new_model, self._on_strategy = on_new_model, on_strategy
+        self._started: list[int] = []  # worker processes this panel started
         self.start.changed.connect(self.start_round)
         self.cancel.changed.connect(self.cancel_round)
         self.rollback.changed.connect(self.make_current)
@@ -99,7 +104,7 @@ class TrainingPanel(Container):
     def start_round(self) -> None:
         project = self.session.project
         self.job_id = project.jobs.enqueue("round", {"done_count": project.counts()["done"], "trigger": "viewer"})
-        pid = ensure_worker(self.location, project)
+        pid = self._ensure_worker()
         self.state.value = f"queued as job {self.job_id}" + (f"; started worker {pid}" if pid else "")
         self.poll()
 
@@ -121,8 +126,31 @@ class TrainingPanel(Container):
         job = maybe_enqueue_round(self.session.project)
         if job is not None:
             self.job_id = job
-            ensure_worker(self.location, self.session.project)
+            self._ensure_worker()
             self.poll()
+
+    def _ensure_worker(self) -> int | None:
+        pid = ensure_worker(self.location, self.session.project)
+        if pid is not None:
+            self._started.append(pid)
+        return pid
+
+    def _stop_workers(self) -> None:
+        """The app is closing: stop the workers it started, unless they have work; say so when they do."""
+        if not self._started or self.session is None:
+            return
+        try:
+            pending = self.session.project.jobs.list(["queued", "running"])
+        except Exception:  # the store is gone: leave the workers to their idle timeout
+            return
+        if pending:
+            show_info(f"a worker keeps running {len(pending)} queued job(s) in the background and stops "
+                      "10 minutes after the last one")  # fmt: skip
+            return
+        for pid in self._started:
+            with contextlib.suppress(ProcessLookupError, PermissionError):  # already gone
+                os.kill(pid, signal.SIGTERM)
+        self._started.clear()
 
     def _strategy_changed(self, name: str) -> None:
         policy = RoundPolicy.of(self.session.project)
@@ -172,5 +200,6 @@ class TrainingPanel(Container):
 
     def close(self) -> None:
         self.timer.stop()
+        self._stop_workers()
         if self._bar is not None:
             self._bar.close()

@@ -65,7 +65,6 @@ class AnnotatorWidget(QWidget):
         self.location: str | None = None
         self.layers: dict = {}
         self.view: ImageView | None = None
-        self._shown_size: tuple | None = None  # (width, height, spacing) the view was last fitted to
         self.show_names = False
 
         self.project_path = FileEdit(label="project", mode="d")
@@ -197,12 +196,19 @@ class AnnotatorWidget(QWidget):
         except ScnError as exc:
             show_error(str(exc))
             return
-        size = (self.view.record.width, self.view.record.height, self.view.spacing)
         self._redraw(new_image=True)
-        if size != self._shown_size:  # keep the annotator's zoom between alike images
-            self.viewer.reset_view()
-            self._shown_size = size
+        self.viewer.reset_view()  # the whole image, whatever the window size
+        self._ready_to_correct()
         self._select_row(image_id)
+
+    def _ready_to_correct(self) -> None:
+        """The landmarks layer selected and in select mode: a drag on a point moves it, not the camera."""
+        points = self.layers.get("points")
+        if points is None or points not in self.viewer.layers:
+            return
+        self.viewer.layers.selection.active = points
+        if points.mode not in ("select", "add"):
+            points.mode = "select"
 
     # -- drawing --------------------------------------------------------------------
 
@@ -276,7 +282,12 @@ class AnnotatorWidget(QWidget):
             if event.action == "changed":
                 for i in event.data_indices:
                     row, col = points.data[i]
-                    self.view = self.session.move(int(points.features["landmark"][i]), col, row)
+                    moved = int(points.features["landmark"][i])
+                    self.view = self.session.move(moved, col, row)
+                    with self.landmark.changed.blocked():  # the selector follows the point just dragged
+                        self.landmark.value = moved
+                    if "points" in self.layers:
+                        self.layers["points"].feature_defaults["landmark"] = moved
             elif event.action == "added":
                 for i in event.data_indices:
                     row, col = points.data[i]
@@ -354,7 +365,14 @@ class AnnotatorWidget(QWidget):
     def mark_done(self) -> None:
         if self.session is None or self.view is None:
             return
-        following = self.session.mark_done()
+        name = self.view.record.name
+        try:
+            following, accepted = self.session.mark_done()
+        except Exception as exc:  # see _recover
+            self._recover(exc)
+            self._redraw()
+            return
+        show_info(f"{name} done" + (f": {accepted} proposals accepted as they were" if accepted else ""))
         self.training.auto_trigger()
         self._fill_table()
         if following is None:

@@ -215,6 +215,19 @@ class Conditioner:
         self._grid = (torch.arange(h, device=local.device, dtype=torch.float32)[:, None],
                       torch.arange(w, device=local.device, dtype=torch.float32)[None, :])  # fmt: skip
         self._sigma = torch.as_tensor(p.sigma, dtype=torch.float32, device=local.device)
+        self._hints: dict[tuple[int, float, float], torch.Tensor] = {}
+
+    def _hint(self, k: int, position: np.ndarray) -> torch.Tensor:
+        """The ideal LA response of landmark ``k`` at ``position`` (original px), cached per position."""
+        key = (k, float(position[0]), float(position[1]))
+        cached = self._hints.get(key)
+        if cached is None:
+            x, y = self.transform.to_network(np.asarray(position, dtype=np.float64)[None])[0]
+            ys, xs = self._grid
+            two_s2 = 2 * float(self._sigma[k]) ** 2
+            cached = self.amplitude[k] * torch.exp(-((ys - y) ** 2) / two_s2) * torch.exp(-((xs - x) ** 2) / two_s2)
+            self._hints[key] = cached
+        return cached
 
     def predict(self, hints: np.ndarray | None, heatmaps: bool = False) -> Prediction:
         """Every landmark, the confirmed ones (non-NaN rows of ``hints``, original px) as given."""
@@ -227,13 +240,12 @@ class Conditioner:
         confirmed = ~np.isnan(hints).any(axis=1)
         with torch.inference_mode():
             if confirmed.any():
-                net = torch.as_tensor(self.transform.to_network(np.nan_to_num(hints)), dtype=torch.float32,
-                                      device=out.local.device)  # fmt: skip
-                ys, xs = self._grid
-                d2 = (xs[None] - net[:, 0, None, None]) ** 2 + (ys[None] - net[:, 1, None, None]) ** 2
-                maps = self.amplitude[:, None, None] * torch.exp(-d2 / (2 * self._sigma[:, None, None] ** 2))
-                mask = torch.as_tensor(confirmed, device=out.local.device)
-                out = p.model.reconfigure(out.local.float(), maps[None], mask[None])
+                local = out.local.float()
+                maps = local.clone()
+                for k in np.flatnonzero(confirmed):  # only the confirmed channels; a Gaussian is separable
+                    maps[0, k] = self._hint(int(k), hints[k])
+                mask = torch.as_tensor(confirmed, device=local.device)
+                out = p.model.reconfigure(local, maps, mask[None])
             points, values = decode_peaks(out.heatmaps.float())
         result = Prediction(
             self.image.id, self.image.path, self.transform.from_network(points[0].cpu().double().numpy()),

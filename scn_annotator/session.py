@@ -268,13 +268,26 @@ class AnnotationSession:
         self.refresh_queue()
         self.reload()
 
-    def mark_done(self) -> int | None:
-        """Mark the open image done; returns the next image to annotate (None when all are done)."""
+    def mark_done(self) -> tuple[int | None, int]:
+        """Mark the open image done: what is on screen is what is right.
+
+        Done means every landmark shown is confirmed, so the proposals not yet
+        confirmed are accepted first (one undoable step, recorded as accepted from the
+        model); an image with nothing to confirm (no annotation, no proposal) is
+        refused rather than entering training empty. Returns (the next image to
+        annotate or None when all are done, proposals accepted).
+        """
         view = self._image()
+        pending = [lm for lm in view.landmarks if lm.kind == "prediction"]
+        if not pending and not any(lm.kind == "annotation" for lm in view.landmarks):
+            raise ScnError(f"image {view.record.name} has no landmark to confirm: place them (or mark them absent) "
+                           "before marking it done")  # fmt: skip
+        accepted = self.project.accept_predictions(view.record.id) if pending else 0
         self.project.set_status(view.record.id, "done")
         self.refresh_queue()
+        self.reload()
         row = self.queue.next_after(view.record.id)
-        return row.image_id if row else None
+        return (row.image_id if row else None), accepted
 
     def export(self, path: str | Path, include_all: bool = False) -> dict[str, Any]:
         """Write the curated landmarks as CSV with a manifest (see ``db.transfer.export``); returns the manifest."""

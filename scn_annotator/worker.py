@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -86,6 +87,10 @@ def ensure_worker(location: str | Path, project: Project, once: bool = False) ->
     return proc.pid
 
 
+def _exit_on_sigterm(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)  # runs the worker's ``finally``: it is recorded as stopped at once
+
+
 class _StoppedError(Exception):
     """Raised inside a job when it was cancelled or taken away from this worker."""
 
@@ -123,6 +128,8 @@ class Worker:
         from .device import best_device
 
         self.worker_id = self.project.jobs.register_worker(self.name, self.device or str(best_device()))
+        if threading.current_thread() is threading.main_thread():  # a polite stop (the app closing) ends cleanly
+            signal.signal(signal.SIGTERM, _exit_on_sigterm)
         beat = threading.Thread(target=self._beat, daemon=True)
         beat.start()
         self._clean_leftovers()

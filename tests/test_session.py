@@ -69,8 +69,11 @@ def test_done_moves_on_and_the_place_is_remembered(session, trained):
 
     first = session.resume_image()
     session.open(first)
-    nxt = session.mark_done()
+    nxt, accepted = session.mark_done()
     assert nxt is not None and nxt != first
+    assert accepted == 15  # nothing was confirmed: done confirms every proposal shown, as it was
+    annotations = session.project.annotations(first)
+    assert len(annotations) == 15 and {a.source for a in annotations.values()} == {"model_accepted"}
     assert next(r for r in session.queue.rows if r.image_id == first).status == "done"
     session.open(nxt)
     again = AnnotationSession(Project.open(session.project.data_dir, user="annotator"), prefetch=False)
@@ -106,3 +109,14 @@ def test_a_proposal_beyond_the_edge_is_marked_where_a_drag_would_put_it(session)
 def test_export_from_the_session(session, tmp_path):
     manifest = session.export(tmp_path / "out.csv")
     assert manifest["images"] == 8 and (tmp_path / "out.csv").read_text().count("\n") == 9
+
+
+def test_an_image_with_nothing_to_confirm_is_not_marked_done(session):
+    view = session.open(session.resume_image())
+    blank = session.project.data_dir / "blank.pt"
+    blank.write_bytes(b"a model that has predicted nothing yet")
+    session.project.register_model(blank, make_current=True)
+    assert {lm.kind for lm in session.reload().landmarks} == {"none"}
+    with pytest.raises(ScnError, match="no landmark to confirm"):
+        session.mark_done()
+    assert session.project.image(view.record.id).status != "done"

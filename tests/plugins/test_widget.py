@@ -90,9 +90,13 @@ def test_placing_marking_accepting(widget):
     assert kinds == {"annotation"}
 
 
-def test_done_advances_the_queue(widget):
+def test_done_advances_the_queue(widget, monkeypatch):
     first = widget.view.record.id
+    said = []
+    monkeypatch.setattr("scn_annotator.plugins._widget.show_info", said.append)
     widget.mark_done()
+    assert said and "15 proposals accepted" in said[0]  # done with nothing confirmed: visibly accepted
+    assert len(widget.session.project.annotations(first)) == 15
     assert widget.view.record.id != first
     assert widget.session.project.image(first).status == "done"
     widget.status_filter.value = "done"
@@ -263,3 +267,43 @@ def test_closing_the_widget_leaves_the_viewer_as_it_was(make_napari_viewer, trai
     saved = again.session.project.annotations(again.view.record.id)
     assert int(again.layers["points"].features["landmark"][0]) in saved
     again.close()
+
+
+def test_closing_stops_the_worker_the_app_started_when_nothing_is_queued(widget, monkeypatch):
+    import subprocess
+    import sys
+
+    started = []
+
+    def fake_worker(_location, _project, once=False):
+        proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+        started.append(proc)
+        return proc.pid
+
+    monkeypatch.setattr("scn_annotator.plugins._training.ensure_worker", fake_worker)
+    panel = widget.training
+    panel.start_round()
+    assert started and started[0].poll() is None
+    said = []
+    monkeypatch.setattr("scn_annotator.plugins._training.show_info", said.append)
+    panel._stop_workers()  # a round is queued: the worker keeps it, and the user is told
+    assert started[0].poll() is None and said and "keeps running" in said[0]
+    panel.cancel_round()  # queued, so cancelled at once: nothing left to do
+    panel.close()
+    assert started[0].wait(timeout=10) is not None  # stopped with the app
+
+
+def test_every_image_opens_ready_to_drag_and_fitted_to_the_canvas(widget):
+    viewer, points = widget.viewer, widget.layers["points"]
+    assert viewer.layers.selection.active is points and points.mode == "select"  # a drag moves a point
+    fitted = viewer.camera.zoom
+    viewer.camera.zoom = fitted * 6  # the annotator zooms in, then pans the image away
+    viewer.camera.center = (0, 5000, 5000)
+    viewer.layers.selection.active = widget.layers["image"]
+    points.mode = "pan_zoom"
+    widget.next_image()
+    assert viewer.camera.zoom == pytest.approx(fitted, rel=0.05)  # the whole next image, as on opening
+    assert viewer.layers.selection.active is widget.layers["points"] and widget.layers["points"].mode == "select"
+    dragged = int(widget.layers["points"].features["landmark"][5])
+    drag(widget.layers["points"], 5, 30.0, 40.0)
+    assert widget.landmark.value == dragged  # the selector follows the point just dragged
