@@ -156,7 +156,7 @@ PRESETS: dict[str, TrainConfig] = {
         warmup_steps=100,
         validate_every=100,
         augment=AugmentConfig(translate=0.05, rotate=0.15, scale=(0.9, 1.1), scale_axis=(0.95, 1.05), elastic=0.02),
-        auto_input_growth=2.0,
+        auto_input_growth=1.0,  # aspect of the data, area of the preset: 1.46x area cost hands 0.8 mm in 30 CPU-min
     ),
 }
 
