@@ -29,6 +29,7 @@ import numpy as np
 
 from .atomic import atomic_write_text
 from .errors import ScnError
+from .evaluation import point_errors
 from .imageio import Radiograph
 from .inference import Predictor
 
@@ -56,12 +57,9 @@ class Tolerance:
 
     def errors(self, predicted: np.ndarray, truth: np.ndarray, image: Radiograph) -> np.ndarray:
         """Each landmark's error in the tolerance's unit (NaN where the truth has none)."""
-        diff = predicted - truth
-        if self.unit == "mm":
-            if image.spacing is None:
-                raise ScnError(f"{image.path}: no pixel spacing for a tolerance in mm (give --spacing-from)")
-            diff = diff * np.asarray(image.spacing)
-        e = np.linalg.norm(diff, axis=1)
+        if self.unit == "mm" and image.spacing is None:
+            raise ScnError(f"{image.path}: no pixel spacing for a tolerance in mm (give --spacing-from)")
+        e = point_errors(predicted, truth, image.spacing if self.unit == "mm" else None)
         return 100.0 * e / image.size[1] if self.unit == "%" else e
 
 
@@ -98,20 +96,18 @@ class EffortReport:
 def _corrections(predictor: Predictor, image: Radiograph, truth: np.ndarray, tolerance: Tolerance) -> dict[str, int]:
     present = ~np.isnan(truth).any(axis=1)
     conditioner = predictor.conditioner(image)
-    counts = {"manual": int(present.sum())}
-    errors = tolerance.errors(conditioner.predict(None).points, truth, image)
-    counts["proposals"] = int((present & (errors > tolerance.value)).sum())
-    hints = np.full_like(truth, np.nan)
+    hints = np.full_like(truth, np.nan)  # nothing confirmed: the first prediction is today's proposals
+    errors = tolerance.errors(conditioner.predict(hints).points, truth, image)
+    counts = {"manual": int(present.sum()), "proposals": int((present & (errors > tolerance.value)).sum())}
     corrected = 0
     while True:  # correct the worst remaining landmark, then let the model re-place the rest
-        confirmed = ~np.isnan(hints).any(axis=1)
-        errors = tolerance.errors(conditioner.predict(hints).points, truth, image)
-        wrong = present & ~confirmed & (errors > tolerance.value)
+        wrong = present & np.isnan(hints).any(axis=1) & (errors > tolerance.value)
         if not wrong.any():
             break
         worst = int(np.argmax(np.where(wrong, errors, -np.inf)))
         hints[worst] = truth[worst]
         corrected += 1
+        errors = tolerance.errors(conditioner.predict(hints).points, truth, image)
     counts["conditioned"] = corrected
     return counts
 

@@ -22,6 +22,7 @@ from .checkpoint import load_checkpoint
 from .data import Normalisation, prepare_input
 from .device import best_device
 from .errors import CheckpointError, ImageReadError, ScnError
+from .geometry import InputTransform
 from .heatmaps import decode_peaks
 from .imageio import Radiograph, SpacingSource, read_image
 from .network import SCNConfig, SCNOutput, SpatialConfigurationNet
@@ -131,30 +132,15 @@ class Predictor:
         (:class:`Conditioner`). Without hints (or all NaN) this is the plain prediction.
         """
         if hints is not None and not np.isnan(np.asarray(hints, float)).all():
-            prediction = self.conditioner(image).predict(hints, heatmaps=heatmaps)
             if mc_passes:
                 raise ScnError("MC dropout passes are not combined with hints")
-            return prediction
+            return self.conditioner(image).predict(hints, heatmaps=heatmaps)
         start = time.perf_counter()
         if not isinstance(image, Radiograph):
             image = read_image(image)
         net_input, transform = prepare_input(image, self.input_size, self.normalisation, self.device)
         points, values, out = self.forward(net_input[None, None])
-        result = Prediction(
-            image.id,
-            image.path,
-            transform.from_network(points[0].cpu().double().numpy()),
-            values[0].cpu().numpy().astype(np.float64),
-            image.spacing,
-            image.spacing_source,
-        )
-        if heatmaps:
-            result.heatmaps = Heatmaps(
-                out.heatmaps[0].float().cpu().numpy(),
-                out.local[0].float().cpu().numpy(),
-                None if out.spatial is None else out.spatial[0].float().cpu().numpy(),
-                transform,
-            )
+        result = _prediction(image, transform, points, values, out, heatmaps)
         if mc_passes:
             mc = self.dropout_passes(net_input, mc_passes).cpu().double().numpy()
             result.mc_points = transform.from_network(mc)
@@ -187,6 +173,27 @@ class Predictor:
                 yield exc
             if progress:
                 progress(i + 1)
+
+
+def _prediction(
+    image: Radiograph,
+    transform: InputTransform,
+    points: torch.Tensor,
+    values: torch.Tensor,
+    out: SCNOutput,
+    heatmaps: bool,
+) -> Prediction:
+    """A batch-of-one network output as a :class:`Prediction` in the image's pixels (heatmaps when asked)."""
+    result = Prediction(
+        image.id, image.path, transform.from_network(points[0].cpu().double().numpy()),
+        values[0].cpu().numpy().astype(np.float64), image.spacing, image.spacing_source,
+    )  # fmt: skip
+    if heatmaps:
+        result.heatmaps = Heatmaps(
+            out.heatmaps[0].float().cpu().numpy(), out.local[0].float().cpu().numpy(),
+            None if out.spatial is None else out.spatial[0].float().cpu().numpy(), transform,
+        )  # fmt: skip
+    return result
 
 
 class Conditioner:
@@ -241,21 +248,12 @@ class Conditioner:
         with torch.inference_mode():
             if confirmed.any():
                 local = out.local.float()
-                maps = local.clone()
+                conditioned = local.clone()
                 for k in np.flatnonzero(confirmed):  # only the confirmed channels; a Gaussian is separable
-                    maps[0, k] = self._hint(int(k), hints[k])
-                mask = torch.as_tensor(confirmed, device=local.device)
-                out = p.model.reconfigure(local, maps, mask[None])
+                    conditioned[0, k] = self._hint(int(k), hints[k])
+                out = p.model.reconfigure(local, conditioned)
             points, values = decode_peaks(out.heatmaps.float())
-        result = Prediction(
-            self.image.id, self.image.path, self.transform.from_network(points[0].cpu().double().numpy()),
-            values[0].cpu().numpy().astype(np.float64), self.image.spacing, self.image.spacing_source,
-        )  # fmt: skip
+        result = _prediction(self.image, self.transform, points, values, out, heatmaps)
         result.points[confirmed] = hints[confirmed]
-        if heatmaps:
-            result.heatmaps = Heatmaps(
-                out.heatmaps[0].float().cpu().numpy(), out.local[0].float().cpu().numpy(),
-                None if out.spatial is None else out.spatial[0].float().cpu().numpy(), self.transform,
-            )  # fmt: skip
         result.seconds = time.perf_counter() - start
         return result

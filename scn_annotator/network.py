@@ -199,17 +199,16 @@ class SpatialConfigurationNet(nn.Module):
         spatial = self.spatial(local)
         return SCNOutput(local * spatial, local, spatial)
 
-    def reconfigure(self, local: torch.Tensor, hints: torch.Tensor, confirmed: torch.Tensor) -> SCNOutput:
-        """The SC pass again, on LA heatmaps whose confirmed channels are replaced by ``hints``.
+    def reconfigure(self, local: torch.Tensor, conditioned: torch.Tensor) -> SCNOutput:
+        """The SC pass again, on ``conditioned``: the LA heatmaps with the confirmed channels replaced.
 
-        ``local`` and ``hints`` are (B, N, h, w), ``confirmed`` (B, N) booleans. The SC
-        component sees only the LA heatmaps, so a landmark a person confirmed, shown
-        to it as one clean peak where the person put it, re-places the others through
-        the learned configuration (training-free conditioning; the LA pass is not
-        repeated). Without an SC component the LA heatmaps are all there is.
+        Both are (B, N, h, w). The SC component sees only the LA heatmaps, so a landmark
+        a person confirmed, shown to it as one clean peak where the person put it,
+        re-places the others through the learned configuration (training-free
+        conditioning; the LA pass is not repeated). The final heatmaps are the original
+        LA times the new SC. Without an SC component the LA heatmaps are all there is.
         """
         if self.spatial is None:
             return SCNOutput(local, local, None)
-        conditioned = torch.where(confirmed[..., None, None], hints, local)
         spatial = self.spatial(conditioned)
         return SCNOutput(local * spatial, conditioned, spatial)
