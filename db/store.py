@@ -655,15 +655,15 @@ class Project:
 
     def model(self, version_id: int | None = None) -> ModelRecord:
         """A model version (the current one when None); a clear error when there is none."""
+        if version_id is None:
+            current = self.current_model()
+            if current is None:
+                raise ScnError("the project has no model yet: train one first")
+            return current
         with self.db.read() as s:
-            if version_id is None:
-                v = s.scalar(select(ModelVersion).where(ModelVersion.is_current))
-                if v is None:
-                    raise ScnError("the project has no model yet: train one first")
-            else:
-                v = s.get(ModelVersion, version_id)
-                if v is None:
-                    raise ScnError(f"no model version {version_id}")
+            v = s.get(ModelVersion, version_id)
+            if v is None:
+                raise ScnError(f"no model version {version_id}")
             return ModelRecord.of(v)
 
     # -- artifacts: the one place their paths are made --------------------------------
@@ -705,9 +705,13 @@ class Project:
     # -- predictions -------------------------------------------------------------
 
     @staticmethod
-    def _current_run(s: Session, image_id: int, version_id: int | None = None) -> ImagePrediction | None:
+    def _current_version_id(s: Session) -> int | None:
+        return s.scalar(select(ModelVersion.id).where(ModelVersion.is_current))
+
+    @classmethod
+    def _current_run(cls, s: Session, image_id: int, version_id: int | None = None) -> ImagePrediction | None:
         if version_id is None:
-            version_id = s.scalar(select(ModelVersion.id).where(ModelVersion.is_current))
+            version_id = cls._current_version_id(s)
             if version_id is None:
                 return None
         return s.scalar(
@@ -741,7 +745,6 @@ class Project:
                                                     ImagePrediction.model_version_id == version_id,
                                                     ImagePrediction.superseded.is_(False))
                       .values(superseded=True))  # fmt: skip
-            s.flush()
             run = ImagePrediction(model_version_id=version_id, image_id=row.id, heatmaps=heatmaps)
             run.points = [Prediction(landmark_id=lm, x=float(p[0]), y=float(p[1]), confidence=float(c))
                           for lm, p, c in zip(ids, points, confidence)]  # fmt: skip
@@ -772,7 +775,7 @@ class Project:
         """Every image's score under ``strategy`` from the current (or given) model's latest runs, by image id."""
         with self.db.read() as s:
             if version_id is None:
-                version_id = s.scalar(select(ModelVersion.id).where(ModelVersion.is_current))
+                version_id = self._current_version_id(s)
                 if version_id is None:
                     return {}
             query = (

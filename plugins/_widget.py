@@ -286,8 +286,6 @@ class AnnotatorWidget(QWidget):
                     self.view = self.session.move(moved, col, row)
                     with self.landmark.changed.blocked():  # the selector follows the point just dragged
                         self.landmark.value = moved
-                    if "points" in self.layers:
-                        self.layers["points"].feature_defaults["landmark"] = moved
             elif event.action == "added":
                 for i in event.data_indices:
                     row, col = points.data[i]
@@ -326,8 +324,12 @@ class AnnotatorWidget(QWidget):
             self._redraw()
         self._describe_landmark()
 
-    def _act(self, action: str, *args: object) -> int | None:
-        """Call a session action on the open image, show an error instead of raising, redraw."""
+    def _act(self, action: str, *args: object, redraw: bool = True) -> object | None:
+        """Call a session action on the open image, show an error instead of raising, redraw.
+
+        Returns the action's result, or None when it failed (and was reported). With
+        ``redraw`` False the caller shows what comes next itself.
+        """
         if self.session is None or self.view is None:
             return None
         try:
@@ -337,7 +339,8 @@ class AnnotatorWidget(QWidget):
             self._redraw()
             return None
         self.view = self.session.current
-        self._redraw()
+        if redraw:
+            self._redraw()
         return result
 
     def accept_all(self) -> None:
@@ -366,19 +369,16 @@ class AnnotatorWidget(QWidget):
         if self.session is None or self.view is None:
             return
         name = self.view.record.name
-        try:
-            following, accepted = self.session.mark_done()
-        except Exception as exc:  # see _recover
-            self._recover(exc)
-            self._redraw()
+        done = self._act("mark_done", redraw=False)
+        if done is None:
             return
+        following, accepted = done
         show_info(f"{name} done" + (f": {accepted} proposals accepted as they were" if accepted else ""))
         self.training.auto_trigger()
         self._fill_table()
         if following is None:
             show_info("every image is done")
-            self.view = self.session.reload()
-            self._redraw()
+            self._redraw()  # the session re-read the image when it marked it done
         else:
             self.open_image(following)
 

@@ -213,12 +213,12 @@ def choose_input_size(
     def snap(value: float) -> int:
         return max(multiple, round(value / multiple) * multiple)
 
+    finite = np.isfinite(nearest)
     choice = None
-    for growth in np.linspace(1.0, max(1.0, max_growth), 11):
+    for growth in np.unique(np.linspace(1.0, max(1.0, max_growth), 11)):  # just 1.0 when the area may not grow
         height = snap(math.sqrt(budget * growth * aspect))
         width = snap(height / aspect)
         scales = np.array([min(width / w, height / h) for w, h in sizes])
-        finite = np.isfinite(nearest)
         separation = float(np.percentile(nearest[finite] * scales[finite], 10)) if finite.any() else math.inf
         choice = InputChoice((height, width), aspect, separation, budget, len(sizes))
         if separation >= min_separation:

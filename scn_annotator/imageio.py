@@ -190,7 +190,10 @@ def _looks_like_text(path: Path) -> bool:
 
 
 def _reader(path: Path) -> sitk.ImageFileReader:
-    """A SimpleITK reader with its header read; raises ImageReadError naming the file."""
+    """A SimpleITK reader with its header read and the file checked (size, completeness).
+
+    Raises ImageReadError naming the file.
+    """
     if not path.exists():
         raise ImageReadError(path, "no such file")
     if path.is_dir():
@@ -214,6 +217,7 @@ def _reader(path: Path) -> sitk.ImageFileReader:
         raise ImageReadError(path, reason) from None
     _check_geometry(path, reader.GetSize(), reader.GetDimension())
     _check_pixel_count(path, reader.GetSize())
+    _check_complete(path, _io_name(path, reader))
     return reader
 
 
@@ -346,7 +350,6 @@ def read_image_info(path: str | Path) -> ImageInfo:
     """Size and spacing from the header only (and a check that the file is whole); the pixels are not decoded."""
     path = Path(path)
     reader = _reader(path)
-    _check_complete(path, _io_name(path, reader))
     meta = _dicom_meta(reader)
     spacing = _header_spacing(path, reader, meta)
     w, h = reader.GetSize()[:2]
@@ -368,7 +371,6 @@ def read_image(
     reader = _reader(path)
     meta = _dicom_meta(reader)
     header_spacing = _header_spacing(path, reader, meta)
-    _check_complete(path, _io_name(path, reader))
     try:
         image = reader.Execute()
     except RuntimeError as exc:

@@ -24,7 +24,7 @@ from .inference import Prediction, Predictor
 from .labels import LandmarkTable, default_names, read_landmarks, write_landmarks
 from .training import TrainConfig, fit_input_to_data
 
-__all__ = ["TrainingData", "evaluate_files", "load_training_data", "predict_folder", "read_hints"]
+__all__ = ["TrainingData", "evaluate_files", "in_model_order", "load_training_data", "predict_folder", "read_hints"]
 
 log = logging.getLogger(__name__)
 
@@ -125,9 +125,14 @@ def read_hints(path: str | Path, names: list[str]) -> dict[str, np.ndarray]:
     Any supported landmark layout; matched to the model's landmarks by name, or by
     position when the file names none. Pixels only.
     """
-    table = read_landmarks(path)
+    return in_model_order(read_landmarks(path), names)
+
+
+def in_model_order(table: LandmarkTable, names: list[str]) -> dict[str, np.ndarray]:
+    """A pixel landmark table's points per image id, re-ordered to ``names`` (NaN for landmarks it lacks)."""
+    path = table.path
     if table.unit != "px":
-        raise ScnError(f"{path}: hints must be in pixels, this file has {table.unit}")
+        raise ScnError(f"{path}: landmarks must be in pixels here, this file has {table.unit}")
     if set(table.names) <= set(names):
         order = [table.names.index(n) if n in table.names else None for n in names]
     elif table.names == default_names(table.num_landmarks) and table.num_landmarks == len(names):

@@ -152,12 +152,13 @@ def cmd_effort(args: argparse.Namespace) -> int:
     from ..imageio import SpacingSource, find_images, read_image
     from ..inference import Predictor
     from ..labels import read_landmarks
-    from ..pipeline import read_hints
+    from ..pipeline import in_model_order
 
     tolerance = Tolerance.parse(args.tolerance)
     predictor = Predictor.from_checkpoint(args.model, device=device(args))
-    truth = read_hints(args.labels, predictor.names)  # in the model's landmark order
-    pairs, _ = match_images(find_images(args.images), read_landmarks(args.labels))
+    table = read_landmarks(args.labels)
+    truth = in_model_order(table, predictor.names)
+    pairs, _ = match_images(find_images(args.images), table)
     if not pairs:
         raise ScnError(f"{args.labels}: none of its images is in {args.images}")
     spacing_rule = rule(args.spacing_from)
