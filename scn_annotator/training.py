@@ -225,15 +225,18 @@ def _lr_factor(cfg: TrainConfig, step: int, total: int | None = None) -> float:
     return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-#: Steps measured before a time limit re-plans the schedule, and how often it re-plans after that.
-_PLAN_AFTER, _PLAN_EVERY = 10, 25
+#: Steps measured before a time limit lays out the schedule; from then on it is re-planned after every step.
+_PLAN_AFTER = 10
 
 
 def _planned_total(cfg: TrainConfig, step: int, first_step: int, elapsed: float, left: float) -> int:
-    """The steps that fit the time left at the pace so far (validation included), never more than asked."""
+    """The steps that fit the time left at the pace so far (validation included), never more than asked.
+
+    ``step`` itself when no further step fits: the run ends there.
+    """
     done = step - first_step
     per_step = elapsed / max(done, 1)
-    return max(step + 1, min(cfg.steps, step + int(left / max(per_step, 1e-9))))
+    return min(cfg.steps, step + max(0, int(left / max(per_step, 1e-9))))
 
 
 def _make_optimizer(cfg: TrainConfig, model: torch.nn.Module, targets: GaussianTargets) -> torch.optim.Optimizer:
@@ -503,16 +506,17 @@ class Trainer:
             if should_stop is not None and should_stop():
                 stopped = "cancelled"
                 break
-            if time.perf_counter() > deadline:
-                stopped = "time"
+            if time.perf_counter() > deadline and self.step - first_step < _PLAN_AFTER:
+                stopped = "time"  # out of time before the pace was known; after that the plan ends the run
                 break
             t0 = time.perf_counter()
             loss = self.train_step()
             t1 = time.perf_counter()
             timings["data_and_step"] += t1 - t0
             done = self.step - first_step
-            if max_minutes and (done == _PLAN_AFTER or (done > _PLAN_AFTER and done % _PLAN_EVERY == 0)):
-                # lay the schedule out for the time, not the step count: the run ends converged
+            if max_minutes and done >= _PLAN_AFTER:
+                # lay the schedule out for the time, not the step count: the run ends converged when no
+                # further step fits, however the pace changes on the way
                 now = time.perf_counter()
                 self.total = _planned_total(cfg, self.step, first_step, now - started, deadline - now)
             val_error = None
