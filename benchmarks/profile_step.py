@@ -16,6 +16,7 @@ import time
 import torch
 
 from scn_annotator.augment import augment_batch, random_generator
+from scn_annotator.device import mixed_precision, training_layout
 from scn_annotator.heatmaps import GaussianTargets, heatmap_loss
 from scn_annotator.network import SpatialConfigurationNet
 from scn_annotator.training import _make_optimizer, preset
@@ -38,7 +39,9 @@ def main() -> None:
     caches = torch.rand(16, 1, ch, cw) * 2 - 1
     points = torch.rand(16, n, 2) * torch.tensor([cw - 1.0, ch - 1.0])
     valid = torch.ones(16, n, dtype=torch.bool)
-    model = SpatialConfigurationNet(cfg.network(n))
+    cpu = torch.device("cpu")
+    layout, amp = training_layout(cpu), mixed_precision(cpu) if cfg.amp else None
+    model = SpatialConfigurationNet(cfg.network(n)).to(memory_format=layout)
     targets = GaussianTargets(n)
     opt = _make_optimizer(cfg, model, targets)
     parts = {"augment": 0.0, "targets": 0.0, "forward": 0.0, "backward+step": 0.0}
@@ -49,7 +52,8 @@ def main() -> None:
         t1 = time.perf_counter()
         target = targets(pts, ok, cfg.input_size)
         t2 = time.perf_counter()
-        out = model(images)
+        with torch.autocast("cpu", dtype=amp, enabled=amp is not None):
+            out = model(images.contiguous(memory_format=layout))
         heat, sig = heatmap_loss(out.heatmaps, target, ok, targets.sigmas(), cfg.sigma_alpha)
         t3 = time.perf_counter()
         opt.zero_grad()
@@ -60,7 +64,8 @@ def main() -> None:
             for key, dt in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
                 parts[key] += dt / args.steps
     total = sum(parts.values())
-    print(f"preset {args.preset}: input {h}x{w}, batch {b}, {n} landmarks, {torch.get_num_threads()} threads")
+    precision = "fp32" if amp is None else str(amp).removeprefix("torch.")
+    print(f"preset {args.preset}: input {h}x{w}, batch {b}, {n} landmarks, {precision}, {torch.get_num_threads()} threads")
     for key, value in parts.items():
         print(f"  {key:<14} {1000 * value:8.1f} ms  {100 * value / total:5.1f} %")
     print(f"  {'total':<14} {1000 * total:8.1f} ms  ({b / total:.2f} images/s)")

@@ -29,7 +29,7 @@ from . import __version__
 from .augment import AugmentConfig, augment_batch, random_generator
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import BACKGROUND, LabelledImage, Normalisation, Sample
-from .device import best_device
+from .device import best_device, mixed_precision, training_layout
 from .errors import CheckpointError, ScnError
 from .evaluation import mean_error, point_errors
 from .geometry import choose_input_size
@@ -82,7 +82,7 @@ class TrainConfig:
     normalisation: tuple[float, float] = (0.5, 99.5)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     seed: int = 0
-    amp: bool = True  # mixed precision, on CUDA only
+    amp: bool = True  # mixed precision: fp16 on CUDA, bf16 on CPUs that have it (device.mixed_precision)
     #: Choose the input's aspect and size from the training images and landmarks (``fit_input_to_data``),
     #: growing the area at most this many times; 0 keeps ``input_size`` as given.
     auto_input_growth: float = 0.0
@@ -347,11 +347,12 @@ class Trainer:
         self.cfg, self.names, self.out, self.device = cfg, list(names), out, device
         self.val_samples = list(val_samples)
         torch.manual_seed(cfg.seed)
-        self.model = SpatialConfigurationNet(net_cfg).to(device)
+        self.layout = training_layout(device)
+        self.model = SpatialConfigurationNet(net_cfg).to(device, memory_format=self.layout)
         self.targets = GaussianTargets(len(names), cfg.sigma, cfg.heatmap_scale, cfg.learn_sigma).to(device)
         self.optimizer = _make_optimizer(cfg, self.model, self.targets)
-        self.use_amp = cfg.amp and device.type == "cuda"
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.amp_dtype = mixed_precision(device) if cfg.amp else None
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.gen = random_generator(cfg.seed, device)
         self.caches = torch.stack([s.cache for s in train_samples])[:, None].to(device)
         self.cache_points = torch.stack([s.cache_points for s in train_samples]).to(device)
@@ -460,8 +461,8 @@ class Trainer:
         )  # fmt: skip
         for group in self.optimizer.param_groups:
             group["lr"] = cfg.lr * _lr_factor(cfg, self.step, self.total)
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
-            output = self.model(images)
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            output = self.model(images.contiguous(memory_format=self.layout))
         target = self.targets(points, valid, cfg.input_size)
         sigmas = self.targets.sigmas()
         heat, sig = heatmap_loss(output.heatmaps.float(), target, valid, sigmas, cfg.sigma_alpha)
