@@ -65,7 +65,8 @@ def main() -> None:
                 parts[key] += dt / args.steps
     total = sum(parts.values())
     precision = "fp32" if amp is None else str(amp).removeprefix("torch.")
-    print(f"preset {args.preset}: input {h}x{w}, batch {b}, {n} landmarks, {precision}, {torch.get_num_threads()} threads")
+    threads = torch.get_num_threads()
+    print(f"preset {args.preset}: input {h}x{w}, batch {b}, {n} landmarks, {precision}, {threads} threads")
     for key, value in parts.items():
         print(f"  {key:<14} {1000 * value:8.1f} ms  {100 * value / total:5.1f} %")
     print(f"  {'total':<14} {1000 * total:8.1f} ms  ({b / total:.2f} images/s)")

@@ -39,7 +39,7 @@ def load_peer() -> type[torch.nn.Module]:
     spec = importlib.util.find_spec("landmarker")
     if spec is None or not spec.submodule_search_locations:
         sys.exit("landmarker is not installed: .venv/bin/pip install --no-deps landmarker==0.4.1")
-    path = Path(list(spec.submodule_search_locations)[0]) / "models" / "spatial_configuration_net.py"
+    path = Path(next(iter(spec.submodule_search_locations))) / "models" / "spatial_configuration_net.py"
     for name in ("monai", "monai.networks", "monai.networks.nets"):
         sys.modules.setdefault(name, types.ModuleType(name))
     sys.modules["monai.networks.nets"].UNet = object  # type: ignore[attr-defined]
@@ -76,7 +76,7 @@ def main() -> None:
     ap.add_argument("--filters", type=int, default=32)
     ap.add_argument("--landmarks", type=int, default=37)
     ap.add_argument("--batch", type=int, default=4)
-    ap.add_argument("--variants", default="peer,ours,ours-fast", help="peer, peer-fast, ours (fp32), ours-fast (as trained)")
+    ap.add_argument("--variants", default="peer,ours,ours-fast", help="peer, peer-fast, ours, ours-fast")
     args = ap.parse_args()
     h, w = (int(v) for v in args.size.split("x"))
     n, f, b = args.landmarks, args.filters, args.batch
@@ -104,7 +104,7 @@ def main() -> None:
                 ours = ours.to(memory_format=layout)
                 steps[name] = stepper(ours, x.contiguous(memory_format=layout), y, mixed_precision(cpu))
     times: dict[str, list[float]] = {k: [] for k in steps}
-    for name, step in steps.items():  # warm-up
+    for step in steps.values():  # warm-up
         for _ in range(2):
             step()
     for _ in range(args.rounds):
@@ -117,7 +117,8 @@ def main() -> None:
             times[name].append(statistics.median(per))
     fast = mixed_precision(torch.device("cpu"))
     print(f"input {h}x{w}, {f} filters, 4 levels, {n} landmarks, batch {b}, {torch.get_num_threads()} threads")
-    print(f"  peer and ours: fp32, contiguous; ours-fast and peer-fast: {training_layout(torch.device('cpu'))}, autocast {fast}")
+    layout = training_layout(torch.device("cpu"))
+    print(f"  peer and ours: fp32, contiguous; ours-fast and peer-fast: {layout}, autocast {fast}")
     ref = statistics.median(times["peer"]) if "peer" in times else None
     for name, values in times.items():
         med = statistics.median(values)

@@ -29,6 +29,7 @@ __all__ = [
     "LabelledImage",
     "Sample",
     "build_samples",
+    "cache_size",
     "labelled_images",
     "match_images",
     "prepare_input",
@@ -105,6 +106,15 @@ def prepare_input(
     return out, transform
 
 
+def cache_size(input_size: tuple[int, int], factor: float) -> tuple[int, int]:
+    """(height, width) of the training cache: the network input ``factor`` times finer.
+
+    The local refinement stage (``refine.py``) works at this resolution too, so an
+    image prepared at this size at inference is exactly what it was trained on.
+    """
+    return round(input_size[0] * factor), round(input_size[1] * factor)
+
+
 @dataclass
 class Sample:
     """One labelled image, ready for training and validation."""
@@ -118,6 +128,7 @@ class Sample:
     input: torch.Tensor  # (H, W) exactly what inference would feed the network
     cache: torch.Tensor | None = None  # (Hc, Wc) same field of view, higher resolution
     cache_points: torch.Tensor | None = None  # (N, 2) landmarks in cache pixels
+    cache_transform: InputTransform | None = None  # original pixels <-> cache pixels
 
     @property
     def valid(self) -> np.ndarray:
@@ -243,9 +254,8 @@ def build_samples(
         net_input, transform = prepare_input(image, input_size, normalisation, device)
         sample = Sample(image.id, item.path, points, image.spacing, image.spacing_source, transform, net_input)
         if cache_factor:
-            size = (round(input_size[0] * cache_factor), round(input_size[1] * cache_factor))
-            cache, cache_transform = prepare_input(image, size, normalisation, device)
-            sample.cache = cache
+            cache, cache_transform = prepare_input(image, cache_size(input_size, cache_factor), normalisation, device)
+            sample.cache, sample.cache_transform = cache, cache_transform
             cache_points = np.nan_to_num(cache_transform.to_network(points), nan=0.0)
             sample.cache_points = torch.from_numpy(cache_points).to(device=device, dtype=torch.float32)
         samples.append(sample)

@@ -26,6 +26,7 @@ from .geometry import InputTransform
 from .heatmaps import decode_peaks
 from .imageio import Radiograph, SpacingSource, read_image
 from .network import SCNConfig, SCNOutput, SpatialConfigurationNet
+from .refine import RefineConfig, Refiner
 
 __all__ = ["HINT_SIGMA", "Conditioner", "Heatmaps", "Prediction", "Predictor"]
 
@@ -72,6 +73,9 @@ class Predictor:
         self.metadata = metadata or {}
         #: The learned target sigma of every landmark (network px): the width of a confirmed landmark's hint.
         self.sigma = np.full(len(self.names), HINT_SIGMA)
+        #: The local refinement stage and the (height, width) it works at, when the model has one.
+        self.refiner: Refiner | None = None
+        self.fine_size: tuple[int, int] | None = None
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: torch.device | str | None = None) -> Predictor:
@@ -90,7 +94,34 @@ class Predictor:
         sigma = data.get("sigma")
         if isinstance(sigma, torch.Tensor) and sigma.numel() == len(names):
             predictor.sigma = sigma.detach().double().cpu().numpy()
+        if "refiner" in data:
+            try:
+                held = data["refiner"]
+                refiner = Refiner(RefineConfig.from_dict(held["config"]), len(names))
+                refiner.load_state_dict(held["model"])
+                predictor.fine_size = (int(held["input_size"][0]), int(held["input_size"][1]))
+            except (KeyError, TypeError, RuntimeError, ValueError) as exc:
+                raise CheckpointError(f"{path}: its local refinement stage does not load ({exc})") from None
+            predictor.refiner = refiner.to(predictor.device).eval()
         return predictor
+
+    def fine_input(self, image: Radiograph) -> tuple[torch.Tensor, InputTransform] | None:
+        """The image at the refinement stage's resolution (None without one); prepare once per image."""
+        if self.refiner is None or self.fine_size is None:
+            return None
+        return prepare_input(image, self.fine_size, self.normalisation, self.device)
+
+    def refine(
+        self,
+        fine: tuple[torch.Tensor, InputTransform] | None,
+        points: np.ndarray,
+        skip: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """``points`` (original px) moved by the local stage; unchanged without one or where ``skip``."""
+        if fine is None or self.refiner is None:
+            return points
+        pixels, transform = fine
+        return transform.from_network(self.refiner.refine(pixels, transform.to_network(points), skip))
 
     @property
     def num_landmarks(self) -> int:
@@ -141,6 +172,7 @@ class Predictor:
         net_input, transform = prepare_input(image, self.input_size, self.normalisation, self.device)
         points, values, out = self.forward(net_input[None, None])
         result = _prediction(image, transform, points, values, out, heatmaps)
+        result.points = self.refine(self.fine_input(image), result.points)
         if mc_passes:
             mc = self.dropout_passes(net_input, mc_passes).cpu().double().numpy()
             result.mc_points = transform.from_network(mc)
@@ -223,6 +255,7 @@ class Conditioner:
                       torch.arange(w, device=local.device, dtype=torch.float32)[None, :])  # fmt: skip
         self._sigma = torch.as_tensor(p.sigma, dtype=torch.float32, device=local.device)
         self._hints: dict[tuple[int, float, float], torch.Tensor] = {}
+        self._fine = p.fine_input(image)
 
     def _hint(self, k: int, position: np.ndarray) -> torch.Tensor:
         """The ideal LA response of landmark ``k`` at ``position`` (original px), cached per position."""
@@ -254,6 +287,7 @@ class Conditioner:
                 out = p.model.reconfigure(local, conditioned)
             points, values = decode_peaks(out.heatmaps.float())
         result = _prediction(self.image, self.transform, points, values, out, heatmaps)
+        result.points = p.refine(self._fine, result.points, skip=confirmed)
         result.points[confirmed] = hints[confirmed]
         result.seconds = time.perf_counter() - start
         return result

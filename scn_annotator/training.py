@@ -13,6 +13,7 @@ run stopped by the user, the time budget or a crash resumes where it was.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import math
@@ -28,7 +29,7 @@ import torch
 from . import __version__
 from .augment import AugmentConfig, augment_batch, random_generator
 from .checkpoint import load_checkpoint, save_checkpoint
-from .data import BACKGROUND, LabelledImage, Normalisation, Sample
+from .data import BACKGROUND, LabelledImage, Normalisation, Sample, cache_size
 from .device import best_device, mixed_precision, training_layout
 from .errors import CheckpointError, ScnError
 from .evaluation import mean_error, point_errors
@@ -36,12 +37,16 @@ from .geometry import choose_input_size
 from .heatmaps import GaussianTargets, decode_peaks, heatmap_loss
 from .imageio import read_image_info
 from .network import SCNConfig, SpatialConfigurationNet
+from .refine import RefineConfig, Refiner, random_patches
 
 __all__ = [
     "PRESETS",
     "TrainConfig",
     "TrainProgress",
     "TrainResult",
+    "RefineResult",
+    "predict_samples",
+    "train_refiner",
     "preset",
     "state_path",
     "train",
@@ -87,6 +92,8 @@ class TrainConfig:
     #: growing the area at most this many times; 0 keeps ``input_size`` as given.
     auto_input_growth: float = 0.0
     input_rule: dict[str, Any] | None = None  # how the input size was chosen, when it was
+    #: The local stage that re-finds each landmark at the cache's resolution (``refine.py``); None: none.
+    refine: RefineConfig | None = None
 
     def network(self, num_landmarks: int) -> SCNConfig:
         return SCNConfig(
@@ -113,6 +120,8 @@ class TrainConfig:
         known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
         if isinstance(known.get("augment"), dict):
             known["augment"] = AugmentConfig.from_dict(known["augment"])
+        if isinstance(known.get("refine"), dict):
+            known["refine"] = RefineConfig.from_dict(known["refine"])
         for key in ("input_size", "normalisation"):
             if key in known:
                 known[key] = tuple(known[key])
@@ -199,13 +208,36 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     planned_steps: int = 0  # the steps the schedule was laid out for (fewer than asked when time was short)
+    refine: RefineResult | None = None  # the local stage, when the config has one
 
     def describe(self) -> str:
-        """One line: how many steps, how long, and why it stopped where it did."""
+        """How many steps, how long, and why it stopped where it did; then the local stage's line."""
         text = f"trained {self.steps} steps in {self.seconds / 60:.1f} min ({self.stopped})"
         if self.stopped == "time" and self.planned_steps and self.steps >= self.planned_steps:
             text += f"; the schedule was fitted to the time limit: {self.planned_steps} steps, ending converged"
+        if self.refine is not None:
+            text += "\n" + self.refine.describe()
         return text
+
+
+@dataclass
+class RefineResult:
+    """How the local refinement stage went, and whether the model keeps it."""
+
+    steps: int
+    seconds: float
+    kept: bool
+    val_error_coarse: float | None
+    val_error_refined: float | None
+    unit: str
+    refiner: Refiner | None = field(default=None, repr=False)
+
+    def describe(self) -> str:
+        text = f"local refinement: {self.steps} steps in {self.seconds / 60:.1f} min"
+        if self.val_error_coarse is None or self.val_error_refined is None:
+            return text + "; kept (no validation image to compare on)"
+        compare = f"validation {self.val_error_coarse:.2f} -> {self.val_error_refined:.2f} {self.unit}"
+        return text + (f"; kept ({compare})" if self.kept else f"; not kept, it did not help ({compare})")
 
 
 def state_path(out: Path) -> Path:
@@ -255,15 +287,14 @@ def _make_optimizer(cfg: TrainConfig, model: torch.nn.Module, targets: GaussianT
     raise ScnError(f"unknown optimizer {cfg.optimizer!r}; choose adam or sgd")
 
 
-def validation_errors(
+def predict_samples(
     model: SpatialConfigurationNet,
     samples: Sequence[Sample],
     device: torch.device,
     batch_size: int = 8,
-) -> tuple[np.ndarray, str]:
-    """Point errors (images, landmarks) on ``samples``, in mm when every spacing is known."""
-    unit = "mm" if all(s.spacing is not None for s in samples) else "px"
-    errors = []
+) -> list[np.ndarray]:
+    """The coarse SCN's points (N, 2) of every sample, in its original pixels."""
+    predicted = []
     was_training = model.training
     model.eval()
     with torch.inference_mode():
@@ -272,10 +303,25 @@ def validation_errors(
             inputs = torch.stack([s.input for s in chunk])[:, None].to(device)
             points, _ = decode_peaks(model(inputs).heatmaps.float())
             for sample, pts in zip(chunk, points.cpu().double().numpy()):
-                predicted = sample.transform.from_network(pts)
-                errors.append(point_errors(predicted, sample.points, sample.spacing if unit == "mm" else None))
+                predicted.append(sample.transform.from_network(pts))
     model.train(was_training)
+    return predicted
+
+
+def _sample_errors(samples: Sequence[Sample], predicted: Sequence[np.ndarray]) -> tuple[np.ndarray, str]:
+    unit = "mm" if all(s.spacing is not None for s in samples) else "px"
+    errors = [point_errors(p, s.points, s.spacing if unit == "mm" else None) for s, p in zip(samples, predicted)]
     return np.array(errors), unit
+
+
+def validation_errors(
+    model: SpatialConfigurationNet,
+    samples: Sequence[Sample],
+    device: torch.device,
+    batch_size: int = 8,
+) -> tuple[np.ndarray, str]:
+    """Point errors (images, landmarks) on ``samples``, in mm when every spacing is known."""
+    return _sample_errors(samples, predict_samples(model, samples, device, batch_size))
 
 
 def _checkpoint_payload(
@@ -346,6 +392,7 @@ class Trainer:
             raise ScnError(f"input size {cfg.input_size} must be a multiple of {net_cfg.size_multiple}")
         self.cfg, self.names, self.out, self.device = cfg, list(names), out, device
         self.val_samples = list(val_samples)
+        self.train_samples = list(train_samples)
         torch.manual_seed(cfg.seed)
         self.layout = training_layout(device)
         self.model = SpatialConfigurationNet(net_cfg).to(device, memory_format=self.layout)
@@ -627,4 +674,104 @@ def train(
         trainer.warm_start(init_from)
     if resume:
         trainer.resume()
-    return trainer.run(progress, should_stop, max_minutes)
+    refine = cfg.refine is not None
+    coarse_minutes = max_minutes * (1 - cfg.refine.share) if refine and max_minutes else max_minutes
+    result = trainer.run(progress, should_stop, coarse_minutes)
+    if refine and result.stopped != "cancelled":
+        left = max(0.0, max_minutes - result.seconds / 60) if max_minutes else None
+        result.refine = train_refiner(trainer, init_from, progress=progress, should_stop=should_stop, max_minutes=left)
+    return result
+
+
+def train_refiner(
+    trainer: Trainer,
+    init_from: str | Path | None = None,
+    *,
+    progress: Callable[[TrainProgress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    max_minutes: float | None = None,
+) -> RefineResult:
+    """Train ``trainer``'s local refinement stage on its caches; keep it if it helps on validation.
+
+    Its schedule is fitted to ``max_minutes`` as the coarse one is. The coarse
+    model compared against is the selected (best) one; the refiner goes into the
+    same checkpoint, with both validation errors in its metrics.
+    """
+    cfg, device = trainer.cfg, trainer.device
+    rc = cfg.refine
+    assert rc is not None
+    torch.manual_seed(cfg.seed + 1)
+    refiner = Refiner(rc, len(trainer.names)).to(device, memory_format=trainer.layout)
+    if init_from is not None:
+        held = load_checkpoint(init_from).get("refiner")
+        if isinstance(held, dict) and held.get("config") == rc.to_dict():
+            with contextlib.suppress(KeyError, RuntimeError):  # another landmark count: it starts afresh
+                refiner.load_state_dict(held["model"])
+    train_samples = trainer.train_samples
+    caches = [s.cache.to(device) for s in train_samples]  # type: ignore[union-attr]
+    points = [s.cache_points.to(device) for s in train_samples]  # type: ignore[union-attr]
+    valid = [torch.from_numpy(s.valid).to(device) for s in train_samples]
+    optimizer = torch.optim.AdamW(refiner.parameters(), lr=rc.lr, weight_decay=1e-5)
+    scaler = torch.amp.GradScaler("cuda", enabled=trainer.amp_dtype == torch.float16)
+    schedule = cfg.replace(steps=rc.steps, warmup_steps=min(50, rc.steps // 10), schedule="cosine")
+    gen = random_generator(cfg.seed + 1, device)
+    started = time.perf_counter()
+    deadline = started + max_minutes * 60 if max_minutes is not None else math.inf
+    step, total = 0, rc.steps
+    while step < total:
+        if should_stop is not None and should_stop():
+            break
+        if time.perf_counter() > deadline and step < _PLAN_AFTER:
+            break
+        patches, landmarks, target = random_patches(caches, points, valid, rc, gen)
+        for group in optimizer.param_groups:
+            group["lr"] = rc.lr * _lr_factor(schedule, step, total)
+        with torch.autocast(device.type, dtype=trainer.amp_dtype, enabled=trainer.amp_dtype is not None):
+            heat = refiner(patches.contiguous(memory_format=trainer.layout), landmarks)
+        loss = 0.5 * ((heat.float() - target) ** 2).sum() / landmarks.numel()
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        step += 1
+        now = time.perf_counter()
+        if max_minutes is not None and step >= _PLAN_AFTER:
+            total = _planned_total(schedule, step, 0, now - started, deadline - now)
+        if progress is not None:
+            progress(TrainProgress(step=step, total_steps=total, loss=float(loss.detach()),
+                                   sigma_mean=rc.sigma, elapsed=now - started,
+                                   images_per_second=step * landmarks.numel() / max(now - started, 1e-9),
+                                   unit=trainer.unit, stage="refine"))  # fmt: skip
+    refiner.eval()
+    coarse_error, refined_error = _compare_refinement(trainer, refiner)
+    kept = coarse_error is None or refined_error is None or refined_error < coarse_error
+    result = RefineResult(step, time.perf_counter() - started, kept, coarse_error, refined_error, trainer.unit, refiner)
+    if kept and trainer.out is not None and trainer.out.exists():
+        payload = load_checkpoint(trainer.out)
+        payload["refiner"] = {
+            "config": rc.to_dict(),
+            "input_size": list(cache_size(cfg.input_size, cfg.cache_factor)),
+            "model": {k: v.detach().cpu().contiguous() for k, v in refiner.state_dict().items()},
+        }
+        payload["metrics"] = {**payload.get("metrics", {}), "val_error_coarse": coarse_error,
+                              "val_error": refined_error if refined_error is not None else coarse_error}  # fmt: skip
+        save_checkpoint(trainer.out, payload)
+    return result
+
+
+def _compare_refinement(trainer: Trainer, refiner: Refiner) -> tuple[float | None, float | None]:
+    """Mean validation error of the selected coarse model, without and with ``refiner``."""
+    samples = [s for s in trainer.val_samples if s.cache is not None and s.cache_transform is not None]
+    if not samples:
+        return None, None
+    model = trainer.model
+    if trainer.out is not None and trainer.out.exists():  # the selected step, not the last one
+        model = SpatialConfigurationNet(trainer.cfg.network(len(trainer.names))).to(trainer.device)
+        model.load_state_dict(load_checkpoint(trainer.out)["model"])
+    coarse = predict_samples(model, samples, trainer.device)
+    refined = []
+    for sample, points in zip(samples, coarse):
+        fine = sample.cache_transform.to_network(points)  # type: ignore[union-attr]
+        moved = refiner.refine(sample.cache, fine)  # type: ignore[arg-type]
+        refined.append(sample.cache_transform.from_network(moved))  # type: ignore[union-attr]
+    return mean_error(_sample_errors(samples, coarse)[0]), mean_error(_sample_errors(samples, refined)[0])
