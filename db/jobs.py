@@ -10,6 +10,9 @@ Rules the queue keeps, on SQLite and PostgreSQL alike:
 - A job whose worker stopped sending heartbeats (killed, machine gone) goes back
   to the queue after a timeout, up to ``MAX_ATTEMPTS`` times; a worker that lost
   its job that way learns it at its next heartbeat and stops.
+- Every time the queue stamps or compares comes from the database's clock
+  (``Database.now``), never a machine's own: a team's machines share the database,
+  not a clock.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from scn_annotator.errors import ScnError
 
-from .models import Job, JobState, Worker, utcnow
+from .models import Job, JobState, Worker
 from .records import JobRecord, WorkerRecord
 from .session import Database
 
@@ -54,7 +57,7 @@ class JobQueue:
                 waiting = s.scalar(select(Job).where(Job.kind == kind, Job.state == JobState.QUEUED).order_by(Job.id))
                 if waiting is not None:
                     return waiting.id
-            job = Job(kind=kind, params=params or {})
+            job = Job(kind=kind, params=params or {}, created_at=self.db.now(s))
             s.add(job)
             s.flush()
             return job.id
@@ -82,7 +85,7 @@ class JobQueue:
             if job is None:
                 raise ScnError(f"no job {job_id}")
             if job.state == JobState.QUEUED:
-                job.state, job.finished_at = JobState.CANCELLED, utcnow()
+                job.state, job.finished_at = JobState.CANCELLED, self.db.now(s)
             elif job.state == JobState.RUNNING:
                 job.cancel_requested = True
 
@@ -99,7 +102,7 @@ class JobQueue:
             for job in s.scalars(query):
                 if job.kind in EXCLUSIVE and job.kind in running:
                     continue
-                now = utcnow()
+                now = self.db.now(s)
                 job.state, job.worker, job.attempts = JobState.RUNNING, worker, job.attempts + 1
                 job.started_at = job.heartbeat_at = now
                 job.error = None
@@ -118,7 +121,7 @@ class JobQueue:
                 return "lost"
             for key, value in fields.items():
                 setattr(job, key, value)
-            job.heartbeat_at = utcnow()
+            job.heartbeat_at = self.db.now(s)
             return "cancel" if job.cancel_requested else "run"
 
     def finish(self, job_id: int, worker: str, state: str, error: str | None = None, **fields: Any) -> bool:
@@ -129,19 +132,20 @@ class JobQueue:
                 return False
             for key, value in fields.items():
                 setattr(job, key, value)
-            job.state, job.error, job.finished_at = JobState(state), error, utcnow()
+            job.state, job.error, job.finished_at = JobState(state), error, self.db.now(s)
             return True
 
     def requeue_stale(self, timeout_s: float) -> list[int]:
         """Running jobs without a heartbeat for ``timeout_s`` go back to the queue (or fail after MAX_ATTEMPTS)."""
-        limit = utcnow() - dt.timedelta(seconds=timeout_s)
         changed = []
         with self.db.write() as s:
             self._serialise(s)
+            now = self.db.now(s)
+            limit = now - dt.timedelta(seconds=timeout_s)
             for job in s.scalars(select(Job).where(Job.state == JobState.RUNNING, Job.heartbeat_at < limit)):
                 lost = f"worker {job.worker} stopped sending heartbeats"
                 if job.attempts >= MAX_ATTEMPTS:
-                    job.state, job.finished_at = JobState.FAILED, utcnow()
+                    job.state, job.finished_at = JobState.FAILED, now
                     job.error = f"{lost}; gave up after {job.attempts} attempts"
                 else:
                     job.state, job.worker, job.stage = JobState.QUEUED, None, "queued again"
@@ -153,21 +157,24 @@ class JobQueue:
 
     def register_worker(self, name: str, device: str) -> int:
         with self.db.write() as s:
-            worker = Worker(name=name, device=device)
+            now = self.db.now(s)
+            worker = Worker(name=name, device=device, started_at=now, heartbeat_at=now)
             s.add(worker)
             s.flush()
             return worker.id
 
     def worker_alive(self, worker_id: int, job_id: int | None = None) -> None:
         with self.db.write() as s:
-            s.execute(update(Worker).where(Worker.id == worker_id).values(heartbeat_at=utcnow(), job_id=job_id))
+            now = self.db.now(s)
+            s.execute(update(Worker).where(Worker.id == worker_id).values(heartbeat_at=now, job_id=job_id))
 
     def worker_stopped(self, worker_id: int) -> None:
         with self.db.write() as s:
-            s.execute(update(Worker).where(Worker.id == worker_id).values(stopped_at=utcnow(), job_id=None))
+            now = self.db.now(s)
+            s.execute(update(Worker).where(Worker.id == worker_id).values(stopped_at=now, job_id=None))
 
     def live_workers(self, within_s: float = 30.0) -> list[WorkerRecord]:
-        limit = utcnow() - dt.timedelta(seconds=within_s)
         with self.db.read() as s:
+            limit = self.db.now(s) - dt.timedelta(seconds=within_s)
             rows = s.scalars(select(Worker).where(Worker.stopped_at.is_(None), Worker.heartbeat_at >= limit))
             return [WorkerRecord.of(w) for w in rows]

@@ -14,13 +14,16 @@ On PostgreSQL, row locks and ``SELECT ... FOR UPDATE SKIP LOCKED`` do the same.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+from .models import utcnow
 
 __all__ = ["Database", "normalise_url"]
 
@@ -83,6 +86,17 @@ class Database:
         """A read-only snapshot; never blocks, never blocked by a writer on SQLite (WAL)."""
         with self._read() as session, session.begin():
             yield session
+
+    def now(self, s: Session) -> dt.datetime:
+        """The time by the database's clock (naive UTC), for every time the queue compares.
+
+        A team's machines share the database, not a clock: a GPU server a minute off
+        would otherwise see an annotator's live job as stale, or have its own
+        re-queued. SQLite lives on one machine, whose clock it is.
+        """
+        if self.is_sqlite:
+            return utcnow()
+        return s.scalar(text("SELECT timezone('UTC', clock_timestamp())"))
 
     def dispose(self) -> None:
         self.engine.dispose()

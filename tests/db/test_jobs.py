@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import multiprocessing as mp
 import time
 
+import pytest
 from scn_annotator.db.jobs import MAX_ATTEMPTS
 from scn_annotator.db.store import Project
 
@@ -78,3 +80,28 @@ def test_live_workers(project):
     assert [w.id for w in project.jobs.live_workers(30)] == [a]
     time.sleep(0.05)
     assert project.jobs.live_workers(0.01) == []
+
+
+def test_a_machine_whose_clock_is_off_keeps_its_job_and_stays_live(project, backend, monkeypatch):
+    """A GPU server ten minutes behind the team: the queue compares the database's times, not its own."""
+    if backend is None:
+        pytest.skip("a SQLite project lives on one machine, whose clock is the database's")
+    import scn_annotator.db.models as models
+    import scn_annotator.db.session as session
+
+    def late() -> dt.datetime:
+        return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(minutes=10)
+
+    monkeypatch.setattr(models, "utcnow", late)
+    monkeypatch.setattr(session, "utcnow", late)
+    job = project.jobs.enqueue("round")
+    assert project.jobs.claim("gpu-server").id == job
+    assert project.jobs.heartbeat(job, "gpu-server", stage="training") == "run"
+    worker = project.jobs.register_worker("gpu-server:1", "cuda")
+    project.jobs.worker_alive(worker, job)
+    # the annotator's machine looks for stale jobs and live workers with a one-minute tolerance
+    assert project.jobs.requeue_stale(timeout_s=60) == []
+    assert project.jobs.job(job).state == "running"
+    assert [w.id for w in project.jobs.live_workers(within_s=60)] == [worker]
+    beat = project.jobs.job(job).heartbeat_at
+    assert abs(beat - dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)) < dt.timedelta(minutes=1)
