@@ -13,7 +13,10 @@ The design rules the tables encode:
   index, and switching is one transaction.
 - A prediction run is never deleted when the same model predicts the image again;
   it is marked superseded, so the provenance of every correction survives.
-- Heatmaps are files under the project's data folder; only their paths are here.
+- Checkpoints and heatmap caches are files under each machine's data folder, named
+  by a path relative to it. A team project (PostgreSQL) also keeps their bytes in
+  ``artifacts`` / ``artifact_chunks``, so every machine that shares the database,
+  and nothing else, can fetch them into its own folder (``db/artifacts.py``).
 
 Schema changes go through Alembic (``db/migrations``); a test checks that the
 migrations and these models describe the same schema.
@@ -27,6 +30,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Enum,
@@ -34,6 +38,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -44,6 +49,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 __all__ = [
     "Annotation",
+    "Artifact",
+    "ArtifactChunk",
     "Base",
     "Event",
     "Image",
@@ -303,3 +310,27 @@ class Worker(Base):
     started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     heartbeat_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     stopped_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class Artifact(Base):
+    """A file every machine of a team project must reach (a checkpoint, a heatmap cache), by its data path."""
+
+    __tablename__ = "artifacts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    path: Mapped[str] = mapped_column(String(512), unique=True)  # relative to the data folder, posix
+    kind: Mapped[str] = mapped_column(String(32))  # "checkpoint" or "heatmaps"
+    model_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="CASCADE"), index=True
+    )
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ArtifactChunk(Base):
+    """One piece of an artifact's bytes: streamed in and out a piece at a time, never whole in memory."""
+
+    __tablename__ = "artifact_chunks"
+    artifact_id: Mapped[int] = mapped_column(ForeignKey("artifacts.id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)

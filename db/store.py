@@ -40,7 +40,7 @@ from scn_annotator.atomic import atomic_copy, atomic_write_text
 from scn_annotator.errors import ScnError
 from scn_annotator.geometry import clamp_to_image, inside_image
 
-from . import migrate
+from . import artifacts, migrate
 from .jobs import JobQueue
 from .models import (
     Annotation,
@@ -625,6 +625,8 @@ class Project:
             else:
                 atomic_copy(source, target)
             version.checkpoint = target.relative_to(self.data_dir).as_posix()
+            if self.shares_files:  # in the same transaction: no machine sees the version before its weights
+                artifacts.store(s, target, version.checkpoint, "checkpoint", version.id)
             if make_current:
                 self._make_current(s, version.id)
             return version.id
@@ -682,10 +684,25 @@ class Project:
         """The log of the workers this project's app started."""
         return self.data_dir / "worker.log"
 
+    @property
+    def shares_files(self) -> bool:
+        """Whether checkpoints and heatmap caches also live in the database (team projects on PostgreSQL).
+
+        Each machine then fetches what it lacks into its own data folder; see ``db/artifacts.py``.
+        """
+        return not self.db.is_sqlite
+
+    def _local_copy(self, relative: str) -> Path:
+        path = self.data_dir / relative
+        if self.shares_files:
+            with self.db.read() as s:
+                artifacts.fetch(s, relative, path)
+        return path
+
     def checkpoint_file(self, model: ModelRecord | int) -> Path:
-        """The checkpoint of a model version on this machine."""
+        """The checkpoint of a model version on this machine (fetched from a team database when missing)."""
         record = model if isinstance(model, ModelRecord) else self.model(model)
-        return self.data_dir / record.checkpoint
+        return self._local_copy(record.checkpoint)
 
     def heatmap_cache_path(self, version_id: int, image_id: int) -> Path:
         """Where the heatmaps of one model version on one image are cached."""
@@ -695,7 +712,7 @@ class Project:
         """The heatmap cache of a prediction on this machine, or None when there is none (yet)."""
         if not prediction.heatmaps:
             return None
-        path = self.data_dir / prediction.heatmaps
+        path = self._local_copy(prediction.heatmaps)
         return path if path.exists() else None
 
     def relative_to_data(self, path: Path) -> str:
@@ -746,6 +763,8 @@ class Project:
                                                     ImagePrediction.superseded.is_(False))
                       .values(superseded=True))  # fmt: skip
             run = ImagePrediction(model_version_id=version_id, image_id=row.id, heatmaps=heatmaps)
+            if heatmaps and self.shares_files and (self.data_dir / heatmaps).is_file():
+                artifacts.store(s, self.data_dir / heatmaps, heatmaps, "heatmaps", version_id)
             run.points = [Prediction(landmark_id=lm, x=float(p[0]), y=float(p[1]), confidence=float(c))
                           for lm, p, c in zip(ids, points, confidence)]  # fmt: skip
             run.scores = [Score(strategy=k, value=float(v), per_landmark=extra)
