@@ -21,7 +21,7 @@ __all__ = ["RoundPolicy", "round_config"]
 class RoundPolicy:
     """How a project retrains, stored in its settings (``training``, ``auto_retrain``)."""
 
-    preset: str = "cpu"
+    preset: str = "auto"  # gpu where the worker has CUDA or MPS, cpu otherwise
     initial_steps: int = 1500  # the first model, from scratch
     round_steps: int = 500  # each later round, fine-tuning the current model
     max_minutes: float | None = None

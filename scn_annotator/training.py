@@ -45,6 +45,7 @@ __all__ = [
     "TrainProgress",
     "TrainResult",
     "RefineResult",
+    "auto_preset",
     "predict_samples",
     "train_refiner",
     "preset",
@@ -130,6 +131,8 @@ class TrainConfig:
 
 #: ``paper``: the published settings, for a GPU. ``cpu``: a useful model in minutes on
 #: two cores, chosen by measurement on the hand radiographs (benchmarks/RESULTS.md).
+#: ``gpu``: the cpu preset's recipe at four times the area and twice the filters, from
+#: a measurement on an H100 (benchmarks/RESULTS.md); ``auto`` picks cpu or gpu.
 PRESETS: dict[str, TrainConfig] = {
     "paper": TrainConfig(
         input_size=(512, 512),
@@ -168,13 +171,27 @@ PRESETS: dict[str, TrainConfig] = {
         auto_input_growth=1.0,  # aspect of the data, area of the preset: 1.46x area cost hands 0.8 mm in 30 CPU-min
     ),
 }
+# Not yet measured on a GPU by this project: chosen from the H100 figures of issue 14 (``--preset cpu
+# --input-size 512x384 --filters 64 --steps 6000``: 0.73 mm, 94 % within 2 mm in ~7 minutes); the
+# input keeps that area and takes the data's aspect.
+PRESETS["gpu"] = PRESETS["cpu"].replace(input_size=(512, 384), filters=64, sc_filters=64, steps=6000,
+                                        validate_every=250)  # fmt: skip
+
+
+def auto_preset(device: torch.device | str | None = None) -> str:
+    """``gpu`` where CUDA or Apple's MPS computes, ``cpu`` otherwise: what ``--preset auto`` means."""
+    device = torch.device(device) if device is not None else best_device()
+    return "gpu" if device.type in ("cuda", "mps") else "cpu"
 
 
 def preset(name: str, **changes: Any) -> TrainConfig:
+    """A preset by name (``auto``: the one for this machine's device), with ``changes`` applied."""
+    if name == "auto":
+        name = auto_preset()
     try:
         base = PRESETS[name]
     except KeyError:
-        raise ScnError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
+        raise ScnError(f"unknown preset {name!r}; choose auto or one of {', '.join(PRESETS)}") from None
     return base.replace(**changes) if changes else base
 
 

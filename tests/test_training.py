@@ -181,3 +181,18 @@ def test_without_a_time_limit_the_schedule_is_the_step_count(fast_cfg):
     assert _lr_factor(cfg, 0) == pytest.approx(1 / 20) and _lr_factor(cfg, 19) == 1.0
     assert _lr_factor(cfg, 199) == pytest.approx(0.01, abs=1e-3)
     assert _lr_factor(cfg, 99, total=100) == pytest.approx(0.01, abs=1e-3)  # a shorter plan decays sooner
+
+
+def test_the_auto_preset_follows_the_device(monkeypatch):
+    import scn_annotator.training as training
+    from scn_annotator.policy import RoundPolicy, round_config
+
+    assert training.preset("auto") == training.PRESETS["cpu"]  # no GPU here
+    assert round_config(RoundPolicy(), first=True).filters == training.PRESETS["cpu"].filters
+    monkeypatch.setattr(training, "best_device", lambda: torch.device("cuda"))
+    assert training.auto_preset() == "gpu"
+    assert training.preset("auto", steps=7) == training.PRESETS["gpu"].replace(steps=7)
+    assert round_config(RoundPolicy(), first=True).filters == training.PRESETS["gpu"].filters
+    assert training.auto_preset("mps") == "gpu" and training.auto_preset("cpu") == "cpu"
+    with pytest.raises(training.ScnError, match="choose auto"):
+        training.preset("fastest")

@@ -109,8 +109,9 @@ def open_project(location: str, args: argparse.Namespace) -> Project:
 
 
 def add_train_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default="cpu", choices=["cpu", "paper"],
-                   help="cpu: minutes on a laptop; paper: the published settings, for a GPU (default cpu)")  # fmt: skip
+    p.add_argument("--preset", default="auto", choices=["auto", "cpu", "gpu", "paper"],
+                   help="auto (default): gpu where CUDA or MPS computes, cpu otherwise; cpu: minutes on a laptop; "
+                        "gpu: a larger input and net for a GPU; paper: the published settings")  # fmt: skip
     p.add_argument("--model", default="scn", choices=["scn", "unet"],
                    help="scn, or unet: the local-appearance net alone, the paper's baseline")  # fmt: skip
     p.add_argument("--steps", type=positive(int), help="training steps (default: the preset's)")

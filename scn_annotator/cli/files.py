@@ -44,7 +44,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if data.labels_without_image:
         print(f"note: {len(data.labels_without_image)} label rows have no image in {args.images} "
               f"(first: {data.labels_without_image[0]})", file=sys.stderr)  # fmt: skip
-    print(f"training {'SCN' if cfg.spatial else 'U-Net baseline'} ({args.preset} preset) on {len(data.train)} "
+    from ..training import auto_preset
+
+    name = auto_preset() + " (auto)" if args.preset == "auto" else args.preset
+    print(f"training {'SCN' if cfg.spatial else 'U-Net baseline'} ({name} preset) on {len(data.train)} "
           f"images, validating on {len(data.val)}, {len(data.names)} landmarks", file=sys.stderr)  # fmt: skip
     with Progress("training", "step") as bar:
         result = train(cfg, data.train, data.val, data.names, args.out, progress=training_bar(bar),
