@@ -59,6 +59,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int)
     ap.add_argument("--aug", choices=["preset", "paper", "mild"], default="preset")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--refine", choices=["preset", "on", "off"], default="preset", help="the local refinement stage")
     ap.add_argument("--tag", required=True)
     ap.add_argument("--data", type=Path, default=HAND)
     args = ap.parse_args()
@@ -94,6 +95,10 @@ def main() -> None:
 
         changes["augment"] = AugmentConfig(translate=0.05, rotate=0.15, scale=(0.9, 1.1), scale_axis=(0.95, 1.05),
                                            elastic=0.02)  # fmt: skip
+    if args.refine != "preset":
+        from scn_annotator.refine import RefineConfig
+
+        changes["refine"] = RefineConfig() if args.refine == "on" else None
     cfg = preset(args.preset, **changes)
 
     table = read_landmarks(args.data / "all.csv")
@@ -110,7 +115,9 @@ def main() -> None:
     train_s = build_samples(
         labelled_images([(by_id[i], i) for i in train_ids], table), cfg.input_size, norm, cfg.cache_factor, RULE
     )
-    val_s = build_samples(labelled_images([(by_id[i], i) for i in val_ids], table), cfg.input_size, norm, None, RULE)
+    val_cache = cfg.cache_factor if cfg.refine else None  # the local stage is validated at the cache's resolution
+    val_items = labelled_images([(by_id[i], i) for i in val_ids], table)
+    val_s = build_samples(val_items, cfg.input_size, norm, val_cache, RULE)
     load_s = time.perf_counter() - t0
     print(
         f"{args.tag}: loaded {len(train_s)} train / {len(val_s)} val in {load_s:.1f}s; config {cfg}",
@@ -164,6 +171,11 @@ def main() -> None:
         net_times.append(time.perf_counter() - t)
     report = evaluate(predicted, {i: table.points[i] for i in test_ids}, spacing, table.names)
     s = report.summary()
+    coarse_summary = None
+    if predictor.refiner is not None:  # the same run's coarse SCN alone, on the same test images
+        predictor.refiner = None
+        coarse = {i: predictor.predict(by_id[i]).points for i in test_ids}
+        coarse_summary = evaluate(coarse, {i: table.points[i] for i in test_ids}, spacing, table.names).summary()
     record = {
         "tag": args.tag,
         "model": args.model,
@@ -183,6 +195,8 @@ def main() -> None:
         },
         "load_seconds": load_s,
         "test": s,
+        "test_coarse_only": coarse_summary,
+        "refine": None if result.refine is None else result.refine.describe(),
         "per_landmark": report.per_landmark(),
         "inference_ms": {
             "median": 1000 * float(np.median(seconds)),
@@ -203,6 +217,10 @@ def main() -> None:
         f"(network {record['inference_ms']['network_median']:.0f} ms); peak RSS {peak_train_mb:.0f} MB",
         flush=True,
     )
+    if result.refine is not None:
+        print(f"{args.tag}: {result.refine.describe()}")
+    if coarse_summary is not None:
+        print(f"{args.tag}: the coarse SCN alone on the test images: {coarse_summary}")
 
 
 if __name__ == "__main__":

@@ -74,6 +74,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tag", required=True)
     ap.add_argument("--data", type=Path, default=SPINE)
+    ap.add_argument("--refine", choices=["preset", "on", "off"], default="preset", help="the local refinement stage")
     args = ap.parse_args()
 
     changes: dict = {"seed": args.seed}
@@ -84,6 +85,10 @@ def main() -> None:
         changes["auto_input_growth"] = 0.0
     if args.filters:
         changes["filters"] = changes["sc_filters"] = args.filters
+    if args.refine != "preset":
+        from scn_annotator.refine import RefineConfig
+
+        changes["refine"] = RefineConfig() if args.refine == "on" else None
     cfg = preset("cpu", **changes)
 
     table = read_landmarks(args.data / "landmarks.csv")
@@ -123,10 +128,17 @@ def main() -> None:
         seconds.append(time.perf_counter() - t)
         heights[name] = read_image_info(by_name[name]).size[1]
     metrics = spine_metrics(predicted, {n: table.points[n] for n in test_ids}, heights)
+    coarse_metrics = None
+    if predictor.refiner is not None:  # the same run's coarse SCN alone, on the same test images
+        predictor.refiner = None
+        coarse = {n: predictor.predict(by_name[n]).points for n in test_ids}
+        coarse_metrics = spine_metrics(coarse, {n: table.points[n] for n in test_ids}, heights)
     record = {"tag": args.tag, "config": cfg.to_dict(), "train_images": len(data.train), "test_images": len(test_ids),
               "train": {"steps": result.steps, "planned_steps": result.planned_steps, "seconds": result.seconds,
                         "stopped": result.stopped, "best_step": result.best_step, "best_val_px": result.best_val_error},
-              "test": metrics, "inference_ms_median": 1000 * float(np.median(seconds)),
+              "test": metrics, "test_coarse_only": coarse_metrics,
+              "refine": None if result.refine is None else result.refine.describe(),
+              "inference_ms_median": 1000 * float(np.median(seconds)),
               "torch_threads": torch.get_num_threads(), "python": sys.version.split()[0],
               "torch": torch.__version__}  # fmt: skip
     (out / f"{args.tag}.json").write_text(json.dumps(record, indent=2))
@@ -135,6 +147,9 @@ def main() -> None:
           f"{metrics['mean_pct_height']:.2f} %, {100 * metrics['within_1pct_height']:.0f} % within 1 %, "
           f"{100 * metrics['vertebrae_nearer_a_neighbour']:.0f} % of vertebrae nearer a neighbour; "
           f"{record['inference_ms_median']:.0f} ms/image", flush=True)  # fmt: skip
+    if coarse_metrics is not None:
+        print(f"{args.tag}: the coarse SCN alone: median {coarse_metrics['median_pct_height']:.2f} % of the height, "
+              f"{100 * coarse_metrics['within_1pct_height']:.0f} % within 1 %", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -79,9 +79,13 @@ def ensure_worker(location: str | Path, project: Project, once: bool = False) ->
     log_file = project.worker_log
     log_file.parent.mkdir(parents=True, exist_ok=True)
     stop = ["--once"] if once else ["--idle-exit", "600"]
+    # the same data folder and image root as the caller's (a team machine may have set its own)
+    where = ["--data-dir", str(project.data_dir)]
+    if project.image_root is not None:
+        where += ["--image-root", str(project.image_root)]
     with open(log_file, "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "scn_annotator", "worker", str(location), *stop],
+            [sys.executable, "-m", "scn_annotator", "worker", str(location), *stop, *where],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
     return proc.pid
@@ -104,12 +108,13 @@ class Worker:
         *,
         device: str | None = None,
         image_root: str | None = None,
+        data_dir: str | None = None,
         name: str | None = None,
         heartbeat_s: float = HEARTBEAT_S,
         stale_after_s: float = STALE_AFTER_S,
     ) -> None:
         self.location = location
-        self.project = Project.open(location, image_root=image_root, user="worker")
+        self.project = Project.open(location, image_root=image_root, data_dir=data_dir, user="worker")
         self.device = device
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.heartbeat_s = heartbeat_s

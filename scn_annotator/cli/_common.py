@@ -99,13 +99,17 @@ def device(args: argparse.Namespace) -> str | None:
 
 def add_project_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-root", help="where this machine finds the project's images (default: as imported)")
+    parser.add_argument("--data-dir", help="this machine's folder for checkpoints, heatmaps and exports; a team "
+                                           "project fetches what it lacks from the database (default: the "
+                                           "project folder, or SCN_DATA_DIR)")  # fmt: skip
     parser.add_argument("--user", help="the name recorded with every change (default: your login)")
 
 
 def open_project(location: str, args: argparse.Namespace) -> Project:
     from ..db.store import Project
 
-    return Project.open(location, image_root=getattr(args, "image_root", None), user=getattr(args, "user", None))
+    return Project.open(location, image_root=getattr(args, "image_root", None),
+                        data_dir=getattr(args, "data_dir", None), user=getattr(args, "user", None))  # fmt: skip
 
 
 def add_train_options(p: argparse.ArgumentParser) -> None:

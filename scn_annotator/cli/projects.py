@@ -107,6 +107,10 @@ def cmd_gui(args: argparse.Namespace) -> int:
         from ..plugins import launch
     except ImportError as exc:
         raise ScnError(f"the napari app is not installed ({exc}); pip install 'scn-annotator[gui]'") from None
+    # the app, and the workers it starts, open the project through the environment
+    for flag, variable in (("image_root", "SCN_IMAGE_ROOT"), ("data_dir", "SCN_DATA_DIR")):
+        if getattr(args, flag, None):
+            os.environ[variable] = str(Path(getattr(args, flag)).resolve())
     if args.project:
         open_project(args.project, args).close()  # fail here, with one line, on a bad project
     launch(args.project)

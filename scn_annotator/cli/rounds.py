@@ -18,7 +18,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from ..worker import Worker
 
     logging.getLogger("scn_annotator").setLevel(logging.INFO)
-    worker = Worker(args.project, device=device(args), image_root=args.image_root,
+    worker = Worker(args.project, device=device(args), image_root=args.image_root, data_dir=args.data_dir,
                     stale_after_s=args.stale_after)  # fmt: skip
     print(f"worker {worker.name} on {args.project}: waiting for jobs", file=sys.stderr)
     done = worker.run(once=args.once, idle_exit=args.idle_exit)
