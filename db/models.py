@@ -243,6 +243,9 @@ class ImagePrediction(Base):
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
     heatmaps: Mapped[str | None] = mapped_column(String(1024))  # .npz relative to the data folder
     superseded: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    #: Set on a run conditioned on an annotator's confirmed landmarks (their indices): the proposals the app
+    #: showed after a correction. Such a run is born superseded; it is never the model's latest prediction.
+    hints: Mapped[list[int] | None] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     points: Mapped[list[Prediction]] = relationship(back_populates="run", cascade="all, delete-orphan")

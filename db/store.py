@@ -464,17 +464,18 @@ class Project:
                                 author=user_name(author or self.user), group_id=None)  # fmt: skip
             return event.id if event else None
 
-    def accept_predictions(self, image: int | str, author: str | None = None) -> int:
+    def accept_predictions(self, image: int | str, author: str | None = None, run_id: int | None = None) -> int:
         """Copy the current model's predictions to every landmark that has no annotation yet.
 
-        Annotated landmarks, human or not, are left as they are. One undo step.
-        Returns how many landmarks were set.
+        ``run_id`` accepts another run of this image instead: the conditioned
+        proposals the annotator was shown. Annotated landmarks, human or not, are
+        left as they are. One undo step. Returns how many landmarks were set.
         """
         author = user_name(author or self.user)
         with self.db.write() as s:
             row = self._image_row(s, image)
-            run = self._current_run(s, row.id)
-            if run is None:
+            run = self._current_run(s, row.id) if run_id is None else s.get(ImagePrediction, run_id)
+            if run is None or run.image_id != row.id:
                 raise ScnError(f"no prediction of the current model for image {row.name}")
             annotated = set(s.scalars(select(Annotation.landmark_id).where(Annotation.image_id == row.id)))
             group, count = None, 0
@@ -772,6 +773,32 @@ class Project:
             s.add(run)
             s.flush()
             return run.id
+
+    def store_conditioned(
+        self,
+        version_id: int,
+        image: int | str,
+        points: np.ndarray,
+        confidence: np.ndarray,
+        hints: Sequence[int],
+    ) -> tuple[int, list[int]]:
+        """Store proposals conditioned on the confirmed landmarks ``hints``; returns (run id, prediction ids).
+
+        The run is born superseded: the model's own run, its heatmaps and scores stay the image's latest.
+        """
+        ids = [lm.id for lm in self.landmarks()]
+        if len(points) != len(ids):
+            raise ScnError(f"{len(points)} predicted landmarks for a project with {len(ids)}")
+        with self.db.write() as s:
+            row = self._image_row(s, image)
+            run = ImagePrediction(model_version_id=version_id, image_id=row.id, superseded=True,
+                                  hints=[int(h) for h in hints])  # fmt: skip
+            run.points = [Prediction(landmark_id=lm, x=float(p[0]), y=float(p[1]), confidence=float(c))
+                          for lm, p, c in zip(ids, points, confidence) if not np.isnan(p).any()]  # fmt: skip
+            s.add(run)
+            s.flush()
+            by_landmark = {p.landmark_id: p.id for p in run.points}
+            return run.id, [by_landmark.get(lm) for lm in ids]
 
     def predictions(self, image: int | str, version_id: int | None = None) -> PredictionRecord | None:
         """The current (or given) model's latest prediction for an image, or None."""

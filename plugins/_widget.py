@@ -13,11 +13,12 @@ from pathlib import Path
 
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, PushButton, Table
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import QTimer
+from qtpy.QtCore import QObject, QTimer, Signal
 from qtpy.QtWidgets import QGroupBox, QScrollArea, QTextBrowser, QVBoxLayout, QWidget
 from scn_annotator.db.store import Project
 
 from scn_annotator.errors import ScnError
+from scn_annotator.interactive import ConditioningClient
 from scn_annotator.session import AnnotationSession, ImageView
 
 from ._layers import update_layers
@@ -55,6 +56,12 @@ def _group(title: str, *widgets: QWidget) -> QGroupBox:
     return box
 
 
+class _Arrivals(QObject):
+    """Carries replies of the conditioning helper (read on a thread) to the GUI thread."""
+
+    proposals = Signal(object)
+
+
 class AnnotatorWidget(QWidget):
     """The dock widget; ``napari_viewer`` is passed by napari."""
 
@@ -86,6 +93,9 @@ class AnnotatorWidget(QWidget):
         self.clear_button = PushButton(text="Clear")
         self.undo_button = PushButton(text="Undo (Ctrl+Z)")
         self.redo_button = PushButton(text="Redo")
+        self.follow = CheckBox(text="re-place the other proposals after each correction", value=True)
+        self._arrivals = _Arrivals()
+        self._arrivals.proposals.connect(self._proposals_arrived)
         self.heatmap_boxes = {k: CheckBox(text=t, value=v) for k, t, v in (
             ("final", "LA x SC", True), ("local", "LA", False), ("spatial", "SC", False))}  # fmt: skip
         self.selected_only = CheckBox(text="selected landmark only", value=False)
@@ -107,6 +117,7 @@ class AnnotatorWidget(QWidget):
             Container(widgets=[self.occluded_button, self.absent_button, self.clear_button], layout="horizontal",
                       labels=False),
             Container(widgets=[self.undo_button, self.redo_button], layout="horizontal", labels=False),
+            self.follow,
         ])  # fmt: skip
         boxes = Container(widgets=list(self.heatmap_boxes.values()), layout="horizontal", labels=False)
         view = Container(widgets=[boxes, self.selected_only, self.names])
@@ -140,6 +151,7 @@ class AnnotatorWidget(QWidget):
         self.clear_button.changed.connect(self.clear_landmark)
         self.undo_button.changed.connect(self.undo)
         self.redo_button.changed.connect(self.redo)
+        self.follow.changed.connect(self._follow_changed)
         for box in (*self.heatmap_boxes.values(), self.selected_only):
             box.changed.connect(lambda _: self._redraw())
         self.names.changed.connect(self._names_changed)
@@ -175,7 +187,9 @@ class AnnotatorWidget(QWidget):
             return
         if self.session is not None:
             self.session.close()
-        self.session = AnnotationSession(project)
+        helper = ConditioningClient(location, data_dir=project.data_dir, image_root=project.image_root)
+        self.session = AnnotationSession(project, conditioning=helper)
+        self.session.set_follow(self.follow.value)
         self.location = location
         if "://" not in location:  # a database URL is not a folder the file picker could show
             with self.project_path.changed.blocked():
@@ -200,6 +214,7 @@ class AnnotatorWidget(QWidget):
         self.viewer.reset_view()  # the whole image, whatever the window size
         self._ready_to_correct()
         self._select_row(image_id)
+        self._repropose()  # an image opened with landmarks confirmed earlier: proposals that follow them
 
     def _ready_to_correct(self) -> None:
         """The landmarks layer selected and in select mode: a drag on a point moves it, not the camera."""
@@ -298,6 +313,49 @@ class AnnotatorWidget(QWidget):
         except Exception as exc:  # any store failure: say so, show what is saved
             self._recover(exc)
         self._redraw()
+        self._repropose()
+
+    # -- proposals that follow the annotator ------------------------------------------
+
+    def _repropose(self) -> None:
+        """Ask the helper for proposals given what is confirmed now; they are drawn when they arrive."""
+        if self.session is None or self.view is None:
+            return
+        try:
+            future = self.session.repropose()
+        except Exception as exc:
+            self._recover(exc)
+            return
+        if future is None:  # nothing to follow: the model's own proposals (the session re-read them)
+            if self.session.current is not self.view:
+                self.view = self.session.current
+                self._redraw()
+            return
+        future.add_done_callback(self._arrivals.proposals.emit)  # emitted on the helper's reader thread
+
+    def _proposals_arrived(self, future) -> None:  # noqa: ANN001
+        if self.session is None:
+            return
+        try:
+            token, proposals = future.result()
+        except Exception as exc:  # the helper failed: the model's own proposals stay; say it once
+            message = str(exc)
+            if self.session.conditioning is not None and self.session.conditioning.error != message:
+                self.session.conditioning.error = message
+                show_info(f"proposals do not follow corrections now: {message}")
+            return
+        view = self.session.apply(token, proposals)
+        if view is not None:
+            self.view = view
+            self._redraw()
+
+    def _follow_changed(self, on: bool) -> None:
+        if self.session is None:
+            return
+        self.session.set_follow(on)
+        self.view = self.session.current
+        self._redraw()
+        self._repropose()
 
     def _recover(self, exc: Exception) -> None:
         """A session call failed: say so, then show exactly what the store holds.
@@ -341,6 +399,8 @@ class AnnotatorWidget(QWidget):
         self.view = self.session.current
         if redraw:
             self._redraw()
+        if action in ("accept_all", "mark", "clear", "undo", "redo"):
+            self._repropose()
         return result
 
     def accept_all(self) -> None:

@@ -5,8 +5,8 @@ that its spatial-configuration component sees the whole hand; that is what makes
 its answers unambiguous, and also what limits their precision. The coarse SCN has
 already decided *which* joint is which; all that is left is *where exactly*, and
 that is a local question. A small local-appearance net looks at a patch around each
-coarse position at ``factor`` times the resolution (the training cache's, so no
-image is decoded twice) and returns one heatmap per landmark; the patch's own
+coarse position at the training cache's resolution (``cache_factor`` times the
+network's, so no image is decoded twice) and returns one heatmap per landmark; the patch's own
 landmark channel is read. Where that heatmap has no clear peak (the coarse position
 was too far off, or the patch shows nothing like the landmark) the coarse position
 stays: refinement can move a point a few pixels, never to another structure.
@@ -40,7 +40,6 @@ __all__ = ["RefineConfig", "Refiner", "extract_patches", "patch_targets"]
 class RefineConfig:
     """The local stage: its patch, its net and how long it trains."""
 
-    factor: float = 2.0  # refinement pixels per network pixel (the training cache's resolution)
     patch: int = 32  # side of a patch, refinement pixels
     filters: int = 32
     levels: int = 3

@@ -15,6 +15,13 @@ A landmark on screen is one of:
   annotation yet; moving it makes it an annotation that records which
   prediction it started from;
 - nothing, when the landmark is marked absent or nothing is known.
+
+With a :class:`~scn_annotator.interactive.ConditioningClient`, the predictions
+shown *follow the annotator*: after every edit the landmarks not yet confirmed are
+re-predicted given the confirmed ones (:meth:`AnnotationSession.repropose`), and
+those proposals, stored as a conditioned run, are what a correction refers to and
+what *accept* accepts. They are a function of the confirmed set, so an undo brings
+the earlier proposals back with the earlier annotations.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from .db.store import AnnotationRecord, ImageRecord, LandmarkInfo, PredictionRec
 from .errors import ImageReadError, ScnError
 from .geometry import clamp_to_image
 from .imageio import Radiograph, read_image
+from .interactive import ConditionedProposals, ConditioningClient
 from .ranking import RankedQueue, ranked_queue
 
 __all__ = ["AnnotationSession", "ImageView", "LandmarkView"]
@@ -87,8 +95,18 @@ def contrast_limits(pixels: np.ndarray) -> tuple[float, float]:
 class AnnotationSession:
     """The annotator's session on one project; see the module docstring."""
 
-    def __init__(self, project: Project, strategy: str | None = None, prefetch: bool = True) -> None:
+    def __init__(
+        self,
+        project: Project,
+        strategy: str | None = None,
+        prefetch: bool = True,
+        conditioning: ConditioningClient | None = None,
+    ) -> None:
         self.project = project
+        self.conditioning = conditioning
+        self.follow = conditioning is not None  # re-place the proposals after each edit (the app's switch)
+        self.proposals: ConditionedProposals | None = None  # the open image's, when they follow the annotator
+        self._asked = 0  # the latest proposal request; older replies are stale
         self.strategy = strategy
         self.queue: RankedQueue = ranked_queue(project, strategy)
         self.strategy = self.queue.strategy
@@ -149,8 +167,11 @@ class AnnotationSession:
             image = future.result() if future is not None else self._read(record)
         except ImageReadError as exc:
             raise ScnError(f"cannot open image {record.name}: {exc}") from None
+        self.proposals = None
         self.current = self._view(record, image)
         self.project.set_setting(f"resume:{self.project.user}", record.id)
+        if self.follow and self.conditioning is not None:
+            self.conditioning.open(record.id)  # the LA pass, ahead of the first correction
         self._prefetch(self.next_image(include_done=False))
         return self.current
 
@@ -176,11 +197,21 @@ class AnnotationSession:
             if scored is not None:
                 score, per_landmark = scored.value, scored.per_landmark
         threshold = self.queue.threshold  # the same rule as the queue's doubtful landmarks
+        following = self.proposals
+        if following is not None and (following.image_id != record.id or prediction is None
+                                      or following.model_version != prediction.model_version):  # fmt: skip
+            following = self.proposals = None  # another image, or the model changed since
         landmarks = []
         for lm in self.project.landmarks():
             doubt = per_landmark[lm.index] if lm.index < len(per_landmark) else None
             doubt = doubt if doubt is not None and math.isfinite(doubt) else None
-            landmarks.append(self._landmark_view(lm, annotations.get(lm.index), prediction, doubt, threshold))
+            view = self._landmark_view(lm, annotations.get(lm.index), prediction, doubt, threshold)
+            if following is not None and view.kind == "prediction" and following.prediction_ids[lm.index] is not None:
+                x, y = following.points[lm.index]
+                view.x, view.y, view.source = float(x), float(y), "conditioned"
+                view.prediction_id = following.prediction_ids[lm.index]
+                view.confidence = float(following.confidence[lm.index])
+            landmarks.append(view)
         spacing = record.spacing or (1.0, 1.0)
         return ImageView(
             record=record, pixels=image.pixels, spacing=spacing, spacing_known=record.spacing is not None,
@@ -248,10 +279,62 @@ class AnnotationSession:
         return self.reload()
 
     def accept_all(self) -> int:
-        """Accept the current model's prediction for every landmark without an annotation."""
-        count = self.project.accept_predictions(self._image().record.id)
+        """Accept the proposal shown for every landmark without an annotation."""
+        count = self.project.accept_predictions(self._image().record.id, run_id=self._shown_run())
         self.reload()
         return count
+
+    def _shown_run(self) -> int | None:
+        """The conditioned run on screen, or None when the model's own proposals are shown."""
+        return self.proposals.run_id if self.proposals is not None else None
+
+    # -- proposals that follow the annotator -----------------------------------------
+
+    def confirmed(self) -> dict[int, tuple[float, float]]:
+        """The open image's landmarks a person confirmed (placed, occluded, accepted), index -> (x, y)."""
+        return {lm.info.index: (lm.x, lm.y) for lm in self._image().landmarks
+                if lm.kind == "annotation" and lm.x is not None and lm.y is not None}  # fmt: skip
+
+    def repropose(self) -> Future | None:
+        """Ask for proposals given the confirmed landmarks; a Future of ``(token, proposals)`` for :meth:`apply`.
+
+        None when there is nothing to ask: following is off, or nothing is confirmed
+        (then the model's own proposals are shown again).
+        """
+        view = self._image()
+        hints = self.confirmed() if self.follow and self.conditioning is not None else {}
+        if not hints or all(lm.kind == "annotation" for lm in view.landmarks if lm.x is not None):
+            if self.proposals is not None:
+                self.proposals = None
+                self.reload()
+            return None
+        self._asked += 1
+        token = self._asked
+        result: Future = Future()
+
+        def done(asked: Future) -> None:
+            try:
+                result.set_result((token, asked.result()))
+            except Exception as exc:
+                result.set_exception(exc)
+
+        self.conditioning.propose(view.record.id, hints).add_done_callback(done)  # type: ignore[union-attr]
+        return result
+
+    def apply(self, token: int, proposals: ConditionedProposals) -> ImageView | None:
+        """Show ``proposals`` if they answer the latest request for the open image; None when stale."""
+        if token != self._asked or self.current is None or proposals.image_id != self.current.record.id:
+            return None
+        self.proposals = proposals
+        return self.reload()
+
+    def set_follow(self, on: bool) -> None:
+        """Switch the following proposals on or off (off: the model's own proposals)."""
+        self.follow = bool(on) and self.conditioning is not None
+        if not self.follow and self.proposals is not None:
+            self.proposals = None
+            if self.current is not None:
+                self.reload()
 
     def undo(self) -> int:
         count = self.project.undo(self._image().record.id)
@@ -282,7 +365,7 @@ class AnnotationSession:
         if not pending and not any(lm.kind == "annotation" for lm in view.landmarks):
             raise ScnError(f"image {view.record.name} has no landmark to confirm: place them (or mark them absent) "
                            "before marking it done")  # fmt: skip
-        accepted = self.project.accept_predictions(view.record.id) if pending else 0
+        accepted = self.project.accept_predictions(view.record.id, run_id=self._shown_run()) if pending else 0
         self.project.set_status(view.record.id, "done")
         self.refresh_queue()
         self.reload()
@@ -298,3 +381,5 @@ class AnnotationSession:
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
+        if self.conditioning is not None:
+            self.conditioning.close()

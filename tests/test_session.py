@@ -120,3 +120,67 @@ def test_an_image_with_nothing_to_confirm_is_not_marked_done(session):
     with pytest.raises(ScnError, match="no landmark to confirm"):
         session.mark_done()
     assert session.project.image(view.record.id).status != "done"
+
+
+def test_proposals_follow_the_confirmed_landmarks_through_a_helper_process(trained):
+    """The app's interactive loop, headless: a correction re-places the others, undo brings them back."""
+    from scn_annotator.db.store import Project
+
+    from scn_annotator.inference import Predictor
+    from scn_annotator.interactive import ConditioningClient
+
+    project = Project.open(trained, user="annotator")
+    session = AnnotationSession(project, conditioning=ConditioningClient(trained))
+    try:
+        view = session.open(session.resume_image())
+        image_id = view.record.id
+        plain = view.points()[0].copy()
+
+        def follow() -> None:
+            token, proposals = session.repropose().result(timeout=120)
+            assert session.apply(token, proposals) is not None
+
+        assert session.repropose() is None  # nothing confirmed yet: the model's own proposals stay
+        session.move(0, 20.0, 30.0)
+        follow()
+        view = session.current
+        assert (view.landmarks[0].x, view.landmarks[0].kind) == (20.0, "annotation")  # never moved by a model
+        shown = [lm for lm in view.landmarks if lm.kind == "prediction"]
+        assert len(shown) == 14 and {lm.source for lm in shown} == {"conditioned"}
+        # they are what the model predicts given the confirmed landmark (the helper's answer, not a guess)
+        predictor = Predictor.from_checkpoint(project.checkpoint_file(project.current_model()), device="cpu")
+        hints = np.full((15, 2), np.nan)
+        hints[0] = (20.0, 30.0)
+        expected = predictor.predict(project.resolve(view.record), hints=hints).points
+        assert np.allclose([[lm.x, lm.y] for lm in shown], expected[1:], atol=1e-3)
+        assert not np.allclose(view.points()[0][1:], plain[1:])  # the confirmed landmark moved the others
+        first = [(lm.x, lm.y) for lm in shown]
+
+        # a correction of a conditioned proposal records the proposal the annotator saw
+        seen = view.landmarks[3].prediction_id
+        session.move(3, 50.0, 60.0)
+        assert project.annotations(image_id)[3].prediction_id == seen
+        assert project.history(image_id)[0]["prediction_id"] == seen
+        follow()
+        assert [(lm.x, lm.y) for lm in session.current.landmarks if lm.kind == "prediction"] != first
+
+        session.undo()  # landmark 3 is a proposal again, and the proposals are those given landmark 0 alone
+        follow()
+        again = [(lm.x, lm.y) for lm in session.current.landmarks if lm.kind == "prediction"]
+        assert np.allclose(again, first, atol=1e-6)
+
+        # accepting takes what is on screen, and switching off shows the model's own proposals
+        session.set_follow(False)
+        assert {lm.source for lm in session.current.landmarks if lm.kind == "prediction"} == {"model"}
+        session.set_follow(True)
+        follow()
+        on_screen = {lm.info.index: (lm.x, lm.y) for lm in session.current.landmarks if lm.kind == "prediction"}
+        assert session.accept_all() == 14
+        saved = project.annotations(image_id)
+        assert all(np.allclose((saved[k].x, saved[k].y), xy) for k, xy in on_screen.items())
+        # a stale reply (an older request) is never shown
+        stale = session.repropose()
+        assert stale is None  # every landmark is confirmed now: nothing to re-place
+    finally:
+        session.close()
+        project.close()

@@ -307,3 +307,31 @@ def test_every_image_opens_ready_to_drag_and_fitted_to_the_canvas(widget):
     dragged = int(widget.layers["points"].features["landmark"][5])
     drag(widget.layers["points"], 5, 30.0, 40.0)
     assert widget.landmark.value == dragged  # the selector follows the point just dragged
+
+
+def test_a_drag_re_places_the_other_proposals_and_undo_restores_them(widget, qtbot):
+    points = widget.layers["points"]
+    before = np.array(points.data)
+    assert set(points.features["source"]) == {"model"}
+    index = 4
+    landmark = int(points.features["landmark"][index])
+    drag(points, index, before[index][0] + 6, before[index][1] + 6)
+
+    def following() -> bool:
+        sources = list(widget.layers["points"].features["source"])
+        return sources.count("conditioned") == 14
+
+    qtbot.waitUntil(following, timeout=120_000)
+    after = widget.layers["points"]
+    moved = list(after.features["landmark"]).index(landmark)
+    assert after.features["kind"][moved] == "annotation"
+    np.testing.assert_allclose(after.data[moved], before[index] + 6)  # the correction stays where it was put
+    others = [i for i in range(len(after.data)) if i != moved]
+    assert not np.allclose(np.array(after.data)[others], np.delete(before, index, axis=0))  # they moved
+    widget.undo()  # nothing confirmed again: the model's own proposals, exactly as before
+    qtbot.waitUntil(lambda: set(widget.layers["points"].features["source"]) == {"model"}, timeout=10_000)
+    np.testing.assert_allclose(widget.layers["points"].data, before)
+    widget.follow.value = False  # switched off, a drag moves only the dragged point
+    drag(widget.layers["points"], index, before[index][0] + 6, before[index][1] + 6)
+    qtbot.wait(500)
+    assert "conditioned" not in set(widget.layers["points"].features["source"])
