@@ -35,6 +35,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--limit", type=int, help="only the first N test images (the conditioned oracle is slow)")
     ap.add_argument("--tag", required=True)
+    ap.add_argument("--keep-within", type=float, help="the conditioner's rule (default: the package's)")
     args = ap.parse_args()
 
     if args.anatomy == "hand":
@@ -58,11 +59,13 @@ def main() -> None:
         images.append((image, table.points[name]))
     predictor = Predictor.from_checkpoint(args.model, device="cpu")
     started = time.perf_counter()
-    report = measure_effort(predictor, images, Tolerance.parse(args.tolerance))
+    keep = {} if args.keep_within is None else {"keep_within": args.keep_within}
+    report = measure_effort(predictor, images, Tolerance.parse(args.tolerance), **keep)
     seconds = time.perf_counter() - started
     out = Path(__file__).parent / "out"
     out.mkdir(exist_ok=True)
-    record = {**report.summary(), "model": str(args.model), "seconds": seconds, "per_image": report.per_image}
+    record = {**report.summary(), "model": str(args.model), "seconds": seconds, "per_image": report.per_image,
+              "keep_within": args.keep_within}  # fmt: skip
     (out / f"{args.tag}.json").write_text(json.dumps(record, indent=2))
     print(report.format())
     print(f"{args.tag}: {len(images)} test images in {seconds:.0f} s")

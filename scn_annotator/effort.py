@@ -31,7 +31,7 @@ from .atomic import atomic_write_text
 from .errors import ScnError
 from .evaluation import point_errors
 from .imageio import Radiograph
-from .inference import Predictor
+from .inference import KEEP_WITHIN, Predictor
 
 __all__ = ["MODES", "EffortReport", "Tolerance", "measure_effort"]
 
@@ -93,9 +93,11 @@ class EffortReport:
         return "\n".join(lines)
 
 
-def _corrections(predictor: Predictor, image: Radiograph, truth: np.ndarray, tolerance: Tolerance) -> dict[str, int]:
+def _corrections(
+    predictor: Predictor, image: Radiograph, truth: np.ndarray, tolerance: Tolerance, keep_within: float
+) -> dict[str, int]:
     present = ~np.isnan(truth).any(axis=1)
-    conditioner = predictor.conditioner(image)
+    conditioner = predictor.conditioner(image, keep_within)
     hints = np.full_like(truth, np.nan)  # nothing confirmed: the first prediction is today's proposals
     errors = tolerance.errors(conditioner.predict(hints).points, truth, image)
     counts = {"manual": int(present.sum()), "proposals": int((present & (errors > tolerance.value)).sum())}
@@ -117,14 +119,18 @@ def measure_effort(
     images: Sequence[tuple[Radiograph, np.ndarray]],
     tolerance: Tolerance,
     progress: Callable[[int, int], None] | None = None,
+    keep_within: float = KEEP_WITHIN,
 ) -> EffortReport:
-    """The oracle's corrections per image in every mode, for (image, true landmarks in px) pairs."""
+    """The oracle's corrections per image in every mode, for (image, true landmarks in px) pairs.
+
+    ``keep_within`` is the conditioner's (:class:`~.inference.Conditioner`), for comparing its rules.
+    """
     report = EffortReport(str(tolerance), predictor.num_landmarks)
     for i, (image, truth) in enumerate(images):
         if truth.shape != (predictor.num_landmarks, 2):
             raise ScnError(f"{image.path}: {truth.shape[0]} landmarks in the truth, the model has "
                            f"{predictor.num_landmarks}")  # fmt: skip
-        report.per_image[image.id] = _corrections(predictor, image, truth, tolerance)
+        report.per_image[image.id] = _corrections(predictor, image, truth, tolerance, keep_within)
         if progress:
             progress(i + 1, len(images))
     return report

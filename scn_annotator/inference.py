@@ -32,6 +32,9 @@ __all__ = ["HINT_SIGMA", "Conditioner", "Heatmaps", "Prediction", "Predictor"]
 
 #: The width of a confirmed landmark's hint (network px) when the checkpoint has no learned sigma.
 HINT_SIGMA = 2.5
+#: A re-placed landmark keeps its plain position unless the conditioned one lies further than this many of
+#: its sigmas away (benchmarks/RESULTS.md: conditioning decides *which* structure, not *where exactly*).
+KEEP_WITHIN = 3.0
 
 
 @dataclass
@@ -179,9 +182,9 @@ class Predictor:
         result.seconds = time.perf_counter() - start
         return result
 
-    def conditioner(self, image: Radiograph | str | Path) -> Conditioner:
+    def conditioner(self, image: Radiograph | str | Path, keep_within: float = KEEP_WITHIN) -> Conditioner:
         """One image prepared for predictions conditioned on confirmed landmarks (see :class:`Conditioner`)."""
-        return Conditioner(self, image if isinstance(image, Radiograph) else read_image(image))
+        return Conditioner(self, image if isinstance(image, Radiograph) else read_image(image), keep_within)
 
     def predict_files(
         self,
@@ -239,10 +242,16 @@ class Conditioner:
     that landmark's own strongest LA response (only LA x SC is fitted, so each
     channel's sign is the network's choice). Confirmed landmarks come back exactly
     as given.
+
+    The conditioned SC pass is good at telling *which* structure a landmark is on and
+    worse than the plain prediction at *where exactly* (a clean Gaussian is not what
+    SC was trained on). So an unconfirmed landmark whose conditioned peak lies within
+    ``keep_within`` of its sigmas of the plain peak keeps the plain position; only a
+    jump to another structure is taken. ``keep_within=0`` takes every conditioned peak.
     """
 
-    def __init__(self, predictor: Predictor, image: Radiograph) -> None:
-        self.predictor, self.image = predictor, image
+    def __init__(self, predictor: Predictor, image: Radiograph, keep_within: float = KEEP_WITHIN) -> None:
+        self.predictor, self.image, self.keep_within = predictor, image, keep_within
         p = predictor
         net_input, self.transform = prepare_input(image, p.input_size, p.normalisation, p.device)
         with torch.inference_mode():
@@ -256,6 +265,7 @@ class Conditioner:
         self._sigma = torch.as_tensor(p.sigma, dtype=torch.float32, device=local.device)
         self._hints: dict[tuple[int, float, float], torch.Tensor] = {}
         self._fine = p.fine_input(image)
+        self._plain = decode_peaks(self.output.heatmaps.float())  # (points, values), network px
 
     def _hint(self, k: int, position: np.ndarray) -> torch.Tensor:
         """The ideal LA response of landmark ``k`` at ``position`` (original px), cached per position."""
@@ -286,6 +296,10 @@ class Conditioner:
                     conditioned[0, k] = self._hint(int(k), hints[k])
                 out = p.model.reconfigure(local, conditioned)
             points, values = decode_peaks(out.heatmaps.float())
+            if confirmed.any() and self.keep_within > 0:  # a small shift is not a better answer: keep the plain
+                plain, plain_values = self._plain
+                near = (points - plain).norm(dim=-1) <= self.keep_within * self._sigma
+                points, values = torch.where(near[..., None], plain, points), torch.where(near, plain_values, values)
         result = _prediction(self.image, self.transform, points, values, out, heatmaps)
         result.points = p.refine(self._fine, result.points, skip=confirmed)
         result.points[confirmed] = hints[confirmed]
