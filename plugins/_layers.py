@@ -4,7 +4,9 @@ Everything is laid out in physical units: each layer's scale is the pixel spacin
 (mm), and heatmaps at network resolution carry the affine that maps them onto the
 image. Landmarks keep one colour each (the project's), human annotations are
 filled discs, occluded ones squares, model proposals rings; a doubtful landmark
-(by the active-learning score) gets a thick red border.
+(by the active-learning score) gets a thick red border, every other one a dark
+outline, so that it stays visible on bright bone; a point is never smaller on screen
+than ``SCREEN_SIZE`` allows, whatever the zoom.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ from scn_annotator.session import ImageView
 __all__ = ["HEATMAP_KINDS", "heatmap_data", "landmark_style", "update_layers"]
 
 HEATMAP_KINDS = ("final", "local", "spatial")
-HEATMAP_NAMES = {"final": "heatmap: LA x SC", "local": "heatmap: LA (local appearance)",
-                 "spatial": "heatmap: SC (spatial configuration)"}  # fmt: skip
+# short enough for napari's layer list at its default width
+HEATMAP_NAMES = {"final": "LA x SC", "local": "LA (local)", "spatial": "SC (spatial)"}
 HEATMAP_COLORMAPS = {"final": "inferno", "local": "green", "spatial": "magenta"}  # black at zero: additive
 DOUBT_COLOR = np.array([1.0, 0.15, 0.1, 1.0])
-PLAIN_BORDER = np.array([1.0, 1.0, 1.0, 0.9])
+PLAIN_BORDER = np.array([0.0, 0.0, 0.0, 0.9])  # dark: a point stays visible on bright bone and on the glow
+#: (smallest, largest) size of a point on screen, in screen pixels, whatever the zoom
+SCREEN_SIZE = (11, 36)
 SYMBOLS = {"annotation": "disc", "prediction": "ring"}
 
 
@@ -46,7 +50,7 @@ def landmark_style(view: ImageView) -> dict:
     face = np.array([_rgba(lm.info.color) for lm in shown]).reshape(-1, 4)
     border = np.array([DOUBT_COLOR if lm.doubtful else PLAIN_BORDER for lm in shown]).reshape(-1, 4)
     symbol = ["square" if lm.state == "occluded" else SYMBOLS[lm.kind] for lm in shown]
-    width = np.array([0.35 if lm.doubtful else 0.12 for lm in shown])
+    width = np.array([0.35 if lm.doubtful else 0.2 for lm in shown])
     return {"data": data, "features": features, "face_color": face, "border_color": border, "symbol": symbol,
             "border_width": width}  # fmt: skip
 
@@ -136,7 +140,7 @@ def update_layers(
         points = viewer.add_points(
             style["data"], features=style["features"], scale=scale, size=size, name="landmarks",
             face_color=style["face_color"], border_color=style["border_color"], symbol=style["symbol"],
-            border_width=style["border_width"], border_width_is_relative=True,
+            border_width=style["border_width"], border_width_is_relative=True, canvas_size_limits=SCREEN_SIZE,
             text={"string": "{name}", "size": 9, "color": "white", "anchor": "upper_left", "visible": names},
         )  # fmt: skip
         layers["points"] = points

@@ -2,8 +2,11 @@
 
 Training never runs in napari's process: start queues a round in the project and
 starts a worker process when none is alive. This panel only reads the job's state
-from the store, once a second, and shows it with napari's progress bar; reading a
-row takes a millisecond, so the viewer never waits on training.
+from the store and shows it with napari's progress bar; reading a row takes a
+millisecond, so the viewer never waits on training. It reads once a second while a
+job is pending and every ten seconds otherwise (to notice a model another machine
+trained), and a progress bar exists only while a live worker runs the job: an idle
+app draws nothing and costs next to no CPU.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
 from collections.abc import Callable
 
 from magicgui.widgets import ComboBox, Container, Label, PushButton, SpinBox, TextEdit
@@ -21,11 +25,12 @@ from qtpy.QtCore import QTimer
 from scn_annotator.policy import RoundPolicy
 from scn_annotator.scores import STRATEGIES
 from scn_annotator.session import AnnotationSession
-from scn_annotator.worker import ensure_worker
+from scn_annotator.worker import HEARTBEAT_S, STALE_AFTER_S, ensure_worker
 
 __all__ = ["TrainingPanel"]
 
 ENDED = ("done", "failed", "cancelled")
+BUSY_POLL_MS, IDLE_POLL_MS = 1000, 10_000
 
 
 class TrainingPanel(Container):
@@ -54,13 +59,14 @@ class TrainingPanel(Container):
         self._reported: int | None = None  # the last finished job the viewer was refreshed for
         self._on_new_model, self._on_strategy = on_new_model, on_strategy
         self._started: list[int] = []  # worker processes this panel started
+        self._starting_until = 0.0
         self.start.changed.connect(self.start_round)
         self.cancel.changed.connect(self.cancel_round)
         self.rollback.changed.connect(self.make_current)
         self.strategy.changed.connect(self._strategy_changed)
         self.auto_every.changed.connect(self._policy_changed)
         self.timer = QTimer()
-        self.timer.setInterval(1000)
+        self.timer.setInterval(IDLE_POLL_MS)
         self.timer.timeout.connect(self.poll)
 
     # -- state -------------------------------------------------------------------
@@ -104,6 +110,7 @@ class TrainingPanel(Container):
     def start_round(self) -> None:
         project = self.session.project
         self.job_id = project.jobs.enqueue("round", {"done_count": project.counts()["done"], "trigger": "viewer"})
+        project.jobs.requeue_stale(STALE_AFTER_S)  # a job whose worker died waits for the new one
         pid = self._ensure_worker()
         self.state.value = f"queued as job {self.job_id}" + (f"; started worker {pid}" if pid else "")
         self.poll()
@@ -133,6 +140,7 @@ class TrainingPanel(Container):
         pid = ensure_worker(self.location, self.session.project)
         if pid is not None:
             self._started.append(pid)
+            self._starting_until = time.monotonic() + 30.0
         return pid
 
     def _stop_workers(self) -> None:
@@ -172,24 +180,32 @@ class TrainingPanel(Container):
         project = self.session.project
         job = project.jobs.job(self.job_id) if self.job_id is not None else None
         ended = job is None or job.state in ENDED
-        self.start.enabled, self.cancel.enabled = ended, not ended
+        # a pending job nobody works on (no live worker) shows no progress, and can be started again
+        starting = time.monotonic() < self._starting_until  # a worker this panel just started is loading
+        worked = not ended and (starting or bool(project.jobs.live_workers(within_s=3 * HEARTBEAT_S + 5)))
+        self.start.enabled, self.cancel.enabled = not worked, not ended
         if job is not None:
             stage = job.stage or job.state
             error = f": {job.error}" if job.error else ""
             self.state.value = f"job {job.id}: {job.state}, {stage} {100 * job.progress:.0f} %{error}"
+            if not ended and not worked:
+                self.state.value = f"job {job.id} is {job.state} but no worker runs it: press Train to start one"
             if job.log_tail and job.log_tail != self.log.value:
                 self.log.value = job.log_tail
                 bar = self.log.native.verticalScrollBar()
                 bar.setValue(bar.maximum())
-        if not ended:
+        if worked and job.state == "running":
             if self._bar is None:
                 self._bar = progress(total=100, desc="training round")
             self._bar.set_description(f"round {job.id}: {job.stage or job.state}")
             self._bar.n = round(100 * job.progress)
             self._bar.refresh()
-        elif self._bar is not None:
+        elif self._bar is not None:  # done, cancelled, failed, still queued, or its worker died
             self._bar.close()
             self._bar = None
+        interval = BUSY_POLL_MS if not ended else IDLE_POLL_MS
+        if self.timer.interval() != interval:
+            self.timer.setInterval(interval)
         current = project.current_model()
         newly_ended = job is not None and ended and job.id != self._reported
         if (current.id if current else None) != self._version or newly_ended:

@@ -106,6 +106,7 @@ class AnnotatorWidget(QWidget):
         self.help = QTextBrowser()
         self.help.setHtml(self._help_html())
         self.help.setVisible(False)
+        self.help.setMinimumHeight(280)
         self.training = TrainingPanel(self._new_model, self._strategy)
 
         opening = Container(widgets=[self.project_path, self.open_button, self.project_label])
@@ -125,13 +126,13 @@ class AnnotatorWidget(QWidget):
 
         inner = QWidget()
         layout = QVBoxLayout(inner)
+        layout.addWidget(self.help)  # on top, where F1 shows it in view
         for title, widget in (("Project", opening.native), ("Queue (most doubtful first)", queue.native),
                               ("Landmarks", edit.native), ("Heatmaps", view.native),
                               ("Training", self.training.native), ("Export", export.native)):  # fmt: skip
             layout.addWidget(_group(title, widget))
-        layout.addWidget(self.help)
         layout.addStretch()
-        scroll = QScrollArea()
+        scroll = self.scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setWidget(inner)
         outer = QVBoxLayout(self)
@@ -274,6 +275,7 @@ class AnnotatorWidget(QWidget):
             ],
         }
         self.table.native.resizeColumnsToContents()
+        self.table.native.horizontalHeader().setStretchLastSection(True)  # the doubtful landmarks get the rest
         if self.view is not None:
             self._select_row(self.view.record.id)
 
@@ -469,6 +471,8 @@ class AnnotatorWidget(QWidget):
 
     def toggle_help(self) -> None:
         self.help.setHidden(not self.help.isHidden())  # isVisible() is False whenever the dock is: not the state
+        if not self.help.isHidden():
+            self.scroll.verticalScrollBar().setValue(0)  # the help sits at the top of the dock: show it
 
     def export(self) -> None:
         if self.session is None:

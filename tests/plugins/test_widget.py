@@ -33,7 +33,7 @@ def drag(points, index: int, row: float, col: float) -> None:
 
 def test_opening_a_project_shows_the_image_heatmaps_and_landmarks(widget):
     layers = {layer.name for layer in widget.viewer.layers}
-    assert {"landmarks", "heatmap: LA x SC"} <= layers and any(n.startswith("radiograph") for n in layers)
+    assert {"landmarks", "LA x SC"} <= layers and any(n.startswith("radiograph") for n in layers)
     points = widget.layers["points"]
     image = widget.layers["image"]
     assert len(points.data) == 15
@@ -339,3 +339,47 @@ def test_a_drag_re_places_the_other_proposals_and_undo_restores_them(widget, qtb
     drag(widget.layers["points"], index, before[index][0] + 6, before[index][1] + 6)
     qtbot.wait(500)
     assert "conditioned" not in set(widget.layers["points"].features["source"])
+
+
+def test_a_progress_bar_lives_only_while_a_live_worker_runs_the_job(widget, monkeypatch):
+    from scn_annotator.plugins import _training
+
+    panel = widget.training
+    jobs = widget.session.project.jobs
+    monkeypatch.setattr(_training, "ensure_worker", lambda *a, **k: None)  # nobody will take the job
+    panel.start_round()
+    assert panel._bar is None and "no worker runs it" in panel.state.value
+    assert panel.timer.interval() == _training.BUSY_POLL_MS and panel.start.enabled  # it can be started again
+    panel.cancel_round()  # a queued job is cancelled at once
+    panel.poll()
+    assert panel._bar is None and panel.timer.interval() == _training.IDLE_POLL_MS
+    # a job a live worker runs has a bar; it goes when the job ends, or when its worker dies
+    job = jobs.enqueue("round")
+    panel.job_id = job
+    worker = jobs.register_worker("elsewhere:1", "cpu")
+    jobs.claim("elsewhere:1")
+    panel.poll()
+    assert panel._bar is not None and not panel.start.enabled
+    jobs.worker_stopped(worker)  # the worker died without finishing the job
+    panel.poll()
+    assert panel._bar is None and panel.start.enabled
+    jobs.finish(job, "elsewhere:1", "cancelled")
+    panel.poll()
+    assert panel._bar is None and panel.timer.interval() == _training.IDLE_POLL_MS
+
+
+def test_points_stay_readable_layers_fit_and_help_shows_at_the_top(widget):
+    points = widget.layers["points"]
+    assert points.canvas_size_limits[0] >= 10  # never a speck, whatever the zoom
+    plain = ~np.isin(np.arange(len(points.data)), np.flatnonzero(points.border_width > 0.3))
+    assert (points.border_color[plain][:, :3] < 0.2).all()  # a dark outline on bright bone
+    assert all(len(layer.name) <= 16 for layer in widget.viewer.layers)
+    widget.scroll.verticalScrollBar().setValue(widget.scroll.verticalScrollBar().maximum())
+    widget.toggle_help()
+    assert not widget.help.isHidden() and widget.scroll.verticalScrollBar().value() == 0
+    assert (
+        widget.help.geometry().top()
+        < widget.table.native.mapTo(widget.help.parentWidget(), widget.table.native.rect().topLeft()).y()
+    )
+    widget.toggle_help()
+    assert widget.help.isHidden()
