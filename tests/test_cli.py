@@ -333,3 +333,26 @@ def test_effort_counts_an_oracle_annotators_corrections(capsys, sample_dir, tmp_
     code, _, err = run(capsys, "effort", "--model", model, "--images", images, "--labels", labels,
                        "--tolerance", "two")  # fmt: skip
     assert code == 2 and "2mm, 25px or 1%" in err
+
+
+def test_the_time_left_follows_the_recent_pace_not_the_slow_start():
+    from scn_annotator.cli.rounds import time_left
+
+    start = [(float(t), 0.0) for t in range(60)]  # a minute at 0 %: the worker starts, images load
+    training = [(60.0 + t, 0.01 * t) for t in range(1, 41)]  # then 1 % a second
+    assert time_left(start) is None  # nothing to go by yet
+    assert time_left(start + training) == pytest.approx(60.0, rel=0.1)  # 60 % left at 1 %/s
+
+
+def test_closing_hints_name_a_command_that_runs_as_shown(monkeypatch):
+    import sys
+    from pathlib import Path
+
+    from scn_annotator.cli._common import command
+
+    script = Path(sys.executable).parent / "scn-annotator"
+    monkeypatch.setattr(sys, "argv", [str(script)])
+    monkeypatch.setenv("PATH", "/nonexistent")  # the venv is not activated
+    assert command() == str(script) and script.exists()
+    monkeypatch.setenv("PATH", str(script.parent))
+    assert command() == "scn-annotator"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ScnError
@@ -14,7 +15,18 @@ if TYPE_CHECKING:  # imported where used: --help must not wait for torch or SQLA
     from ..geometry import SpacingRule
     from ..training import TrainConfig, TrainProgress
 
-__all__ = ["Progress", "add_device", "device", "fraction", "open_project", "positive", "rule", "size", "train_config"]
+__all__ = [
+    "Progress",
+    "add_device",
+    "command",
+    "device",
+    "fraction",
+    "open_project",
+    "positive",
+    "rule",
+    "size",
+    "train_config",
+]
 
 
 class Progress:
@@ -24,22 +36,32 @@ class Progress:
     one line. In a log (CI, a pipe) the bar is redrawn twice a minute, not every step.
     """
 
-    def __init__(self, desc: str, unit: str = "it") -> None:
-        self.desc, self.unit, self.bar = desc, unit, None
+    def __init__(self, desc: str, unit: str = "it", rate: bool = True) -> None:
+        self.desc, self.unit, self.rate, self.bar = desc, unit, rate, None
 
     def __call__(self, done: int, total: int, **postfix: str) -> None:
         if self.bar is None:
             from tqdm.auto import tqdm
 
             interval = 0.2 if sys.stderr.isatty() else 30.0
+            # without a meaningful rate (a percentage of a job), no rate and no tqdm estimate: the caller's
+            # postfix says how long is left
+            fmt = None if self.rate else "{desc}: {percentage:3.0f}%|{bar}| {elapsed}{postfix}"
             self.bar = tqdm(
                 total=total, desc=self.desc, unit=self.unit, file=sys.stderr,
-                dynamic_ncols=True, mininterval=interval, leave=False,
+                dynamic_ncols=True, mininterval=interval, leave=False, bar_format=fmt,
             )  # fmt: skip
         self.bar.total = total
         if postfix:
             self.bar.set_postfix(postfix, refresh=False)
         self.bar.update(done - self.bar.n)
+
+    def write(self, line: str) -> None:
+        """A line above the bar (never onto it, in a terminal or a log)."""
+        if self.bar is None:
+            print(line, file=sys.stderr)
+        else:
+            self.bar.write(line, file=sys.stderr)
 
     def __enter__(self) -> Progress:
         return self
@@ -47,6 +69,20 @@ class Progress:
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def command() -> str:
+    """How to run this program again, as the user can type it: the bare name only when it is on the PATH."""
+    import shutil
+
+    here = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else None
+    found = shutil.which("scn-annotator")
+    if found and here is not None and Path(found).resolve() == here:
+        return "scn-annotator"
+    beside = Path(sys.executable).parent / "scn-annotator"
+    if beside.exists():
+        return str(beside)
+    return f"{sys.executable} -m scn_annotator"
 
 
 def rule(text: str | None) -> SpacingRule | None:

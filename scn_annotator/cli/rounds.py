@@ -9,7 +9,17 @@ import time
 from pathlib import Path
 
 from ..errors import ScnError
-from ._common import Progress, add_device, add_project_options, device, open_project, positive, rule, train_config
+from ._common import (
+    Progress,
+    add_device,
+    add_project_options,
+    command,
+    device,
+    open_project,
+    positive,
+    rule,
+    train_config,
+)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -26,17 +36,37 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def time_left(history: list[tuple[float, float]], window_s: float = 30.0) -> float | None:
+    """Seconds left at the pace of the last ``window_s`` of ``(time, fraction done)`` samples; None when unknown.
+
+    Only the recent pace counts: a round spends its first seconds starting a process
+    and loading images at 0 %, which would make an estimate from the start far too long.
+    """
+    if len(history) < 2:
+        return None
+    now, done = history[-1]
+    recent = [(t, p) for t, p in history if now - t <= window_s]
+    t0, p0 = recent[0] if len(recent) > 1 else history[-2]
+    if done <= p0 or done <= 0.02 or now <= t0:
+        return None
+    return (1.0 - done) * (now - t0) / (done - p0)
+
+
 def _follow(project, job_id: int) -> dict:  # noqa: ANN001
-    """Print a job's progress until it ends."""
+    """Print a job's progress until it ends: its log above a bar, with the time left at the recent pace."""
     seen = 0
-    with Progress("round", "%") as bar:
+    history: list[tuple[float, float]] = []
+    with Progress("round", "%", rate=False) as bar:
         while True:
             job = project.jobs.job(job_id)
             lines = job.log_tail.splitlines() if job.log_tail else []
             for line in lines[seen:] if len(lines) >= seen else lines:
-                print(f"  {line}", file=sys.stderr)
+                bar.write(f"  {line}")
             seen = len(lines)
-            bar(round(100 * job.progress), 100, stage=job.stage or job.state)
+            history.append((time.monotonic(), job.progress))
+            left = time_left(history)
+            eta = f"about {max(1, round(left / 60))} min left" if left is not None else "estimating time left"
+            bar(round(100 * job.progress), 100, stage=job.stage or job.state, eta=eta)
             if job.state in ("done", "failed", "cancelled"):
                 return job
             time.sleep(1.0)
@@ -162,7 +192,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     cmd_rank(argparse.Namespace(project=str(project.data_dir), strategy=None, top=8, json=None,
                                 image_root=None, user=None))  # fmt: skip
     print(f"\nThe project is in {project.data_dir} (done in {(time.perf_counter() - started) / 60:.1f} min).")
-    print(f"  scn-annotator status {project.data_dir}\n  scn-annotator gui {project.data_dir}")
+    cli = command()  # as the user can type it: the venv need not be active
+    print(f"  {cli} status {project.data_dir}\n  {cli} gui {project.data_dir}")
     return 0
 
 
