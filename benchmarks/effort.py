@@ -36,6 +36,7 @@ def main() -> None:
     ap.add_argument("--limit", type=int, help="only the first N test images (the conditioned oracle is slow)")
     ap.add_argument("--tag", required=True)
     ap.add_argument("--keep-within", type=float, help="the conditioner's rule (default: the package's)")
+    ap.add_argument("--method", default="auto", choices=["auto", "replace", "trained"], help="how to condition")
     args = ap.parse_args()
 
     if args.anatomy == "hand":
@@ -59,13 +60,14 @@ def main() -> None:
         images.append((image, table.points[name]))
     predictor = Predictor.from_checkpoint(args.model, device="cpu")
     started = time.perf_counter()
-    keep = {} if args.keep_within is None else {"keep_within": args.keep_within}
+    keep = {"method": args.method} if args.keep_within is None else {"keep_within": args.keep_within,
+                                                                      "method": args.method}  # fmt: skip
     report = measure_effort(predictor, images, Tolerance.parse(args.tolerance), **keep)
     seconds = time.perf_counter() - started
     out = Path(__file__).parent / "out"
     out.mkdir(exist_ok=True)
     record = {**report.summary(), "model": str(args.model), "seconds": seconds, "per_image": report.per_image,
-              "keep_within": args.keep_within}  # fmt: skip
+              "keep_within": args.keep_within, "method": args.method}  # fmt: skip
     (out / f"{args.tag}.json").write_text(json.dumps(record, indent=2))
     print(report.format())
     print(f"{args.tag}: {len(images)} test images in {seconds:.0f} s")

@@ -94,10 +94,15 @@ class EffortReport:
 
 
 def _corrections(
-    predictor: Predictor, image: Radiograph, truth: np.ndarray, tolerance: Tolerance, keep_within: float
+    predictor: Predictor,
+    image: Radiograph,
+    truth: np.ndarray,
+    tolerance: Tolerance,
+    keep_within: float,
+    method: str,
 ) -> dict[str, int]:
     present = ~np.isnan(truth).any(axis=1)
-    conditioner = predictor.conditioner(image, keep_within)
+    conditioner = predictor.conditioner(image, keep_within, method)
     hints = np.full_like(truth, np.nan)  # nothing confirmed: the first prediction is today's proposals
     errors = tolerance.errors(conditioner.predict(hints).points, truth, image)
     counts = {"manual": int(present.sum()), "proposals": int((present & (errors > tolerance.value)).sum())}
@@ -120,17 +125,19 @@ def measure_effort(
     tolerance: Tolerance,
     progress: Callable[[int, int], None] | None = None,
     keep_within: float = KEEP_WITHIN,
+    method: str = "auto",
 ) -> EffortReport:
     """The oracle's corrections per image in every mode, for (image, true landmarks in px) pairs.
 
-    ``keep_within`` is the conditioner's (:class:`~.inference.Conditioner`), for comparing its rules.
+    ``keep_within`` and ``method`` are the conditioner's (:class:`~.inference.Conditioner`), for comparing
+    its ways.
     """
     report = EffortReport(str(tolerance), predictor.num_landmarks)
     for i, (image, truth) in enumerate(images):
         if truth.shape != (predictor.num_landmarks, 2):
             raise ScnError(f"{image.path}: {truth.shape[0]} landmarks in the truth, the model has "
                            f"{predictor.num_landmarks}")  # fmt: skip
-        report.per_image[image.id] = _corrections(predictor, image, truth, tolerance, keep_within)
+        report.per_image[image.id] = _corrections(predictor, image, truth, tolerance, keep_within, method)
         if progress:
             progress(i + 1, len(images))
     return report

@@ -182,9 +182,11 @@ class Predictor:
         result.seconds = time.perf_counter() - start
         return result
 
-    def conditioner(self, image: Radiograph | str | Path, keep_within: float = KEEP_WITHIN) -> Conditioner:
+    def conditioner(
+        self, image: Radiograph | str | Path, keep_within: float = KEEP_WITHIN, method: str = "auto"
+    ) -> Conditioner:
         """One image prepared for predictions conditioned on confirmed landmarks (see :class:`Conditioner`)."""
-        return Conditioner(self, image if isinstance(image, Radiograph) else read_image(image), keep_within)
+        return Conditioner(self, image if isinstance(image, Radiograph) else read_image(image), keep_within, method)
 
     def predict_files(
         self,
@@ -248,9 +250,24 @@ class Conditioner:
     SC was trained on). So an unconfirmed landmark whose conditioned peak lies within
     ``keep_within`` of its sigmas of the plain peak keeps the plain position; only a
     jump to another structure is taken. ``keep_within=0`` takes every conditioned peak.
+
+    A model trained with hint channels (``TrainConfig.hint_rate``) learned what a
+    confirmed landmark looks like: there the Gaussians go into its hint channels and
+    the LA heatmaps stay as they are (``method="trained"``, the default for such a
+    model; ``"replace"`` forces the training-free way, for comparison).
     """
 
-    def __init__(self, predictor: Predictor, image: Radiograph, keep_within: float = KEEP_WITHIN) -> None:
+    METHODS = ("auto", "replace", "trained")
+
+    def __init__(
+        self, predictor: Predictor, image: Radiograph, keep_within: float = KEEP_WITHIN, method: str = "auto"
+    ) -> None:
+        if method not in self.METHODS:
+            raise ScnError(f"unknown conditioning method {method!r}; choose one of {', '.join(self.METHODS)}")
+        trained = predictor.model.config.hint_channels
+        if method == "trained" and not trained:
+            raise ScnError("this model was trained without hint channels; condition it with method 'replace'")
+        self.method = ("trained" if trained else "replace") if method == "auto" else method
         self.predictor, self.image, self.keep_within = predictor, image, keep_within
         p = predictor
         net_input, self.transform = prepare_input(image, p.input_size, p.normalisation, p.device)
@@ -268,14 +285,14 @@ class Conditioner:
         self._plain = decode_peaks(self.output.heatmaps.float())  # (points, values), network px
 
     def _hint(self, k: int, position: np.ndarray) -> torch.Tensor:
-        """The ideal LA response of landmark ``k`` at ``position`` (original px), cached per position."""
+        """A Gaussian of peak 1 and landmark ``k``'s sigma at ``position`` (original px), cached per position."""
         key = (k, float(position[0]), float(position[1]))
         cached = self._hints.get(key)
         if cached is None:
             x, y = self.transform.to_network(np.asarray(position, dtype=np.float64)[None])[0]
             ys, xs = self._grid
             two_s2 = 2 * float(self._sigma[k]) ** 2
-            cached = self.amplitude[k] * torch.exp(-((ys - y) ** 2) / two_s2) * torch.exp(-((xs - x) ** 2) / two_s2)
+            cached = torch.exp(-((ys - y) ** 2) / two_s2) * torch.exp(-((xs - x) ** 2) / two_s2)
             self._hints[key] = cached
         return cached
 
@@ -291,12 +308,19 @@ class Conditioner:
         with torch.inference_mode():
             if confirmed.any():
                 local = out.local.float()
-                conditioned = local.clone()
-                for k in np.flatnonzero(confirmed):  # only the confirmed channels; a Gaussian is separable
-                    conditioned[0, k] = self._hint(int(k), hints[k])
-                out = p.model.reconfigure(local, conditioned)
+                if self.method == "trained":  # the hint channels the net was trained with; LA as it is
+                    given = torch.zeros_like(local)
+                    for k in np.flatnonzero(confirmed):
+                        given[0, k] = self._hint(int(k), hints[k])
+                    out = p.model.reconfigure(local, local, given)
+                else:  # training-free: the confirmed LA channels become the ideal LA response
+                    conditioned = local.clone()
+                    for k in np.flatnonzero(confirmed):  # only the confirmed channels; a Gaussian is separable
+                        conditioned[0, k] = self.amplitude[k] * self._hint(int(k), hints[k])
+                    out = p.model.reconfigure(local, conditioned)
             points, values = decode_peaks(out.heatmaps.float())
-            if confirmed.any() and self.keep_within > 0:  # a small shift is not a better answer: keep the plain
+            if confirmed.any() and self.keep_within > 0 and self.method == "replace":
+                # a small shift is not a better answer: keep the plain
                 plain, plain_values = self._plain
                 near = (points - plain).norm(dim=-1) <= self.keep_within * self._sigma
                 points, values = torch.where(near[..., None], plain, points), torch.where(near, plain_values, values)

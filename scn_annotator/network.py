@@ -53,6 +53,9 @@ class SCNConfig:
     #: "element" drops single activations as the paper does; "channel" drops whole
     #: feature maps, which is ten times cheaper on a CPU (random numbers dominate).
     dropout_mode: str = "element"
+    #: The SC component also sees one hint channel per landmark: a Gaussian where a person
+    #: confirmed it, zero elsewhere (trained with hint dropout; see ``reconfigure``).
+    hint_channels: bool = False
 
     def __post_init__(self) -> None:
         if self.num_landmarks < 1:
@@ -132,15 +135,20 @@ class SpatialConfiguration(nn.Module):
     def __init__(self, cfg: SCNConfig) -> None:
         super().__init__()
         n, f, k = cfg.num_landmarks, cfg.sc_filters, cfg.sc_kernel
+        self.hints = cfg.hint_channels
+        cin = 2 * n if self.hints else n
         layers: list[nn.Module] = []
         for i in range(cfg.sc_convs):
-            layers += [_conv(n if i == 0 else f, f, k), _Act(cfg.negative_slope)]
+            layers += [_conv(cin if i == 0 else f, f, k), _Act(cfg.negative_slope)]
         self.body = nn.Sequential(*layers)
-        self.head = _conv(f if cfg.sc_convs else n, n, k)
+        self.head = _conv(f if cfg.sc_convs else cin, n, k)
         self.downsample = cfg.sc_downsample
 
-    def forward(self, local: torch.Tensor) -> torch.Tensor:
+    def forward(self, local: torch.Tensor, hints: torch.Tensor | None = None) -> torch.Tensor:
         x = F.avg_pool2d(local, self.downsample)
+        if self.hints:  # no hints given: none confirmed, all-zero channels
+            given = torch.zeros_like(x) if hints is None else F.avg_pool2d(hints.to(x.dtype), self.downsample)
+            x = torch.cat([x, given], dim=1)
         x = torch.tanh(self.head(self.body(x)))
         return cubic_upsample(x, local.shape[-2:])
 
@@ -189,17 +197,20 @@ class SpatialConfigurationNet(nn.Module):
         for head in heads:
             nn.init.trunc_normal_(head.weight, std=std, a=-2 * std, b=2 * std)
 
-    def forward(self, image: torch.Tensor) -> SCNOutput:
+    def forward(self, image: torch.Tensor, hints: torch.Tensor | None = None) -> SCNOutput:
+        """``hints`` (B, N, H, W): the confirmed landmarks' Gaussians, for a net with hint channels."""
         multiple = self.config.size_multiple
         if image.shape[-2] % multiple or image.shape[-1] % multiple:
             raise ValueError(f"input size {tuple(image.shape[-2:])} is not a multiple of {multiple}")
         local = self.local(image)
         if self.spatial is None:
             return SCNOutput(local, local, None)
-        spatial = self.spatial(local)
+        spatial = self.spatial(local, hints)
         return SCNOutput(local * spatial, local, spatial)
 
-    def reconfigure(self, local: torch.Tensor, conditioned: torch.Tensor) -> SCNOutput:
+    def reconfigure(
+        self, local: torch.Tensor, conditioned: torch.Tensor, hints: torch.Tensor | None = None
+    ) -> SCNOutput:
         """The SC pass again, on ``conditioned``: the LA heatmaps with the confirmed channels replaced.
 
         Both are (B, N, h, w). The SC component sees only the LA heatmaps, so a landmark
@@ -207,8 +218,10 @@ class SpatialConfigurationNet(nn.Module):
         re-places the others through the learned configuration (training-free
         conditioning; the LA pass is not repeated). The final heatmaps are the original
         LA times the new SC. Without an SC component the LA heatmaps are all there is.
+        A net trained with hint channels gets ``hints`` there instead (and ``conditioned``
+        is then the unchanged LA).
         """
         if self.spatial is None:
             return SCNOutput(local, local, None)
-        spatial = self.spatial(conditioned)
+        spatial = self.spatial(conditioned, hints)
         return SCNOutput(local * spatial, conditioned, spatial)

@@ -95,6 +95,9 @@ class TrainConfig:
     input_rule: dict[str, Any] | None = None  # how the input size was chosen, when it was
     #: The local stage that re-finds each landmark at the cache's resolution (``refine.py``); None: none.
     refine: RefineConfig | None = None
+    #: Train the SC component with hint channels (confirmed landmarks): each image gets hints with this
+    #: probability, each landmark then with a random share in (0, 1) (hint dropout); 0: no hint channels.
+    hint_rate: float = 0.0
 
     def network(self, num_landmarks: int) -> SCNConfig:
         return SCNConfig(
@@ -108,6 +111,7 @@ class TrainConfig:
             sc_kernel=self.sc_kernel,
             sc_downsample=self.sc_downsample,
             heatmap_init_std=self.heatmap_init_std,
+            hint_channels=self.hint_rate > 0,
         )
 
     def replace(self, **changes: Any) -> TrainConfig:
@@ -525,9 +529,10 @@ class Trainer:
         )  # fmt: skip
         for group in self.optimizer.param_groups:
             group["lr"] = cfg.lr * _lr_factor(cfg, self.step, self.total)
-        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-            output = self.model(images.contiguous(memory_format=self.layout))
         target = self.targets(points, valid, cfg.input_size)
+        hints = self._random_hints(target, valid) if cfg.hint_rate > 0 else None
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            output = self.model(images.contiguous(memory_format=self.layout), hints)
         sigmas = self.targets.sigmas()
         heat, sig = heatmap_loss(output.heatmaps.float(), target, valid, sigmas, cfg.sigma_alpha)
         loss = heat + sig
@@ -541,6 +546,21 @@ class Trainer:
         self.scaler.update()
         self.step += 1
         return float(heat.detach())
+
+    def _random_hints(self, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Hint channels for a batch: the targets (peak 1) of a random subset of each image's landmarks.
+
+        Some images get none (so the net stays good without hints), the others a share
+        drawn anew per image, so that at inference any subset of confirmed landmarks works.
+        """
+        b, n = valid.shape
+        gen = self.gen
+        hinted = torch.rand(b, 1, generator=gen, device=gen.device) < self.cfg.hint_rate
+        share = torch.rand(b, 1, generator=gen, device=gen.device)
+        chosen = (torch.rand(b, n, generator=gen, device=gen.device) < share) & hinted
+        peak = target.detach().flatten(2).amax(dim=2).clamp(min=1e-12)  # (B, N)
+        mask = (chosen.to(target.device) & valid).to(target.dtype)
+        return target.detach() / peak[..., None, None] * mask[..., None, None]
 
     def validate(self) -> float:
         """Mean point error on the validation images (landmarks they lack are skipped); keeps the best."""

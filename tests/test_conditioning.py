@@ -35,7 +35,7 @@ class _FixedLocal(nn.Module):
 class _ShiftConfiguration(nn.Module):
     """The learned configuration, written down: landmark 1 lies 20 px below landmark 0."""
 
-    def forward(self, local: torch.Tensor) -> torch.Tensor:
+    def forward(self, local: torch.Tensor, hints: torch.Tensor | None = None) -> torch.Tensor:
         below = torch.roll(local[:, 0], shifts=20, dims=-2)
         below = below / below.amax(dim=(-2, -1), keepdim=True).clamp(min=1e-6)
         return torch.stack([torch.ones_like(below), 0.05 + below], dim=1)
@@ -90,3 +90,52 @@ def test_hints_at_the_true_positions_come_back_unchanged_with_a_trained_model(sa
     assert np.isfinite(result.points).all() and result.points.shape == (15, 2)
     with pytest.raises(Exception, match="hints for 3 landmarks"):
         predictor.conditioner(sample.path).predict(np.zeros((3, 2)))
+
+
+def test_hint_channels_are_zero_without_hints_and_change_the_sc_with_them():
+    torch.manual_seed(0)
+    cfg = SCNConfig(num_landmarks=3, filters=4, levels=2, sc_filters=4, sc_kernel=3, hint_channels=True,
+                    heatmap_init_std=0.1)  # fmt: skip
+    model = SpatialConfigurationNet(cfg).eval()
+    image = torch.randn(1, 1, 32, 32)
+    plain = model(image)
+    assert torch.equal(plain.heatmaps, model(image, torch.zeros(1, 3, 32, 32)).heatmaps)
+    hints = torch.zeros(1, 3, 32, 32)
+    hints[0, 1, 10, 12] = 1.0
+    assert not torch.allclose(model(image, hints).spatial, plain.spatial)
+    # an old checkpoint (no hint channels) still loads into its own architecture
+    old = SpatialConfigurationNet(SCNConfig(num_landmarks=3, filters=4, levels=2, sc_filters=4, sc_kernel=3))
+    written_before = {k: v for k, v in old.config.to_dict().items() if k != "hint_channels"}
+    assert SCNConfig.from_dict(written_before) == old.config and not old.config.hint_channels
+
+
+def test_training_with_hint_dropout_and_predicting_with_trained_hints(sample_dir, tiny_cfg, tmp_path):
+    from scn_annotator.pipeline import load_training_data
+    from scn_annotator.training import Trainer, train
+
+    cfg = tiny_cfg.replace(steps=20, auto_input_growth=0.0, hint_rate=0.75)
+    data = load_training_data(sample_dir / "images", sample_dir / "labels.csv", cfg, val_fraction=0.2)
+    # hint dropout: some images get none, the others a random share, each a Gaussian of peak 1 at the truth
+    trainer = Trainer(cfg, data.train, [], data.names, None, torch.device("cpu"))
+    points = torch.stack([s.cache_points for s in data.train[:16]]) / cfg.cache_factor
+    valid = torch.ones(16, 15, dtype=torch.bool)
+    target = trainer.targets(points, valid, cfg.input_size)
+    hints = trainer._random_hints(target, valid)
+    per_image = (hints.flatten(2).amax(dim=2) > 0.99).sum(dim=1)
+    assert (per_image == 0).any() and (per_image > 0).any() and (per_image < 15).any()
+    assert torch.allclose(hints.flatten(2).amax(dim=2)[hints.flatten(2).amax(dim=2) > 0], torch.tensor(1.0))
+
+    train(cfg, data.train, data.val, data.names, tmp_path / "m.pt", device="cpu")
+    predictor = Predictor.from_checkpoint(tmp_path / "m.pt", device="cpu")
+    assert predictor.model.config.hint_channels
+    sample = data.val[0]
+    given = np.full((15, 2), np.nan)
+    given[[2, 9]] = sample.points[[2, 9]]
+    conditioner = predictor.conditioner(sample.path)
+    assert conditioner.method == "trained"
+    result = conditioner.predict(given)
+    np.testing.assert_array_equal(result.points[[2, 9]], sample.points[[2, 9]])
+    np.testing.assert_array_equal(predictor.predict(sample.path).points, conditioner.predict(None).points)
+    assert predictor.conditioner(sample.path, method="replace").predict(given).points.shape == (15, 2)
+    with pytest.raises(Exception, match="without hint channels"):
+        _predictor().conditioner(_image(), method="trained")
