@@ -60,6 +60,7 @@ def main() -> None:
     ap.add_argument("--aug", choices=["preset", "paper", "mild"], default="preset")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--refine", choices=["preset", "on", "off"], default="preset", help="the local refinement stage")
+    ap.add_argument("--hint-rate", type=float, help="train with hint channels (trained conditioning)")
     ap.add_argument("--tag", required=True)
     ap.add_argument("--data", type=Path, default=HAND)
     args = ap.parse_args()
@@ -95,6 +96,8 @@ def main() -> None:
 
         changes["augment"] = AugmentConfig(translate=0.05, rotate=0.15, scale=(0.9, 1.1), scale_axis=(0.95, 1.05),
                                            elastic=0.02)  # fmt: skip
+    if args.hint_rate is not None:
+        changes["hint_rate"] = args.hint_rate
     if args.refine != "preset":
         from scn_annotator.refine import RefineConfig
 

@@ -75,6 +75,9 @@ def main() -> None:
     ap.add_argument("--tag", required=True)
     ap.add_argument("--data", type=Path, default=SPINE)
     ap.add_argument("--refine", choices=["preset", "on", "off"], default="preset", help="the local refinement stage")
+    ap.add_argument("--sc-downsample", type=int, help="the SC component's pooling (default: the preset's 16)")
+    ap.add_argument("--sc-kernel", type=int, help="the SC component's kernel (default: the preset's 11)")
+    ap.add_argument("--hint-rate", type=float, help="train with hint channels (trained conditioning)")
     args = ap.parse_args()
 
     changes: dict = {"seed": args.seed}
@@ -85,6 +88,9 @@ def main() -> None:
         changes["auto_input_growth"] = 0.0
     if args.filters:
         changes["filters"] = changes["sc_filters"] = args.filters
+    for key in ("sc_downsample", "sc_kernel", "hint_rate"):
+        if getattr(args, key) is not None:
+            changes[key] = getattr(args, key)
     if args.refine != "preset":
         from scn_annotator.refine import RefineConfig
 
