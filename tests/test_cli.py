@@ -356,3 +356,18 @@ def test_closing_hints_name_a_command_that_runs_as_shown(monkeypatch):
     assert command() == str(script) and script.exists()
     monkeypatch.setenv("PATH", str(script.parent))
     assert command() == "scn-annotator"
+
+
+def test_train_options_switch_the_local_stage_and_hint_channels():
+    import argparse
+
+    from scn_annotator.cli._common import add_train_options, train_config
+
+    parser = argparse.ArgumentParser()
+    add_train_options(parser)
+    cfg = train_config(parser.parse_args(["--preset", "cpu", "--refine", "on", "--hint-rate", "0.5"]))
+    assert cfg.refine is not None and cfg.hint_rate == 0.5 and cfg.network(3).hint_channels
+    cfg = train_config(parser.parse_args(["--preset", "cpu", "--refine", "off"]))
+    assert cfg.refine is None and not cfg.network(3).hint_channels
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--hint-rate", "1.5"])

@@ -166,6 +166,11 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--outside", choices=["error", "missing"], default="error",
                    help="a landmark outside its image: refuse the file (default), or treat it as missing "
                         "(each one is listed)")  # fmt: skip
+    p.add_argument("--refine", choices=["on", "off"],
+                   help="the local refinement stage after the coarse SCN (default: the preset's)")  # fmt: skip
+    p.add_argument("--hint-rate", type=fraction, metavar="P",
+                   help="train the SC component with hint channels for conditioned proposals: the share of "
+                        "images that get hints (default 0: none; conditioning then works training-free)")  # fmt: skip
 
 
 def report_outside(notes: list[str]) -> None:
@@ -191,6 +196,12 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
         changes["auto_input_growth"] = 0.0
     if args.filters:
         changes["filters"] = changes["sc_filters"] = args.filters
+    if getattr(args, "refine", None):
+        from ..refine import RefineConfig
+
+        changes["refine"] = RefineConfig() if args.refine == "on" else None
+    if getattr(args, "hint_rate", None) is not None:
+        changes["hint_rate"] = args.hint_rate
     return preset(args.preset, **changes)
 
 
