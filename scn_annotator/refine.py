@@ -50,7 +50,8 @@ class RefineConfig:
     patches: int = 64  # per training step
     images: int = 8  # images the patches of one step come from
     lr: float = 1e-3
-    steps: int = 1500
+    steps: int = 1500  # at most; a shorter coarse run gets proportionally fewer (``per_step``)
+    per_step: float = 0.55  # refinement steps per coarse step (1,500 for the cpu preset's 2,800)
     share: float = 0.25  # of a time-limited run's minutes
     min_peak: float = 0.3  # a refined heatmap peaking lower leaves the coarse position
 

@@ -107,6 +107,7 @@ class AnnotationSession:
         self.follow = conditioning is not None  # re-place the proposals after each edit (the app's switch)
         self.proposals: ConditionedProposals | None = None  # the open image's, when they follow the annotator
         self._asked = 0  # the latest proposal request; older replies are stale
+        self._heatmaps_of: tuple[int | None, Heatmaps | None] = (None, None)  # (run id, its heatmaps)
         self.strategy = strategy
         self.queue: RankedQueue = ranked_queue(project, strategy)
         self.strategy = self.queue.strategy
@@ -191,8 +192,7 @@ class AnnotationSession:
         per_landmark: list[float | None] = []
         score = None
         if prediction is not None:
-            cache = self.project.heatmap_file(prediction)
-            heatmaps = load_heatmaps(cache) if cache is not None else None
+            heatmaps = self._heatmaps(prediction)
             scored = prediction.scores.get(self.strategy)
             if scored is not None:
                 score, per_landmark = scored.value, scored.per_landmark
@@ -218,6 +218,13 @@ class AnnotationSession:
             contrast=contrast or contrast_limits(image.pixels), landmarks=landmarks, heatmaps=heatmaps,
             model_version=prediction.model_version if prediction else None, score=score, strategy=self.strategy,
         )  # fmt: skip
+
+    def _heatmaps(self, prediction: PredictionRecord) -> Heatmaps | None:
+        """The run's heatmaps, read once per run: a correction re-reads the view, not the cache file."""
+        if self._heatmaps_of[0] != prediction.run_id:
+            cache = self.project.heatmap_file(prediction)
+            self._heatmaps_of = (prediction.run_id, load_heatmaps(cache) if cache is not None else None)
+        return self._heatmaps_of[1]
 
     @staticmethod
     def _landmark_view(

@@ -11,7 +11,7 @@ from scn_annotator.pipeline import load_training_data
 from scn_annotator.refine import RefineConfig, extract_patches, patch_targets
 from scn_annotator.training import TrainConfig, Trainer, preset, train, train_refiner
 
-REFINE = RefineConfig(patch=16, filters=16, levels=3, steps=300, patches=64, images=8)
+REFINE = RefineConfig(patch=16, filters=16, levels=3, steps=300, per_step=100.0, patches=64, images=8)
 
 
 @pytest.fixture(scope="module")
@@ -84,3 +84,11 @@ def test_train_keeps_the_refiner_only_when_it_helps_and_prediction_uses_it(sampl
     if refine.kept:
         assert payload["metrics"]["val_error"] == pytest.approx(refine.val_error_refined)
         assert payload["metrics"]["val_error_coarse"] == pytest.approx(refine.val_error_coarse)
+
+
+def test_a_short_run_gets_a_short_local_stage(sample_dir):
+    cfg = preset("cpu", input_size=(64, 48), filters=8, sc_filters=8, sc_kernel=5, steps=40)
+    assert cfg.refine is not None  # the preset has one
+    data = load_training_data(sample_dir / "images", sample_dir / "labels.csv", cfg, val_fraction=0.2)
+    trainer = Trainer(cfg, data.train, data.val, data.names, None, torch.device("cpu"))
+    assert train_refiner(trainer).steps == 22  # 0.55 refinement steps per coarse step
