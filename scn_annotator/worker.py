@@ -124,6 +124,7 @@ class Worker:
         self._state: dict[str, Any] = {}
         self._log: deque[str] = deque(maxlen=40)
         self._stop = threading.Event()  # cancel or lost, seen by the heartbeat thread
+        self._ended = threading.Event()  # run() returned: the heartbeat thread ends too
         self._lock = threading.Lock()
 
     # -- the loop ---------------------------------------------------------------
@@ -135,6 +136,7 @@ class Worker:
         self.worker_id = self.project.jobs.register_worker(self.name, self.device or str(best_device()))
         if threading.current_thread() is threading.main_thread():  # a polite stop (the app closing) ends cleanly
             signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        self._ended.clear()
         beat = threading.Thread(target=self._beat, daemon=True)
         beat.start()
         self._clean_leftovers()
@@ -155,6 +157,8 @@ class Worker:
                     return done
         finally:
             self._job = None
+            self._ended.set()
+            beat.join(timeout=self.heartbeat_s + 5)  # no heartbeat after the worker is recorded as stopped
             self.project.jobs.worker_stopped(self.worker_id)
 
     def _clean_leftovers(self) -> None:
@@ -165,7 +169,7 @@ class Worker:
                 shutil.rmtree(path, ignore_errors=True)
 
     def _beat(self) -> None:
-        while True:
+        while not self._ended.is_set():
             try:
                 with self._lock:
                     job, state = self._job, dict(self._state)
@@ -177,7 +181,7 @@ class Worker:
                 self.project.jobs.worker_alive(self.worker_id, job.id if job else None)
             except Exception:
                 log.exception("heartbeat failed")
-            time.sleep(self.heartbeat_s)
+            self._ended.wait(self.heartbeat_s)
 
     def report(self, stage: str | None = None, progress: float | None = None, message: str | None = None) -> None:
         """Update what the store shows (sent with the next heartbeat)."""

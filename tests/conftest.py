@@ -35,6 +35,7 @@ def tiny_cfg() -> TrainConfig:
         warmup_steps=10,
         validate_every=20,
         cache_factor=1.5,
+        refine=None,  # the local stage has its own tests
     )
 
 
