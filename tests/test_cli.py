@@ -371,3 +371,14 @@ def test_train_options_switch_the_local_stage_and_hint_channels():
     assert cfg.refine is None and not cfg.network(3).hint_channels
     with pytest.raises(SystemExit):
         parser.parse_args(["--hint-rate", "1.5"])
+
+
+def test_rank_lists_done_images_that_carry_no_score(trained, capsys):
+    from scn_annotator.db.store import Project
+
+    project = Project.open(trained)
+    for image in project.images():
+        project.set_status(image.id, "done")
+    project.close()
+    code, out, _ = run(capsys, "rank", trained, "--top", "30")
+    assert code == 0 and out.count(" done ") == 24 and "None" not in out

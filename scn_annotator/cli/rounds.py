@@ -112,8 +112,10 @@ def cmd_rank(args: argparse.Namespace) -> int:
           f"doubtful landmarks have the highest per-landmark values")  # fmt: skip
     print(f"  {'image':<20}{'status':<13}{'score':>9}  doubtful landmarks ({unit})")
     for row in queue.rows[: args.top]:
-        doubts = f"{len(row.doubtful)}: " + ", ".join(f"{name} {value:.2f}" for name, value in row.doubtful[:4])
-        print(f"  {row.name:<20}{row.status:<13}{row.score:>9.3f}  {doubts}")
+        doubts = (f"{len(row.doubtful)}: " + ", ".join(f"{name} {value:.2f}" for name, value in row.doubtful[:4])
+                  if row.doubtful else "")  # fmt: skip
+        score = f"{row.score:>9.3f}" if row.score is not None else f"{'-':>9}"  # done images carry no score
+        print(f"  {row.name:<20}{row.status:<13}{score}  {doubts}")
     if args.json:
         args.json.write_text(json.dumps([r.__dict__ for r in queue.rows], indent=2, default=str))
     return 0
