@@ -256,7 +256,13 @@ class Worker:
                 message = None
                 if p.val_error is not None:  # a validation step: worth a line in the log
                     message = f"step {p.step}/{p.total_steps}: validation error {p.val_error:.2f} {p.unit}"
-                self.report("training", 0.8 * p.step / p.total_steps, message)
+                done = p.step / max(p.total_steps, 1)
+                if cfg.refine is None:
+                    self.report("training", 0.8 * done, message)
+                elif p.stage == "refine":  # the local stage: the last part of training's share
+                    self.report("refining", 0.65 + 0.15 * done, message)
+                else:
+                    self.report("training", 0.65 * done, message)
 
             try:
                 out = train_project(

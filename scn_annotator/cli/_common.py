@@ -207,6 +207,9 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
 
 def training_bar(bar: Progress) -> Callable[[TrainProgress], None]:
     def report(p: TrainProgress) -> None:
+        if p.stage == "refine":  # the local stage counts its own steps: say so rather than rewind the bar
+            bar(p.step, p.total_steps, stage="local refinement", loss=f"{p.loss:.3g}")
+            return
         post = {"loss": f"{p.loss:.3g}", "img/s": f"{p.images_per_second:.1f}"}
         if p.best_val_error is not None:
             post["best val"] = f"{p.best_val_error:.2f} {p.unit}"
