@@ -184,3 +184,36 @@ def test_proposals_follow_the_confirmed_landmarks_through_a_helper_process(train
     finally:
         session.close()
         project.close()
+
+
+def test_a_model_without_hint_channels_leaves_the_proposals_where_they_are(trained, tmp_path):
+    """Training-free conditioning costs corrections (benchmarks/RESULTS.md): the app does not use it."""
+    import shutil
+
+    from scn_annotator.db.store import Project
+
+    from scn_annotator.checkpoint import load_checkpoint, save_checkpoint
+    from scn_annotator.interactive import ConditioningClient
+
+    project = Project.open(trained, user="annotator")
+    current = project.current_model()
+    payload = load_checkpoint(project.checkpoint_file(current))
+    payload["network"]["hint_channels"] = False  # as a checkpoint from before hint channels
+    first = payload["model"]["spatial.body.0.weight"]
+    payload["model"]["spatial.body.0.weight"] = first[:, : first.shape[1] // 2].clone()
+    old = tmp_path / "old.pt"
+    save_checkpoint(old, payload)
+    project.register_model(shutil.copy(old, tmp_path / "old-copy.pt"), make_current=True)
+    from scn_annotator.project import predict_project
+
+    predict_project(project)
+    session = AnnotationSession(project, conditioning=ConditioningClient(trained))
+    try:
+        session.open(session.resume_image())
+        session.move(0, 20.0, 30.0)
+        with pytest.raises(ScnError, match="without hint channels"):
+            session.repropose().result(timeout=120)
+        assert {lm.source for lm in session.current.landmarks if lm.kind == "prediction"} == {"model"}
+    finally:
+        session.close()
+        project.close()
