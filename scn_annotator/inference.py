@@ -123,8 +123,7 @@ class Predictor:
         """``points`` (original px) moved by the local stage; unchanged without one or where ``skip``."""
         if fine is None or self.refiner is None:
             return points
-        pixels, transform = fine
-        return transform.from_network(self.refiner.refine(pixels, transform.to_network(points), skip))
+        return self.refiner.refine_image(*fine, points, skip)
 
     @property
     def num_landmarks(self) -> int:

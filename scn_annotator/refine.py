@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import BACKGROUND
+from .geometry import InputTransform
 from .heatmaps import decode_peaks
 from .network import SCNConfig, SpatialConfigurationNet
 
@@ -115,6 +116,12 @@ class Refiner(nn.Module):
         clear = values.cpu().numpy() >= cfg.min_peak
         refined[index[clear]] = moved[clear]
         return refined
+
+    def refine_image(
+        self, fine: torch.Tensor, transform: InputTransform, points: np.ndarray, skip: np.ndarray | None = None
+    ) -> np.ndarray:
+        """:meth:`refine` for ``points`` in the original image's pixels; ``transform`` maps them onto ``fine``."""
+        return transform.from_network(self.refine(fine, transform.to_network(points), skip))
 
 
 def extract_patches(

@@ -415,7 +415,6 @@ class Trainer:
             raise ScnError(f"input size {cfg.input_size} must be a multiple of {net_cfg.size_multiple}")
         self.cfg, self.names, self.out, self.device = cfg, list(names), out, device
         self.val_samples = list(val_samples)
-        self.train_samples = list(train_samples)
         torch.manual_seed(cfg.seed)
         self.layout = training_layout(device)
         self.model = SpatialConfigurationNet(net_cfg).to(device, memory_format=self.layout)
@@ -746,10 +745,8 @@ def train_refiner(
         if isinstance(held, dict) and held.get("config") == rc.to_dict():
             with contextlib.suppress(KeyError, RuntimeError):  # another landmark count: it starts afresh
                 refiner.load_state_dict(held["model"])
-    train_samples = trainer.train_samples
-    caches = [s.cache.to(device) for s in train_samples]  # type: ignore[union-attr]
-    points = [s.cache_points.to(device) for s in train_samples]  # type: ignore[union-attr]
-    valid = [torch.from_numpy(s.valid).to(device) for s in train_samples]
+    # the coarse stage's caches, already on the device: no second copy (on a GPU, the largest memory there is)
+    caches, points, valid = list(trainer.caches[:, 0]), list(trainer.cache_points), list(trainer.cache_valid)
     optimizer = torch.optim.AdamW(refiner.parameters(), lr=rc.lr, weight_decay=1e-5)
     scaler = torch.amp.GradScaler("cuda", enabled=trainer.amp_dtype == torch.float16)
     asked = min(rc.steps, max(10, round(rc.per_step * trainer.total)))  # in proportion to the coarse run
@@ -783,11 +780,11 @@ def train_refiner(
                                    images_per_second=step * landmarks.numel() / max(now - started, 1e-9),
                                    unit=trainer.unit, stage="refine"))  # fmt: skip
     refiner.eval()
-    coarse_error, refined_error = _compare_refinement(trainer, refiner)
+    payload = load_checkpoint(trainer.out) if trainer.out is not None and trainer.out.exists() else None
+    coarse_error, refined_error = _compare_refinement(trainer, refiner, payload)
     kept = coarse_error is None or refined_error is None or refined_error < coarse_error
     result = RefineResult(step, time.perf_counter() - started, kept, coarse_error, refined_error, trainer.unit, refiner)
-    if kept and trainer.out is not None and trainer.out.exists():
-        payload = load_checkpoint(trainer.out)
+    if kept and payload is not None:
         payload["refiner"] = {
             "config": rc.to_dict(),
             "input_size": list(cache_size(cfg.input_size, cfg.cache_factor)),
@@ -799,19 +796,21 @@ def train_refiner(
     return result
 
 
-def _compare_refinement(trainer: Trainer, refiner: Refiner) -> tuple[float | None, float | None]:
-    """Mean validation error of the selected coarse model, without and with ``refiner``."""
+def _compare_refinement(
+    trainer: Trainer, refiner: Refiner, selected: dict[str, Any] | None
+) -> tuple[float | None, float | None]:
+    """Mean validation error of the selected coarse model, without and with ``refiner``.
+
+    ``selected`` is the checkpoint of the selected step (None without an output file: the last step).
+    """
     samples = [s for s in trainer.val_samples if s.cache is not None and s.cache_transform is not None]
     if not samples:
         return None, None
     model = trainer.model
-    if trainer.out is not None and trainer.out.exists():  # the selected step, not the last one
+    if selected is not None:  # the selected step, not the last one
         model = SpatialConfigurationNet(trainer.cfg.network(len(trainer.names))).to(trainer.device)
-        model.load_state_dict(load_checkpoint(trainer.out)["model"])
+        model.load_state_dict(selected["model"])
     coarse = predict_samples(model, samples, trainer.device)
-    refined = []
-    for sample, points in zip(samples, coarse):
-        fine = sample.cache_transform.to_network(points)  # type: ignore[union-attr]
-        moved = refiner.refine(sample.cache, fine)  # type: ignore[arg-type]
-        refined.append(sample.cache_transform.from_network(moved))  # type: ignore[union-attr]
+    refined = [refiner.refine_image(s.cache, s.cache_transform, points)  # type: ignore[arg-type]
+               for s, points in zip(samples, coarse)]  # fmt: skip
     return mean_error(_sample_errors(samples, coarse)[0]), mean_error(_sample_errors(samples, refined)[0])
