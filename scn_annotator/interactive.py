@@ -77,6 +77,10 @@ class _Server:
         if current.id != self.version:
             self.predictor = Predictor.from_checkpoint(self.project.checkpoint_file(current), device="cpu")
             self.version, self.image_id = current.id, None
+        if not self.predictor.model.config.hint_channels:  # refused before any image is read or LA pass run
+            # measured: training-free conditioning costs corrections (spines 45 -> 64 per image, hands +4 %)
+            raise ScnError("this model was trained without hint channels, so proposals do not follow corrections; "
+                           "they will from the next training round on")  # fmt: skip
 
     def open(self, image_id: int) -> dict[str, Any]:
         from .imageio import read_image
@@ -92,10 +96,6 @@ class _Server:
     def propose(self, image_id: int, hints: dict[int, tuple[float, float]]) -> dict[str, Any]:
         start = time.perf_counter()
         self.open(image_id)
-        if not self.predictor.model.config.hint_channels:
-            # measured: training-free conditioning costs corrections (spines 45 -> 64 per image, hands +4 %)
-            raise ScnError("this model was trained without hint channels, so proposals do not follow corrections; "
-                           "they will from the next training round on")  # fmt: skip
         names = self.predictor.names
         prediction = self.conditioner.predict(_hint_array(hints, len(names)))
         run_id, ids = self.project.store_conditioned(self.version, image_id, prediction.points,
