@@ -60,9 +60,10 @@ def main() -> None:
         images.append((image, table.points[name]))
     predictor = Predictor.from_checkpoint(args.model, device="cpu")
     started = time.perf_counter()
-    keep = {"method": args.method} if args.keep_within is None else {"keep_within": args.keep_within,
-                                                                      "method": args.method}  # fmt: skip
-    report = measure_effort(predictor, images, Tolerance.parse(args.tolerance), **keep)
+    options: dict = {"method": args.method}
+    if args.keep_within is not None:
+        options["keep_within"] = args.keep_within
+    report = measure_effort(predictor, images, Tolerance.parse(args.tolerance), **options)
     seconds = time.perf_counter() - started
     out = Path(__file__).parent / "out"
     out.mkdir(exist_ok=True)

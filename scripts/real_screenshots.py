@@ -19,16 +19,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from screenshots import pump  # the same folder: run as a script, it is on the path
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "screenshots"
 SHARED = ROOT.parent / "shared" / "data"
-
-
-def pump(app, seconds: float = 1.0) -> None:  # noqa: ANN001
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        app.processEvents()
-        time.sleep(0.02)
 
 
 def main() -> None:
