@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from scn_annotator.checkpoint import load_checkpoint
-from scn_annotator.data import BACKGROUND
+from scn_annotator.data import BACKGROUND, Normalisation, cache_size
 from scn_annotator.inference import Predictor
 from scn_annotator.pipeline import load_training_data
 from scn_annotator.refine import RefineConfig, extract_patches, patch_targets
@@ -92,3 +92,36 @@ def test_a_short_run_gets_a_short_local_stage(sample_dir):
     data = load_training_data(sample_dir / "images", sample_dir / "labels.csv", cfg, val_fraction=0.2)
     trainer = Trainer(cfg, data.train, data.val, data.names, None, torch.device("cpu"))
     assert train_refiner(trainer).steps == 22  # 0.55 refinement steps per coarse step
+
+
+
+def test_conditioning_refines_each_landmark_position_once_and_gives_what_a_fresh_refinement_gives(refined):
+    """The conditioner remembers the local stage's answer per (landmark, coarse position) within an image."""
+    data, result = refined
+    cfg = preset("cpu", input_size=(64, 48), filters=8, sc_filters=8, sc_kernel=5, steps=10)
+    trainer = Trainer(cfg, data.train, data.val, data.names, None, torch.device("cpu"))
+    predictor = Predictor(trainer.model.eval(), data.names, cfg.input_size, Normalisation(*cfg.normalisation), "cpu")
+    predictor.refiner = result.refiner.eval()
+    predictor.fine_size = cache_size(cfg.input_size, cfg.cache_factor)
+    runs = []
+    plain_refine = predictor.refine
+
+    def counted(fine, points, skip=None):  # noqa: ANN001, ANN202
+        runs.append(skip)
+        return plain_refine(fine, points, skip)
+
+    predictor.refine = counted  # type: ignore[method-assign]
+    sample = data.val[0]
+    conditioner = predictor.conditioner(sample.path)
+    hints = np.full((len(data.names), 2), np.nan)
+    for k in range(4):
+        hints[k] = sample.points[k] + 0.5
+        got = conditioner.predict(hints).points
+        before = len(runs)
+        again = conditioner.predict(hints).points
+        assert len(runs) == before  # the same coarse positions again: the local stage does not run
+        np.testing.assert_array_equal(again, got)
+        fresh = predictor.conditioner(sample.path).predict(hints).points  # a new image session refines all
+        np.testing.assert_allclose(got, fresh, atol=1e-4)
+        np.testing.assert_array_equal(got[: k + 1], hints[: k + 1])
+        assert all(skip[: k + 1].all() for skip in runs[before:])  # confirmed landmarks are never refined
