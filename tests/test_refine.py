@@ -94,7 +94,6 @@ def test_a_short_run_gets_a_short_local_stage(sample_dir):
     assert train_refiner(trainer).steps == 22  # 0.55 refinement steps per coarse step
 
 
-
 def test_conditioning_refines_each_landmark_position_once_and_gives_what_a_fresh_refinement_gives(refined):
     """The conditioner remembers the local stage's answer per (landmark, coarse position) within an image."""
     data, result = refined
@@ -106,7 +105,7 @@ def test_conditioning_refines_each_landmark_position_once_and_gives_what_a_fresh
     runs = []
     plain_refine = predictor.refine
 
-    def counted(fine, points, skip=None):  # noqa: ANN001, ANN202
+    def counted(fine, points, skip=None):
         runs.append(skip)
         return plain_refine(fine, points, skip)
 
