@@ -7,6 +7,14 @@ the grown set (warm start, as the worker does) and evaluated on held-out test
 images. Every strategy of a seed starts from the same random images and the same
 first model, so the curves differ only by what the strategies chose.
 
+With ``effort`` set, the oracle also *counts its work*: every image it annotates is
+first shown with the current model's proposals, and the corrections it needs
+(:mod:`.effort`: proposals as they are, and conditioned on each correction) are
+summed over the campaign, so a strategy is judged by the landmarks a person must
+place to curate the pool, not only by the model's error; the first random images
+have no model to propose and cost every landmark. The test images' corrections per
+image at every budget are the same figure for models trained on that many images.
+
 Images are decoded once for the whole campaign; training, prediction and scoring
 are the engine's own functions, so what is measured is what the app does.
 """
@@ -14,9 +22,11 @@ are the engine's own functions, so what is measured is what the app does.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +34,11 @@ import numpy as np
 import torch
 
 from .data import Normalisation, Sample, build_samples, labelled_images, match_images
+from .effort import MODES, Tolerance, measure_effort
 from .errors import ScnError
 from .evaluation import mean_error
 from .geometry import SpacingRule
-from .imageio import find_images, read_image
+from .imageio import Radiograph, find_images, read_image
 from .inference import Prediction, Predictor
 from .labels import read_landmarks
 from .scores import STRATEGIES, Scoring, mc_passes_for
@@ -50,6 +61,23 @@ class Campaign:
     round_steps: int = 400
     mc_passes: int = 8
     diversity: float = 0.0
+    #: labelled images after each round, the first the random start (overrides initial, batch and budget)
+    schedule: list[int] | None = None
+    pool: int | None = None  # draw from at most this many (seeded) pool images; None: all
+    effort: str | None = None  # count the oracle's corrections within this tolerance ("2mm", "1%")
+    effort_test: int | None = None  # ... on this many test images per budget (None: all, 0: none)
+    group: str | None = None  # a regex whose first group names the patient: the test split keeps patients whole
+
+    def budgets(self) -> list[int]:
+        """The number of labelled images after each round, starting with the random images."""
+        if self.schedule is not None:
+            budgets = [int(b) for b in self.schedule]
+            if not budgets or budgets[0] < 1 or any(b <= a for a, b in pairwise(budgets)):
+                raise ScnError(f"a schedule is increasing numbers of labelled images, e.g. 8,16,32,64; not {budgets}")
+            return budgets
+        if self.budget <= self.initial:
+            return [self.initial]
+        return [*range(self.initial, self.budget, self.batch), self.budget]
 
 
 @dataclass
@@ -65,22 +93,63 @@ class CampaignResult:
         path.write_text(json.dumps(asdict(self), indent=2))
 
 
-def _predict(trainer: Trainer, samples: Sequence[Sample], scoring: Scoring) -> list[tuple[Prediction, float]]:
-    """Predict and score the unlabelled pool exactly as the worker does: ``Predictor.predict`` and ``Scoring``.
-
-    Each image keeps the spacing its sample was given (a spacing rule may have set it).
-    """
+def _predictor(trainer: Trainer) -> Predictor:
     norm = Normalisation(*trainer.cfg.normalisation)
     predictor = Predictor(trainer.model, trainer.names, trainer.cfg.input_size, norm, trainer.device)
+    predictor.sigma = trainer.targets.sigma.detach().cpu().double().numpy()  # the hints' width, as a checkpoint's
+    return predictor
+
+
+def _image(s: Sample) -> Radiograph:
+    """The sample's image with the spacing its sample was given (a spacing rule may have set it)."""
+    image = read_image(s.path)
+    return image if s.spacing is None else image.with_spacing(s.spacing, s.spacing_source)
+
+
+def _predict(trainer: Trainer, samples: Sequence[Sample], scoring: Scoring) -> list[tuple[Prediction, float]]:
+    """Predict and score the unlabelled pool exactly as the worker does: ``Predictor.predict`` and ``Scoring``."""
+    predictor = _predictor(trainer)
     (strategy,) = scoring.strategies or ["?"]
     out = []
     for s in samples:
-        image = read_image(s.path)
-        if s.spacing is not None:
-            image = image.with_spacing(s.spacing, s.spacing_source)
-        prediction = predictor.predict(image, heatmaps=True, mc_passes=scoring.mc_passes)
+        prediction = predictor.predict(_image(s), heatmaps=True, mc_passes=scoring.mc_passes)
         out.append((prediction, scoring(prediction)[strategy][0]))
     return out
+
+
+def _effort(trainer: Trainer | None, samples: Sequence[Sample], tolerance: Tolerance) -> dict[str, int]:
+    """The oracle's corrections over ``samples`` in every mode; without a model every landmark is placed."""
+    if trainer is None:
+        placed = int(sum(s.valid.sum() for s in samples))
+        return dict.fromkeys(MODES, placed)
+    report = measure_effort(_predictor(trainer), [(_image(s), s.points) for s in samples], tolerance)
+    return {mode: sum(v[mode] for v in report.per_image.values()) for mode in MODES}
+
+
+def split_ids(ids: Sequence[str], test: int, group: str | None = None) -> tuple[list[str], list[str]]:
+    """(test, pool): a seeded shuffle; with ``group`` (a regex whose first group names the patient) whole
+    patients go to the test side until it holds at least ``test`` images, so no patient is on both."""
+    if group is None:
+        order = np.random.default_rng(0).permutation(sorted(ids)).tolist()
+        return order[:test], order[test:]
+    try:
+        pattern = re.compile(group)
+    except re.error as exc:
+        raise ScnError(f"the patient pattern {group!r} is not a regular expression: {exc}") from None
+
+    def patient(name: str) -> str:
+        match = pattern.match(name)
+        return match.group(1) if match and match.groups() else name
+
+    patients = sorted({patient(i) for i in ids})
+    test_ids: list[str] = []
+    for p in np.random.default_rng(0).permutation(patients):
+        if len(test_ids) >= test:
+            break
+        test_ids += sorted(i for i in ids if patient(i) == p)
+    chosen = set(test_ids)
+    pool = np.random.default_rng(1).permutation(sorted(i for i in ids if i not in chosen)).tolist()
+    return test_ids, pool
 
 
 def _features(points: np.ndarray) -> np.ndarray:
@@ -107,13 +176,16 @@ def run_campaign(
     unknown = [s for s in campaign.strategies if s not in STRATEGIES]
     if unknown:
         raise ScnError(f"unknown strategies {unknown}; known: {', '.join(STRATEGIES)}")
+    budgets = campaign.budgets()
+    tolerance = Tolerance.parse(campaign.effort) if campaign.effort else None
     table = read_landmarks(labels)
     pairs, _ = match_images(find_images(images), table)
     ids = sorted(i for _, i in pairs)
-    if len(ids) < campaign.test + campaign.budget:
-        raise ScnError(f"{len(ids)} labelled images; the campaign needs {campaign.test} + {campaign.budget}")
-    order = np.random.default_rng(0).permutation(ids).tolist()
-    test_ids, pool_ids = order[: campaign.test], order[campaign.test :]
+    test_ids, pool_ids = split_ids(ids, campaign.test, campaign.group)
+    pool_ids = pool_ids[: campaign.pool] if campaign.pool else pool_ids
+    if len(pool_ids) < budgets[-1]:
+        raise ScnError(f"{len(ids)} labelled images, {len(test_ids)} of them for testing: a pool of "
+                       f"{len(pool_ids)}, the campaign needs {budgets[-1]}")  # fmt: skip
     by_id = {i: p for p, i in pairs}
     started = time.perf_counter()
     items = labelled_images([(by_id[i], i) for i in test_ids + pool_ids], table)
@@ -136,8 +208,24 @@ def run_campaign(
     def evaluate(trainer: Trainer) -> dict[str, float]:
         errors, _ = validation_errors(trainer.model, test, dev)
         errors = errors[~np.isnan(errors)]  # landmarks the test images lack are no error
-        return {"mean": mean_error(errors), "median": float(np.median(errors)),
-                "over_4": float((errors > 4).mean()), "over_10": float((errors > 10).mean())}  # fmt: skip
+        out = {"mean": mean_error(errors), "median": float(np.median(errors)),
+               "over_4": float((errors > 4).mean()), "over_10": float((errors > 10).mean())}  # fmt: skip
+        if tolerance is not None and campaign.effort_test != 0:
+            t = time.perf_counter()
+            shown = test[: campaign.effort_test] if campaign.effort_test else test
+            counts = _effort(trainer, shown, tolerance)
+            out["test_effort"] = {mode: n / len(shown) for mode, n in counts.items()}  # corrections per image
+            result.seconds["effort"] = result.seconds.get("effort", 0.0) + time.perf_counter() - t
+        return out
+
+    def annotate(trainer: Trainer | None, picked: list[str]) -> dict[str, int] | None:
+        """What the oracle had to place to label ``picked``, shown the proposals of ``trainer``."""
+        if tolerance is None:
+            return None
+        t = time.perf_counter()
+        counts = _effort(trainer, [by_sample[i] for i in picked], tolerance)
+        result.seconds["effort"] = result.seconds.get("effort", 0.0) + time.perf_counter() - t
+        return counts
 
     def fit(labelled: list[str], steps: int, seed: int, init: dict | None) -> Trainer:
         run_cfg = cfg.replace(steps=steps, seed=seed, validate_every=10**9,
@@ -157,17 +245,15 @@ def run_campaign(
 
     for seed in campaign.seeds:
         rng = np.random.default_rng(1000 + seed)
-        initial = rng.choice(pool_ids, campaign.initial, replace=False).tolist()
+        initial = rng.choice(pool_ids, budgets[0], replace=False).tolist()
         log(f"seed {seed}: first model on {len(initial)} random images, {campaign.initial_steps} steps")
         first = fit(initial, campaign.initial_steps, seed, None)
-        start_state, start_eval = state(first), evaluate(first)
+        start_state, start_eval, start_effort = state(first), evaluate(first), annotate(None, initial)
         for name in campaign.strategies:
             labelled, model_state, curve = list(initial), start_state, [
-                {"labelled": len(initial), **start_eval, "picked": list(initial)}]  # fmt: skip
+                {"labelled": len(initial), **start_eval, "picked": list(initial), "effort": start_effort}]  # fmt: skip
             trainer = first
-            for round_ in range(1, 10**6):
-                if len(labelled) >= campaign.budget:
-                    break
+            for round_, budget in enumerate(budgets[1:], start=1):
                 unlabelled = [i for i in pool_ids if i not in labelled]
                 t = time.perf_counter()
                 mc = campaign.mc_passes if mc_passes_for([name]) else 0
@@ -177,16 +263,19 @@ def run_campaign(
                 features = (
                     {i: _features(p.points) for i, (p, _) in zip(unlabelled, scored)} if campaign.diversity else None
                 )
-                take = min(campaign.batch, campaign.budget - len(labelled))
-                picked = select_batch(scores, take, features, campaign.diversity)
+                picked = select_batch(scores, budget - len(labelled), features, campaign.diversity)
                 result.seconds["scoring"] = result.seconds.get("scoring", 0.0) + time.perf_counter() - t
+                effort = annotate(trainer, picked)  # the annotator sees the proposals of the model that chose
                 labelled += picked
                 trainer = fit(labelled, campaign.round_steps, seed * 1000 + round_, model_state)
                 model_state = state(trainer)
-                point = {"labelled": len(labelled), **evaluate(trainer), "picked": picked}
+                point = {"labelled": len(labelled), **evaluate(trainer), "picked": picked, "effort": effort}
                 curve.append(point)
+                effort_text = "" if effort is None else (
+                    f", {effort['proposals'] / len(picked):.1f} / {effort['conditioned'] / len(picked):.1f} "
+                    "corrections per picked image (proposals / conditioned)")  # fmt: skip
                 log(f"  {name} seed {seed}: {len(labelled)} labelled, test error {point['mean']:.2f} {unit}, "
-                    f"{100 * point['over_4']:.1f} % > 4 {unit}")  # fmt: skip
+                    f"{100 * point['over_4']:.1f} % > 4 {unit}{effort_text}")  # fmt: skip
             result.curves.append({"strategy": name, "seed": seed, "points": curve})
             if checkpoint is not None:
                 result.seconds["total"] = time.perf_counter() - started
@@ -212,6 +301,14 @@ def summarise(result: CampaignResult) -> dict[str, Any]:
         auc = area / (b[-1] - b[0]) if len(b) > 1 else float(mean[0])  # the curve's mean height
         out[name] = {"budgets": budgets, "mean": mean.tolist(), "sd": errors.std(axis=0).tolist(),
                      "over_4": over4.mean(axis=0).tolist(), "auc": auc}  # fmt: skip
+        if all(p.get("effort") for c in curves for p in c):
+            # landmarks placed to label the first k budgets' images, summed over rounds; mean (SD) over seeds
+            totals = {m: np.cumsum([[p["effort"][m] for p in c] for c in curves], axis=1) for m in MODES}
+            out[name]["corrections"] = {m: t.mean(axis=0).tolist() for m, t in totals.items()}
+            out[name]["corrections_sd"] = {m: t.std(axis=0).tolist() for m, t in totals.items()}
+        if all("test_effort" in p for c in curves for p in c):
+            out[name]["test_effort"] = {m: np.mean([[p["test_effort"][m] for p in c] for c in curves], axis=0).tolist()
+                                        for m in MODES}  # fmt: skip
     if "random" in out:
         target = out["random"]["mean"][-1]
         for s in out.values():

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from scn_annotator.simulate import Campaign, run_campaign, summarise
+from scn_annotator.errors import ScnError
+from scn_annotator.simulate import Campaign, run_campaign, split_ids, summarise
 
 
 def test_a_tiny_campaign_runs_every_strategy_through_the_worker_path(sample_dir, tiny_cfg, monkeypatch):
@@ -38,3 +40,42 @@ def test_a_tiny_campaign_runs_every_strategy_through_the_worker_path(sample_dir,
         assert all(np.isfinite(p["mean"]) for p in curve["points"])
         assert len(set(curve["points"][1]["picked"])) == 4
     assert set(summarise(result)) == {"least_confident", "mc_dropout"}
+
+
+def test_a_campaign_counts_the_oracles_corrections_on_a_schedule(sample_dir, tiny_cfg):
+    cfg = tiny_cfg.replace(input_size=(64, 48), hint_rate=0.5)
+    campaign = Campaign(strategies=["random", "residual_ambiguity"], seeds=[0], schedule=[4, 6, 9], test=4,
+                        initial_steps=6, round_steps=4, effort="3mm", effort_test=2)  # fmt: skip
+    result = run_campaign(sample_dir / "images", sample_dir / "labels.csv", cfg, campaign, device="cpu",
+                          log=lambda _m: None)  # fmt: skip
+    landmarks = 15  # the generated hands'
+    for curve in result.curves:
+        points = curve["points"]
+        assert [p["labelled"] for p in points] == [4, 6, 9]
+        first = points[0]["effort"]  # the random start has no model to propose: every landmark is placed
+        assert first == {"manual": 4 * landmarks, "proposals": 4 * landmarks, "conditioned": 4 * landmarks}
+        for p in points[1:]:
+            e, picked = p["effort"], len(p["picked"])
+            assert e["manual"] == picked * landmarks
+            assert 0 <= e["proposals"] <= e["manual"] and 0 <= e["conditioned"] <= e["manual"]
+        for p in points:
+            assert p["test_effort"]["manual"] == landmarks  # per test image
+    summary = summarise(result)
+    for name, s in summary.items():
+        curves = [c for c in result.curves if c["strategy"] == name]
+        totals = [sum(p["effort"]["proposals"] for p in c["points"]) for c in curves]
+        assert s["corrections"]["proposals"][-1] == np.mean(totals)  # summed over the rounds
+        assert s["corrections"]["manual"] == [4 * landmarks, 6 * landmarks, 9 * landmarks]
+        assert len(s["test_effort"]["conditioned"]) == 3
+
+
+def test_the_test_split_keeps_each_patient_on_one_side():
+    ids = [f"p{p}-x{k}" for p in range(10) for k in range(1 + p % 3)]
+    test, pool = split_ids(ids, 5, r"(p\d+)-")
+    assert len(test) >= 5 and sorted(test + pool) == sorted(ids)
+    assert not {i.split("-")[0] for i in test} & {i.split("-")[0] for i in pool}
+    assert split_ids(ids, 5, r"(p\d+)-") == (test, pool)  # seeded
+    with pytest.raises(ScnError, match="not a regular expression"):
+        split_ids(ids, 5, "(")
+    with pytest.raises(ScnError, match="increasing"):
+        Campaign(strategies=["random"], seeds=[0], schedule=[8, 8]).budgets()

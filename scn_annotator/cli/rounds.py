@@ -121,6 +121,13 @@ def cmd_rank(args: argparse.Namespace) -> int:
     return 0
 
 
+def _counts(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"comma-separated numbers of images, e.g. 8,16,32,64; not {text!r}") from None
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from ..simulate import Campaign, plot, run_campaign, summarise
 
@@ -129,6 +136,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         strategies=[s.strip() for s in args.strategies.split(",") if s.strip()],
         seeds=list(range(args.seeds)), initial=args.initial, batch=args.batch, budget=args.budget, test=args.test,
         initial_steps=args.initial_steps, round_steps=args.round_steps, diversity=args.diversity,
+        schedule=args.schedule, pool=args.pool, effort=args.effort, effort_test=args.effort_test, group=args.group,
     )  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
     result = run_campaign(args.images, args.labels, cfg, campaign, spacing_rule=rule(args.spacing_from),
@@ -145,7 +153,19 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         reach = s.get("labels_to_reach_random_final")
         reach_text = "not reached" if reach is None else f"{reach:.1f} ({100 * s['saving_vs_random']:+.0f} %)"
         print(f"{name:<18}" + "".join(f"{m:>8.2f}" for m in s["mean"]) + f"{s['auc']:>8.2f}{reach_text:>18}")
-    print(f"\nmean test error in {result.unit} per number of labelled images; results and summary in {args.out}")
+    print(f"\nmean test error in {result.unit} per number of labelled images")
+    if any("corrections" in s for s in summary.values()):
+        print(f"\nthe oracle's corrections within {args.effort}, summed over the labelled images (proposals / "
+              "conditioned), and per test image at each budget:")  # fmt: skip
+        for name, s in summary.items():
+            c = s.get("corrections", {})
+            total = " ".join(f"{p:>7.0f}/{q:<7.0f}" for p, q in zip(c.get("proposals", []), c.get("conditioned", [])))
+            print(f"{name:<18}{total}")
+            t = s.get("test_effort")
+            if t:
+                per = " ".join(f"{p:>7.1f}/{q:<7.1f}" for p, q in zip(t["proposals"], t["conditioned"]))
+                print(f"{'  per test image':<18}{per}")
+    print(f"results and summary in {args.out}")
     return 0
 
 
@@ -254,6 +274,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--round-steps", type=positive(int), default=400)
     p.add_argument("--diversity", type=float, default=0.0, help="weight of the diversity term (0: none)")
     p.add_argument("--spacing-from", metavar="A,B=MM", help="spacing from two landmarks, e.g. 1,5=50")
+    p.add_argument(
+        "--schedule",
+        type=_counts,
+        metavar="N,N,...",
+        help="labelled images after each round, e.g. 8,16,32,64 (instead of --initial/--batch/--budget)",
+    )
+    p.add_argument("--pool", type=positive(int), help="draw from at most this many pool images (seeded)")
+    p.add_argument("--effort", metavar="TOL", help="count the oracle's corrections within TOL (2mm, 25px, 1%%)")
+    p.add_argument("--effort-test", type=int, metavar="N", help="... on the first N test images (default all)")
+    p.add_argument(
+        "--group",
+        metavar="REGEX",
+        help="a regex whose first group names the patient; the test split keeps patients whole",
+    )
     from ._common import add_train_options
 
     add_train_options(p)
