@@ -134,8 +134,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     cfg = train_config(args)
     campaign = Campaign(
         strategies=[s.strip() for s in args.strategies.split(",") if s.strip()],
-        seeds=list(range(args.seeds)), initial=args.initial, batch=args.batch, budget=args.budget, test=args.test,
-        initial_steps=args.initial_steps, round_steps=args.round_steps, diversity=args.diversity,
+        seeds=list(range(args.first_seed, args.first_seed + args.seeds)), initial=args.initial, batch=args.batch,
+        budget=args.budget, test=args.test, initial_steps=args.initial_steps, round_steps=args.round_steps,
+        diversity=args.diversity,
         schedule=args.schedule, pool=args.pool, effort=args.effort, effort_test=args.effort_test, group=args.group,
     )  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
@@ -266,6 +267,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--strategies", default="random,least_confident,sc_la_mass",
                    help=f"comma-separated, of: {', '.join(STRATEGIES)}")  # fmt: skip
     p.add_argument("--seeds", type=positive(int), default=3)
+    p.add_argument("--first-seed", type=int, default=0, help="run seeds FIRST .. FIRST+SEEDS-1 (to split a campaign)")
     p.add_argument("--initial", type=positive(int), default=8, help="random images to start from")
     p.add_argument("--batch", type=positive(int), default=8, help="images per round")
     p.add_argument("--budget", type=positive(int), default=48, help="stop at this many labelled images")
