@@ -39,7 +39,7 @@ from .errors import ScnError
 from .evaluation import mean_error
 from .geometry import SpacingRule
 from .imageio import Radiograph, find_images, read_image
-from .inference import Prediction, Predictor
+from .inference import Predictor
 from .labels import read_landmarks
 from .scores import STRATEGIES, Scoring, mc_passes_for
 from .training import TrainConfig, Trainer, fit_input_to_data, validation_errors
@@ -106,14 +106,17 @@ def _image(s: Sample) -> Radiograph:
     return image if s.spacing is None else image.with_spacing(s.spacing, s.spacing_source)
 
 
-def _predict(trainer: Trainer, samples: Sequence[Sample], scoring: Scoring) -> list[tuple[Prediction, float]]:
-    """Predict and score the unlabelled pool exactly as the worker does: ``Predictor.predict`` and ``Scoring``."""
+def _predict(trainer: Trainer, samples: Sequence[Sample], scoring: Scoring) -> list[tuple[np.ndarray, float]]:
+    """Predict and score the unlabelled pool exactly as the worker does: ``Predictor.predict`` and ``Scoring``.
+
+    Returns each image's points and score; its heatmaps (tens of MB for a spine) are dropped at once.
+    """
     predictor = _predictor(trainer)
     (strategy,) = scoring.strategies or ["?"]
     out = []
     for s in samples:
         prediction = predictor.predict(_image(s), heatmaps=True, mc_passes=scoring.mc_passes)
-        out.append((prediction, scoring(prediction)[strategy][0]))
+        out.append((prediction.points, scoring(prediction)[strategy][0]))
     return out
 
 
@@ -243,13 +246,17 @@ def run_campaign(
         return {"model": {k: v.detach().clone() for k, v in trainer.model.state_dict().items()},
                 "sigma": trainer.targets.sigma.detach().clone()}  # fmt: skip
 
+    done = _resume(checkpoint, result, campaign.seeds, log)
     for seed in campaign.seeds:
+        todo = [name for name in campaign.strategies if (name, seed) not in done]
+        if not todo:
+            continue
         rng = np.random.default_rng(1000 + seed)
         initial = rng.choice(pool_ids, budgets[0], replace=False).tolist()
         log(f"seed {seed}: first model on {len(initial)} random images, {campaign.initial_steps} steps")
         first = fit(initial, campaign.initial_steps, seed, None)
         start_state, start_eval, start_effort = state(first), evaluate(first), annotate(None, initial)
-        for name in campaign.strategies:
+        for name in todo:
             labelled, model_state, curve = list(initial), start_state, [
                 {"labelled": len(initial), **start_eval, "picked": list(initial), "effort": start_effort}]  # fmt: skip
             trainer = first
@@ -260,9 +267,7 @@ def run_campaign(
                 scoring = Scoring(mc_passes=mc, round=round_ + 100 * seed, strategies=[name])
                 scored = _predict(trainer, [by_sample[i] for i in unlabelled], scoring)
                 scores = {i: value for i, (_, value) in zip(unlabelled, scored)}
-                features = (
-                    {i: _features(p.points) for i, (p, _) in zip(unlabelled, scored)} if campaign.diversity else None
-                )
+                features = {i: _features(p) for i, (p, _) in zip(unlabelled, scored)} if campaign.diversity else None
                 picked = select_batch(scores, budget - len(labelled), features, campaign.diversity)
                 result.seconds["scoring"] = result.seconds.get("scoring", 0.0) + time.perf_counter() - t
                 effort = annotate(trainer, picked)  # the annotator sees the proposals of the model that chose
@@ -282,6 +287,35 @@ def run_campaign(
                 result.write(checkpoint)
     result.seconds["total"] = time.perf_counter() - started
     return result
+
+
+def _resume(
+    checkpoint: Path | None, result: CampaignResult, seeds: list[int], log: Callable[[str], None]
+) -> set[tuple[str, int]]:
+    """Take the finished curves of an interrupted run of the same campaign from ``checkpoint``.
+
+    Same campaign means the same design (seeds aside), training config and test images;
+    every curve is deterministic given those, so a finished one need not run again.
+    """
+    if checkpoint is None or not checkpoint.exists():
+        return set()
+    try:
+        held = json.loads(checkpoint.read_text())
+    except (OSError, ValueError):
+        return set()
+    now = json.loads(json.dumps(asdict(result)))  # as it would be written: tuples as lists
+    same = all(held.get(key) == now[key] for key in ("config", "test_images")) and (
+        {k: v for k, v in held.get("campaign", {}).items() if k != "seeds"}
+        == {k: v for k, v in now["campaign"].items() if k != "seeds"}
+    )
+    if not same:
+        log(f"note: {checkpoint} holds another campaign; it is replaced")
+        return set()
+    result.curves = [c for c in held.get("curves", []) if c["seed"] in seeds]
+    done = {(c["strategy"], c["seed"]) for c in result.curves}
+    if done:
+        log(f"resuming: {len(done)} finished curves taken from {checkpoint}")
+    return done
 
 
 def summarise(result: CampaignResult) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -79,3 +81,28 @@ def test_the_test_split_keeps_each_patient_on_one_side():
         split_ids(ids, 5, "(")
     with pytest.raises(ScnError, match="increasing"):
         Campaign(strategies=["random"], seeds=[0], schedule=[8, 8]).budgets()
+
+
+def test_an_interrupted_campaign_resumes_from_its_finished_curves(sample_dir, tiny_cfg, tmp_path, monkeypatch):
+    from scn_annotator import simulate
+
+    cfg = tiny_cfg.replace(input_size=(64, 48))
+    campaign = Campaign(strategies=["random"], seeds=[0], schedule=[4, 6], test=4, initial_steps=4, round_steps=2)
+    checkpoint = tmp_path / "campaign.json"
+    first = run_campaign(sample_dir / "images", sample_dir / "labels.csv", cfg, campaign, device="cpu",
+                         log=lambda _m: None, checkpoint=checkpoint)  # fmt: skip
+
+    def no_training(self, *args, **kwargs):
+        raise AssertionError("a finished curve was trained again")
+
+    monkeypatch.setattr(simulate.Trainer, "run", no_training)
+    lines: list[str] = []
+    again = run_campaign(sample_dir / "images", sample_dir / "labels.csv", cfg, campaign, device="cpu",
+                         log=lines.append, checkpoint=checkpoint)  # fmt: skip
+    assert again.curves == json.loads(json.dumps(first.curves))
+    assert any("resuming: 1 finished curves" in line for line in lines)
+    # another design in the same file is not taken for this one
+    other = Campaign(strategies=["random"], seeds=[0], schedule=[4, 6], test=4, initial_steps=4, round_steps=3)
+    with pytest.raises(AssertionError, match="trained again"):
+        run_campaign(sample_dir / "images", sample_dir / "labels.csv", cfg, other, device="cpu",
+                     log=lines.append, checkpoint=checkpoint)  # fmt: skip
