@@ -69,11 +69,14 @@ class EffortReport:
     landmarks: int
     per_image: dict[str, dict[str, int]] = field(default_factory=dict)  # image -> mode -> corrections
 
+    def totals(self) -> dict[str, int]:
+        """Corrections over all images, per mode."""
+        return {mode: sum(v[mode] for v in self.per_image.values()) for mode in MODES}
+
     def summary(self) -> dict[str, Any]:
         n = max(len(self.per_image), 1)
         modes = {}
-        for mode in MODES:
-            corrections = sum(v[mode] for v in self.per_image.values())
+        for mode, corrections in self.totals().items():
             modes[mode] = {
                 "corrections_per_image": corrections / n,
                 "clicks_per_image": (corrections + (0 if mode == "manual" else len(self.per_image))) / n,

@@ -125,8 +125,7 @@ def _effort(trainer: Trainer | None, samples: Sequence[Sample], tolerance: Toler
     if trainer is None:
         placed = int(sum(s.valid.sum() for s in samples))
         return dict.fromkeys(MODES, placed)
-    report = measure_effort(_predictor(trainer), [(_image(s), s.points) for s in samples], tolerance)
-    return {mode: sum(v[mode] for v in report.per_image.values()) for mode in MODES}
+    return measure_effort(_predictor(trainer), [(_image(s), s.points) for s in samples], tolerance).totals()
 
 
 def split_ids(ids: Sequence[str], test: int, group: str | None = None) -> tuple[list[str], list[str]]:
@@ -140,16 +139,15 @@ def split_ids(ids: Sequence[str], test: int, group: str | None = None) -> tuple[
     except re.error as exc:
         raise ScnError(f"the patient pattern {group!r} is not a regular expression: {exc}") from None
 
-    def patient(name: str) -> str:
-        match = pattern.match(name)
-        return match.group(1) if match and match.groups() else name
-
-    patients = sorted({patient(i) for i in ids})
+    by_patient: dict[str, list[str]] = {}
+    for i in sorted(ids):
+        match = pattern.match(i)
+        by_patient.setdefault(match.group(1) if match and match.groups() else i, []).append(i)
     test_ids: list[str] = []
-    for p in np.random.default_rng(0).permutation(patients):
+    for p in np.random.default_rng(0).permutation(sorted(by_patient)):
         if len(test_ids) >= test:
             break
-        test_ids += sorted(i for i in ids if patient(i) == p)
+        test_ids += by_patient[p]
     chosen = set(test_ids)
     pool = np.random.default_rng(1).permutation(sorted(i for i in ids if i not in chosen)).tolist()
     return test_ids, pool
@@ -214,19 +212,17 @@ def run_campaign(
         out = {"mean": mean_error(errors), "median": float(np.median(errors)),
                "over_4": float((errors > 4).mean()), "over_10": float((errors > 10).mean())}  # fmt: skip
         if tolerance is not None and campaign.effort_test != 0:
-            t = time.perf_counter()
             shown = test[: campaign.effort_test] if campaign.effort_test else test
-            counts = _effort(trainer, shown, tolerance)
+            counts = annotate(trainer, shown)
             out["test_effort"] = {mode: n / len(shown) for mode, n in counts.items()}  # corrections per image
-            result.seconds["effort"] = result.seconds.get("effort", 0.0) + time.perf_counter() - t
         return out
 
-    def annotate(trainer: Trainer | None, picked: list[str]) -> dict[str, int] | None:
-        """What the oracle had to place to label ``picked``, shown the proposals of ``trainer``."""
+    def annotate(trainer: Trainer | None, shown: Sequence[Sample]) -> dict[str, int] | None:
+        """What the oracle had to place to label ``shown``, given the proposals of ``trainer``."""
         if tolerance is None:
             return None
         t = time.perf_counter()
-        counts = _effort(trainer, [by_sample[i] for i in picked], tolerance)
+        counts = _effort(trainer, shown, tolerance)
         result.seconds["effort"] = result.seconds.get("effort", 0.0) + time.perf_counter() - t
         return counts
 
@@ -255,7 +251,8 @@ def run_campaign(
         initial = rng.choice(pool_ids, budgets[0], replace=False).tolist()
         log(f"seed {seed}: first model on {len(initial)} random images, {campaign.initial_steps} steps")
         first = fit(initial, campaign.initial_steps, seed, None)
-        start_state, start_eval, start_effort = state(first), evaluate(first), annotate(None, initial)
+        start_state, start_eval = state(first), evaluate(first)
+        start_effort = annotate(None, [by_sample[i] for i in initial])  # no model yet: every landmark placed
         for name in todo:
             labelled, model_state, curve = list(initial), start_state, [
                 {"labelled": len(initial), **start_eval, "picked": list(initial), "effort": start_effort}]  # fmt: skip
@@ -270,7 +267,8 @@ def run_campaign(
                 features = {i: _features(p) for i, (p, _) in zip(unlabelled, scored)} if campaign.diversity else None
                 picked = select_batch(scores, budget - len(labelled), features, campaign.diversity)
                 result.seconds["scoring"] = result.seconds.get("scoring", 0.0) + time.perf_counter() - t
-                effort = annotate(trainer, picked)  # the annotator sees the proposals of the model that chose
+                # the annotator sees the proposals of the model that chose
+                effort = annotate(trainer, [by_sample[i] for i in picked])
                 labelled += picked
                 trainer = fit(labelled, campaign.round_steps, seed * 1000 + round_, model_state)
                 model_state = state(trainer)
