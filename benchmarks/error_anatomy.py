@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from hand import HAND, RULE, split
 
+from scn_annotator.effort import oracle_corrections
 from scn_annotator.imageio import SpacingSource, find_images, image_id, read_image
 from scn_annotator.inference import Predictor
 from scn_annotator.labels import LandmarkTable, read_landmarks
@@ -38,23 +39,19 @@ def errors_mm(predictor: Predictor, names: list[str], table: LandmarkTable, file
     return np.array(out)
 
 
-def oracle(error: np.ndarray, cov: np.ndarray, tolerance: float) -> int:
+def propagated(error: np.ndarray, cov: np.ndarray, tolerance: float) -> int:
     """Corrections when each one moves the unconfirmed points by the conditional mean of their errors."""
-    n = len(error)
-    confirmed, shown = np.zeros(n, bool), error.copy()
-    corrections = 0
-    while True:
-        e = np.linalg.norm(shown, axis=1)
-        wrong = ~confirmed & (e > tolerance)
-        if not wrong.any():
-            return corrections
-        confirmed[int(np.argmax(np.where(wrong, e, -1)))] = True
-        corrections += 1
+
+    def replace(confirmed: np.ndarray) -> np.ndarray:
         c = np.repeat(confirmed, 2)
         flat = error.reshape(-1).copy()
         flat[~c] -= cov[~c][:, c] @ np.linalg.solve(cov[c][:, c] + 1e-6 * np.eye(int(c.sum())), flat[c])
-        shown = flat.reshape(n, 2)
+        shown = flat.reshape(-1, 2)
         shown[confirmed] = 0.0
+        return np.linalg.norm(shown, axis=1)
+
+    present = np.ones(len(error), dtype=bool)
+    return oracle_corrections(np.linalg.norm(error, axis=1), present, tolerance, replace)
 
 
 def main() -> None:
@@ -80,7 +77,7 @@ def main() -> None:
     print("residual propagation through the error covariance (corrections per test image):")
     for shrink in [float(v) for v in args.shrink.split(",")]:
         cov = (1 - shrink) * s + shrink * np.diag(np.diag(s))
-        total = sum(oracle(e, cov, args.tolerance) for e in test_err)
+        total = sum(propagated(e, cov, args.tolerance) for e in test_err)
         print(f"  shrinkage {shrink:g}: {total / per_image:.2f}")
 
 

@@ -33,7 +33,7 @@ from .evaluation import point_errors
 from .imageio import Radiograph
 from .inference import KEEP_WITHIN, Predictor
 
-__all__ = ["MODES", "EffortReport", "Tolerance", "measure_effort"]
+__all__ = ["MODES", "EffortReport", "Tolerance", "measure_effort", "oracle_corrections"]
 
 MODES = ("manual", "proposals", "conditioned")
 
@@ -96,6 +96,30 @@ class EffortReport:
         return "\n".join(lines)
 
 
+def oracle_corrections(
+    errors: np.ndarray,
+    present: np.ndarray,
+    tolerance: float,
+    replace: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> int:
+    """The oracle's corrections: the worst landmark outside ``tolerance`` first, one at a time.
+
+    ``errors`` are the first proposals' errors; after each correction ``replace(confirmed)``
+    (a boolean mask) gives the errors of the re-placed proposals. Without it nothing moves,
+    which is plain proposals. Confirmed and absent landmarks never count again.
+    """
+    confirmed = np.zeros(len(errors), dtype=bool)
+    corrected = 0
+    while True:
+        wrong = present & ~confirmed & (errors > tolerance)
+        if not wrong.any():
+            return corrected
+        confirmed[int(np.argmax(np.where(wrong, errors, -np.inf)))] = True
+        corrected += 1
+        if replace is not None:
+            errors = replace(confirmed)
+
+
 def _corrections(
     predictor: Predictor,
     image: Radiograph,
@@ -106,20 +130,15 @@ def _corrections(
 ) -> dict[str, int]:
     present = ~np.isnan(truth).any(axis=1)
     conditioner = predictor.conditioner(image, keep_within, method)
-    hints = np.full_like(truth, np.nan)  # nothing confirmed: the first prediction is today's proposals
-    errors = tolerance.errors(conditioner.predict(hints).points, truth, image)
-    counts = {"manual": int(present.sum()), "proposals": int((present & (errors > tolerance.value)).sum())}
-    corrected = 0
-    while True:  # correct the worst remaining landmark, then let the model re-place the rest
-        wrong = present & np.isnan(hints).any(axis=1) & (errors > tolerance.value)
-        if not wrong.any():
-            break
-        worst = int(np.argmax(np.where(wrong, errors, -np.inf)))
-        hints[worst] = truth[worst]
-        corrected += 1
-        errors = tolerance.errors(conditioner.predict(hints).points, truth, image)
-    counts["conditioned"] = corrected
-    return counts
+
+    def replace(confirmed: np.ndarray) -> np.ndarray:
+        hints = np.where(confirmed[:, None], truth, np.nan)
+        return tolerance.errors(conditioner.predict(hints).points, truth, image)
+
+    first = replace(np.zeros(len(truth), dtype=bool))  # nothing confirmed: today's proposals
+    return {"manual": int(present.sum()),
+            "proposals": oracle_corrections(first, present, tolerance.value),
+            "conditioned": oracle_corrections(first, present, tolerance.value, replace)}  # fmt: skip
 
 
 def measure_effort(
