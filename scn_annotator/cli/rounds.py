@@ -158,6 +158,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if any("corrections" in s for s in summary.values()):
         print(f"\nthe oracle's corrections within {args.effort}, summed over the labelled images (proposals / "
               "conditioned), and per test image at each budget:")  # fmt: skip
+        print(f"{'labelled':<18}" + " ".join(f"{b:^15}" for b in next(iter(summary.values()))["budgets"]))
         for name, s in summary.items():
             c = s.get("corrections", {})
             total = " ".join(f"{p:>7.0f}/{q:<7.0f}" for p, q in zip(c.get("proposals", []), c.get("conditioned", [])))
