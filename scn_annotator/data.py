@@ -264,14 +264,27 @@ def build_samples(
     return samples
 
 
-def split_samples(ids: Sequence[str], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
-    """A repeatable train/validation split of ``ids`` (at least one validation image when possible)."""
+def split_samples(
+    ids: Sequence[str], val_fraction: float, seed: int, *, held_out: Sequence[str] = (), trained: Sequence[str] = ()
+) -> tuple[list[str], list[str]]:
+    """A repeatable train/validation split of ``ids`` (at least one validation image when possible).
+
+    ``held_out`` and ``trained`` are the current model's validation and training images:
+    validation takes the held-out ones first, then images new to the project, and the
+    trained ones only when nothing else is left. A new model is judged against the
+    current one on its validation images, and a model measured on images it was
+    trained on looks better than it is: with a split drawn afresh over a grown set,
+    most of the new validation images were the old model's training images, and every
+    new model was refused. Without a current model the split is the seeded permutation.
+    """
     ids = list(ids)
     if val_fraction <= 0 or len(ids) < 2:
         return ids, []
     gen = np.random.default_rng(seed)
-    order = gen.permutation(len(ids))
+    order = [ids[i] for i in gen.permutation(len(ids))]
     n_val = min(len(ids) - 1, max(1, round(len(ids) * val_fraction)))
-    val = sorted(order[:n_val].tolist())
-    train = sorted(order[n_val:].tolist())
-    return [ids[i] for i in train], [ids[i] for i in val]
+    kept, seen = set(held_out), set(trained)
+    preference = ([i for i in held_out if i in set(ids)] + [i for i in order if i not in kept and i not in seen]
+                  + [i for i in order if i in seen and i not in kept])  # fmt: skip
+    val = set(preference[:n_val])
+    return [i for i in ids if i not in val], [i for i in ids if i in val]

@@ -10,7 +10,7 @@ prediction peaks at ``100 / (2 pi sigma^2)``, about 2.5.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,16 +19,17 @@ import torch
 
 from .cache import Heatmaps
 from .checkpoint import load_checkpoint
-from .data import Normalisation, prepare_input
+from .data import Normalisation, Sample, prepare_input
 from .device import best_device
 from .errors import CheckpointError, ImageReadError, ScnError
+from .evaluation import mean_error, point_errors
 from .geometry import InputTransform
 from .heatmaps import decode_peaks
 from .imageio import Radiograph, SpacingSource, read_image
 from .network import SCNConfig, SCNOutput, SpatialConfigurationNet
 from .refine import RefineConfig, Refiner
 
-__all__ = ["HINT_SIGMA", "Conditioner", "Heatmaps", "Prediction", "Predictor"]
+__all__ = ["HINT_SIGMA", "Conditioner", "Heatmaps", "Prediction", "Predictor", "checkpoint_error"]
 
 #: The width of a confirmed landmark's hint (network px) when the checkpoint has no learned sigma.
 HINT_SIGMA = 2.5
@@ -209,6 +210,22 @@ class Predictor:
                 yield exc
             if progress:
                 progress(i + 1)
+
+
+def checkpoint_error(
+    checkpoint: str | Path, samples: Sequence[Sample], device: torch.device | str | None = None
+) -> tuple[float | None, str]:
+    """Mean point error of a saved model on samples, through the inference path, and its unit.
+
+    The one measure by which models are compared: the predictor the app uses, local
+    stage and all, on the original images (mm when every sample's spacing is known).
+    None when no sample has a landmark to compare.
+    """
+    predictor = Predictor.from_checkpoint(checkpoint, device=device)
+    unit = "mm" if all(s.spacing is not None for s in samples) else "px"
+    errors = [point_errors(predictor.predict(s.path).points, s.points, s.spacing if unit == "mm" else None)
+              for s in samples]  # fmt: skip
+    return (mean_error(np.concatenate(errors)) if errors else None), unit
 
 
 def _prediction(

@@ -18,18 +18,17 @@ from pathlib import Path
 import numpy as np
 
 from .cache import save_heatmaps
-from .data import LabelledImage, Normalisation, Sample, build_samples, split_samples
+from .data import LabelledImage, Normalisation, build_samples, split_samples
 from .db.store import ImageRecord, Project
 from .errors import ImageReadError, ScnError
-from .evaluation import EvaluationReport, evaluate, mean_error, point_errors
+from .evaluation import EvaluationReport, evaluate
 from .imageio import SpacingSource
-from .inference import Predictor
+from .inference import Predictor, checkpoint_error
 from .scores import Scoring
 from .training import TrainConfig, TrainProgress, TrainResult, fit_input_to_data, train
 
 __all__ = [
     "ProjectTrainResult",
-    "checkpoint_error",
     "evaluate_project",
     "labelled_images",
     "predict_project",
@@ -50,21 +49,33 @@ def labelled_images(project: Project, statuses: Sequence[str] = ("done",)) -> li
     return out
 
 
-def checkpoint_error(checkpoint: Path, samples: Sequence[Sample]) -> tuple[float | None, str]:
-    """Mean point error of a saved model on samples, through the inference path (None: nothing to compare)."""
-    predictor = Predictor.from_checkpoint(checkpoint)
-    unit = "mm" if all(s.spacing is not None for s in samples) else "px"
-    errors = [point_errors(predictor.predict(s.path).points, s.points, s.spacing if unit == "mm" else None)
-              for s in samples]  # fmt: skip
-    return mean_error(np.concatenate(errors)), unit
-
-
 @dataclass
 class ProjectTrainResult:
+    """A registered model version and the one comparison that decided whether it is current.
+
+    Both errors come from the inference path (the same predictor, local stage and
+    all) on the same validation images, those neither model was trained on.
+    """
+
     version_id: int
     made_current: bool
     result: TrainResult
-    previous_error: float | None  # the previous current model on the same validation images
+    val_error: float | None  # the new model, through the inference path, on the images compared
+    previous_error: float | None  # the model that was current, on the same images
+    unit: str = "px"
+    compared_on: int = 0  # validation images both errors are measured on
+
+    def verdict(self) -> str:
+        """One line for the CLI, the worker's log and the panel."""
+        if self.val_error is None:
+            figures = "no validation image to measure it on"
+        else:
+            figures = f"validation error {self.val_error:.2f} {self.unit}"
+            if self.previous_error is not None:
+                figures += (f" against the current model's {self.previous_error:.2f} {self.unit} on the same "
+                            f"{self.compared_on} images")  # fmt: skip
+        state = "is now the current model" if self.made_current else "is worse and was kept, not made current"
+        return f"{figures}; model version {self.version_id} {state}"
 
 
 def train_project(
@@ -82,13 +93,21 @@ def train_project(
 ) -> ProjectTrainResult:
     """Train on the done images, register the model, and make it current unless it is worse.
 
-    "Worse" is measured on this run's validation images, for the new model and the
-    current one alike, so a model is never replaced by one that localises less well.
+    "Worse" is one rule: the new model and the current one are both run through the
+    inference path on this run's validation images that the current model was not
+    trained on (the split keeps the current model's validation images in validation),
+    and the new one is current unless its mean error there is higher. That figure is
+    what the version stores and the panel and ``status`` show; the training loop's
+    own validation (the coarse stage, before the local one) is kept beside it.
     """
     pairs = labelled_images(project)
     if len(pairs) < 2:
         raise ScnError(f"training needs at least 2 images marked done with landmarks; the project has {len(pairs)}")
-    train_ids, val_ids = split_samples([str(r.id) for r, _ in pairs], val_fraction, cfg.seed)
+    current = project.current_model()
+    held_out = [str(i) for i, _ in current.training_set.get("val", [])] if current else []
+    trained = [str(i) for i in current.trained_on] if current else []
+    ids = [str(r.id) for r, _ in pairs]
+    train_ids, val_ids = split_samples(ids, val_fraction, cfg.seed, held_out=held_out, trained=trained)
     items = {str(r.id): item for r, item in pairs}
     norm = Normalisation(*cfg.normalisation)
     ordered = [items[i] for i in train_ids + val_ids]
@@ -105,11 +124,13 @@ def train_project(
         )  # fmt: skip
         if result.stopped == "cancelled":
             raise ScnError("training was cancelled; no model version was registered")
-        current = project.current_model()
-        previous = None
-        if current is not None and val_s:
-            previous, _ = checkpoint_error(project.checkpoint_file(current), val_s)
-        new_error = result.best_val_error
+        unseen = {i for i in val_ids if current is None or int(i) not in current.trained_on}
+        compared = [s for i, s in zip(val_ids, val_s) if i in unseen] or list(val_s)
+        new_error, unit, previous = None, result.unit, None
+        if compared:
+            new_error, unit = checkpoint_error(out, compared, device=device)
+            if current is not None:
+                previous, _ = checkpoint_error(project.checkpoint_file(current), compared, device=device)
         better = current is None or previous is None or new_error is None or new_error <= previous
         last_event = {r.id: max((h["id"] for h in project.history(r.id, limit=1)), default=0) for r, _ in pairs}
         version = project.register_model(
@@ -121,8 +142,10 @@ def train_project(
             },
             metrics={
                 "val_error": new_error,
-                "unit": result.unit,
+                "unit": unit,
                 "previous_val_error": previous,
+                "compared_on": len(compared),
+                "training_val_error": result.best_val_error,  # the coarse stage, at the cache's resolution
                 "steps": result.steps,
                 "best_step": result.best_step,
                 "seconds": result.seconds,
@@ -132,7 +155,7 @@ def train_project(
             make_current=better,
             note=note,
         )
-    return ProjectTrainResult(version, better, result, previous)
+    return ProjectTrainResult(version, better, result, new_error, previous, unit, len(compared))
 
 
 def predict_project(

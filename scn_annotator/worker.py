@@ -274,8 +274,7 @@ class Worker:
                     raise _StoppedError from None
                 raise
             version = out.version_id
-            verdict = "now current" if out.made_current else "kept, not current: worse than the current model"
-            self.report("validating", 0.8, f"{out.result.describe()}; model version {version} {verdict}")
+            self.report("validating", 0.8, f"{out.result.describe()}; {out.verdict()}")
             with self._lock:
                 self._state["result_model_id"] = version
         return {"result_model_id": version, **self._predict(job)}

@@ -53,13 +53,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         result = train(cfg, data.train, data.val, data.names, args.out, progress=training_bar(bar),
                        max_minutes=args.max_minutes, resume=args.resume, init_from=args.init,
                        device=device(args))  # fmt: skip
-    if result.best_val_error is not None:
-        best = f"best validation error {result.best_val_error:.2f} {result.unit} at step {result.best_step}"
+    if not Path(args.out).is_file():  # never announce a model that is not there
+        raise ScnError(f"training ended ({result.stopped}) without writing {args.out}")
+    from ..inference import checkpoint_error
+
+    error, unit = checkpoint_error(args.out, data.val, device=device(args)) if data.val else (None, "")
+    if error is not None:  # the model as written, local stage and all: the figure a project stores
+        best = f"validation error {error:.2f} {unit} (step {result.best_step} selected)"
     else:
         best = "no validation image with landmarks: the last step is kept" if data.val else "no validation images"
     print(f"{result.describe()}; {best}")
-    if not Path(args.out).is_file():  # never announce a model that is not there
-        raise ScnError(f"training ended ({result.stopped}) without writing {args.out}")
     print(f"model written to {args.out}")
     return 0
 
@@ -81,12 +84,8 @@ def _train_project(args: argparse.Namespace, cfg) -> int:  # noqa: ANN001
         out = train_project(project, cfg, val_fraction=args.val_fraction, init_from=init,
                             progress=training_bar(bar), loading=loaded, max_minutes=args.max_minutes,
                             device=device(args))  # fmt: skip
-    m = out.result
-    error = f"validation error {m.best_val_error:.2f} {m.unit}" if m.best_val_error is not None else "no validation"
-    print(f"{m.describe()}; {error}")
-    before = f" (current model: {out.previous_error:.2f} {m.unit})" if out.previous_error is not None else ""
-    state = "is now the current model" if out.made_current else "is worse and was kept, not made current"
-    print(f"model version {out.version_id} {state}{before}")
+    print(out.result.describe())
+    print(out.verdict())
     return 0
 
 

@@ -75,7 +75,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print("  model:     none yet")
     else:
         m = current.metrics
-        error = f", validation error {m['val_error']:.2f} {m.get('unit', '')}" if m.get("val_error") else ""
+        error = f", validation error {m['val_error']:.2f} {m.get('unit', '')}" if m.get("val_error") is not None else ""
         print(f"  model:     version {current.id} of {len(project.model_versions())}{error}")
     jobs = project.jobs.list(["queued", "running"])
     print(f"  jobs:      {len(jobs)} queued or running")
