@@ -556,6 +556,12 @@ class Project:
                     count += 1
             if group is None:  # nothing to change (already in that state): still move the stacks
                 record_event(s, "redo" if redo else "undo", row.id, reverts=target, author=author)
+            if not redo and row.status == ImageStatus.IN_PROGRESS and not s.scalar(
+                    select(func.count()).select_from(Annotation).where(Annotation.image_id == row.id)):  # fmt: skip
+                # undone back to before the first change: the image is new again (a change made it in progress)
+                record_event(s, "status", row.id, author=author, old_status=row.status.value,
+                             new_status=ImageStatus.NEW.value)  # fmt: skip
+                row.status = ImageStatus.NEW
             return count
 
     def _check_unchanged_since(self, s: Session, image: Image, events: list[Event], redo: bool) -> None:

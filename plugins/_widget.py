@@ -242,7 +242,8 @@ class AnnotatorWidget(QWidget):
         v = self.view
         spacing = f"{v.spacing[0]:.3f} mm/px ({v.record.spacing_source})" if v.spacing_known else "spacing unknown (px)"
         score = f", {v.strategy} {v.score:.3f}" if v.score is not None else ""
-        self.image_label.value = f"{v.record.name}: {v.record.status}{score}; {spacing}"
+        self.image_label.value = f"{v.record.name}: {v.record.status.replace('_', ' ')}{score}; {spacing}"
+        self._show_row_status(v.record.id, v.record.status)
         self._describe_landmark()
 
     def _describe_landmark(self) -> None:
@@ -278,6 +279,15 @@ class AnnotatorWidget(QWidget):
         self.table.native.horizontalHeader().setStretchLastSection(True)  # the doubtful landmarks get the rest
         if self.view is not None:
             self._select_row(self.view.record.id)
+
+    def _show_row_status(self, image_id: int, status: str) -> None:
+        """The queue row says what the header says (a first correction, an undo), without refilling the table."""
+        ids = getattr(self, "_table_ids", [])
+        if image_id in ids:
+            item = self.table.native.item(ids.index(image_id), 1)
+            text = status.replace("_", " ")
+            if item is not None and item.text() != text:
+                item.setText(text)
 
     def _select_row(self, image_id: int) -> None:
         ids = getattr(self, "_table_ids", [])
@@ -420,6 +430,17 @@ class AnnotatorWidget(QWidget):
         self._act("clear", int(self.landmark.value))
 
     def undo(self) -> None:
+        if self.session is not None and self.session.can_undo_done:  # Ctrl+Z right after D: back to that image
+            try:
+                image = self.session.undo_done()
+            except Exception as exc:  # see _recover
+                self._recover(exc)
+                self._redraw()
+                return
+            self._fill_table()
+            self.open_image(image)
+            show_info(f"{self.view.record.name if self.view else 'the image'} is no longer done")
+            return
         if self._act("undo") == 0:
             show_info("nothing to undo for this image")
 

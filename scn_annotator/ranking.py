@@ -38,6 +38,14 @@ class RankedQueue:
     rows: list[QueueRow]
     threshold: float = float("inf")  # a landmark whose value reaches this is doubtful
 
+    def set_status(self, image_id: int, status: str) -> bool:
+        """Follow a status the store changed (a first correction, an undo); True when the row changed."""
+        for row in self.rows:
+            if row.image_id == image_id and row.status != status:
+                row.status = status
+                return True
+        return False
+
     def next_after(self, image_id: int | None, include_done: bool = False) -> QueueRow | None:
         """The next image to annotate after ``image_id`` (from the top when None)."""
         rows = [r for r in self.rows if include_done or r.status != "done"]

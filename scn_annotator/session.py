@@ -113,6 +113,7 @@ class AnnotationSession:
         self.strategy = self.queue.strategy
         self.current: ImageView | None = None
         self.landmark = 0  # the landmark new points get
+        self._last_done: tuple[int, str, int, int] | None = None  # (image, its status before, accepted, next)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scn-prefetch") if prefetch else None
         self._prefetched: dict[int, Future] = {}
 
@@ -169,6 +170,8 @@ class AnnotationSession:
         except ImageReadError as exc:
             raise ScnError(f"cannot open image {record.name}: {exc}") from None
         self.proposals = None
+        if self._last_done is not None and self._last_done[3] != image_id:
+            self._last_done = None  # another image than the one D went on to: Ctrl+Z is about this one
         self.current = self._view(record, image)
         self.project.set_setting(f"resume:{self.project.user}", record.id)
         if self.follow and self.conditioning is not None:
@@ -183,6 +186,7 @@ class AnnotationSession:
         record = self.project.image(self.current.record.id)
         image = Radiograph(self.current.pixels, self.project.resolve(record))
         self.current = self._view(record, image, self.current.contrast)
+        self.queue.set_status(record.id, record.status)  # a first correction, an undo: the queue follows
         return self.current
 
     def _view(self, record: ImageRecord, image: Radiograph, contrast: tuple[float, float] | None = None) -> ImageView:
@@ -257,6 +261,7 @@ class AnnotationSession:
 
     def move(self, landmark: int, x: float, y: float) -> ImageView:
         """Place or move a landmark (a dragged prediction becomes a correction that remembers it)."""
+        self._last_done = None  # Ctrl+Z is about this change now
         view = self._image()
         lm = view.landmarks[landmark]
         x, y = clamp_to_image(x, y, (view.record.width, view.record.height))  # dropped off the edge
@@ -267,6 +272,7 @@ class AnnotationSession:
 
     def mark(self, landmark: int, state: str) -> ImageView:
         """Mark a landmark occluded (keeps or takes the shown position) or absent (no position)."""
+        self._last_done = None  # Ctrl+Z is about this change now
         view = self._image()
         lm = view.landmarks[landmark]
         if state == "absent":
@@ -282,11 +288,13 @@ class AnnotationSession:
         return self.reload()
 
     def clear(self, landmark: int) -> ImageView:
+        self._last_done = None  # Ctrl+Z is about this change now
         self.project.clear_landmark(self._image().record.id, landmark)
         return self.reload()
 
     def accept_all(self) -> int:
         """Accept the proposal shown for every landmark without an annotation."""
+        self._last_done = None  # Ctrl+Z is about this change now
         count = self.project.accept_predictions(self._image().record.id, run_id=self._shown_run())
         self.reload()
         return count
@@ -344,14 +352,38 @@ class AnnotationSession:
                 self.reload()
 
     def undo(self) -> int:
+        """Undo this person's last change to the open image (see :meth:`undo_done` for a D just pressed)."""
+        self._last_done = None
         count = self.project.undo(self._image().record.id)
         self.reload()
         return count
 
     def redo(self) -> int:
+        self._last_done = None
         count = self.project.redo(self._image().record.id)
         self.reload()
         return count
+
+    @property
+    def can_undo_done(self) -> bool:
+        """Whether the open image is the one a D went on to, with nothing changed on it since."""
+        return self._last_done is not None and self.current is not None and self._last_done[3] == self.current.record.id
+
+    def undo_done(self) -> int:
+        """Take back the D just pressed: the image's status as it was, and the proposals it accepted.
+
+        Returns that image's id, for the caller to open again. A mistaken D costs one
+        key, not a search through the queue and a landmark-by-landmark repair.
+        """
+        if not self.can_undo_done:
+            raise ScnError("no image was just marked done")
+        image_id, status, accepted, _ = self._last_done  # type: ignore[misc]
+        self._last_done = None
+        self.project.set_status(image_id, status)
+        if accepted:
+            self.project.undo(image_id)  # the one step that accepted them
+        self.refresh_queue()
+        return image_id
 
     def set_status(self, status: str) -> None:
         self.project.set_status(self._image().record.id, status)
@@ -373,11 +405,15 @@ class AnnotationSession:
             raise ScnError(f"image {view.record.name} has no landmark to confirm: place them (or mark them absent) "
                            "before marking it done")  # fmt: skip
         accepted = self.project.accept_predictions(view.record.id, run_id=self._shown_run()) if pending else 0
+        before = view.record.status
         self.project.set_status(view.record.id, "done")
         self.refresh_queue()
         self.reload()
         row = self.queue.next_after(view.record.id)
-        return (row.image_id if row else None), accepted
+        following = row.image_id if row else None
+        # the image D goes on to (or this one, when every image is done) is where Ctrl+Z takes it back
+        self._last_done = (view.record.id, before, accepted, following if following is not None else view.record.id)
+        return following, accepted
 
     def export(self, path: str | Path, include_all: bool = False) -> dict[str, Any]:
         """Write the curated landmarks as CSV with a manifest (see ``db.transfer.export``); returns the manifest."""

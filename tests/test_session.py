@@ -64,6 +64,49 @@ def test_marks_accept_undo_redo(session):
     assert session.clear(1).landmarks[1].kind == "prediction"  # cleared: the model's proposal shows again
 
 
+def _row(session, image_id):
+    return next(r for r in session.queue.rows if r.image_id == image_id)
+
+
+def test_the_queue_row_follows_a_first_correction_and_its_undo(session):
+    view = session.open(session.resume_image())
+    image = view.record.id
+    assert _row(session, image).status == "new"
+    session.move(2, 40.0, 41.0)
+    assert session.current.record.status == "in_progress" and _row(session, image).status == "in_progress"
+    session.undo()
+    assert session.project.image(image).status == "new"  # undone to before the first change: new again
+    assert session.current.record.status == "new" and _row(session, image).status == "new"
+    session.redo()
+    assert _row(session, image).status == "in_progress"
+
+
+def test_ctrl_z_right_after_done_takes_the_done_and_its_accepted_proposals_back(session):
+    view = session.open(session.resume_image())
+    image = view.record.id
+    session.move(0, 30.0, 31.0)
+    following, accepted = session.mark_done()
+    assert accepted == 14 and session.project.image(image).status == "done"
+    session.open(following)
+    assert session.can_undo_done
+    assert session.undo_done() == image
+    assert session.project.image(image).status == "in_progress"  # as it was before D
+    annotations = session.project.annotations(image)
+    assert set(annotations) == {0} and (annotations[0].x, annotations[0].y) == (30.0, 31.0)  # the correction stays
+    assert _row(session, image).status == "in_progress"
+    assert not session.can_undo_done
+
+
+def test_done_is_taken_back_only_right_after_it(session):
+    session.open(session.resume_image())
+    following, _ = session.mark_done()
+    session.open(following)
+    session.move(1, 20.0, 20.0)  # work on the next image: Ctrl+Z is about that now
+    assert not session.can_undo_done
+    with pytest.raises(ScnError, match="no image was just marked done"):
+        session.undo_done()
+
+
 def test_done_moves_on_and_the_place_is_remembered(session, trained):
     from scn_annotator.db.store import Project
 
