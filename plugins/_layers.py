@@ -3,10 +3,13 @@
 Everything is laid out in physical units: each layer's scale is the pixel spacing
 (mm), and heatmaps at network resolution carry the affine that maps them onto the
 image. Landmarks keep one colour each (the project's), human annotations are
-filled discs, occluded ones squares, model proposals rings; a doubtful landmark
-(by the active-learning score) gets a thick red border, every other one a dark
-outline, so that it stays visible on bright bone; a point is never smaller on screen
-than ``SCREEN_SIZE`` allows, whatever the zoom.
+filled discs, occluded ones squares, model proposals rings, each with a thin dark
+outline, so that the landmark's colour reads at the zoom an image opens with and
+stays visible on bright bone. Doubt (by the active-learning score) is a white halo
+on a layer of its own, under the point: white is no landmark's colour (the
+palette's lightness stays at 0.55-0.7), and a halo leaves the joint under the
+point in view. A point is never smaller on screen than ``SCREEN_SIZE`` allows,
+whatever the zoom.
 """
 
 from __future__ import annotations
@@ -22,10 +25,14 @@ HEATMAP_KINDS = ("final", "local", "spatial")
 # short enough for napari's layer list at its default width
 HEATMAP_NAMES = {"final": "LA x SC", "local": "LA (local)", "spatial": "SC (spatial)"}
 HEATMAP_COLORMAPS = {"final": "inferno", "local": "green", "spatial": "magenta"}  # black at zero: additive
-DOUBT_COLOR = np.array([1.0, 0.15, 0.1, 1.0])
-PLAIN_BORDER = np.array([0.0, 0.0, 0.0, 0.9])  # dark: a point stays visible on bright bone and on the glow
+DOUBT_COLOR = np.array([1.0, 1.0, 1.0, 0.95])  # the halo: no landmark is white
+PLAIN_BORDER = np.array([0.0, 0.0, 0.0, 0.85])  # dark: a point stays visible on bright bone and on the glow
+#: the outline's share of a point's size: thin enough that a ring shows its landmark's colour at 14 px
+BORDER_WIDTH = 0.07
 #: (smallest, largest) size of a point on screen, in screen pixels, whatever the zoom
-SCREEN_SIZE = (11, 36)
+SCREEN_SIZE = (14, 36)
+#: the doubt halo's size against the point's
+HALO = 1.9
 SYMBOLS = {"annotation": "disc", "prediction": "ring"}
 
 
@@ -48,11 +55,13 @@ def landmark_style(view: ImageView) -> dict:
         "doubt": np.array([np.nan if lm.doubt is None else lm.doubt for lm in shown]),
     }
     face = np.array([_rgba(lm.info.color) for lm in shown]).reshape(-1, 4)
-    border = np.array([DOUBT_COLOR if lm.doubtful else PLAIN_BORDER for lm in shown]).reshape(-1, 4)
+    border = np.tile(PLAIN_BORDER, (len(shown), 1))
     symbol = ["square" if lm.state == "occluded" else SYMBOLS[lm.kind] for lm in shown]
-    width = np.array([0.35 if lm.doubtful else 0.2 for lm in shown])
+    width = np.full(len(shown), BORDER_WIDTH)
+    # a halo for the doubtful proposals only: a person's point is what it is, whatever the model doubts
+    halo = np.array([[lm.y, lm.x] for lm in shown if lm.doubtful and lm.kind == "prediction"], dtype=float)
     return {"data": data, "features": features, "face_color": face, "border_color": border, "symbol": symbol,
-            "border_width": width}  # fmt: skip
+            "border_width": width, "halo": halo.reshape(-1, 2)}  # fmt: skip
 
 
 def heatmap_data(view: ImageView, kind: str, landmark: int | None) -> np.ndarray | None:
@@ -133,10 +142,23 @@ def update_layers(
             _set(layer, contrast_limits=limits, visible=True)
     style = landmark_style(view)
     size = 0.02 * max(view.record.height * sy, view.record.width * sx)  # readable at any zoom-to-fit
+    halo: Points | None = layers.get("doubt")
+    if halo is None or halo not in viewer.layers:
+        halo = viewer.add_points(
+            style["halo"], scale=scale, size=HALO * size, name="doubt", symbol="ring", face_color=DOUBT_COLOR,
+            border_width=0, canvas_size_limits=(HALO * SCREEN_SIZE[0], HALO * SCREEN_SIZE[1]), opacity=0.9,
+        )  # fmt: skip
+        layers["doubt"] = halo
+    else:
+        _set(halo, scale=scale)
+        with halo.events.blocker_all():
+            halo.data = style["halo"]
+            halo.size = HALO * size
+        halo.refresh()
     points: Points | None = layers.get("points")
     if points is None or points not in viewer.layers:
         if not len(style["data"]):
-            style.update(face_color="white", border_color="white", symbol="disc", border_width=0.12)
+            style.update(face_color="white", border_color="black", symbol="disc", border_width=BORDER_WIDTH)
         points = viewer.add_points(
             style["data"], features=style["features"], scale=scale, size=size, name="landmarks",
             face_color=style["face_color"], border_color=style["border_color"], symbol=style["symbol"],
@@ -159,8 +181,8 @@ def update_layers(
         points.refresh()
     points.feature_defaults["landmark"] = landmark if landmark is not None else 0
     points.metadata["scn_image"] = view.record.name  # the points writer names the image by it
-    # keep the order: radiograph at the bottom, heatmaps, landmarks on top
-    order = [layers["image"], *(layers[k] for k in HEATMAP_KINDS if k in layers), points]
+    # keep the order: radiograph at the bottom, heatmaps, doubt halos, landmarks on top
+    order = [layers["image"], *(layers[k] for k in HEATMAP_KINDS if k in layers), halo, points]
     for target, layer in enumerate(order):
         if layer in viewer.layers:
             current = viewer.layers.index(layer)

@@ -14,7 +14,15 @@ from pathlib import Path
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, PushButton, Table
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QObject, QTimer, Signal
-from qtpy.QtWidgets import QGroupBox, QScrollArea, QTextBrowser, QVBoxLayout, QWidget
+from qtpy.QtWidgets import (
+    QAbstractButton,
+    QComboBox,
+    QGroupBox,
+    QScrollArea,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
 from scn_annotator.db.store import Project
 
 from scn_annotator.errors import ScnError
@@ -35,7 +43,7 @@ SHORTCUTS = {
     "d": ("mark_done", "mark the image done and go to the next"),
     "e": ("next_landmark", "next landmark"),
     "q": ("previous_landmark", "previous landmark"),
-    "Shift-A": ("accept_all", "accept the model's proposal for every landmark not yet annotated"),
+    "y": ("accept_all", "yes to every proposal: accept the model's position of each landmark not yet annotated"),
     "o": ("mark_occluded", "mark the current landmark occluded (position estimated)"),
     "x": ("mark_absent", "mark the current landmark absent from this image"),
     "h": ("toggle_heatmaps", "show or hide the heatmaps"),
@@ -87,7 +95,7 @@ class AnnotatorWidget(QWidget):
         self.image_label = Label(value="")
         self.landmark = ComboBox(label="landmark", choices=[])
         self.landmark_label = Label(value="")
-        self.accept_button = PushButton(text="Accept all proposals (Shift+A)")
+        self.accept_button = PushButton(text="Accept all proposals (Y)")
         self.occluded_button = PushButton(text="Occluded (O)")
         self.absent_button = PushButton(text="Absent (X)")
         self.clear_button = PushButton(text="Clear")
@@ -138,6 +146,12 @@ class AnnotatorWidget(QWidget):
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(scroll)
+        # a click on a button or a choice in a drop-down hands the keys back to the canvas: napari's keys
+        # (2, 3, 4) and ours work right after, without a click on the image first
+        for button in inner.findChildren(QAbstractButton):
+            button.clicked.connect(self._focus_canvas)
+        for box in inner.findChildren(QComboBox):
+            box.activated.connect(self._focus_canvas)
         self.setMinimumWidth(540)
 
         self.open_button.changed.connect(lambda: self.open_project(str(self.project_path.value)))
@@ -296,6 +310,18 @@ class AnnotatorWidget(QWidget):
 
     def _table_jump(self, row: int, _column: int) -> None:
         self.open_image(self._table_ids[row])
+        self._focus_canvas()
+
+    def _focus_canvas(self, *_args: object) -> None:
+        """Give the keyboard to the image, once the click that took it has been handled."""
+
+        def focus() -> None:
+            qt_viewer = getattr(self.viewer.window, "_qt_viewer", None)  # napari has no public way to this
+            canvas = getattr(getattr(qt_viewer, "canvas", None), "native", None)
+            if canvas is not None:
+                canvas.setFocus()
+
+        QTimer.singleShot(0, focus)
 
     # -- editing --------------------------------------------------------------------
 
@@ -551,9 +577,12 @@ class AnnotatorWidget(QWidget):
         rows = "".join(f"<tr><td><b>{k.replace('-', '+')}</b></td><td>{d}</td></tr>" for k, (_, d) in SHORTCUTS.items())
         return (
             "<p><b>Keyboard shortcuts</b></p><table>" + rows + "</table>"
-            "<p>Drag a landmark to correct it; in add mode (P) a click places the selected landmark. "
-            "Rings are the model's proposals, discs are annotations, squares occluded landmarks; a red "
-            "border marks a landmark the model is doubtful about. Every change is saved at once.</p>"
+            "<p>Drag a landmark to correct it. napari's own keys work as everywhere in napari: <b>2</b> add "
+            "mode (a click places the selected landmark), <b>3</b> select mode (drag), <b>4</b> pan and zoom. "
+            "Rings are the model's proposals, discs are annotations, squares occluded landmarks, each in its "
+            "landmark's colour; a white halo marks a proposal the model is doubtful about. Every change is "
+            "saved at once. Ctrl+Z undoes your last change to the image; right after D it takes the done back "
+            "(with the proposals D accepted) and reopens the image.</p>"
         )
 
     def _unbind(self) -> None:
