@@ -1,6 +1,11 @@
-"""What the app costs while nobody touches it, after a training round was started and cancelled (not a test).
+"""What the app costs while nobody touches it: after a round was cancelled, and while one trains (not a test).
 
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python benchmarks/idle.py --seconds 60
+    xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python benchmarks/idle.py --during-round --seconds 30
+
+With ``--during-round`` the round is not cancelled: the napari process's CPU is read
+while the worker (another process) trains, which is what the app costs the round it
+watches on a 2-core machine.
 
 Builds a generated sample project (24 phantoms, 8 annotated), opens the app on it
 in a real napari window, starts a training round (a worker process starts) and
@@ -13,6 +18,7 @@ whether a progress bar is left, and the panel's polling interval.
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import tempfile
 import time
@@ -34,6 +40,7 @@ def cpu_seconds() -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--during-round", action="store_true", help="measure while a round trains, not after")
     args = ap.parse_args()
     from qtpy.QtCore import QEventLoop, QTimer
     from qtpy.QtWidgets import QApplication
@@ -51,10 +58,37 @@ def main() -> None:
     viewer.window._qt_window.resize(1600, 1000)
     pump(app, 3)
     panel = viewer.window.dock_widgets["Landmark annotator"].training
+    if args.during_round:  # a round long enough to outlast the measurement
+        from scn_annotator.policy import RoundPolicy
+
+        RoundPolicy(initial_steps=100_000, max_minutes=args.seconds / 60 + 2).save(panel.session.project)
     panel.start_round()
+    jobs = panel.session.project.jobs
+    if args.during_round:
+        deadline = time.monotonic() + 120
+        while jobs.job(panel.job_id).stage != "training" and time.monotonic() < deadline:
+            pump(app, 0.5)
+        pump(app, 5)
+        before, wall = cpu_seconds(), time.monotonic()
+        loop = QEventLoop()
+        QTimer.singleShot(int(args.seconds * 1000), loop.quit)
+        if os.environ.get("SCN_PROFILE"):  # where the time goes: the main thread's profile
+            import cProfile
+
+            cProfile.runctx("loop.exec()", globals(), {"loop": loop}, os.environ["SCN_PROFILE"])
+        else:
+            loop.exec()
+        used, elapsed = cpu_seconds() - before, time.monotonic() - wall
+        job = jobs.job(panel.job_id)
+        print(f"while a round trains (job {job.state}, {job.stage} {100 * job.progress:.0f} %): napari process "
+              f"used {used:.2f} CPU s in {elapsed:.0f} s = {100 * used / elapsed:.1f} % of one core; progress bar "
+              f"shown: {panel._bar is not None}; panel polls every {panel.timer.interval() / 1000:.0f} s")  # fmt: skip
+        panel.cancel_round()
+        panel.close()
+        viewer.close()
+        return
     pump(app, 8)
     panel.cancel_round()
-    jobs = panel.session.project.jobs
     deadline = time.monotonic() + 120
     while jobs.job(panel.job_id).state not in ("done", "failed", "cancelled") and time.monotonic() < deadline:
         pump(app, 0.5)

@@ -144,7 +144,9 @@ class JobQueue:
             limit = now - dt.timedelta(seconds=timeout_s)
             for job in s.scalars(select(Job).where(Job.state == JobState.RUNNING, Job.heartbeat_at < limit)):
                 lost = f"worker {job.worker} stopped sending heartbeats"
-                if job.attempts >= MAX_ATTEMPTS:
+                if job.cancel_requested:  # nobody wants it any more: not run again
+                    job.state, job.finished_at, job.stage = JobState.CANCELLED, now, "cancelled"
+                elif job.attempts >= MAX_ATTEMPTS:
                     job.state, job.finished_at = JobState.FAILED, now
                     job.error = f"{lost}; gave up after {job.attempts} attempts"
                 else:

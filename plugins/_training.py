@@ -5,8 +5,14 @@ starts a worker process when none is alive. This panel only reads the job's stat
 from the store and shows it with napari's progress bar; reading a row takes a
 millisecond, so the viewer never waits on training. It reads once a second while a
 job is pending and every ten seconds otherwise (to notice a model another machine
-trained), and a progress bar exists only while a live worker runs the job: an idle
+trained), and a progress bar is shown only while a live worker runs the job: an idle
 app draws nothing and costs next to no CPU.
+
+The bar is the panel's own, not napari's ``progress``: napari shows an animated
+activity indicator in its status bar while any of its progress bars exists, which
+repainted the main window about 30 times a second and cost 83 % of a core (with
+software OpenGL) during every round, on a 2-core machine the round's own CPU
+(``benchmarks/idle.py --during-round``).
 """
 
 from __future__ import annotations
@@ -17,8 +23,7 @@ import signal
 import time
 from collections.abc import Callable
 
-from magicgui.widgets import ComboBox, Container, Label, PushButton, SpinBox, TextEdit
-from napari.utils import progress
+from magicgui.widgets import ComboBox, Container, Label, ProgressBar, PushButton, SpinBox, TextEdit
 from napari.utils.notifications import show_info
 from qtpy.QtCore import QTimer
 
@@ -46,15 +51,16 @@ class TrainingPanel(Container):
         self.start = PushButton(text="Train and re-rank")
         self.cancel = PushButton(text="Cancel")
         self.state = Label(value="")
+        self.bar = ProgressBar(value=0, min=0, max=100, label="round", visible=False)
         self.log = TextEdit(value="")
         self.log.native.setReadOnly(True)
         self.log.native.setMaximumHeight(110)
         super().__init__(widgets=[self.model_label, self.versions, self.rollback, self.strategy, self.auto_every,
-                                  self.start, self.cancel, self.state, self.log], labels=True)  # fmt: skip
+                                  self.start, self.cancel, self.state, self.bar, self.log], labels=True)  # fmt: skip
         self.session: AnnotationSession | None = None
         self.location: str | None = None
         self.job_id: int | None = None
-        self._bar: progress | None = None
+        self._bar: ProgressBar | None = None  # the bar, while it is shown
         self._version: int | None = None
         self._reported: int | None = None  # the last finished job the viewer was refreshed for
         self._on_new_model, self._on_strategy = on_new_model, on_strategy
@@ -148,7 +154,8 @@ class TrainingPanel(Container):
         if not self._started or self.session is None:
             return
         try:
-            pending = self.session.project.jobs.list(["queued", "running"])
+            # a job someone cancelled is no work: the worker would only run on for its idle timeout
+            pending = [j for j in self.session.project.jobs.list(["queued", "running"]) if not j.cancel_requested]
         except Exception:  # the store is gone: leave the workers to their idle timeout
             return
         if pending:
@@ -196,12 +203,13 @@ class TrainingPanel(Container):
                 bar.setValue(bar.maximum())
         if worked and job.state == "running":
             if self._bar is None:
-                self._bar = progress(total=100, desc="training round")
-            self._bar.set_description(f"round {job.id}: {job.stage or job.state}")
-            self._bar.n = round(100 * job.progress)
-            self._bar.refresh()
+                self._bar = self.bar
+                self.bar.visible = True
+            value = round(100 * job.progress)
+            if self.bar.value != value:  # a repaint only when the figure changes
+                self.bar.value = value
         elif self._bar is not None:  # done, cancelled, failed, still queued, or its worker died
-            self._bar.close()
+            self.bar.visible = False
             self._bar = None
         interval = BUSY_POLL_MS if not ended else IDLE_POLL_MS
         if self.timer.interval() != interval:
@@ -217,5 +225,5 @@ class TrainingPanel(Container):
     def close(self) -> None:
         self.timer.stop()
         self._stop_workers()
-        if self._bar is not None:
-            self._bar.close()
+        self.bar.visible = False
+        self._bar = None

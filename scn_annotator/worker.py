@@ -23,6 +23,8 @@ round whose model was already registered resumes at re-prediction.
 
 from __future__ import annotations
 
+import contextlib
+
 import logging
 import os
 import shutil
@@ -218,6 +220,11 @@ class Worker:
             state, error = "done", None
         except _StoppedError:
             state, error, result = "cancelled", None, {}
+        except SystemExit:  # SIGTERM (the app closed): a job someone cancelled ends cancelled, not stale
+            with contextlib.suppress(Exception):
+                if jobs.job(job.id).cancel_requested:
+                    jobs.finish(job.id, self.name, "cancelled")
+            raise
         except ScnError as exc:
             state, error, result = ("cancelled", None, {}) if self._check() else ("failed", str(exc), {})
         except Exception as exc:

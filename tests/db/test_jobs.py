@@ -73,6 +73,15 @@ def test_a_job_whose_worker_died_is_queued_again_then_given_up(project):
     assert project.jobs.heartbeat(job, f"dead{MAX_ATTEMPTS}") == "lost"
 
 
+def test_a_cancelled_job_whose_worker_died_is_not_run_again(project):
+    job = project.jobs.enqueue("round")
+    project.jobs.claim("dead")
+    project.jobs.request_cancel(job)
+    time.sleep(0.05)
+    assert project.jobs.requeue_stale(timeout_s=0.01) == [job]
+    assert project.jobs.job(job).state == "cancelled"
+
+
 def test_live_workers(project):
     a = project.jobs.register_worker("host:1", "cpu")
     b = project.jobs.register_worker("host:2", "cpu")

@@ -292,6 +292,28 @@ def test_closing_stops_the_worker_the_app_started_when_nothing_is_queued(widget,
     assert started[0].wait(timeout=10) is not None  # stopped with the app
 
 
+def test_closing_stops_the_worker_of_a_round_that_is_being_cancelled(widget, monkeypatch):
+    import subprocess
+    import sys
+
+    started = []
+
+    def fake_worker(_location, _project, once=False):
+        proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+        started.append(proc)
+        return proc.pid
+
+    monkeypatch.setattr("scn_annotator.plugins._training.ensure_worker", fake_worker)
+    panel = widget.training
+    panel.start_round()
+    jobs = widget.session.project.jobs
+    jobs.claim("worker:1")  # running
+    panel.cancel_round()  # asked to stop, still running: no work that needs the worker
+    assert jobs.job(panel.job_id).state == "running"
+    panel.close()
+    assert started[0].wait(timeout=10) is not None
+
+
 def test_every_image_opens_ready_to_drag_and_fitted_to_the_canvas(widget):
     viewer, points = widget.viewer, widget.layers["points"]
     assert viewer.layers.selection.active is points and points.mode == "select"  # a drag moves a point
