@@ -24,7 +24,6 @@ round whose model was already registered resumes at re-prediction.
 from __future__ import annotations
 
 import contextlib
-
 import logging
 import os
 import shutil
