@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .atomic import atomic_open, atomic_write_text
 from .data import Normalisation, Sample, build_samples, labelled_images, match_images
 from .effort import MODES, Tolerance, measure_effort
 from .errors import ScnError
@@ -90,7 +91,7 @@ class CampaignResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
     def write(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self), indent=2))
+        atomic_write_text(path, json.dumps(asdict(self), indent=2))  # an interrupted campaign resumes from it
 
 
 def _predictor(trainer: Trainer) -> Predictor:
@@ -395,6 +396,7 @@ def plot(result: CampaignResult, summary: dict[str, Any], path: Path) -> bool:
     seeds = len(result.campaign["seeds"])
     fig.suptitle(f"Active learning on {len(result.test_images)} held-out images ({seeds} seeds, mean ± SD)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_open(path) as out:
+        fig.savefig(out, dpi=110, format="png")
     plt.close(fig)
     return True

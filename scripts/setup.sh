@@ -20,6 +20,8 @@ pip install --upgrade pip
 # range admitting newer releases would download a multi-GB CUDA build. The package itself
 # only asks for a range, which the pinned install then satisfies.
 pip install "${SCN_TORCH:-torch==2.13.0}"
-pip install -e "$root[gui,postgres,dev]"
+# -qq for this one: setuptools prints an "Editable installation" notice for every flat layout (a folder
+# named like the package beside setup.py), which is how this repository is laid out on purpose
+pip -q install -e "$root[gui,qt,postgres,dev]"
 rm -f "$venv"/.scn-setup-*
 touch "$stamp"

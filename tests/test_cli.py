@@ -383,3 +383,36 @@ def test_rank_lists_done_images_that_carry_no_score(trained, capsys):
     project.close()
     code, out, _ = run(capsys, "rank", trained, "--top", "30")
     assert code == 0 and out.count(" done ") == 24 and "None" not in out
+
+
+def test_gui_without_the_gui_extra_says_what_to_install_in_one_line(capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "napari" else real(name, *a))
+    code, out, err = run(capsys, "gui")
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and 'pip install "scn-annotator[gui,qt]"' in err and "no napari" in err
+
+
+def test_one_spelling_works_in_every_command(capsys, sample_dir, tmp_path):
+    """A project as PROJECT or --project, the written file as --out, -v and --debug after the command."""
+    project = tmp_path / "proj"
+    names = tmp_path / "names.txt"
+    from scn_annotator.sample import LANDMARK_NAMES
+
+    names.write_text("\n".join(LANDMARK_NAMES))
+    assert run(capsys, "init", "--project", project, "--landmark-names", names, "-v")[0] == 0
+    code, out, err = run(capsys, "import", project, "--images", sample_dir / "images", "--debug")
+    assert code == 0 and "24 added" in out, err
+    code, out, _ = run(capsys, "status", "--project", project)
+    assert code == 0 and "24 new" in out
+    code, _, err = run(capsys, "export", project, "--out", tmp_path / "a.csv", "--layout", "long", "--all")
+    assert code == 0 and (tmp_path / "a.csv").exists(), err
+    code, _, err = run(capsys, "export", project, tmp_path / "b.csv", "--format", "long", "--all")  # the old name
+    assert code == 0 and (tmp_path / "b.csv").read_text() == (tmp_path / "a.csv").read_text(), err
+    code, _, err = run(capsys, "rank", "--project", project, "--out", tmp_path / "rank.json")
+    assert code == 0, err
+    with pytest.raises(SystemExit):
+        run(capsys, "export", project)  # nothing to write to
+    assert "export needs OUT (or --out)" in capsys.readouterr().err

@@ -34,12 +34,55 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (files, projects, rounds):
         module.register(sub)
+    for command in sub.choices.values():
+        _same_spellings(command)
     return parser
+
+
+def _same_spellings(p: argparse.ArgumentParser) -> None:
+    """One spelling for the same thing in every command, whichever a command was written with.
+
+    ``-v`` and ``--debug`` also after the command; a project as ``PROJECT`` or ``--project``;
+    the file a command writes as ``--out`` (beside ``--json`` or a positional ``OUT``).
+    """
+    p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    by_dest = {a.dest: a for a in p._actions}
+    project = by_dest.get("project")
+    if project is not None and not project.option_strings:  # positional: --project too
+        if project.nargs is None:
+            project.nargs, project.required = "?", False
+            p.set_defaults(_needs=[*(p.get_default("_needs") or []), "project"])
+        p.add_argument("--project", dest="_project", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    elif project is not None:  # an option: PROJECT too
+        p.add_argument("_project", nargs="?", metavar="PROJECT", default=argparse.SUPPRESS,
+                       help="the same as --project")  # fmt: skip
+    out = by_dest.get("out")
+    if out is not None and not out.option_strings:
+        out.nargs, out.required = "?", False
+        p.set_defaults(_needs=[*(p.get_default("_needs") or []), "out"])
+        p.add_argument("--out", dest="_out", type=out.type, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    elif out is None and "json" in by_dest:
+        p.add_argument("--out", dest="json", type=by_dest["json"].type, default=argparse.SUPPRESS,
+                       help=argparse.SUPPRESS)  # fmt: skip
+
+
+def _merge_spellings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    for name in ("project", "out"):
+        given = getattr(args, f"_{name}", None)
+        if given is not None:
+            if getattr(args, name, None) not in (None, given):
+                parser.error(f"{name} given twice: {getattr(args, name)} and {given}")
+            setattr(args, name, given)
+    for name in getattr(args, "_needs", []):
+        if getattr(args, name, None) is None:
+            parser.error(f"{args.command} needs {name.upper()} (or --{name})")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    _merge_spellings(parser, args)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")  # fmt: skip
     try:

@@ -88,25 +88,40 @@ def cmd_export(args: argparse.Namespace) -> int:
     from ..db.transfer import export
 
     project = open_project(args.project, args)
-    manifest = export(project, args.out, layout=args.format, include_all=args.all)
+    manifest = export(project, args.out, layout=args.layout, include_all=args.all)
     states = ", ".join(f"{n} {k}" for k, n in manifest["annotations"].items())
     which = "all" if args.all else "done"
     print(f"exported {manifest['images']} {which} images ({states}) to {args.out} and its manifest")
     return 0
 
 
+def _gui_missing() -> str | None:
+    """What is missing for the napari app, as the one line to say, or None when it is all there."""
+    import importlib.util
+
+    missing = [m for m in ("napari", "magicgui", "qtpy") if importlib.util.find_spec(m) is None]
+    if missing:
+        return (f"the napari app is not installed (no {', '.join(missing)}): "
+                'pip install "scn-annotator[gui,qt]" (or "scn-annotator[gui]" where napari has its Qt already)')  # fmt: skip
+    try:
+        import qtpy  # noqa: F401 - raises when no Qt binding is installed
+    except Exception as exc:  # qtpy's QtBindingsNotFoundError is a RuntimeError, not an ImportError
+        return f'napari has no Qt binding ({exc}): pip install "scn-annotator[qt]"'
+    return None
+
+
 def cmd_gui(args: argparse.Namespace) -> int:
     import os
 
+    if (missing := _gui_missing()) is not None:
+        raise ScnError(missing)
     if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         raise ScnError(
             "no display to open napari on. On a remote machine use ssh -X, or run it on a virtual screen with "
             "xvfb-run -a scn-annotator gui ...; everything else works headless (scn-annotator --help)"
         )
-    try:
-        from ..plugins import launch
-    except ImportError as exc:
-        raise ScnError(f"the napari app is not installed ({exc}); pip install 'scn-annotator[gui]'") from None
+    from ..plugins import launch
+
     # the app, and the workers it starts, open the project through the environment
     for flag, variable in (("image_root", "SCN_IMAGE_ROOT"), ("data_dir", "SCN_DATA_DIR")):
         if getattr(args, flag, None):
@@ -160,7 +175,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "source; only images marked done unless --all.")  # fmt: skip
     p.add_argument("project", help="project folder or database URL")
     p.add_argument("out", type=Path, help="the CSV file to write (a .manifest.json goes beside it)")
-    p.add_argument("--format", choices=["wide", "long"], default="wide")
+    p.add_argument(
+        "--layout",
+        choices=["wide", "long"],
+        default="wide",
+        help="wide: a row per image; long: a row per landmark (default wide)",
+    )
+    p.add_argument("--format", dest="layout", choices=["wide", "long"], help=argparse.SUPPRESS)  # its old name
     p.add_argument("--all", action="store_true", help="every image, not only those marked done")
     add_project_options(p)
     p.set_defaults(func=cmd_export)

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..atomic import atomic_write_text
 from ..errors import ScnError
 from ._common import (
     Progress,
@@ -117,7 +118,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
         score = f"{row.score:>9.3f}" if row.score is not None else f"{'-':>9}"  # done images carry no score
         print(f"  {row.name:<20}{row.status:<13}{score}  {doubts}")
     if args.json:
-        args.json.write_text(json.dumps([r.__dict__ for r in queue.rows], indent=2, default=str))
+        atomic_write_text(args.json, json.dumps([r.__dict__ for r in queue.rows], indent=2, default=str))
     return 0
 
 
@@ -145,7 +146,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                           checkpoint=args.out / "campaign.json", outside=args.outside)  # fmt: skip
     result.write(args.out / "campaign.json")
     summary = summarise(result)
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
+    atomic_write_text(args.out / "summary.json", json.dumps(summary, indent=2))
     if not plot(result, summary, args.out / "learning_curves.png"):
         print("note: no plot drawn (matplotlib is not installed: pip install 'scn-annotator[plot]')", file=sys.stderr)
     print(f"{'strategy':<18}" + "".join(f"{b:>8}" for b in next(iter(summary.values()))["budgets"])
