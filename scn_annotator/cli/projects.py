@@ -102,7 +102,7 @@ def _gui_missing() -> str | None:
     missing = [m for m in ("napari", "magicgui", "qtpy") if importlib.util.find_spec(m) is None]
     if missing:
         return (f"the napari app is not installed (no {', '.join(missing)}): "
-                'pip install "scn-annotator[gui,qt]" (or "scn-annotator[gui]" where napari has its Qt already)')  # fmt: skip
+                'pip install "scn-annotator[gui,qt]" ("scn-annotator[gui]" where napari has a Qt already)')  # fmt: skip
     try:
         import qtpy  # noqa: F401 - raises when no Qt binding is installed
     except Exception as exc:  # qtpy's QtBindingsNotFoundError is a RuntimeError, not an ImportError
