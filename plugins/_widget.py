@@ -172,6 +172,9 @@ class AnnotatorWidget(QWidget):
         self.names.changed.connect(self._names_changed)
         self.export_button.changed.connect(self.export)
         self._bind_keys()
+        canvas = getattr(getattr(getattr(self.viewer.window, "_qt_viewer", None), "canvas", None), "native", None)
+        if canvas is not None:  # napari has no public resize event of the canvas
+            canvas.installEventFilter(self)
         self.viewer.layers.events.inserted.connect(self._layer_inserted)
         if project is not None:
             self.open_project(str(project))
@@ -226,10 +229,25 @@ class AnnotatorWidget(QWidget):
             show_error(str(exc))
             return
         self._redraw(new_image=True)
-        self.viewer.reset_view()  # the whole image, whatever the window size
+        self._fit()
         self._ready_to_correct()
         self._select_row(image_id)
         self._repropose()  # an image opened with landmarks confirmed earlier: proposals that follow them
+
+    def _fit(self) -> None:
+        """The whole image, whatever the window size; remembered, so that a resize refits it."""
+        self.viewer.reset_view()
+        self._fitted_zoom = self.viewer.camera.zoom
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: ANN001, N802 - Qt's name
+        """The canvas was resized: refit the image, unless the annotator has zoomed since it was fitted."""
+        from qtpy.QtCore import QEvent
+
+        if event.type() == QEvent.Type.Resize and self.view is not None:
+            fitted = getattr(self, "_fitted_zoom", None)
+            if fitted is not None and abs(self.viewer.camera.zoom - fitted) <= 1e-6 * max(fitted, 1e-9):
+                QTimer.singleShot(0, self._fit)  # after the canvas has taken its new size
+        return False
 
     def _ready_to_correct(self) -> None:
         """The landmarks layer selected and in select mode: a drag on a point moves it, not the camera."""
@@ -589,6 +607,9 @@ class AnnotatorWidget(QWidget):
         """Leave the viewer as it was: our keys unbound (napari's own come back), our handlers disconnected."""
         for key in SHORTCUTS:
             self.viewer.bind_key(key, None)
+        canvas = getattr(getattr(getattr(self.viewer.window, "_qt_viewer", None), "canvas", None), "native", None)
+        if canvas is not None:
+            canvas.removeEventFilter(self)
         self.viewer.layers.events.inserted.disconnect(self._layer_inserted)
         points = self.layers.get("points")
         if points is not None:

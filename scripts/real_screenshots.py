@@ -35,6 +35,7 @@ def main() -> None:
 
     from scn_annotator.labels import read_landmarks
     from scn_annotator.project import predict_project
+    from scn_annotator.scores import Scoring
 
     labels = SHARED / anatomy / ("all.csv" if anatomy == "hand" else "landmarks.csv")
     table = read_landmarks(labels)
@@ -47,7 +48,7 @@ def main() -> None:
     project = Project.create(root / "project", table.names, user="screenshots")
     import_images(project, root / "images")
     project.register_model(model, make_current=True)
-    predict_project(project)
+    predict_project(project, scorer=Scoring())  # scored: the queue and the doubt halos as after a round
     project.close()
 
     OUT.mkdir(parents=True, exist_ok=True)

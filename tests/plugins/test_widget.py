@@ -465,3 +465,21 @@ def test_keys_work_after_a_drop_down_in_the_dock_took_the_focus(widget, qtbot):
     widget.landmark.value = 0
     qtbot.keyClick(canvas, Qt.Key.Key_E)
     assert widget.landmark.value == 1  # and ours
+
+
+def test_the_image_refits_when_the_window_is_resized_unless_zoomed(widget, qtbot):
+    window = widget.viewer.window._qt_window
+    window.resize(1400, 900)
+    window.show()
+    qtbot.waitExposed(window)
+    widget._fit()
+    before = widget.viewer.camera.zoom
+    window.resize(900, 700)
+    qtbot.waitUntil(lambda: abs(widget.viewer.camera.zoom - before) > 1e-6, timeout=3000)
+    shrunk = widget.viewer.camera.zoom
+    assert shrunk < before  # refitted to the smaller canvas
+    widget.viewer.camera.zoom = shrunk * 3  # the annotator zoomed in: a resize leaves it alone
+    window.resize(1000, 800)
+    qtbot.wait(300)
+    assert widget.viewer.camera.zoom == pytest.approx(shrunk * 3)
+    assert widget.training.auto_every.native.specialValueText().startswith("never")
