@@ -342,6 +342,18 @@ def test_the_time_left_follows_the_recent_pace_not_the_slow_start():
     training = [(60.0 + t, 0.01 * t) for t in range(1, 41)]  # then 1 % a second
     assert time_left(start) is None  # nothing to go by yet
     assert time_left(start + training) == pytest.approx(60.0, rel=0.1)  # 60 % left at 1 %/s
+    assert time_left(start + training[:10]) is None  # moving for 10 s only: still estimating
+    slow_then_fast = [(60.0 + t, 0.001 * t) for t in range(1, 21)] + [(80.0 + t, 0.02 + 0.02 * t) for t in range(1, 31)]
+    assert time_left(start + slow_then_fast) == pytest.approx(0.38 / 0.02, rel=0.15)  # the recent pace, not the start
+
+
+def test_the_log_above_the_bar_prints_each_line_once_past_the_tails_length():
+    from scn_annotator.cli.rounds import _new_lines
+
+    printed = [f"line {i}" for i in range(45)]
+    tail = printed[-40:]
+    assert _new_lines(tail, printed) == []
+    assert _new_lines([*tail[1:], "line 45"], printed) == ["line 45"]
 
 
 def test_closing_hints_name_a_command_that_runs_as_shown(monkeypatch):

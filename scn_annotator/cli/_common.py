@@ -56,6 +56,11 @@ class Progress:
             self.bar.set_postfix(postfix, refresh=False)
         self.bar.update(done - self.bar.n)
 
+    def refresh(self) -> None:
+        """Draw the bar now (its last state), whatever the redraw interval."""
+        if self.bar is not None:
+            self.bar.refresh()
+
     def write(self, line: str) -> None:
         """A line above the bar (never onto it, in a terminal or a log)."""
         if self.bar is None:

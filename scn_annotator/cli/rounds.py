@@ -37,38 +37,57 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def time_left(history: list[tuple[float, float]], window_s: float = 30.0) -> float | None:
+def time_left(history: list[tuple[float, float]], window_s: float = 30.0, settle_s: float = 20.0) -> float | None:
     """Seconds left at the pace of the last ``window_s`` of ``(time, fraction done)`` samples; None when unknown.
 
-    Only the recent pace counts: a round spends its first seconds starting a process
-    and loading images at 0 %, which would make an estimate from the start far too long.
+    Only the recent pace counts, and only once the job has moved for ``settle_s``: a
+    round spends its first seconds starting a process and loading images at 0 %, then
+    its first steps (warm-up, the first validation, the schedule fitted to the time
+    limit) run slower than the rest; an estimate from them said 8 minutes for a round
+    of 1.4. Until then the bar says it is estimating.
     """
     if len(history) < 2:
         return None
     now, done = history[-1]
-    recent = [(t, p) for t, p in history if now - t <= window_s]
+    moving = next((t for t, p in history if p > 0.0), None)
+    if moving is None or now - moving < settle_s:
+        return None
+    recent = [(t, p) for t, p in history if now - t <= window_s and t >= moving]
     t0, p0 = recent[0] if len(recent) > 1 else history[-2]
     if done <= p0 or done <= 0.02 or now <= t0:
         return None
     return (1.0 - done) * (now - t0) / (done - p0)
 
 
+def _new_lines(lines: list[str], printed: list[str]) -> list[str]:
+    """The lines of a log tail not yet printed (the tail keeps the last 40 lines: counting them fails)."""
+    if not printed:
+        return lines
+    last = printed[-1]
+    if last in lines:
+        return lines[len(lines) - lines[::-1].index(last) :]
+    return lines
+
+
 def _follow(project, job_id: int) -> dict:  # noqa: ANN001
     """Print a job's progress until it ends: its log above a bar, with the time left at the recent pace."""
-    seen = 0
+    printed: list[str] = []
     history: list[tuple[float, float]] = []
     with Progress("round", "%", rate=False) as bar:
         while True:
             job = project.jobs.job(job_id)
             lines = job.log_tail.splitlines() if job.log_tail else []
-            for line in lines[seen:] if len(lines) >= seen else lines:
+            for line in _new_lines(lines, printed):
                 bar.write(f"  {line}")
-            seen = len(lines)
+                printed.append(line)
             history.append((time.monotonic(), job.progress))
             left = time_left(history)
             eta = f"about {max(1, round(left / 60))} min left" if left is not None else "estimating time left"
+            if job.state in ("done", "failed", "cancelled"):
+                eta = job.state
             bar(round(100 * job.progress), 100, stage=job.stage or job.state, eta=eta)
             if job.state in ("done", "failed", "cancelled"):
+                bar.refresh()  # the last figure drawn, 100 % for a finished round
                 return job
             time.sleep(1.0)
 
