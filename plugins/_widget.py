@@ -234,10 +234,15 @@ class AnnotatorWidget(QWidget):
         self._select_row(image_id)
         self._repropose()  # an image opened with landmarks confirmed earlier: proposals that follow them
 
+    def _camera(self):  # noqa: ANN202
+        """napari 0.9 moved the camera to ``viewer.scene``; older releases have only ``viewer.camera``."""
+        scene = getattr(self.viewer, "scene", None)
+        return scene.camera if scene is not None and hasattr(scene, "camera") else self.viewer.camera
+
     def _fit(self) -> None:
         """The whole image, whatever the window size; remembered, so that a resize refits it."""
         self.viewer.reset_view()
-        self._fitted_zoom = self.viewer.camera.zoom
+        self._fitted_zoom = self._camera().zoom
 
     def eventFilter(self, watched, event) -> bool:  # noqa: ANN001, N802 - Qt's name
         """The canvas was resized: refit the image, unless the annotator has zoomed since it was fitted."""
@@ -245,7 +250,7 @@ class AnnotatorWidget(QWidget):
 
         if event.type() == QEvent.Type.Resize and self.view is not None:
             fitted = getattr(self, "_fitted_zoom", None)
-            if fitted is not None and abs(self.viewer.camera.zoom - fitted) <= 1e-6 * max(fitted, 1e-9):
+            if fitted is not None and abs(self._camera().zoom - fitted) <= 1e-6 * max(fitted, 1e-9):
                 QTimer.singleShot(0, self._fit)  # after the canvas has taken its new size
         return False
 

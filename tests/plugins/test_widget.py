@@ -473,13 +473,13 @@ def test_the_image_refits_when_the_window_is_resized_unless_zoomed(widget, qtbot
     window.show()
     qtbot.waitExposed(window)
     widget._fit()
-    before = widget.viewer.camera.zoom
+    before = widget._camera().zoom
     window.resize(900, 700)
-    qtbot.waitUntil(lambda: abs(widget.viewer.camera.zoom - before) > 1e-6, timeout=3000)
-    shrunk = widget.viewer.camera.zoom
+    qtbot.waitUntil(lambda: abs(widget._camera().zoom - before) > 1e-6, timeout=3000)
+    shrunk = widget._camera().zoom
     assert shrunk < before  # refitted to the smaller canvas
-    widget.viewer.camera.zoom = shrunk * 3  # the annotator zoomed in: a resize leaves it alone
+    widget._camera().zoom = shrunk * 3  # the annotator zoomed in: a resize leaves it alone
     window.resize(1000, 800)
     qtbot.wait(300)
-    assert widget.viewer.camera.zoom == pytest.approx(shrunk * 3)
+    assert widget._camera().zoom == pytest.approx(shrunk * 3)
     assert widget.training.auto_every.native.specialValueText().startswith("never")
