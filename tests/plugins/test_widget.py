@@ -268,7 +268,9 @@ def test_closing_the_widget_leaves_the_viewer_as_it_was(make_napari_viewer, trai
     again.close()
 
 
-def test_closing_stops_the_worker_the_app_started_when_nothing_is_queued(widget, monkeypatch):
+@pytest.fixture
+def sleeping_workers(monkeypatch):
+    """The panel starts a process that only sleeps instead of a worker; the list of those it started."""
     import subprocess
     import sys
 
@@ -280,6 +282,13 @@ def test_closing_stops_the_worker_the_app_started_when_nothing_is_queued(widget,
         return proc.pid
 
     monkeypatch.setattr("scn_annotator.plugins._training.ensure_worker", fake_worker)
+    yield started
+    for proc in started:
+        proc.kill()
+
+
+def test_closing_stops_the_worker_the_app_started_when_nothing_is_queued(widget, monkeypatch, sleeping_workers):
+    started = sleeping_workers
     panel = widget.training
     panel.start_round()
     assert started and started[0].poll() is None
@@ -292,18 +301,8 @@ def test_closing_stops_the_worker_the_app_started_when_nothing_is_queued(widget,
     assert started[0].wait(timeout=10) is not None  # stopped with the app
 
 
-def test_closing_stops_the_worker_of_a_round_that_is_being_cancelled(widget, monkeypatch):
-    import subprocess
-    import sys
-
-    started = []
-
-    def fake_worker(_location, _project, once=False):
-        proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
-        started.append(proc)
-        return proc.pid
-
-    monkeypatch.setattr("scn_annotator.plugins._training.ensure_worker", fake_worker)
+def test_closing_stops_the_worker_of_a_round_that_is_being_cancelled(widget, sleeping_workers):
+    started = sleeping_workers
     panel = widget.training
     panel.start_round()
     jobs = widget.session.project.jobs
