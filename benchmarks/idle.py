@@ -37,12 +37,30 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def untouched(seconds: float) -> tuple[float, float]:
+    """Run the event loop untouched, as when the annotator looks away: (CPU s of this process, wall s).
+
+    With ``SCN_PROFILE=FILE`` the loop runs under cProfile (the main thread: where the time goes).
+    """
+    from qtpy.QtCore import QEventLoop, QTimer
+
+    before, wall = cpu_seconds(), time.monotonic()
+    loop = QEventLoop()
+    QTimer.singleShot(int(seconds * 1000), loop.quit)
+    if os.environ.get("SCN_PROFILE"):
+        import cProfile
+
+        cProfile.runctx("loop.exec()", globals(), {"loop": loop}, os.environ["SCN_PROFILE"])
+    else:
+        loop.exec()
+    return cpu_seconds() - before, time.monotonic() - wall
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--during-round", action="store_true", help="measure while a round trains, not after")
     args = ap.parse_args()
-    from qtpy.QtCore import QEventLoop, QTimer
     from qtpy.QtWidgets import QApplication
     from scn_annotator.plugins.app import launch
 
@@ -69,16 +87,7 @@ def main() -> None:
         while jobs.job(panel.job_id).stage != "training" and time.monotonic() < deadline:
             pump(app, 0.5)
         pump(app, 5)
-        before, wall = cpu_seconds(), time.monotonic()
-        loop = QEventLoop()
-        QTimer.singleShot(int(args.seconds * 1000), loop.quit)
-        if os.environ.get("SCN_PROFILE"):  # where the time goes: the main thread's profile
-            import cProfile
-
-            cProfile.runctx("loop.exec()", globals(), {"loop": loop}, os.environ["SCN_PROFILE"])
-        else:
-            loop.exec()
-        used, elapsed = cpu_seconds() - before, time.monotonic() - wall
+        used, elapsed = untouched(args.seconds)
         job = jobs.job(panel.job_id)
         print(f"while a round trains (job {job.state}, {job.stage} {100 * job.progress:.0f} %): napari process "
               f"used {used:.2f} CPU s in {elapsed:.0f} s = {100 * used / elapsed:.1f} % of one core; progress bar "
@@ -94,11 +103,7 @@ def main() -> None:
         pump(app, 0.5)
     pump(app, 2)
     state = jobs.job(panel.job_id).state
-    before, wall = cpu_seconds(), time.monotonic()
-    loop = QEventLoop()
-    QTimer.singleShot(int(args.seconds * 1000), loop.quit)
-    loop.exec()  # the event loop, untouched, as when the annotator looks away
-    used, elapsed = cpu_seconds() - before, time.monotonic() - wall
+    used, elapsed = untouched(args.seconds)
     print(f"after start and cancel (job {state}): napari process used {used:.2f} CPU s in {elapsed:.0f} s "
           f"= {100 * used / elapsed:.1f} % of one core; progress bar left: {panel._bar is not None}; "
           f"panel polls every {panel.timer.interval() / 1000:.0f} s")  # fmt: skip

@@ -172,8 +172,7 @@ class AnnotatorWidget(QWidget):
         self.names.changed.connect(self._names_changed)
         self.export_button.changed.connect(self.export)
         self._bind_keys()
-        canvas = getattr(getattr(getattr(self.viewer.window, "_qt_viewer", None), "canvas", None), "native", None)
-        if canvas is not None:  # napari has no public resize event of the canvas
+        if (canvas := self._canvas()) is not None:  # napari has no public resize event of the canvas
             canvas.installEventFilter(self)
         self.viewer.layers.events.inserted.connect(self._layer_inserted)
         if project is not None:
@@ -233,6 +232,11 @@ class AnnotatorWidget(QWidget):
         self._ready_to_correct()
         self._select_row(image_id)
         self._repropose()  # an image opened with landmarks confirmed earlier: proposals that follow them
+
+    def _canvas(self) -> QWidget | None:
+        """The canvas's Qt widget, or None: napari has no public way to it (focus, resize) yet."""
+        qt_viewer = getattr(self.viewer.window, "_qt_viewer", None)
+        return getattr(getattr(qt_viewer, "canvas", None), "native", None)
 
     def _camera(self):  # noqa: ANN202
         """napari 0.9 moved the camera to ``viewer.scene``; older releases have only ``viewer.camera``."""
@@ -339,9 +343,7 @@ class AnnotatorWidget(QWidget):
         """Give the keyboard to the image, once the click that took it has been handled."""
 
         def focus() -> None:
-            qt_viewer = getattr(self.viewer.window, "_qt_viewer", None)  # napari has no public way to this
-            canvas = getattr(getattr(qt_viewer, "canvas", None), "native", None)
-            if canvas is not None:
+            if (canvas := self._canvas()) is not None:
                 canvas.setFocus()
 
         QTimer.singleShot(0, focus)
@@ -480,15 +482,11 @@ class AnnotatorWidget(QWidget):
 
     def undo(self) -> None:
         if self.session is not None and self.session.can_undo_done:  # Ctrl+Z right after D: back to that image
-            try:
-                image = self.session.undo_done()
-            except Exception as exc:  # see _recover
-                self._recover(exc)
-                self._redraw()
-                return
-            self._fill_table()
-            self.open_image(image)
-            show_info(f"{self.view.record.name if self.view else 'the image'} is no longer done")
+            image = self._act("undo_done", redraw=False)
+            if image is not None:
+                self._fill_table()
+                self.open_image(image)
+                show_info(f"{self.view.record.name} is no longer done")
             return
         if self._act("undo") == 0:
             show_info("nothing to undo for this image")
@@ -612,8 +610,7 @@ class AnnotatorWidget(QWidget):
         """Leave the viewer as it was: our keys unbound (napari's own come back), our handlers disconnected."""
         for key in SHORTCUTS:
             self.viewer.bind_key(key, None)
-        canvas = getattr(getattr(getattr(self.viewer.window, "_qt_viewer", None), "canvas", None), "native", None)
-        if canvas is not None:
+        if (canvas := self._canvas()) is not None:
             canvas.removeEventFilter(self)
         self.viewer.layers.events.inserted.disconnect(self._layer_inserted)
         points = self.layers.get("points")

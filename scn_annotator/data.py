@@ -283,8 +283,8 @@ def split_samples(
     gen = np.random.default_rng(seed)
     order = [ids[i] for i in gen.permutation(len(ids))]
     n_val = min(len(ids) - 1, max(1, round(len(ids) * val_fraction)))
-    kept, seen = set(held_out), set(trained)
-    preference = ([i for i in held_out if i in set(ids)] + [i for i in order if i not in kept and i not in seen]
+    present, kept, seen = set(ids), set(held_out), set(trained)
+    preference = ([i for i in held_out if i in present] + [i for i in order if i not in kept and i not in seen]
                   + [i for i in order if i in seen and i not in kept])  # fmt: skip
     val = set(preference[:n_val])
     return [i for i in ids if i not in val], [i for i in ids if i in val]

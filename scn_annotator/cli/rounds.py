@@ -83,10 +83,10 @@ def _follow(project, job_id: int) -> dict:  # noqa: ANN001
             history.append((time.monotonic(), job.progress))
             left = time_left(history)
             eta = f"about {max(1, round(left / 60))} min left" if left is not None else "estimating time left"
-            if job.state in ("done", "failed", "cancelled"):
+            if job.finished:
                 eta = job.state
             bar(round(100 * job.progress), 100, stage=job.stage or job.state, eta=eta)
-            if job.state in ("done", "failed", "cancelled"):
+            if job.finished:
                 bar.refresh()  # the last figure drawn, 100 % for a finished round
                 return job
             time.sleep(1.0)

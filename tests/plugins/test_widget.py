@@ -482,3 +482,15 @@ def test_the_image_refits_when_the_window_is_resized_unless_zoomed(widget, qtbot
     qtbot.wait(300)
     assert widget._camera().zoom == pytest.approx(shrunk * 3)
     assert widget.training.auto_every.native.specialValueText().startswith("never")
+
+
+def test_ctrl_z_right_after_done_reopens_the_image_no_longer_done(widget, monkeypatch):
+    monkeypatch.setattr("scn_annotator.plugins._widget.show_info", lambda *_: None)
+    image = widget.view.record.id
+    widget.mark_done()
+    assert widget.view.record.id != image and widget.session.project.image(image).status == "done"
+    widget.undo()
+    assert widget.view.record.id == image and widget.view.record.status == "new"
+    assert not widget.session.project.annotations(image)  # the proposals D accepted are taken back
+    row = widget._table_ids.index(image)
+    assert widget.table.native.item(row, 1).text() == "new"
