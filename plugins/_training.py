@@ -46,9 +46,8 @@ class TrainingPanel(Container):
         self.versions = ComboBox(label="versions", choices=[])
         self.rollback = PushButton(text="Make this version current")
         self.strategy = ComboBox(label="rank by", choices=list(STRATEGIES))
-        self.auto_every = SpinBox(label="retrain after", min=0, max=1000, value=0, tooltip=(
+        self.auto_every = SpinBox(label="retrain after (0: never)", min=0, max=1000, value=0, tooltip=(
             "queue a round automatically after this many newly done images (0: never, only on request)"))  # fmt: skip
-        self.auto_every.native.setSpecialValueText("never (0)")  # 0 means only when Train is pressed
         self.start = PushButton(text="Train and re-rank")
         self.cancel = PushButton(text="Cancel")
         self.state = Label(value="")
