@@ -30,8 +30,11 @@ def load(folders: list[Path]) -> CampaignResult:
             raise SystemExit(f"{other}: not the same campaign (test images or training config differ)")
         merged.curves += other.curves
     seeds = {c["seed"] for c in merged.curves}
-    complete = {s for s in seeds if len({c["strategy"] for c in merged.curves if c["seed"] == s}) ==
-                len(merged.campaign["strategies"])}  # fmt: skip
+    complete = {
+        s
+        for s in seeds
+        if len({c["strategy"] for c in merged.curves if c["seed"] == s}) == len(merged.campaign["strategies"])
+    }
     merged.curves = [c for c in merged.curves if c["seed"] in complete]  # a seed counts once all strategies ran
     if not complete:
         raise SystemExit(f"{', '.join(map(str, folders))}: no seed has run every strategy yet")
@@ -80,8 +83,10 @@ def main() -> None:
             c = s["corrections"]
             rest = {m: c[m][-1] - start[name][m] for m in MODES}
             n = budgets[-1] - budgets[0]
-            print(f"  {name}: {n} images, proposals {rest['proposals'] / n:.2f} / conditioned "
-                  f"{rest['conditioned'] / n:.2f} per image")  # fmt: skip
+            print(
+                f"  {name}: {n} images, proposals {rest['proposals'] / n:.2f} / conditioned "
+                f"{rest['conditioned'] / n:.2f} per image"
+            )
     per_seed = {}
     for c in result.curves:
         per_seed.setdefault(c["strategy"], []).append([p["mean"] for p in c["points"]])

@@ -67,8 +67,14 @@ def main() -> None:
     seconds = time.perf_counter() - started
     out = Path(__file__).parent / "out"
     out.mkdir(exist_ok=True)
-    record = {**report.summary(), "model": str(args.model), "seconds": seconds, "per_image": report.per_image,
-              "keep_within": args.keep_within, "method": args.method}  # fmt: skip
+    record = {
+        **report.summary(),
+        "model": str(args.model),
+        "seconds": seconds,
+        "per_image": report.per_image,
+        "keep_within": args.keep_within,
+        "method": args.method,
+    }
     (out / f"{args.tag}.json").write_text(json.dumps(record, indent=2))
     print(report.format())
     print(f"{args.tag}: {len(images)} test images in {seconds:.0f} s")

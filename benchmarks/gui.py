@@ -92,8 +92,10 @@ def measure(location: Path, args: argparse.Namespace) -> None:
 
     for label, prefetched in (("prefetched (the normal case)", True), ("cold (no prefetch)", False)):
         times = [open_next(prefetched) for _ in range(10)]
-        print(f"open next {args.size} x {args.size} image, {label}: median {statistics.median(times):.0f} ms, "
-              f"max {max(times):.0f} ms over {len(times)}")  # fmt: skip
+        print(
+            f"open next {args.size} x {args.size} image, {label}: median {statistics.median(times):.0f} ms, "
+            f"max {max(times):.0f} ms over {len(times)}"
+        )
 
     saves, handlers = [], []
     session_move = widget.session.move
@@ -110,13 +112,16 @@ def measure(location: Path, args: argparse.Namespace) -> None:
         row, col = points.data[i % len(points.data)]
         points.data[i % len(points.data)] = (row + 1.0, col + 1.0)
         t = time.perf_counter()
-        points.events.data(value=points.data, action=ActionType.CHANGED, data_indices=(i % len(points.data),),
-                           vertex_indices=((),))  # fmt: skip
+        points.events.data(
+            value=points.data, action=ActionType.CHANGED, data_indices=(i % len(points.data),), vertex_indices=((),)
+        )
         handlers.append(1000 * (time.perf_counter() - t))
         points = widget.layers["points"]
-    print(f"correction saved (session.move: store write + re-read): median {statistics.median(saves):.1f} ms, "
-          f"max {max(saves):.1f} ms; whole drag-end handler incl. redraw: median {statistics.median(handlers):.1f} ms, "
-          f"max {max(handlers):.1f} ms")  # fmt: skip
+    print(
+        f"correction saved (session.move: store write + re-read): median {statistics.median(saves):.1f} ms, "
+        f"max {max(saves):.1f} ms; whole drag-end handler incl. redraw: median {statistics.median(handlers):.1f} ms, "
+        f"max {max(handlers):.1f} ms"
+    )
 
     # event loop stalls while a worker process trains
     overrides = {"input_size": [256, 192], "filters": 16, "sc_filters": 16}  # as built: it fine-tunes
@@ -142,10 +147,14 @@ def measure(location: Path, args: argparse.Namespace) -> None:
     job = project.jobs.job(job_id)
     project.jobs.request_cancel(job_id)
     gaps = np.array(gaps[1:])
-    print(f"worker at the end of the measurement: {job.state}, {job.stage} {100 * job.progress:.0f} %; "
-          f"log: {job.log_tail.splitlines()[-1] if job.log_tail else ''} {job.error or ''}")  # fmt: skip
-    print(f"event loop during training ({job.stage}, {len(gaps)} ticks of 10 ms over {args.stall_seconds:.0f} s): "
-          f"longest gap {gaps.max():.0f} ms, 99th percentile {np.percentile(gaps, 99):.0f} ms")  # fmt: skip
+    print(
+        f"worker at the end of the measurement: {job.state}, {job.stage} {100 * job.progress:.0f} %; "
+        f"log: {job.log_tail.splitlines()[-1] if job.log_tail else ''} {job.error or ''}"
+    )
+    print(
+        f"event loop during training ({job.stage}, {len(gaps)} ticks of 10 ms over {args.stall_seconds:.0f} s): "
+        f"longest gap {gaps.max():.0f} ms, 99th percentile {np.percentile(gaps, 99):.0f} ms"
+    )
     t = time.monotonic()
     while project.jobs.job(job_id).state == "running" and time.monotonic() - t < 30:
         time.sleep(0.5)

@@ -94,8 +94,9 @@ def main() -> None:
     elif args.aug == "mild":
         from scn_annotator.augment import AugmentConfig
 
-        changes["augment"] = AugmentConfig(translate=0.05, rotate=0.15, scale=(0.9, 1.1), scale_axis=(0.95, 1.05),
-                                           elastic=0.02)  # fmt: skip
+        changes["augment"] = AugmentConfig(
+            translate=0.05, rotate=0.15, scale=(0.9, 1.1), scale_axis=(0.95, 1.05), elastic=0.02
+        )
     if args.hint_rate is not None:
         changes["hint_rate"] = args.hint_rate
     if args.refine != "preset":

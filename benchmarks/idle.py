@@ -89,9 +89,11 @@ def main() -> None:
         pump(app, 5)
         used, elapsed = untouched(args.seconds)
         job = jobs.job(panel.job_id)
-        print(f"while a round trains (job {job.state}, {job.stage} {100 * job.progress:.0f} %): napari process "
-              f"used {used:.2f} CPU s in {elapsed:.0f} s = {100 * used / elapsed:.1f} % of one core; progress bar "
-              f"shown: {panel._bar is not None}; panel polls every {panel.timer.interval() / 1000:.0f} s")  # fmt: skip
+        print(
+            f"while a round trains (job {job.state}, {job.stage} {100 * job.progress:.0f} %): napari process "
+            f"used {used:.2f} CPU s in {elapsed:.0f} s = {100 * used / elapsed:.1f} % of one core; progress bar "
+            f"shown: {panel._bar is not None}; panel polls every {panel.timer.interval() / 1000:.0f} s"
+        )
         panel.cancel_round()
         panel.close()
         viewer.close()
@@ -104,9 +106,11 @@ def main() -> None:
     pump(app, 2)
     state = jobs.job(panel.job_id).state
     used, elapsed = untouched(args.seconds)
-    print(f"after start and cancel (job {state}): napari process used {used:.2f} CPU s in {elapsed:.0f} s "
-          f"= {100 * used / elapsed:.1f} % of one core; progress bar left: {panel._bar is not None}; "
-          f"panel polls every {panel.timer.interval() / 1000:.0f} s")  # fmt: skip
+    print(
+        f"after start and cancel (job {state}): napari process used {used:.2f} CPU s in {elapsed:.0f} s "
+        f"= {100 * used / elapsed:.1f} % of one core; progress bar left: {panel._bar is not None}; "
+        f"panel polls every {panel.timer.interval() / 1000:.0f} s"
+    )
     panel.close()
     viewer.close()
 

@@ -66,9 +66,11 @@ def main() -> None:
     def ms(values: list[float]) -> str:
         return f"{1000 * statistics.median(values):.0f} ms"
 
-    print(f"2000 x 2000 JPEG to coordinates ({torch.get_num_threads()} threads, input "
-          f"{predictor.input_size[0]}x{predictor.input_size[1]}): median {ms(total)}, max "
-          f"{1000 * max(total):.0f} ms over {args.runs}")  # fmt: skip
+    print(
+        f"2000 x 2000 JPEG to coordinates ({torch.get_num_threads()} threads, input "
+        f"{predictor.input_size[0]}x{predictor.input_size[1]}): median {ms(total)}, max "
+        f"{1000 * max(total):.0f} ms over {args.runs}"
+    )
     print(f"  read+decode {ms(read)}, resample+normalise {ms(prep)}, network {ms(net)}, peaks {ms(peaks)}")
 
 

@@ -60,8 +60,10 @@ def main() -> None:
         Worker(project.data_dir).run(once=True)
         total = time.perf_counter() - started
         record = project.jobs.job(job)
-        print(f"round ({record.state}): {total / 60:.1f} min for {args.done} done images and "
-              f"{project.counts()['new']} to re-rank, {args.round_steps} fine-tuning steps")  # fmt: skip
+        print(
+            f"round ({record.state}): {total / 60:.1f} min for {args.done} done images and "
+            f"{project.counts()['new']} to re-rank, {args.round_steps} fine-tuning steps"
+        )
         stamps = []
         for line in record.log_tail.splitlines():
             match = re.match(r"(\d\d:\d\d:\d\d) (.*)", line)
@@ -71,9 +73,12 @@ def main() -> None:
         def at(prefix: str) -> datetime:
             return next(t for t, what in stamps if prefix in what)
 
-        stages = [("start and loading", "took job", "training on"), ("fine-tuning", "training on", "model version"),
-                  ("validation, registration", "model version", "re-predicting"),
-                  ("re-predicting, scoring, heatmaps", "re-predicting", "predicted and scored")]  # fmt: skip
+        stages = [
+            ("start and loading", "took job", "training on"),
+            ("fine-tuning", "training on", "model version"),
+            ("validation, registration", "model version", "re-predicting"),
+            ("re-predicting, scoring, heatmaps", "re-predicting", "predicted and scored"),
+        ]
         for name, first, last in stages:
             try:
                 print(f"  {(at(last) - at(first)).total_seconds():6.0f} s  {name}")

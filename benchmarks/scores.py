@@ -40,12 +40,18 @@ def main() -> None:
     by_id = {i: p for p, i in pairs}
     for path in args.models:
         predictor = Predictor.from_checkpoint(path, "cpu")
-        samples = build_samples(labelled_images([(by_id[i], i) for i in test_ids], table), predictor.input_size,
-                                predictor.normalisation, None, RULE)  # fmt: skip
+        samples = build_samples(
+            labelled_images([(by_id[i], i) for i in test_ids], table),
+            predictor.input_size,
+            predictor.normalisation,
+            None,
+            RULE,
+        )
         torch.manual_seed(0)
         inputs = _predict(SimpleNamespace(model=predictor.model, device=predictor.device), samples, args.mc_passes)
-        errors = np.stack([np.linalg.norm((x.points - s.points) * np.asarray(s.spacing), axis=1)
-                           for x, s in zip(inputs, samples)])  # fmt: skip
+        errors = np.stack(
+            [np.linalg.norm((x.points - s.points) * np.asarray(s.spacing), axis=1) for x, s in zip(inputs, samples)]
+        )
         print(f"\n{path.name}: test error mean {np.nanmean(errors):.2f} mm over {errors.size} landmarks")
         print(f"  {'strategy':<20}{'per landmark':>14}{'per image':>12}")
         for name, strategy in STRATEGIES.items():

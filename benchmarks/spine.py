@@ -58,10 +58,16 @@ def spine_metrics(predicted: dict, truth: dict, heights: dict) -> dict:
             vertebrae += 1
             swapped += int(np.nanargmin(d) != k)
     rel, px = np.array(rel), np.array(px)
-    return {"images": len(truth), "points": int(px.size), "median_px": float(np.median(px)),
-            "mean_px": float(px.mean()), "median_pct_height": float(100 * np.median(rel)),
-            "mean_pct_height": float(100 * rel.mean()), "within_1pct_height": float((rel <= 0.01).mean()),
-            "vertebrae_nearer_a_neighbour": swapped / max(vertebrae, 1)}  # fmt: skip
+    return {
+        "images": len(truth),
+        "points": int(px.size),
+        "median_px": float(np.median(px)),
+        "mean_px": float(px.mean()),
+        "median_pct_height": float(100 * np.median(rel)),
+        "mean_pct_height": float(100 * rel.mean()),
+        "within_1pct_height": float((rel <= 0.01).mean()),
+        "vertebrae_nearer_a_neighbour": swapped / max(vertebrae, 1),
+    }
 
 
 def main() -> None:
@@ -110,10 +116,13 @@ def main() -> None:
     t0 = time.perf_counter()
     data = load_training_data(args.data / "images", train_csv, cfg, val_fraction=0.05, outside="missing")
     cfg = data.config
-    print(f"{args.tag}: {len(patients)} patients, {len(test_ids)} test images of {len(test_patients)} patients; "
-          f"loaded {len(data.train)} train / {len(data.val)} val in {time.perf_counter() - t0:.0f} s; "
-          f"{cfg.input_rule['text'] if cfg.input_rule else cfg.input_size}; {len(data.outside)} labels outside "
-          f"their image treated as missing", flush=True)  # fmt: skip
+    print(
+        f"{args.tag}: {len(patients)} patients, {len(test_ids)} test images of {len(test_patients)} patients; "
+        f"loaded {len(data.train)} train / {len(data.val)} val in {time.perf_counter() - t0:.0f} s; "
+        f"{cfg.input_rule['text'] if cfg.input_rule else cfg.input_size}; {len(data.outside)} labels outside "
+        f"their image treated as missing",
+        flush=True,
+    )
     model_path = out / f"{args.tag}.pt"
     last = [time.perf_counter()]
 
@@ -123,8 +132,9 @@ def main() -> None:
             val = f" val {p.val_error:.2f} {p.unit}" if p.val_error is not None else ""
             print(f"  step {p.step}/{p.total_steps} loss {p.loss:.1f}{val} {p.elapsed / 60:.1f} min", flush=True)
 
-    result = train(cfg, data.train, data.val, data.names, model_path, progress=progress, max_minutes=args.minutes,
-                   device="cpu")  # fmt: skip
+    result = train(
+        cfg, data.train, data.val, data.names, model_path, progress=progress, max_minutes=args.minutes, device="cpu"
+    )
     predictor = Predictor.from_checkpoint(model_path, device="cpu")
     by_name = {image_id(p): p for p in find_images(args.data / "images")}
     predicted, heights, seconds = {}, {}, []
@@ -139,23 +149,42 @@ def main() -> None:
         predictor.refiner = None
         coarse = {n: predictor.predict(by_name[n]).points for n in test_ids}
         coarse_metrics = spine_metrics(coarse, {n: table.points[n] for n in test_ids}, heights)
-    record = {"tag": args.tag, "config": cfg.to_dict(), "train_images": len(data.train), "test_images": len(test_ids),
-              "train": {"steps": result.steps, "planned_steps": result.planned_steps, "seconds": result.seconds,
-                        "stopped": result.stopped, "best_step": result.best_step, "best_val_px": result.best_val_error},
-              "test": metrics, "test_coarse_only": coarse_metrics,
-              "refine": None if result.refine is None else result.refine.describe(),
-              "inference_ms_median": 1000 * float(np.median(seconds)),
-              "torch_threads": torch.get_num_threads(), "python": sys.version.split()[0],
-              "torch": torch.__version__}  # fmt: skip
+    record = {
+        "tag": args.tag,
+        "config": cfg.to_dict(),
+        "train_images": len(data.train),
+        "test_images": len(test_ids),
+        "train": {
+            "steps": result.steps,
+            "planned_steps": result.planned_steps,
+            "seconds": result.seconds,
+            "stopped": result.stopped,
+            "best_step": result.best_step,
+            "best_val_px": result.best_val_error,
+        },
+        "test": metrics,
+        "test_coarse_only": coarse_metrics,
+        "refine": None if result.refine is None else result.refine.describe(),
+        "inference_ms_median": 1000 * float(np.median(seconds)),
+        "torch_threads": torch.get_num_threads(),
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+    }
     (out / f"{args.tag}.json").write_text(json.dumps(record, indent=2))
-    print(f"{args.tag}: {result.describe()}; test on {metrics['images']} images of other patients: median "
-          f"{metrics['median_px']:.1f} px ({metrics['median_pct_height']:.2f} % of the height), mean "
-          f"{metrics['mean_pct_height']:.2f} %, {100 * metrics['within_1pct_height']:.0f} % within 1 %, "
-          f"{100 * metrics['vertebrae_nearer_a_neighbour']:.0f} % of vertebrae nearer a neighbour; "
-          f"{record['inference_ms_median']:.0f} ms/image", flush=True)  # fmt: skip
+    print(
+        f"{args.tag}: {result.describe()}; test on {metrics['images']} images of other patients: median "
+        f"{metrics['median_px']:.1f} px ({metrics['median_pct_height']:.2f} % of the height), mean "
+        f"{metrics['mean_pct_height']:.2f} %, {100 * metrics['within_1pct_height']:.0f} % within 1 %, "
+        f"{100 * metrics['vertebrae_nearer_a_neighbour']:.0f} % of vertebrae nearer a neighbour; "
+        f"{record['inference_ms_median']:.0f} ms/image",
+        flush=True,
+    )
     if coarse_metrics is not None:
-        print(f"{args.tag}: the coarse SCN alone: median {coarse_metrics['median_pct_height']:.2f} % of the height, "
-              f"{100 * coarse_metrics['within_1pct_height']:.0f} % within 1 %", flush=True)  # fmt: skip
+        print(
+            f"{args.tag}: the coarse SCN alone: median {coarse_metrics['median_pct_height']:.2f} % of the height, "
+            f"{100 * coarse_metrics['within_1pct_height']:.0f} % within 1 %",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -56,8 +56,10 @@ def bench_corrections(root: Path, args: argparse.Namespace) -> None:
         project.set_landmark(images[i % len(images)], i % 37, float(x), float(y))
         times.append(time.perf_counter() - t)
     ms = 1000 * np.array(times)
-    print(f"save one correction ({'PostgreSQL' if url else 'SQLite'}): median {np.median(ms):.2f} ms, "
-          f"p99 {np.percentile(ms, 99):.2f} ms, max {ms.max():.2f} ms over {len(ms)} calls")  # fmt: skip
+    print(
+        f"save one correction ({'PostgreSQL' if url else 'SQLite'}): median {np.median(ms):.2f} ms, "
+        f"p99 {np.percentile(ms, 99):.2f} ms, max {ms.max():.2f} ms over {len(ms)} calls"
+    )
     project.close()
     drop()
 
@@ -70,8 +72,10 @@ def bench_import(root: Path, args: argparse.Namespace) -> None:
     t1 = time.perf_counter()
     labels = import_labels(project, HAND / "all.csv", spacing_rule=SpacingRule(1, 5, 50.0))
     t2 = time.perf_counter()
-    print(f"import {len(report.added)} real radiographs: {t1 - t0:.2f} s (headers and checksums), "
-          f"their {labels.set} landmarks: {t2 - t1:.2f} s, total {t2 - t0:.2f} s")  # fmt: skip
+    print(
+        f"import {len(report.added)} real radiographs: {t1 - t0:.2f} s (headers and checksums), "
+        f"their {labels.set} landmarks: {t2 - t1:.2f} s, total {t2 - t0:.2f} s"
+    )
     project.close()
     drop()
 
@@ -101,8 +105,10 @@ def bench_size(root: Path) -> None:
     with project.db.engine.connect() as conn:
         conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     size = (root / "size" / "project.sqlite").stat().st_size
-    print(f"database size: {size / 1e6:.1f} MB per 1,000 images (37 landmarks each, 3 corrections, "
-          f"one model version's predictions and scores)")  # fmt: skip
+    print(
+        f"database size: {size / 1e6:.1f} MB per 1,000 images (37 landmarks each, 3 corrections, "
+        f"one model version's predictions and scores)"
+    )
     project.close()
 
 

@@ -65,12 +65,14 @@ def fetch(s: Session, relative: str, target: Path) -> bool:
         return True
     target.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
-    seqs = s.scalars(select(ArtifactChunk.seq).where(ArtifactChunk.artifact_id == artifact.id)
-                     .order_by(ArtifactChunk.seq)).all()  # fmt: skip
+    seqs = s.scalars(
+        select(ArtifactChunk.seq).where(ArtifactChunk.artifact_id == artifact.id).order_by(ArtifactChunk.seq)
+    ).all()
     with atomic_open(target, suffix=target.suffix) as fh:
         for seq in seqs:  # one chunk in memory at a time
-            data = s.scalar(select(ArtifactChunk.data).where(ArtifactChunk.artifact_id == artifact.id,
-                                                             ArtifactChunk.seq == seq))  # fmt: skip
+            data = s.scalar(
+                select(ArtifactChunk.data).where(ArtifactChunk.artifact_id == artifact.id, ArtifactChunk.seq == seq)
+            )
             digest.update(data)
             fh.write(data)
         if digest.hexdigest() != artifact.sha256:

@@ -116,8 +116,14 @@ class JobState(str, enum.Enum):
 
 def _enum(kind: type[enum.Enum], name: str) -> Enum:
     # Stored as the readable values, checked by a constraint on every backend.
-    return Enum(kind, name=name, values_callable=lambda e: [m.value for m in e], native_enum=False,
-                create_constraint=True, length=16)  # fmt: skip
+    return Enum(
+        kind,
+        name=name,
+        values_callable=lambda e: [m.value for m in e],
+        native_enum=False,
+        create_constraint=True,
+        length=16,
+    )
 
 
 class Setting(Base):
@@ -149,8 +155,7 @@ class Image(Base):
     spacing_x: Mapped[float | None] = mapped_column(Float)
     spacing_y: Mapped[float | None] = mapped_column(Float)
     spacing_source: Mapped[str] = mapped_column(String(16), default="unknown")
-    status: Mapped[ImageStatus] = mapped_column(_enum(ImageStatus, "image_status"), default=ImageStatus.NEW,
-                                                index=True)  # fmt: skip
+    status: Mapped[ImageStatus] = mapped_column(_enum(ImageStatus, "image_status"), default=ImageStatus.NEW, index=True)
     last_author: Mapped[str | None] = mapped_column(String(128))
     meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
@@ -208,9 +213,14 @@ class ModelVersion(Base):
     __tablename__ = "model_versions"
     __table_args__ = (
         # at most one current version, on SQLite and PostgreSQL alike
-        Index("uq_model_versions_current", "is_current", unique=True,
-              sqlite_where=text("is_current"), postgresql_where=text("is_current")),
-    )  # fmt: skip
+        Index(
+            "uq_model_versions_current",
+            "is_current",
+            unique=True,
+            sqlite_where=text("is_current"),
+            postgresql_where=text("is_current"),
+        ),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     checkpoint: Mapped[str] = mapped_column(String(1024))  # relative to the data folder
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -235,9 +245,15 @@ class ImagePrediction(Base):
 
     __tablename__ = "image_predictions"
     __table_args__ = (
-        Index("uq_image_predictions_latest", "model_version_id", "image_id", unique=True,
-              sqlite_where=text("NOT superseded"), postgresql_where=text("NOT superseded")),
-    )  # fmt: skip
+        Index(
+            "uq_image_predictions_latest",
+            "model_version_id",
+            "image_id",
+            unique=True,
+            sqlite_where=text("NOT superseded"),
+            postgresql_where=text("NOT superseded"),
+        ),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"))
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)

@@ -53,8 +53,19 @@ class ImageRecord:
     @classmethod
     def of(cls, row: Image) -> ImageRecord:
         spacing = (row.spacing_x, row.spacing_y) if row.spacing_x and row.spacing_y else None
-        return cls(row.id, row.name, row.path, row.width, row.height, spacing, row.spacing_source,
-                   row.status.value, row.last_author, row.checksum, row.updated_at)  # fmt: skip
+        return cls(
+            row.id,
+            row.name,
+            row.path,
+            row.width,
+            row.height,
+            spacing,
+            row.spacing_source,
+            row.status.value,
+            row.last_author,
+            row.checksum,
+            row.updated_at,
+        )
 
 
 @dataclass(frozen=True)
@@ -85,8 +96,17 @@ class ModelRecord:
 
     @classmethod
     def of(cls, row: ModelVersion) -> ModelRecord:
-        return cls(row.id, row.checkpoint, dict(row.config or {}), dict(row.training_set or {}),
-                   dict(row.metrics or {}), row.parent_id, bool(row.is_current), row.created_at, row.note)  # fmt: skip
+        return cls(
+            row.id,
+            row.checkpoint,
+            dict(row.config or {}),
+            dict(row.training_set or {}),
+            dict(row.metrics or {}),
+            row.parent_id,
+            bool(row.is_current),
+            row.created_at,
+            row.note,
+        )
 
     @property
     def trained_on(self) -> set[int]:

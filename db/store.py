@@ -149,17 +149,40 @@ def apply_change(
     if old == new:
         return None
     event = record_event(
-        s, kind, image.id, group_id, landmark_id=landmark_id, reverts=reverts, author=author,
-        old_x=old[0], old_y=old[1], old_state=old[2], old_source=old[3],
-        new_x=new[0], new_y=new[1], new_state=new[2], new_source=new[3], prediction_id=prediction_id,
-    )  # fmt: skip
+        s,
+        kind,
+        image.id,
+        group_id,
+        landmark_id=landmark_id,
+        reverts=reverts,
+        author=author,
+        old_x=old[0],
+        old_y=old[1],
+        old_state=old[2],
+        old_source=old[3],
+        new_x=new[0],
+        new_y=new[1],
+        new_state=new[2],
+        new_source=new[3],
+        prediction_id=prediction_id,
+    )
     if new[2] is None:
         if current is not None:
             s.delete(current)
     elif current is None:
-        s.add(Annotation(image_id=image.id, landmark_id=landmark_id, x=new[0], y=new[1],
-                         state=LandmarkState(new[2]), source=Source(new[3]), author=author,
-                         prediction_id=prediction_id, updated_at=utcnow()))  # fmt: skip
+        s.add(
+            Annotation(
+                image_id=image.id,
+                landmark_id=landmark_id,
+                x=new[0],
+                y=new[1],
+                state=LandmarkState(new[2]),
+                source=Source(new[3]),
+                author=author,
+                prediction_id=prediction_id,
+                updated_at=utcnow(),
+            )
+        )
     else:
         current.x, current.y = new[0], new[1]
         current.state, current.source = LandmarkState(new[2]), Source(new[3])
@@ -370,8 +393,14 @@ class Project:
             row = self._image_row(s, image)
             if row.status == new:
                 return
-            record_event(s, "status", row.id, author=user_name(author or self.user),
-                        old_status=row.status.value, new_status=new.value)  # fmt: skip
+            record_event(
+                s,
+                "status",
+                row.id,
+                author=user_name(author or self.user),
+                old_status=row.status.value,
+                new_status=new.value,
+            )
             row.status, row.last_author, row.updated_at = new, user_name(author or self.user), utcnow()
 
     def set_spacing(self, image: int | str, spacing: tuple[float, float], source: str) -> None:
@@ -387,10 +416,18 @@ class Project:
         with self.db.read() as s:
             row = self._image_row(s, image)
             return {
-                index[a.landmark_id]: AnnotationRecord(index[a.landmark_id], a.x, a.y, a.state.value,
-                                                       a.source.value, a.author, a.updated_at, a.prediction_id)
+                index[a.landmark_id]: AnnotationRecord(
+                    index[a.landmark_id],
+                    a.x,
+                    a.y,
+                    a.state.value,
+                    a.source.value,
+                    a.author,
+                    a.updated_at,
+                    a.prediction_id,
+                )
                 for a in s.scalars(select(Annotation).where(Annotation.image_id == row.id))
-            }  # fmt: skip
+            }
 
     def points(self, image: int | str) -> np.ndarray:
         """(N, 2) pixel positions, NaN where a landmark has none (unannotated or absent)."""
@@ -434,8 +471,16 @@ class Project:
             self._check_position(row, x, y, state)
             author = user_name(author or self.user)
             prediction_id = self._provenance(s, prediction_id, row.id, lm.id)
-            event = apply_change(s, row, lm.id, (x, y, state, source), kind="edit", author=author,
-                                group_id=None, prediction_id=prediction_id)  # fmt: skip
+            event = apply_change(
+                s,
+                row,
+                lm.id,
+                (x, y, state, source),
+                kind="edit",
+                author=author,
+                group_id=None,
+                prediction_id=prediction_id,
+            )
             return event.id if event else None
 
     @staticmethod
@@ -460,8 +505,15 @@ class Project:
         lm = self._landmark(landmark)
         with self.db.write() as s:
             row = self._image_row(s, image)
-            event = apply_change(s, row, lm.id, (None, None, None, None), kind="edit",
-                                author=user_name(author or self.user), group_id=None)  # fmt: skip
+            event = apply_change(
+                s,
+                row,
+                lm.id,
+                (None, None, None, None),
+                kind="edit",
+                author=user_name(author or self.user),
+                group_id=None,
+            )
             return event.id if event else None
 
     def accept_predictions(self, image: int | str, author: str | None = None, run_id: int | None = None) -> int:
@@ -483,8 +535,16 @@ class Project:
                 if p.landmark_id in annotated:
                     continue
                 x, y = clamp_to_image(p.x, p.y, (row.width, row.height))
-                event = apply_change(s, row, p.landmark_id, (x, y, "placed", "model_accepted"), kind="edit",
-                                    author=author, group_id=group, prediction_id=p.id)  # fmt: skip
+                event = apply_change(
+                    s,
+                    row,
+                    p.landmark_id,
+                    (x, y, "placed", "model_accepted"),
+                    kind="edit",
+                    author=author,
+                    group_id=group,
+                    prediction_id=p.id,
+                )
                 if event is not None:
                     group = group or event.group_id
                     count += 1
@@ -518,8 +578,11 @@ class Project:
         done: list[int] = []
         undone: list[int] = []
         seen: set[int] = set()
-        events = s.scalars(select(Event).where(Event.image_id == image_id, Event.kind.in_(UNDOABLE),
-                                               Event.author == author).order_by(Event.id))  # fmt: skip
+        events = s.scalars(
+            select(Event)
+            .where(Event.image_id == image_id, Event.kind.in_(UNDOABLE), Event.author == author)
+            .order_by(Event.id)
+        )
         for e in events:
             if e.group_id in seen:
                 continue
@@ -542,25 +605,44 @@ class Project:
             if not stack:
                 return 0
             target = stack[-1]
-            events = list(s.scalars(select(Event).where(Event.group_id == target, Event.landmark_id.is_not(None))
-                                    .order_by(Event.id)))  # fmt: skip
+            events = list(
+                s.scalars(
+                    select(Event).where(Event.group_id == target, Event.landmark_id.is_not(None)).order_by(Event.id)
+                )
+            )
             self._check_unchanged_since(s, row, events, redo)
             group, count = None, 0
             for e in events if redo else reversed(events):
-                values = (e.new_x, e.new_y, e.new_state, e.new_source) if redo else (
-                    e.old_x, e.old_y, e.old_state, e.old_source)  # fmt: skip
-                event = apply_change(s, row, e.landmark_id, values, kind="redo" if redo else "undo", author=author,
-                                    group_id=group, reverts=target, prediction_id=e.prediction_id)  # fmt: skip
+                values = (
+                    (e.new_x, e.new_y, e.new_state, e.new_source)
+                    if redo
+                    else (e.old_x, e.old_y, e.old_state, e.old_source)
+                )
+                event = apply_change(
+                    s,
+                    row,
+                    e.landmark_id,
+                    values,
+                    kind="redo" if redo else "undo",
+                    author=author,
+                    group_id=group,
+                    reverts=target,
+                    prediction_id=e.prediction_id,
+                )
                 if event is not None:
                     group = group or event.group_id
                     count += 1
             if group is None:  # nothing to change (already in that state): still move the stacks
                 record_event(s, "redo" if redo else "undo", row.id, reverts=target, author=author)
-            if not redo and row.status == ImageStatus.IN_PROGRESS and not s.scalar(
-                    select(func.count()).select_from(Annotation).where(Annotation.image_id == row.id)):  # fmt: skip
+            if (
+                not redo
+                and row.status == ImageStatus.IN_PROGRESS
+                and not s.scalar(select(func.count()).select_from(Annotation).where(Annotation.image_id == row.id))
+            ):
                 # undone back to before the first change: the image is new again (a change made it in progress)
-                record_event(s, "status", row.id, author=author, old_status=row.status.value,
-                             new_status=ImageStatus.NEW.value)  # fmt: skip
+                record_event(
+                    s, "status", row.id, author=author, old_status=row.status.value, new_status=ImageStatus.NEW.value
+                )
                 row.status = ImageStatus.NEW
             return count
 
@@ -570,8 +652,9 @@ class Project:
         names = {lm.id: lm.name for lm in self.landmarks()}
         changed = []
         for e in events:
-            expected = (e.old_x, e.old_y, e.old_state, e.old_source) if redo else (
-                e.new_x, e.new_y, e.new_state, e.new_source)  # fmt: skip
+            expected = (
+                (e.old_x, e.old_y, e.old_state, e.old_source) if redo else (e.new_x, e.new_y, e.new_state, e.new_source)
+            )
             a = current.get(e.landmark_id)
             actual = (a.x, a.y, a.state.value, a.source.value) if a is not None else (None,) * 4
             if actual != expected:
@@ -621,8 +704,14 @@ class Project:
         if not source.is_file():
             raise ScnError(f"{source}: no such model file")
         with self.db.write() as s:
-            version = ModelVersion(checkpoint="", config=config or {}, training_set=training_set or {},
-                                   metrics=metrics or {}, parent_id=parent_id, note=note)  # fmt: skip
+            version = ModelVersion(
+                checkpoint="",
+                config=config or {},
+                training_set=training_set or {},
+                metrics=metrics or {},
+                parent_id=parent_id,
+                note=note,
+            )
             s.add(version)
             s.flush()
             target = self.checkpoint_path(version.id)
@@ -739,10 +828,12 @@ class Project:
             if version_id is None:
                 return None
         return s.scalar(
-            select(ImagePrediction).where(ImagePrediction.image_id == image_id,
-                                          ImagePrediction.model_version_id == version_id,
-                                          ImagePrediction.superseded.is_(False))
-        )  # fmt: skip
+            select(ImagePrediction).where(
+                ImagePrediction.image_id == image_id,
+                ImagePrediction.model_version_id == version_id,
+                ImagePrediction.superseded.is_(False),
+            )
+        )
 
     def store_predictions(
         self,
@@ -765,17 +856,25 @@ class Project:
             raise ScnError(f"{len(points)} predicted landmarks for a project with {len(ids)}")
         with self.db.write() as s:
             row = self._image_row(s, image)
-            s.execute(update(ImagePrediction).where(ImagePrediction.image_id == row.id,
-                                                    ImagePrediction.model_version_id == version_id,
-                                                    ImagePrediction.superseded.is_(False))
-                      .values(superseded=True))  # fmt: skip
+            s.execute(
+                update(ImagePrediction)
+                .where(
+                    ImagePrediction.image_id == row.id,
+                    ImagePrediction.model_version_id == version_id,
+                    ImagePrediction.superseded.is_(False),
+                )
+                .values(superseded=True)
+            )
             run = ImagePrediction(model_version_id=version_id, image_id=row.id, heatmaps=heatmaps)
             if heatmaps and self.shares_files and (self.data_dir / heatmaps).is_file():
                 artifacts.store(s, self.data_dir / heatmaps, heatmaps, "heatmaps", version_id)
-            run.points = [Prediction(landmark_id=lm, x=float(p[0]), y=float(p[1]), confidence=float(c))
-                          for lm, p, c in zip(ids, points, confidence)]  # fmt: skip
-            run.scores = [Score(strategy=k, value=float(v), per_landmark=extra)
-                          for k, (v, extra) in (scores or {}).items()]  # fmt: skip
+            run.points = [
+                Prediction(landmark_id=lm, x=float(p[0]), y=float(p[1]), confidence=float(c))
+                for lm, p, c in zip(ids, points, confidence)
+            ]
+            run.scores = [
+                Score(strategy=k, value=float(v), per_landmark=extra) for k, (v, extra) in (scores or {}).items()
+            ]
             s.add(run)
             s.flush()
             return run.id
@@ -797,10 +896,14 @@ class Project:
             raise ScnError(f"{len(points)} predicted landmarks for a project with {len(ids)}")
         with self.db.write() as s:
             row = self._image_row(s, image)
-            run = ImagePrediction(model_version_id=version_id, image_id=row.id, superseded=True,
-                                  hints=[int(h) for h in hints])  # fmt: skip
-            run.points = [Prediction(landmark_id=lm, x=float(p[0]), y=float(p[1]), confidence=float(c))
-                          for lm, p, c in zip(ids, points, confidence) if not np.isnan(p).any()]  # fmt: skip
+            run = ImagePrediction(
+                model_version_id=version_id, image_id=row.id, superseded=True, hints=[int(h) for h in hints]
+            )
+            run.points = [
+                Prediction(landmark_id=lm, x=float(p[0]), y=float(p[1]), confidence=float(c))
+                for lm, p, c in zip(ids, points, confidence)
+                if not np.isnan(p).any()
+            ]
             s.add(run)
             s.flush()
             by_landmark = {p.landmark_id: p.id for p in run.points}
@@ -833,7 +936,10 @@ class Project:
             query = (
                 select(ImagePrediction.image_id, Score.value, Score.per_landmark)
                 .join(Score, Score.run_id == ImagePrediction.id)
-                .where(ImagePrediction.model_version_id == version_id, ImagePrediction.superseded.is_(False),
-                       Score.strategy == strategy)
-            )  # fmt: skip
+                .where(
+                    ImagePrediction.model_version_id == version_id,
+                    ImagePrediction.superseded.is_(False),
+                    Score.strategy == strategy,
+                )
+            )
             return {i: ScoreRecord(strategy, value, dict(extra or {})) for i, value, extra in s.execute(query)}

@@ -121,14 +121,23 @@ def import_images(
             continue
         names.add(name)
         seen_now[checksum] = name
-        rows.append(dict(
-            path=rel, name=name, checksum=checksum, file_size=path.stat().st_size,
-            width=info.size[0], height=info.size[1],
-            spacing_x=info.spacing[0] if info.spacing else None,
-            spacing_y=info.spacing[1] if info.spacing else None,
-            spacing_source=info.spacing_source.value, meta=dict(info.meta),
-            status=ImageStatus.NEW, created_at=utcnow(), updated_at=utcnow(),
-        ))  # fmt: skip
+        rows.append(
+            dict(
+                path=rel,
+                name=name,
+                checksum=checksum,
+                file_size=path.stat().st_size,
+                width=info.size[0],
+                height=info.size[1],
+                spacing_x=info.spacing[0] if info.spacing else None,
+                spacing_y=info.spacing[1] if info.spacing else None,
+                spacing_source=info.spacing_source.value,
+                meta=dict(info.meta),
+                status=ImageStatus.NEW,
+                created_at=utcnow(),
+                updated_at=utcnow(),
+            )
+        )
         report.added.append(rel)
     with project.db.write() as s:
         if rows:
@@ -140,8 +149,9 @@ def import_images(
             image.width, image.height = c["info"].size
             image.meta = {**image.meta, "previous_checksum": old, "changed_at": utcnow().isoformat()}
             image.updated_at = utcnow()
-            record_event(s, "file", image.id, author=project.user, old_status=image.status.value,
-                         new_status=image.status.value)  # fmt: skip
+            record_event(
+                s, "file", image.id, author=project.user, old_status=image.status.value, new_status=image.status.value
+            )
     return report
 
 
@@ -156,10 +166,12 @@ def _columns(project: Project, table: LandmarkTable) -> list[int]:
     unknown = [n for n in table.names if n not in names]
     raise LabelFileError(
         table.path,
-        [f"row 1: the landmarks do not match the project's ({len(names)}: {', '.join(names[:4])}, ...)"
-         + (f"; unknown: {', '.join(unknown[:5])}" if unknown else "")
-         + (f"; missing: {', '.join(missing[:5])}" if missing else "")],
-    )  # fmt: skip
+        [
+            f"row 1: the landmarks do not match the project's ({len(names)}: {', '.join(names[:4])}, ...)"
+            + (f"; unknown: {', '.join(unknown[:5])}" if unknown else "")
+            + (f"; missing: {', '.join(missing[:5])}" if missing else "")
+        ],
+    )
 
 
 Change = tuple[Image, int, tuple[float | None, float | None, str, str]]  # image, landmark id, (x, y, state, source)
@@ -217,8 +229,10 @@ def _plan(
             if state not in ("placed", "occluded"):
                 problems.append(f"{where}: landmark {name!r} has an unknown state {state!r}")
             elif not inside_image(x, y, (row.width, row.height)):
-                text = (f"{where}: landmark {name!r} at ({x:.1f}, {y:.1f}) lies outside image "
-                        f"{row.name!r} ({row.width} x {row.height})")  # fmt: skip
+                text = (
+                    f"{where}: landmark {name!r} at ({x:.1f}, {y:.1f}) lies outside image "
+                    f"{row.name!r} ({row.width} x {row.height})"
+                )
                 if outside == "missing" and skipped is not None:
                     skipped.append(f"{table.path}, {text}: not imported (missing)")
                 else:
@@ -280,8 +294,9 @@ def import_labels(
             if a is not None and _same(a, new):
                 report.unchanged += 1
                 continue
-            event = apply_change(s, row, lm_id, new, kind="import", author=author, group_id=groups.get(row.id),
-                                 current=a)  # fmt: skip
+            event = apply_change(
+                s, row, lm_id, new, kind="import", author=author, group_id=groups.get(row.id), current=a
+            )
             if event is not None:
                 groups.setdefault(row.id, event.group_id)
                 report.set += 1
@@ -317,8 +332,20 @@ def export(project: Project, out: str | Path, *, layout: str = "wide", include_a
         for lm in lms:
             header += [f"{lm.name}_{column}" for column in ("x", "y", "x_mm", "y_mm", "state")]
     else:
-        header = ["image", "landmark", "x", "y", "x_mm", "y_mm", "state", "source", "author",
-                  "spacing_mm_x", "spacing_mm_y", "spacing_source"]  # fmt: skip
+        header = [
+            "image",
+            "landmark",
+            "x",
+            "y",
+            "x_mm",
+            "y_mm",
+            "state",
+            "source",
+            "author",
+            "spacing_mm_x",
+            "spacing_mm_y",
+            "spacing_source",
+        ]
     for image in images:
         sx, sy = image.spacing or (None, None)
         spacing_cells = [fmt(sx) if sx else "", fmt(sy) if sy else "", image.spacing_source]

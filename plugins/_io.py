@@ -59,8 +59,11 @@ def write_points(path: str, data: np.ndarray, attributes: dict) -> list[str]:
     from scn_annotator.labels import write_csv
 
     features = attributes.get("features")
-    names = list(features["name"]) if features is not None and "name" in features else [
-        f"point{i}" for i in range(len(data))]  # fmt: skip
+    names = (
+        list(features["name"])
+        if features is not None and "name" in features
+        else [f"point{i}" for i in range(len(data))]
+    )
     rows_cols = np.asarray(data, dtype=float)[:, -2:] if len(data) else np.zeros((0, 2))
     metadata = attributes.get("metadata") or {}
     image = metadata.get("scn_image") or attributes.get("name", "image")
@@ -83,5 +86,4 @@ def sample_project() -> list:
         build(folder, root / "data" / "images", truth.points, sorted(truth.points)[:12]).close()
     image = read_image(next((root / "data" / "images").glob("*.mha")))
     metadata = {"scn_project": str(folder)}
-    return [(image.pixels, {"name": "sample radiograph", "metadata": metadata, "scale": image.spacing[::-1]},
-             "image")]  # fmt: skip
+    return [(image.pixels, {"name": "sample radiograph", "metadata": metadata, "scale": image.spacing[::-1]}, "image")]

@@ -60,8 +60,15 @@ def landmark_style(view: ImageView) -> dict:
     width = np.full(len(shown), BORDER_WIDTH)
     # a halo for the doubtful proposals only: a person's point is what it is, whatever the model doubts
     halo = np.array([[lm.y, lm.x] for lm in shown if lm.doubtful and lm.kind == "prediction"], dtype=float)
-    return {"data": data, "features": features, "face_color": face, "border_color": border, "symbol": symbol,
-            "border_width": width, "halo": halo.reshape(-1, 2)}  # fmt: skip
+    return {
+        "data": data,
+        "features": features,
+        "face_color": face,
+        "border_color": border,
+        "symbol": symbol,
+        "border_width": width,
+        "halo": halo.reshape(-1, 2),
+    }
 
 
 def heatmap_data(view: ImageView, kind: str, landmark: int | None) -> np.ndarray | None:
@@ -88,8 +95,11 @@ def _set(layer, **values) -> None:  # noqa: ANN001
     """Set only what changed: every napari property set is an event and often a repaint."""
     for key, value in values.items():
         current = getattr(layer, key)
-        same = np.array_equal(np.asarray(current, dtype=object), np.asarray(value, dtype=object)) if isinstance(
-            value, tuple | list | np.ndarray) else current == value  # fmt: skip
+        same = (
+            np.array_equal(np.asarray(current, dtype=object), np.asarray(value, dtype=object))
+            if isinstance(value, tuple | list | np.ndarray)
+            else current == value
+        )
         if not same:
             setattr(layer, key, value)
 
@@ -113,8 +123,9 @@ def update_layers(
     scale = (sy, sx)
     image = layers.get("image")
     if image is None or image not in viewer.layers:
-        image = viewer.add_image(view.pixels, name="radiograph", scale=scale, contrast_limits=view.contrast,
-                                 colormap="gray")  # fmt: skip
+        image = viewer.add_image(
+            view.pixels, name="radiograph", scale=scale, contrast_limits=view.contrast, colormap="gray"
+        )
         layers["image"] = image
     elif new_image:
         image.data = view.pixels
@@ -132,8 +143,15 @@ def update_layers(
         limits = (0.0, top) if kind == "final" else (0.15 * top, top)
         if layer is None or layer not in viewer.layers:
             colormap = HEATMAP_COLORMAPS[kind]
-            layer = viewer.add_image(data, name=HEATMAP_NAMES[kind], affine=_heatmap_affine(view), colormap=colormap,
-                                     blending="additive", opacity=0.55, contrast_limits=limits)  # fmt: skip
+            layer = viewer.add_image(
+                data,
+                name=HEATMAP_NAMES[kind],
+                affine=_heatmap_affine(view),
+                colormap=colormap,
+                blending="additive",
+                opacity=0.55,
+                contrast_limits=limits,
+            )
             layers[kind] = layer
         else:
             layer.data = data
@@ -145,9 +163,16 @@ def update_layers(
     halo: Points | None = layers.get("doubt")
     if halo is None or halo not in viewer.layers:
         halo = viewer.add_points(
-            style["halo"], scale=scale, size=HALO * size, name="doubt", symbol="ring", face_color=DOUBT_COLOR,
-            border_width=0, canvas_size_limits=(HALO * SCREEN_SIZE[0], HALO * SCREEN_SIZE[1]), opacity=0.9,
-        )  # fmt: skip
+            style["halo"],
+            scale=scale,
+            size=HALO * size,
+            name="doubt",
+            symbol="ring",
+            face_color=DOUBT_COLOR,
+            border_width=0,
+            canvas_size_limits=(HALO * SCREEN_SIZE[0], HALO * SCREEN_SIZE[1]),
+            opacity=0.9,
+        )
         layers["doubt"] = halo
     else:
         _set(halo, scale=scale)
@@ -160,11 +185,19 @@ def update_layers(
         if not len(style["data"]):
             style.update(face_color="white", border_color="black", symbol="disc", border_width=BORDER_WIDTH)
         points = viewer.add_points(
-            style["data"], features=style["features"], scale=scale, size=size, name="landmarks",
-            face_color=style["face_color"], border_color=style["border_color"], symbol=style["symbol"],
-            border_width=style["border_width"], border_width_is_relative=True, canvas_size_limits=SCREEN_SIZE,
+            style["data"],
+            features=style["features"],
+            scale=scale,
+            size=size,
+            name="landmarks",
+            face_color=style["face_color"],
+            border_color=style["border_color"],
+            symbol=style["symbol"],
+            border_width=style["border_width"],
+            border_width_is_relative=True,
+            canvas_size_limits=SCREEN_SIZE,
             text={"string": "{name}", "size": 9, "color": "white", "anchor": "upper_left", "visible": names},
-        )  # fmt: skip
+        )
         layers["points"] = points
     else:
         _set(points, scale=scale)

@@ -46,8 +46,13 @@ class TrainingPanel(Container):
         self.versions = ComboBox(label="versions", choices=[])
         self.rollback = PushButton(text="Make this version current")
         self.strategy = ComboBox(label="rank by", choices=list(STRATEGIES))
-        self.auto_every = SpinBox(label="retrain after (0: never)", min=0, max=1000, value=0, tooltip=(
-            "queue a round automatically after this many newly done images (0: never, only on request)"))  # fmt: skip
+        self.auto_every = SpinBox(
+            label="retrain after (0: never)",
+            min=0,
+            max=1000,
+            value=0,
+            tooltip=("queue a round automatically after this many newly done images (0: never, only on request)"),
+        )
         self.start = PushButton(text="Train and re-rank")
         self.cancel = PushButton(text="Cancel")
         self.state = Label(value="")
@@ -55,8 +60,21 @@ class TrainingPanel(Container):
         self.log = TextEdit(value="")
         self.log.native.setReadOnly(True)
         self.log.native.setMaximumHeight(110)
-        super().__init__(widgets=[self.model_label, self.versions, self.rollback, self.strategy, self.auto_every,
-                                  self.start, self.cancel, self.state, self.bar, self.log], labels=True)  # fmt: skip
+        super().__init__(
+            widgets=[
+                self.model_label,
+                self.versions,
+                self.rollback,
+                self.strategy,
+                self.auto_every,
+                self.start,
+                self.cancel,
+                self.state,
+                self.bar,
+                self.log,
+            ],
+            labels=True,
+        )
         self.session: AnnotationSession | None = None
         self.location: str | None = None
         self.job_id: int | None = None
@@ -159,8 +177,10 @@ class TrainingPanel(Container):
         except Exception:  # the store is gone: leave the workers to their idle timeout
             return
         if pending:
-            show_info(f"a worker keeps running {len(pending)} queued job(s) in the background and stops "
-                      "10 minutes after the last one")  # fmt: skip
+            show_info(
+                f"a worker keeps running {len(pending)} queued job(s) in the background and stops "
+                "10 minutes after the last one"
+            )
             return
         for pid in self._started:
             with contextlib.suppress(ProcessLookupError, PermissionError):  # already gone

@@ -104,8 +104,10 @@ class AnnotatorWidget(QWidget):
         self.follow = CheckBox(text="re-place the other proposals after each correction", value=True)
         self._arrivals = _Arrivals()
         self._arrivals.proposals.connect(self._proposals_arrived)
-        self.heatmap_boxes = {k: CheckBox(text=t, value=v) for k, t, v in (
-            ("final", "LA x SC", True), ("local", "LA", False), ("spatial", "SC", False))}  # fmt: skip
+        self.heatmap_boxes = {
+            k: CheckBox(text=t, value=v)
+            for k, t, v in (("final", "LA x SC", True), ("local", "LA", False), ("spatial", "SC", False))
+        }
         self.selected_only = CheckBox(text="selected landmark only", value=False)
         self.names = CheckBox(text="names (T)", value=False)
         self.export_path = FileEdit(label="export to", mode="w", filter="*.csv")
@@ -118,16 +120,28 @@ class AnnotatorWidget(QWidget):
         self.training = TrainingPanel(self._new_model, self._strategy)
 
         opening = Container(widgets=[self.project_path, self.open_button, self.project_label])
-        queue = Container(widgets=[self.status_filter, self.table,
-                                   Container(widgets=[self.next_button, self.done_button], layout="horizontal",
-                                             labels=False)])  # fmt: skip
-        edit = Container(widgets=[
-            self.image_label, self.landmark, self.landmark_label, self.accept_button,
-            Container(widgets=[self.occluded_button, self.absent_button, self.clear_button], layout="horizontal",
-                      labels=False),
-            Container(widgets=[self.undo_button, self.redo_button], layout="horizontal", labels=False),
-            self.follow,
-        ])  # fmt: skip
+        queue = Container(
+            widgets=[
+                self.status_filter,
+                self.table,
+                Container(widgets=[self.next_button, self.done_button], layout="horizontal", labels=False),
+            ]
+        )
+        edit = Container(
+            widgets=[
+                self.image_label,
+                self.landmark,
+                self.landmark_label,
+                self.accept_button,
+                Container(
+                    widgets=[self.occluded_button, self.absent_button, self.clear_button],
+                    layout="horizontal",
+                    labels=False,
+                ),
+                Container(widgets=[self.undo_button, self.redo_button], layout="horizontal", labels=False),
+                self.follow,
+            ]
+        )
         boxes = Container(widgets=list(self.heatmap_boxes.values()), layout="horizontal", labels=False)
         view = Container(widgets=[boxes, self.selected_only, self.names])
         export = Container(widgets=[self.export_path, self.export_all, self.export_button])
@@ -135,9 +149,14 @@ class AnnotatorWidget(QWidget):
         inner = QWidget()
         layout = QVBoxLayout(inner)
         layout.addWidget(self.help)  # on top, where F1 shows it in view
-        for title, widget in (("Project", opening.native), ("Queue (most doubtful first)", queue.native),
-                              ("Landmarks", edit.native), ("Heatmaps", view.native),
-                              ("Training", self.training.native), ("Export", export.native)):  # fmt: skip
+        for title, widget in (
+            ("Project", opening.native),
+            ("Queue (most doubtful first)", queue.native),
+            ("Landmarks", edit.native),
+            ("Heatmaps", view.native),
+            ("Training", self.training.native),
+            ("Export", export.native),
+        ):
             layout.addWidget(_group(title, widget))
         layout.addStretch()
         scroll = self.scroll = QScrollArea()
@@ -275,8 +294,15 @@ class AnnotatorWidget(QWidget):
         shown = {k: box.value for k, box in self.heatmap_boxes.items()}
         landmark = self.landmark.value if self.selected_only.value else None
         first = "points" not in self.layers
-        self.layers = update_layers(self.viewer, self.view, self.layers, heatmaps=shown, landmark=landmark,
-                                    names=self.show_names, new_image=new_image)  # fmt: skip
+        self.layers = update_layers(
+            self.viewer,
+            self.view,
+            self.layers,
+            heatmaps=shown,
+            landmark=landmark,
+            names=self.show_names,
+            new_image=new_image,
+        )
         if first:
             self.layers["points"].events.data.connect(self._points_changed)
             self._bind_layer_keys(self.layers["points"])

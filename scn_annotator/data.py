@@ -198,9 +198,13 @@ def check_inside(
     label = (lambda i: repr(names[i])) if names is not None else (lambda i: f"landmark {i}")
     described = [f"{label(i)} at ({x[i]:.1f}, {y[i]:.1f})" for i in bad]
     if outside == "error":
-        raise LabelFileError(where, [
-            f"{', '.join(described)} lie{'s' if len(bad) == 1 else ''} outside image {path.name} of size {w} x {h}"
-            " (to train without such points, treat them as missing: --outside missing)"])  # fmt: skip
+        raise LabelFileError(
+            where,
+            [
+                f"{', '.join(described)} lie{'s' if len(bad) == 1 else ''} outside image {path.name} of size {w} x {h}"
+                " (to train without such points, treat them as missing: --outside missing)"
+            ],
+        )
     kept = points.copy()
     kept[bad] = np.nan
     return kept, [f"{where}: {d} lies outside image {path.name} ({w} x {h}): treated as missing" for d in described]
@@ -284,7 +288,10 @@ def split_samples(
     order = [ids[i] for i in gen.permutation(len(ids))]
     n_val = min(len(ids) - 1, max(1, round(len(ids) * val_fraction)))
     present, kept, seen = set(ids), set(held_out), set(trained)
-    preference = ([i for i in held_out if i in present] + [i for i in order if i not in kept and i not in seen]
-                  + [i for i in order if i in seen and i not in kept])  # fmt: skip
+    preference = (
+        [i for i in held_out if i in present]
+        + [i for i in order if i not in kept and i not in seen]
+        + [i for i in order if i in seen and i not in kept]
+    )
     val = set(preference[:n_val])
     return [i for i in ids if i not in val], [i for i in ids if i in val]

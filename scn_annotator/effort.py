@@ -81,16 +81,17 @@ class EffortReport:
                 "corrections_per_image": corrections / n,
                 "clicks_per_image": (corrections + (0 if mode == "manual" else len(self.per_image))) / n,
             }
-        return {"images": len(self.per_image), "landmarks": self.landmarks, "tolerance": self.tolerance,
-                "modes": modes}  # fmt: skip
+        return {"images": len(self.per_image), "landmarks": self.landmarks, "tolerance": self.tolerance, "modes": modes}
 
     def write_json(self, path: str | Path) -> None:
         atomic_write_text(Path(path), json.dumps({**self.summary(), "per_image": self.per_image}, indent=2) + "\n")
 
     def format(self) -> str:
         s = self.summary()
-        lines = [f"Oracle annotator on {s['images']} images, {s['landmarks']} landmarks, tolerance {s['tolerance']}:",
-                 f"  {'mode':<12}{'corrections/image':>19}{'clicks/image':>14}"]  # fmt: skip
+        lines = [
+            f"Oracle annotator on {s['images']} images, {s['landmarks']} landmarks, tolerance {s['tolerance']}:",
+            f"  {'mode':<12}{'corrections/image':>19}{'clicks/image':>14}",
+        ]
         for mode, v in s["modes"].items():
             lines.append(f"  {mode:<12}{v['corrections_per_image']:>19.2f}{v['clicks_per_image']:>14.2f}")
         return "\n".join(lines)
@@ -136,9 +137,11 @@ def _corrections(
         return tolerance.errors(conditioner.predict(hints).points, truth, image)
 
     first = replace(np.zeros(len(truth), dtype=bool))  # nothing confirmed: today's proposals
-    return {"manual": int(present.sum()),
-            "proposals": oracle_corrections(first, present, tolerance.value),
-            "conditioned": oracle_corrections(first, present, tolerance.value, replace)}  # fmt: skip
+    return {
+        "manual": int(present.sum()),
+        "proposals": oracle_corrections(first, present, tolerance.value),
+        "conditioned": oracle_corrections(first, present, tolerance.value, replace),
+    }
 
 
 def measure_effort(
@@ -157,8 +160,9 @@ def measure_effort(
     report = EffortReport(str(tolerance), predictor.num_landmarks)
     for i, (image, truth) in enumerate(images):
         if truth.shape != (predictor.num_landmarks, 2):
-            raise ScnError(f"{image.path}: {truth.shape[0]} landmarks in the truth, the model has "
-                           f"{predictor.num_landmarks}")  # fmt: skip
+            raise ScnError(
+                f"{image.path}: {truth.shape[0]} landmarks in the truth, the model has {predictor.num_landmarks}"
+            )
         report.per_image[image.id] = _corrections(predictor, image, truth, tolerance, keep_within, method)
         if progress:
             progress(i + 1, len(images))

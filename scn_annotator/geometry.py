@@ -170,13 +170,20 @@ class InputChoice:
 
     def describe(self) -> str:
         h, w = self.input_size
-        return (f"input {h} x {w} chosen from {self.images} images (height/width {self.aspect:.2f}; closest "
-                f"landmarks {self.separation:.1f} network px apart)")  # fmt: skip
+        return (
+            f"input {h} x {w} chosen from {self.images} images (height/width {self.aspect:.2f}; closest "
+            f"landmarks {self.separation:.1f} network px apart)"
+        )
 
     def to_dict(self) -> dict[str, object]:
-        return {"rule": "aspect of the images, area grown until the closest landmarks are "
-                        f"{MIN_SEPARATION} px apart", "input_size": list(self.input_size), "aspect": self.aspect,
-                "separation": self.separation, "area_budget": self.area_budget, "images": self.images}  # fmt: skip
+        return {
+            "rule": f"aspect of the images, area grown until the closest landmarks are {MIN_SEPARATION} px apart",
+            "input_size": list(self.input_size),
+            "aspect": self.aspect,
+            "separation": self.separation,
+            "area_budget": self.area_budget,
+            "images": self.images,
+        }
 
 
 def closest_pair(points: np.ndarray) -> float:

@@ -41,9 +41,21 @@ __all__ = [
 
 #: Suffixes :func:`find_images` picks up (lower case; ``.nii.gz`` is matched whole).
 IMAGE_SUFFIXES = (
-    ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".dicom",
-    ".mha", ".mhd", ".nrrd", ".nhdr", ".nii", ".nii.gz",
-)  # fmt: skip
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".tif",
+    ".tiff",
+    ".bmp",
+    ".dcm",
+    ".dicom",
+    ".mha",
+    ".mhd",
+    ".nrrd",
+    ".nhdr",
+    ".nii",
+    ".nii.gz",
+)
 
 # The only DICOM tags ever read. Patient and study identifiers are not among them.
 _DICOM_TAGS = {
@@ -234,8 +246,11 @@ def _check_pixel_count(path: Path, size: Iterable[int]) -> None:
     count = math.prod(int(s) for s in size)
     if count > (limit := max_pixels()):
         dims = " x ".join(str(int(s)) for s in size)
-        raise ImageReadError(path, f"declares {dims} pixels ({count / 1e6:.0f} megapixels), more than the "
-                                   f"{limit / 1e6:.0f} accepted (SCN_MAX_PIXELS); refused before decoding")  # fmt: skip
+        raise ImageReadError(
+            path,
+            f"declares {dims} pixels ({count / 1e6:.0f} megapixels), more than the "
+            f"{limit / 1e6:.0f} accepted (SCN_MAX_PIXELS); refused before decoding",
+        )
 
 
 # A marker in a JPEG's entropy-coded data: 0xFF not followed by a stuffed 0x00, a restart

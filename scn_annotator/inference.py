@@ -223,8 +223,9 @@ def checkpoint_error(
     """
     predictor = Predictor.from_checkpoint(checkpoint, device=device)
     unit = "mm" if all(s.spacing is not None for s in samples) else "px"
-    errors = [point_errors(predictor.predict(s.path).points, s.points, s.spacing if unit == "mm" else None)
-              for s in samples]  # fmt: skip
+    errors = [
+        point_errors(predictor.predict(s.path).points, s.points, s.spacing if unit == "mm" else None) for s in samples
+    ]
     return (mean_error(np.concatenate(errors)) if errors else None), unit
 
 
@@ -238,14 +239,20 @@ def _prediction(
 ) -> Prediction:
     """A batch-of-one network output as a :class:`Prediction` in the image's pixels (heatmaps when asked)."""
     result = Prediction(
-        image.id, image.path, transform.from_network(points[0].cpu().double().numpy()),
-        values[0].cpu().numpy().astype(np.float64), image.spacing, image.spacing_source,
-    )  # fmt: skip
+        image.id,
+        image.path,
+        transform.from_network(points[0].cpu().double().numpy()),
+        values[0].cpu().numpy().astype(np.float64),
+        image.spacing,
+        image.spacing_source,
+    )
     if heatmaps:
         result.heatmaps = Heatmaps(
-            out.heatmaps[0].float().cpu().numpy(), out.local[0].float().cpu().numpy(),
-            None if out.spatial is None else out.spatial[0].float().cpu().numpy(), transform,
-        )  # fmt: skip
+            out.heatmaps[0].float().cpu().numpy(),
+            out.local[0].float().cpu().numpy(),
+            None if out.spatial is None else out.spatial[0].float().cpu().numpy(),
+            transform,
+        )
     return result
 
 
@@ -293,8 +300,10 @@ class Conditioner:
         n, h, w = local.shape
         flat = local.reshape(n, -1)
         self.amplitude = flat.gather(1, flat.abs().argmax(dim=1, keepdim=True))[:, 0]  # signed strongest LA value
-        self._grid = (torch.arange(h, device=local.device, dtype=torch.float32)[:, None],
-                      torch.arange(w, device=local.device, dtype=torch.float32)[None, :])  # fmt: skip
+        self._grid = (
+            torch.arange(h, device=local.device, dtype=torch.float32)[:, None],
+            torch.arange(w, device=local.device, dtype=torch.float32)[None, :],
+        )
         self._sigma = torch.as_tensor(p.sigma, dtype=torch.float32, device=local.device)
         self._hints: dict[tuple[int, float, float], torch.Tensor] = {}
         self._fine = p.fine_input(image)
@@ -323,8 +332,10 @@ class Conditioner:
         """
         if self._fine is None:
             return points
-        keys = {k: (k, float(points[k, 0]), float(points[k, 1]))
-                for k in np.flatnonzero(~confirmed & ~np.isnan(points).any(axis=1))}  # fmt: skip
+        keys = {
+            k: (k, float(points[k, 0]), float(points[k, 1]))
+            for k in np.flatnonzero(~confirmed & ~np.isnan(points).any(axis=1))
+        }
         new = [k for k, key in keys.items() if key not in self._refined]
         if new:
             skip = np.ones(len(points), dtype=bool)

@@ -79,8 +79,10 @@ class _Server:
             self.version, self.image_id = current.id, None
         if not self.predictor.model.config.hint_channels:  # refused before any image is read or LA pass run
             # measured: training-free conditioning costs corrections (spines 45 -> 64 per image, hands +4 %)
-            raise ScnError("this model was trained without hint channels, so proposals do not follow corrections; "
-                           "they will from the next training round on")  # fmt: skip
+            raise ScnError(
+                "this model was trained without hint channels, so proposals do not follow corrections; "
+                "they will from the next training round on"
+            )
 
     def open(self, image_id: int) -> dict[str, Any]:
         from .imageio import read_image
@@ -98,12 +100,20 @@ class _Server:
         self.open(image_id)
         names = self.predictor.names
         prediction = self.conditioner.predict(_hint_array(hints, len(names)))
-        run_id, ids = self.project.store_conditioned(self.version, image_id, prediction.points,
-                                                     prediction.confidence, sorted(hints))  # fmt: skip
+        run_id, ids = self.project.store_conditioned(
+            self.version, image_id, prediction.points, prediction.confidence, sorted(hints)
+        )
         seconds = time.perf_counter() - start
-        return {"image_id": image_id, "points": prediction.points.tolist(),
-                "confidence": prediction.confidence.tolist(), "prediction_ids": ids, "run_id": run_id,
-                "model_version": self.version, "hints": sorted(hints), "seconds": seconds}  # fmt: skip
+        return {
+            "image_id": image_id,
+            "points": prediction.points.tolist(),
+            "confidence": prediction.confidence.tolist(),
+            "prediction_ids": ids,
+            "run_id": run_id,
+            "model_version": self.version,
+            "hints": sorted(hints),
+            "seconds": seconds,
+        }
 
 
 def serve(location: str, stdin: IO[str] = sys.stdin, stdout: IO[str] = sys.stdout) -> None:
@@ -155,8 +165,13 @@ class ConditioningClient:
             env["SCN_IMAGE_ROOT"] = str(self.image_root)
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "scn_annotator.interactive", self.location],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, bufsize=1,
-        )  # fmt: skip
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=env,
+            bufsize=1,
+        )
         threading.Thread(target=self._read, args=(self._proc,), daemon=True, name="scn-conditioning").start()
         return self._proc
 
@@ -203,18 +218,30 @@ class ConditioningClient:
 
     def propose(self, image_id: int, hints: dict[int, tuple[float, float]]) -> Future:
         """A Future of :class:`ConditionedProposals` for the landmarks not in ``hints`` (index -> (x, y))."""
-        raw = self._send({"op": "propose", "image_id": int(image_id),
-                          "hints": {str(k): [float(x), float(y)] for k, (x, y) in hints.items()}})  # fmt: skip
+        raw = self._send(
+            {
+                "op": "propose",
+                "image_id": int(image_id),
+                "hints": {str(k): [float(x), float(y)] for k, (x, y) in hints.items()},
+            }
+        )
         result: Future = Future()
 
         def convert(done: Future) -> None:
             try:
                 r = done.result()
-                result.set_result(ConditionedProposals(
-                    r["image_id"], np.asarray(r["points"], dtype=float).reshape(-1, 2),
-                    np.asarray(r["confidence"], dtype=float), r["prediction_ids"], r["run_id"],
-                    r["model_version"], r["hints"], r["seconds"],
-                ))  # fmt: skip
+                result.set_result(
+                    ConditionedProposals(
+                        r["image_id"],
+                        np.asarray(r["points"], dtype=float).reshape(-1, 2),
+                        np.asarray(r["confidence"], dtype=float),
+                        r["prediction_ids"],
+                        r["run_id"],
+                        r["model_version"],
+                        r["hints"],
+                        r["seconds"],
+                    )
+                )
             except Exception as exc:
                 result.set_exception(exc)
 

@@ -224,8 +224,10 @@ def _pair(cells: list[str], number: int, what: str, problems: list[str]) -> tupl
         problems.append(f"row {number}: {what} has only one coordinate")
         return math.nan, math.nan
     if x is not None and (abs(x) > MAX_COORDINATE or abs(y) > MAX_COORDINATE):
-        problems.append(f"row {number}: {what} at ({cells[0]}, {cells[1]}) is not a plausible position "
-                        f"(beyond {MAX_COORDINATE:,.0f})")  # fmt: skip
+        problems.append(
+            f"row {number}: {what} at ({cells[0]}, {cells[1]}) is not a plausible position "
+            f"(beyond {MAX_COORDINATE:,.0f})"
+        )
         return math.nan, math.nan
     return (math.nan, math.nan) if x is None else (x, y)
 
@@ -261,10 +263,13 @@ def _wide_columns(header: list[str], original: list[str]) -> tuple[list[str], di
         if col in _IMAGE_COLUMNS:
             continue
         for suffix, target, axis in (
-            ("_x_mm", mm, 0), ("_y_mm", mm, 1),
-            ("_x_px", px, 0), ("_y_px", px, 1),
-            ("_x", px, 0), ("_y", px, 1),
-        ):  # fmt: skip
+            ("_x_mm", mm, 0),
+            ("_y_mm", mm, 1),
+            ("_x_px", px, 0),
+            ("_y_px", px, 1),
+            ("_x", px, 0),
+            ("_y", px, 1),
+        ):
             if col.endswith(suffix) and len(col) > len(suffix):
                 name = original[i][: -len(suffix)]
                 target.setdefault(name, [None, None])[axis] = i

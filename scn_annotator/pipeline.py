@@ -70,10 +70,16 @@ def load_training_data(
     items = labelled_images(pairs, table)
     cfg = fit_input_to_data(cfg, items)
     samples = build_samples(
-        items, cfg.input_size, Normalisation(*cfg.normalisation),
-        cache_factor=cfg.cache_factor, spacing_rule=spacing_rule, progress=progress,
-        names=table.names, outside=outside, notes=notes,
-    )  # fmt: skip
+        items,
+        cfg.input_size,
+        Normalisation(*cfg.normalisation),
+        cache_factor=cfg.cache_factor,
+        spacing_rule=spacing_rule,
+        progress=progress,
+        names=table.names,
+        outside=outside,
+        notes=notes,
+    )
     by_label = dict(zip([i for _, i in pairs], samples))
     return TrainingData(
         names=list(table.names),

@@ -72,8 +72,10 @@ class ProjectTrainResult:
         else:
             figures = f"validation error {self.val_error:.2f} {self.unit}"
             if self.previous_error is not None:
-                figures += (f" against the current model's {self.previous_error:.2f} {self.unit} on the same "
-                            f"{self.compared_on} images")  # fmt: skip
+                figures += (
+                    f" against the current model's {self.previous_error:.2f} {self.unit} on the same "
+                    f"{self.compared_on} images"
+                )
         state = "is now the current model" if self.made_current else "is worse and was kept, not made current"
         return f"{figures}; model version {self.version_id} {state}"
 
@@ -119,9 +121,17 @@ def train_project(
     with tempfile.TemporaryDirectory(dir=folder, prefix=".training-") as tmp:
         out = Path(tmp) / "model.pt"
         result = train(
-            cfg, train_s, val_s, project.landmark_names, out, progress=progress, should_stop=should_stop,
-            max_minutes=max_minutes, init_from=init_from, device=device,
-        )  # fmt: skip
+            cfg,
+            train_s,
+            val_s,
+            project.landmark_names,
+            out,
+            progress=progress,
+            should_stop=should_stop,
+            max_minutes=max_minutes,
+            init_from=init_from,
+            device=device,
+        )
         if result.stopped == "cancelled":
             raise ScnError("training was cancelled; no model version was registered")
         unseen = {i for i in val_ids if current is None or int(i) not in current.trained_on}
@@ -195,8 +205,9 @@ def predict_project(
             path = save_heatmaps(project.heatmap_cache_path(version_id, image.id), prediction.heatmaps)
             cache = project.relative_to_data(path)
         scores = scorer(prediction) if scorer is not None else None
-        project.store_predictions(version_id, image.id, prediction.points, prediction.confidence,
-                                  heatmaps=cache, scores=scores)  # fmt: skip
+        project.store_predictions(
+            version_id, image.id, prediction.points, prediction.confidence, heatmaps=cache, scores=scores
+        )
         done += 1
         if progress:
             progress(i + 1, len(images))

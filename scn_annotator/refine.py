@@ -80,8 +80,9 @@ class Refiner(nn.Module):
     def __init__(self, cfg: RefineConfig, num_landmarks: int) -> None:
         super().__init__()
         self.config = cfg
-        net = SCNConfig(num_landmarks, filters=cfg.filters, levels=cfg.levels, dropout=0.0, spatial=False,
-                        heatmap_init_std=1e-3)  # fmt: skip
+        net = SCNConfig(
+            num_landmarks, filters=cfg.filters, levels=cfg.levels, dropout=0.0, spatial=False, heatmap_init_std=1e-3
+        )
         self.net = SpatialConfigurationNet(net).local
 
     def forward(self, patches: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:

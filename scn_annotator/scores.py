@@ -340,10 +340,16 @@ class Scoring:
     def __call__(self, prediction: Prediction) -> dict[str, tuple[float, dict[str, Any]]]:
         h = prediction.heatmaps
         x = ScoreInput(
-            prediction.image_id, prediction.points, prediction.confidence,
-            final=h.final if h else None, local=h.local if h else None, spatial=h.spatial if h else None,
-            transform=h.transform if h else None, mc_points=prediction.mc_points, round=self.round,
-        )  # fmt: skip
+            prediction.image_id,
+            prediction.points,
+            prediction.confidence,
+            final=h.final if h else None,
+            local=h.local if h else None,
+            spatial=h.spatial if h else None,
+            transform=h.transform if h else None,
+            mc_points=prediction.mc_points,
+            round=self.round,
+        )
         return {name: scored.to_record() for name, scored in score_all(x, self.strategies).items()}
 
 

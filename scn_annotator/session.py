@@ -140,8 +140,11 @@ class AnnotationSession:
 
     def next_image(self, step: int = 1, include_done: bool = True) -> int | None:
         """The image after (or before, ``step`` -1) the open one in queue order."""
-        rows = [r for r in self.queue.rows if include_done or r.status != "done" or
-                (self.current and r.image_id == self.current.record.id)]  # fmt: skip
+        rows = [
+            r
+            for r in self.queue.rows
+            if include_done or r.status != "done" or (self.current and r.image_id == self.current.record.id)
+        ]
         if not rows:
             return None
         ids = [r.image_id for r in rows]
@@ -202,8 +205,9 @@ class AnnotationSession:
                 score, per_landmark = scored.value, scored.per_landmark
         threshold = self.queue.threshold  # the same rule as the queue's doubtful landmarks
         following = self.proposals
-        if following is not None and (following.image_id != record.id or prediction is None
-                                      or following.model_version != prediction.model_version):  # fmt: skip
+        if following is not None and (
+            following.image_id != record.id or prediction is None or following.model_version != prediction.model_version
+        ):
             following = self.proposals = None  # another image, or the model changed since
         landmarks = []
         for lm in self.project.landmarks():
@@ -218,10 +222,17 @@ class AnnotationSession:
             landmarks.append(view)
         spacing = record.spacing or (1.0, 1.0)
         return ImageView(
-            record=record, pixels=image.pixels, spacing=spacing, spacing_known=record.spacing is not None,
-            contrast=contrast or contrast_limits(image.pixels), landmarks=landmarks, heatmaps=heatmaps,
-            model_version=prediction.model_version if prediction else None, score=score, strategy=self.strategy,
-        )  # fmt: skip
+            record=record,
+            pixels=image.pixels,
+            spacing=spacing,
+            spacing_known=record.spacing is not None,
+            contrast=contrast or contrast_limits(image.pixels),
+            landmarks=landmarks,
+            heatmaps=heatmaps,
+            model_version=prediction.model_version if prediction else None,
+            score=score,
+            strategy=self.strategy,
+        )
 
     def _heatmaps(self, prediction: PredictionRecord) -> Heatmaps | None:
         """The run's heatmaps, read once per run: a correction re-reads the view, not the cache file."""
@@ -244,12 +255,24 @@ class AnnotationSession:
             pid = prediction.prediction_ids[lm.index]
         doubtful = doubt is not None and doubt >= threshold
         if annotation is not None:
-            return LandmarkView(lm, annotation.x, annotation.y, "annotation", annotation.state, annotation.source,
-                                confidence, doubt, doubtful, annotation.prediction_id, annotation.author)  # fmt: skip
+            return LandmarkView(
+                lm,
+                annotation.x,
+                annotation.y,
+                "annotation",
+                annotation.state,
+                annotation.source,
+                confidence,
+                doubt,
+                doubtful,
+                annotation.prediction_id,
+                annotation.author,
+            )
         if prediction is not None and not np.isnan(prediction.points[lm.index]).any():
             x, y = prediction.points[lm.index]
-            return LandmarkView(lm, float(x), float(y), "prediction", "predicted", "model", confidence, doubt,
-                                doubtful, pid)  # fmt: skip
+            return LandmarkView(
+                lm, float(x), float(y), "prediction", "predicted", "model", confidence, doubt, doubtful, pid
+            )
         return LandmarkView(lm, None, None, "none", "missing", "", confidence, doubt, doubtful, pid)
 
     # -- editing ----------------------------------------------------------------
@@ -281,8 +304,14 @@ class AnnotationSession:
             if lm.x is None:
                 raise ScnError(f"{lm.info.name} has no position to mark {state}; place it first")
             x, y = clamp_to_image(lm.x, lm.y, (view.record.width, view.record.height))  # as a drag would
-            self.project.set_landmark(view.record.id, landmark, x, y, state=state,
-                                      prediction_id=lm.prediction_id if lm.kind == "prediction" else None)  # fmt: skip
+            self.project.set_landmark(
+                view.record.id,
+                landmark,
+                x,
+                y,
+                state=state,
+                prediction_id=lm.prediction_id if lm.kind == "prediction" else None,
+            )
         else:
             raise ScnError(f"unknown landmark state {state!r}")
         return self.reload()
@@ -307,8 +336,11 @@ class AnnotationSession:
 
     def confirmed(self) -> dict[int, tuple[float, float]]:
         """The open image's landmarks a person confirmed (placed, occluded, accepted), index -> (x, y)."""
-        return {lm.info.index: (lm.x, lm.y) for lm in self._image().landmarks
-                if lm.kind == "annotation" and lm.x is not None and lm.y is not None}  # fmt: skip
+        return {
+            lm.info.index: (lm.x, lm.y)
+            for lm in self._image().landmarks
+            if lm.kind == "annotation" and lm.x is not None and lm.y is not None
+        }
 
     def repropose(self) -> Future | None:
         """Ask for proposals given the confirmed landmarks; a Future of ``(token, proposals)`` for :meth:`apply`.
@@ -402,8 +434,10 @@ class AnnotationSession:
         view = self._image()
         pending = [lm for lm in view.landmarks if lm.kind == "prediction"]
         if not pending and not any(lm.kind == "annotation" for lm in view.landmarks):
-            raise ScnError(f"image {view.record.name} has no landmark to confirm: place them (or mark them absent) "
-                           "before marking it done")  # fmt: skip
+            raise ScnError(
+                f"image {view.record.name} has no landmark to confirm: place them (or mark them absent) "
+                "before marking it done"
+            )
         accepted = self.project.accept_predictions(view.record.id, run_id=self._shown_run()) if pending else 0
         before = view.record.status
         self.project.set_status(view.record.id, "done")

@@ -186,15 +186,25 @@ def run_campaign(
     test_ids, pool_ids = split_ids(ids, campaign.test, campaign.group)
     pool_ids = pool_ids[: campaign.pool] if campaign.pool else pool_ids
     if len(pool_ids) < budgets[-1]:
-        raise ScnError(f"{len(ids)} labelled images, {len(test_ids)} of them for testing: a pool of "
-                       f"{len(pool_ids)}, the campaign needs {budgets[-1]}")  # fmt: skip
+        raise ScnError(
+            f"{len(ids)} labelled images, {len(test_ids)} of them for testing: a pool of "
+            f"{len(pool_ids)}, the campaign needs {budgets[-1]}"
+        )
     by_id = {i: p for p, i in pairs}
     started = time.perf_counter()
     items = labelled_images([(by_id[i], i) for i in test_ids + pool_ids], table)
     cfg = fit_input_to_data(cfg, items)
     notes: list[str] = []
-    samples = build_samples(items, cfg.input_size, Normalisation(*cfg.normalisation), cfg.cache_factor, spacing_rule,
-                            names=table.names, outside=outside, notes=notes)  # fmt: skip
+    samples = build_samples(
+        items,
+        cfg.input_size,
+        Normalisation(*cfg.normalisation),
+        cfg.cache_factor,
+        spacing_rule,
+        names=table.names,
+        outside=outside,
+        notes=notes,
+    )
     for line in notes:
         log(f"note: {line}")
     by_sample = dict(zip(test_ids + pool_ids, samples))
@@ -210,8 +220,12 @@ def run_campaign(
     def evaluate(trainer: Trainer) -> dict[str, float]:
         errors, _ = validation_errors(trainer.model, test, dev)
         errors = errors[~np.isnan(errors)]  # landmarks the test images lack are no error
-        out = {"mean": mean_error(errors), "median": float(np.median(errors)),
-               "over_4": float((errors > 4).mean()), "over_10": float((errors > 10).mean())}  # fmt: skip
+        out = {
+            "mean": mean_error(errors),
+            "median": float(np.median(errors)),
+            "over_4": float((errors > 4).mean()),
+            "over_10": float((errors > 10).mean()),
+        }
         if tolerance is not None and campaign.effort_test != 0:
             shown = test[: campaign.effort_test] if campaign.effort_test else test
             counts = annotate(trainer, shown)
@@ -228,8 +242,9 @@ def run_campaign(
         return counts
 
     def fit(labelled: list[str], steps: int, seed: int, init: dict | None) -> Trainer:
-        run_cfg = cfg.replace(steps=steps, seed=seed, validate_every=10**9,
-                              warmup_steps=min(cfg.warmup_steps, steps // 10))  # fmt: skip
+        run_cfg = cfg.replace(
+            steps=steps, seed=seed, validate_every=10**9, warmup_steps=min(cfg.warmup_steps, steps // 10)
+        )
         trainer = Trainer(run_cfg, [by_sample[i] for i in labelled], [], table.names, None, dev)
         if init is not None:
             trainer.model.load_state_dict(init["model"])
@@ -240,8 +255,10 @@ def run_campaign(
         return trainer
 
     def state(trainer: Trainer) -> dict:
-        return {"model": {k: v.detach().clone() for k, v in trainer.model.state_dict().items()},
-                "sigma": trainer.targets.sigma.detach().clone()}  # fmt: skip
+        return {
+            "model": {k: v.detach().clone() for k, v in trainer.model.state_dict().items()},
+            "sigma": trainer.targets.sigma.detach().clone(),
+        }
 
     done = _resume(checkpoint, result, campaign.seeds, log)
     for seed in campaign.seeds:
@@ -255,8 +272,11 @@ def run_campaign(
         start_state, start_eval = state(first), evaluate(first)
         start_effort = annotate(None, [by_sample[i] for i in initial])  # no model yet: every landmark placed
         for name in todo:
-            labelled, model_state, curve = list(initial), start_state, [
-                {"labelled": len(initial), **start_eval, "picked": list(initial), "effort": start_effort}]  # fmt: skip
+            labelled, model_state, curve = (
+                list(initial),
+                start_state,
+                [{"labelled": len(initial), **start_eval, "picked": list(initial), "effort": start_effort}],
+            )
             trainer = first
             for round_, budget in enumerate(budgets[1:], start=1):
                 unlabelled = [i for i in pool_ids if i not in labelled]
@@ -275,11 +295,18 @@ def run_campaign(
                 model_state = state(trainer)
                 point = {"labelled": len(labelled), **evaluate(trainer), "picked": picked, "effort": effort}
                 curve.append(point)
-                effort_text = "" if effort is None else (
-                    f", {effort['proposals'] / len(picked):.1f} / {effort['conditioned'] / len(picked):.1f} "
-                    "corrections per picked image (proposals / conditioned)")  # fmt: skip
-                log(f"  {name} seed {seed}: {len(labelled)} labelled, test error {point['mean']:.2f} {unit}, "
-                    f"{100 * point['over_4']:.1f} % > 4 {unit}{effort_text}")  # fmt: skip
+                effort_text = (
+                    ""
+                    if effort is None
+                    else (
+                        f", {effort['proposals'] / len(picked):.1f} / {effort['conditioned'] / len(picked):.1f} "
+                        "corrections per picked image (proposals / conditioned)"
+                    )
+                )
+                log(
+                    f"  {name} seed {seed}: {len(labelled)} labelled, test error {point['mean']:.2f} {unit}, "
+                    f"{100 * point['over_4']:.1f} % > 4 {unit}{effort_text}"
+                )
             result.curves.append({"strategy": name, "seed": seed, "points": curve})
             if checkpoint is not None:
                 result.seconds["total"] = time.perf_counter() - started
@@ -332,16 +359,22 @@ def summarise(result: CampaignResult) -> dict[str, Any]:
         b = np.asarray(budgets, dtype=float)
         area = float(((mean[1:] + mean[:-1]) / 2 * np.diff(b)).sum())  # trapezoids
         auc = area / (b[-1] - b[0]) if len(b) > 1 else float(mean[0])  # the curve's mean height
-        out[name] = {"budgets": budgets, "mean": mean.tolist(), "sd": errors.std(axis=0).tolist(),
-                     "over_4": over4.mean(axis=0).tolist(), "auc": auc}  # fmt: skip
+        out[name] = {
+            "budgets": budgets,
+            "mean": mean.tolist(),
+            "sd": errors.std(axis=0).tolist(),
+            "over_4": over4.mean(axis=0).tolist(),
+            "auc": auc,
+        }
         if all(p.get("effort") for c in curves for p in c):
             # landmarks placed to label the first k budgets' images, summed over rounds; mean (SD) over seeds
             totals = {m: np.cumsum([[p["effort"][m] for p in c] for c in curves], axis=1) for m in MODES}
             out[name]["corrections"] = {m: t.mean(axis=0).tolist() for m, t in totals.items()}
             out[name]["corrections_sd"] = {m: t.std(axis=0).tolist() for m, t in totals.items()}
         if all("test_effort" in p for c in curves for p in c):
-            out[name]["test_effort"] = {m: np.mean([[p["test_effort"][m] for p in c] for c in curves], axis=0).tolist()
-                                        for m in MODES}  # fmt: skip
+            out[name]["test_effort"] = {
+                m: np.mean([[p["test_effort"][m] for p in c] for c in curves], axis=0).tolist() for m in MODES
+            }
     if "random" in out:
         target = out["random"]["mean"][-1]
         for s in out.values():

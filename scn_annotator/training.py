@@ -180,8 +180,9 @@ PRESETS: dict[str, TrainConfig] = {
 # Not yet measured on a GPU by this project: chosen from the H100 figures of issue 14 (``--preset cpu
 # --input-size 512x384 --filters 64 --steps 6000``: 0.73 mm, 94 % within 2 mm in ~7 minutes); the
 # input keeps that area and takes the data's aspect.
-PRESETS["gpu"] = PRESETS["cpu"].replace(input_size=(512, 384), filters=64, sc_filters=64, steps=6000,
-                                        validate_every=250)  # fmt: skip
+PRESETS["gpu"] = PRESETS["cpu"].replace(
+    input_size=(512, 384), filters=64, sc_filters=64, steps=6000, validate_every=250
+)
 
 
 def auto_preset(device: torch.device | str | None = None) -> str:
@@ -387,8 +388,20 @@ class _Batches:
 
 
 #: What ``<out>.state`` must hold to resume a run exactly.
-_STATE_KEYS = ("model", "sigma", "optimizer", "generator", "torch_rng", "order", "cursor", "step", "best_step",
-               "best_error", "stale", "history")  # fmt: skip
+_STATE_KEYS = (
+    "model",
+    "sigma",
+    "optimizer",
+    "generator",
+    "torch_rng",
+    "order",
+    "cursor",
+    "step",
+    "best_step",
+    "best_error",
+    "stale",
+    "history",
+)
 
 
 class Trainer:
@@ -448,8 +461,11 @@ class Trainer:
             self.targets.sigma.data.copy_(payload["sigma"].to(self.device))
         except (KeyError, RuntimeError, TypeError, AttributeError) as exc:
             held = payload.get("network") if isinstance(payload, dict) else None
-            arch = ", ".join(f"{k}={held[k]}" for k in ("filters", "sc_filters", "sc_kernel", "spatial")
-                             if isinstance(held, dict) and k in held)  # fmt: skip
+            arch = ", ".join(
+                f"{k}={held[k]}"
+                for k in ("filters", "sc_filters", "sc_kernel", "spatial")
+                if isinstance(held, dict) and k in held
+            )
             mine = self.cfg.network(len(self.names))
             raise CheckpointError(
                 f"{path}: cannot {what}: it holds another network ({arch or 'unknown architecture'}) than the one "
@@ -465,8 +481,10 @@ class Trainer:
         state = load_checkpoint(path)
         missing = [k for k in _STATE_KEYS if k not in state]
         if missing:
-            raise CheckpointError(f"{path}: not a resumable training state (it lacks {', '.join(missing)}); "
-                                  "delete it to train from the start")  # fmt: skip
+            raise CheckpointError(
+                f"{path}: not a resumable training state (it lacks {', '.join(missing)}); "
+                "delete it to train from the start"
+            )
         self._load_weights(path, state, "resume from it")
         try:
             self.optimizer.load_state_dict(state["optimizer"])
@@ -479,8 +497,9 @@ class Trainer:
             self.history = list(state["history"])
             self.total = int(state.get("planned_steps", self.cfg.steps))
         except (ValueError, TypeError, RuntimeError, AttributeError) as exc:
-            raise CheckpointError(f"{path}: the training state does not fit this run ({exc}); "
-                                  "delete it to train from the start") from None  # fmt: skip
+            raise CheckpointError(
+                f"{path}: the training state does not fit this run ({exc}); delete it to train from the start"
+            ) from None
         return True
 
     # -- files -------------------------------------------------------------------
@@ -525,9 +544,14 @@ class Trainer:
         cfg = self.cfg
         idx = self.batches.next()
         images, points, valid = augment_batch(
-            self.caches[idx], self.cache_points[idx], self.cache_valid[idx],
-            cfg.input_size, cfg.augment, self.gen, BACKGROUND,
-        )  # fmt: skip
+            self.caches[idx],
+            self.cache_points[idx],
+            self.cache_valid[idx],
+            cfg.input_size,
+            cfg.augment,
+            self.gen,
+            BACKGROUND,
+        )
         for group in self.optimizer.param_groups:
             group["lr"] = cfg.lr * _lr_factor(cfg, self.step, self.total)
         target = self.targets(points, valid, cfg.input_size)
@@ -775,10 +799,18 @@ def train_refiner(
         if max_minutes is not None and step >= _PLAN_AFTER:
             total = _planned_total(schedule, step, 0, now - started, deadline - now)
         if progress is not None:
-            progress(TrainProgress(step=step, total_steps=total, loss=float(loss.detach()),
-                                   sigma_mean=rc.sigma, elapsed=now - started,
-                                   images_per_second=step * landmarks.numel() / max(now - started, 1e-9),
-                                   unit=trainer.unit, stage="refine"))  # fmt: skip
+            progress(
+                TrainProgress(
+                    step=step,
+                    total_steps=total,
+                    loss=float(loss.detach()),
+                    sigma_mean=rc.sigma,
+                    elapsed=now - started,
+                    images_per_second=step * landmarks.numel() / max(now - started, 1e-9),
+                    unit=trainer.unit,
+                    stage="refine",
+                )
+            )
     refiner.eval()
     payload = load_checkpoint(trainer.out) if trainer.out is not None and trainer.out.exists() else None
     coarse_error, refined_error = _compare_refinement(trainer, refiner, payload)
@@ -790,8 +822,11 @@ def train_refiner(
             "input_size": list(cache_size(cfg.input_size, cfg.cache_factor)),
             "model": {k: v.detach().cpu().contiguous() for k, v in refiner.state_dict().items()},
         }
-        payload["metrics"] = {**payload.get("metrics", {}), "val_error_coarse": coarse_error,
-                              "val_error": refined_error if refined_error is not None else coarse_error}  # fmt: skip
+        payload["metrics"] = {
+            **payload.get("metrics", {}),
+            "val_error_coarse": coarse_error,
+            "val_error": refined_error if refined_error is not None else coarse_error,
+        }
         save_checkpoint(trainer.out, payload)
     return result
 
@@ -811,6 +846,8 @@ def _compare_refinement(
         model = SpatialConfigurationNet(trainer.cfg.network(len(trainer.names))).to(trainer.device)
         model.load_state_dict(selected["model"])
     coarse = predict_samples(model, samples, trainer.device)
-    refined = [refiner.refine_image(s.cache, s.cache_transform, points)  # type: ignore[arg-type]
-               for s, points in zip(samples, coarse)]  # fmt: skip
+    refined = [
+        refiner.refine_image(s.cache, s.cache_transform, points)  # type: ignore[arg-type]
+        for s, points in zip(samples, coarse)
+    ]
     return mean_error(_sample_errors(samples, coarse)[0]), mean_error(_sample_errors(samples, refined)[0])

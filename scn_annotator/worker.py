@@ -87,8 +87,11 @@ def ensure_worker(location: str | Path, project: Project, once: bool = False) ->
     with open(log_file, "ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "scn_annotator", "worker", str(location), *stop, *where],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     return proc.pid
 
 
@@ -272,9 +275,15 @@ class Worker:
 
             try:
                 out = train_project(
-                    project, cfg, init_from=init, progress=progress, should_stop=self._check,
-                    max_minutes=policy.max_minutes, device=self.device, note=f"job {job.id}",
-                )  # fmt: skip
+                    project,
+                    cfg,
+                    init_from=init,
+                    progress=progress,
+                    should_stop=self._check,
+                    max_minutes=policy.max_minutes,
+                    device=self.device,
+                    note=f"job {job.id}",
+                )
             except ScnError:
                 if self._check():
                     raise _StoppedError from None
@@ -297,8 +306,9 @@ class Worker:
         def progress(done: int, total: int) -> None:
             self.report("predicting", start + (1 - start) * done / max(total, 1))
 
-        count, failed = predict_project(self.project, progress=progress, should_stop=self._check,
-                                        scorer=scoring, device=self.device)  # fmt: skip
+        count, failed = predict_project(
+            self.project, progress=progress, should_stop=self._check, scorer=scoring, device=self.device
+        )
         if self._check():
             raise _StoppedError
         for name, reason in failed:

@@ -48,8 +48,18 @@ def test_train_predict_evaluate_end_to_end(capsys, sample_dir, tmp_path):
     assert "predicted 15 landmarks in 24 images" in out
     header = pred.read_text().splitlines()[0].split(",")
     assert header[:4] == ["image", "thumb_base_x", "thumb_base_y", "thumb_base_confidence"]
-    code, out, err = run(capsys, "evaluate", "--pred", pred, "--truth", sample_dir / "labels.csv",
-                         "--images", sample_dir / "images", "--json", report)  # fmt: skip
+    code, out, err = run(
+        capsys,
+        "evaluate",
+        "--pred",
+        pred,
+        "--truth",
+        sample_dir / "labels.csv",
+        "--images",
+        sample_dir / "images",
+        "--json",
+        report,
+    )
     assert code == 0, err
     assert "in mm" in out and "within 2 mm" in out and "index_tip" in out
     assert json.loads(report.read_text())["summary"]["images"] == 24
@@ -154,8 +164,21 @@ def _six(sample_dir, tmp_path):
 def test_train_stopped_by_time_writes_the_model_it_announces(capsys, sample_dir, tmp_path):
     images, labels = _six(sample_dir, tmp_path)
     model = tmp_path / "m.pt"
-    code, out, err = run(capsys, "train", "--images", images, "--labels", labels, "--out", model, *TINY,
-                         "--steps", "100000", "--max-minutes", "0.02")  # fmt: skip
+    code, out, err = run(
+        capsys,
+        "train",
+        "--images",
+        images,
+        "--labels",
+        labels,
+        "--out",
+        model,
+        *TINY,
+        "--steps",
+        "100000",
+        "--max-minutes",
+        "0.02",
+    )
     assert code == 0, err
     assert "(time)" in out and f"model written to {model}" in out and model.is_file()
     code, out, err = run(capsys, "predict", "--model", model, "--images", images, "--out", tmp_path / "p.csv")
@@ -174,8 +197,24 @@ def test_a_checkpoint_of_another_network_is_one_line(capsys, sample_dir, tmp_pat
     model = tmp_path / "m.pt"
     base = ["train", "--images", images, "--labels", labels, *TINY, "--steps", "3"]
     assert run(capsys, *base, "--out", model)[0] == 0
-    code, _, err = run(capsys, "train", "--images", images, "--labels", labels, "--out", tmp_path / "n.pt",
-                       "--input-size", "64x48", "--filters", "16", "--steps", "3", "--init", model)  # fmt: skip
+    code, _, err = run(
+        capsys,
+        "train",
+        "--images",
+        images,
+        "--labels",
+        labels,
+        "--out",
+        tmp_path / "n.pt",
+        "--input-size",
+        "64x48",
+        "--filters",
+        "16",
+        "--steps",
+        "3",
+        "--init",
+        model,
+    )
     assert code == 2 and "another network" in _one_line_error(err) and "filters=8" in err
     import torch
 
@@ -195,8 +234,9 @@ def test_train_project_with_another_architecture_starts_afresh(capsys, sample_di
     (tmp_path / "l.csv").write_text("\n".join(named + rows[1:9]) + "\n")
     assert run(capsys, "import", project, "--labels", tmp_path / "l.csv", "--mark-done")[0] == 0
     assert run(capsys, "train", "--project", project, *TINY, "--steps", "3")[0] == 0
-    code, out, err = run(capsys, "train", "--project", project, "--input-size", "64x48", "--filters", "16",
-                         "--steps", "3")  # fmt: skip
+    code, out, err = run(
+        capsys, "train", "--project", project, "--input-size", "64x48", "--filters", "16", "--steps", "3"
+    )
     assert code == 0, err
     assert "another architecture" in err and "model version 2" in out
 
@@ -256,8 +296,18 @@ def test_a_landmark_outside_its_image_is_an_error_or_with_the_option_missing_and
     cells[2] = "5000.0"  # thumb_base y, far below a 320-pixel-high image
     labels = tmp_path / "labels.csv"
     labels.write_text("\n".join([*rows[:3], ",".join(cells), *rows[4:]]) + "\n")
-    base = ["train", "--images", sample_dir / "images", "--labels", labels, "--out", tmp_path / "m.pt", *TINY,
-            "--steps", "2"]  # fmt: skip
+    base = [
+        "train",
+        "--images",
+        sample_dir / "images",
+        "--labels",
+        labels,
+        "--out",
+        tmp_path / "m.pt",
+        *TINY,
+        "--steps",
+        "2",
+    ]
     code, _, err = run(capsys, *base)
     line = _one_line_error(err)
     assert code == 2 and "row 4" in line and "'thumb_base' at (" in line and "--outside missing" in line
@@ -293,9 +343,13 @@ def test_predict_with_hints_in_every_layout(capsys, sample_dir, tmp_path):
     files = {"wide": tmp_path / "wide.csv", "long": tmp_path / "long.csv", "headerless": tmp_path / "plain.csv"}
     write_landmarks(files["wide"], names, confirmed)
     write_landmarks(files["long"], names, confirmed, layout="long")
-    files["headerless"].write_text("\n".join(
-        ",".join([image, *("" if np.isnan(v) else f"{v:.3f}" for v in pts.ravel())])
-        for image, pts in confirmed.items()) + "\n")  # fmt: skip
+    files["headerless"].write_text(
+        "\n".join(
+            ",".join([image, *("" if np.isnan(v) else f"{v:.3f}" for v in pts.ravel())])
+            for image, pts in confirmed.items()
+        )
+        + "\n"
+    )
     for layout, hints in files.items():
         out = tmp_path / f"pred-{layout}.csv"
         code, _, err = run(capsys, "predict", "--model", model, "--images", images, "--out", out, "--hints", hints)
@@ -309,8 +363,9 @@ def test_predict_with_hints_in_every_layout(capsys, sample_dir, tmp_path):
     cells = lines[2].split(",")
     cells[3] = "x"  # row 3, landmark 1's x
     bad.write_text("\n".join([*lines[:2], ",".join(cells), *lines[3:]]) + "\n")
-    code, _, err = run(capsys, "predict", "--model", model, "--images", images, "--out", tmp_path / "p.csv",
-                       "--hints", bad)  # fmt: skip
+    code, _, err = run(
+        capsys, "predict", "--model", model, "--images", images, "--out", tmp_path / "p.csv", "--hints", bad
+    )
     assert code == 2 and str(bad) in _one_line_error(err) and "row 3" in err
 
 
@@ -319,8 +374,20 @@ def test_effort_counts_an_oracle_annotators_corrections(capsys, sample_dir, tmp_
     model = tmp_path / "m.pt"
     assert run(capsys, "train", "--images", images, "--labels", labels, "--out", model, *TINY, "--steps", "30")[0] == 0
     report = tmp_path / "effort.json"
-    code, out, err = run(capsys, "effort", "--model", model, "--images", images, "--labels", labels,
-                         "--tolerance", "2mm", "--json", report)  # fmt: skip
+    code, out, err = run(
+        capsys,
+        "effort",
+        "--model",
+        model,
+        "--images",
+        images,
+        "--labels",
+        labels,
+        "--tolerance",
+        "2mm",
+        "--json",
+        report,
+    )
     assert code == 0, err
     data = json.loads(report.read_text())
     assert (data["images"], data["landmarks"], data["tolerance"]) == (6, 15, "2mm")
@@ -330,8 +397,7 @@ def test_effort_counts_an_oracle_annotators_corrections(capsys, sample_dir, tmp_
         assert 0 <= counts["conditioned"] <= 15 and 0 <= counts["proposals"] <= 15, name
     assert modes["proposals"]["clicks_per_image"] == modes["proposals"]["corrections_per_image"] + 1
     assert "conditioned" in out and "corrections/image" in out
-    code, _, err = run(capsys, "effort", "--model", model, "--images", images, "--labels", labels,
-                       "--tolerance", "two")  # fmt: skip
+    code, _, err = run(capsys, "effort", "--model", model, "--images", images, "--labels", labels, "--tolerance", "two")
     assert code == 2 and "2mm, 25px or 1%" in err
 
 

@@ -18,8 +18,9 @@ SIZE = 64  # the image is exactly the network input: network px = image px
 
 
 def _blob(x: float, y: float, height: float, sigma: float = 2.0) -> torch.Tensor:
-    ys, xs = torch.meshgrid(torch.arange(SIZE, dtype=torch.float32), torch.arange(SIZE, dtype=torch.float32),
-                            indexing="ij")  # fmt: skip
+    ys, xs = torch.meshgrid(
+        torch.arange(SIZE, dtype=torch.float32), torch.arange(SIZE, dtype=torch.float32), indexing="ij"
+    )
     return height * torch.exp(-((xs - x) ** 2 + (ys - y) ** 2) / (2 * sigma**2))
 
 
@@ -94,8 +95,9 @@ def test_hints_at_the_true_positions_come_back_unchanged_with_a_trained_model(sa
 
 def test_hint_channels_are_zero_without_hints_and_change_the_sc_with_them():
     torch.manual_seed(0)
-    cfg = SCNConfig(num_landmarks=3, filters=4, levels=2, sc_filters=4, sc_kernel=3, hint_channels=True,
-                    heatmap_init_std=0.1)  # fmt: skip
+    cfg = SCNConfig(
+        num_landmarks=3, filters=4, levels=2, sc_filters=4, sc_kernel=3, hint_channels=True, heatmap_init_std=0.1
+    )
     model = SpatialConfigurationNet(cfg).eval()
     image = torch.randn(1, 1, 32, 32)
     plain = model(image)

@@ -78,8 +78,9 @@ def test_the_input_follows_the_images_aspect_and_keeps_landmarks_apart():
 
     rng = np.random.default_rng(0)
     tall = [(1000, 2500)] * 20  # spines: tall and narrow
-    column = [np.stack([np.full(17, 500.0), np.linspace(100, 2400, 17)], axis=1) + rng.normal(0, 2, (17, 2))
-              for _ in tall]  # fmt: skip
+    column = [
+        np.stack([np.full(17, 500.0), np.linspace(100, 2400, 17)], axis=1) + rng.normal(0, 2, (17, 2)) for _ in tall
+    ]
     choice = choose_input_size(tall, column, (256, 192), 16, max_growth=2.0)
     h, w = choice.input_size
     assert h % 16 == 0 and w % 16 == 0 and h / w > 2.0  # a tall input for tall images

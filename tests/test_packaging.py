@@ -17,8 +17,13 @@ def _source_copy(target: Path) -> Path:
     and never pick up a stale ``build/`` folder."""
     import shutil
 
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                           capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     for name in files:
         source = ROOT / name
         if source.is_file() or source.is_symlink():
@@ -80,21 +85,26 @@ def test_core_does_not_import_qt(tmp_path):
 
 
 def test_npe2_validates_the_manifest():
-    result = subprocess.run([sys.executable, "-m", "npe2", "validate", "scn-annotator"], capture_output=True,
-                            text=True)  # fmt: skip
+    result = subprocess.run([sys.executable, "-m", "npe2", "validate", "scn-annotator"], capture_output=True, text=True)
     assert result.returncode == 0 and "valid" in result.stdout, result.stdout + result.stderr
 
 
 def test_sdist_holds_every_package_and_the_migrations(source, tmp_path):
     import tarfile
 
-    subprocess.run([sys.executable, "setup.py", "-q", "sdist", "-d", str(tmp_path)], cwd=source, check=True,
-                   capture_output=True)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "setup.py", "-q", "sdist", "-d", str(tmp_path)], cwd=source, check=True, capture_output=True
+    )
     (sdist,) = tmp_path.glob("scn_annotator-*.tar.gz")
     with tarfile.open(sdist) as tar:
         names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
-    tracked = subprocess.run(["git", "ls-files", "db", "plugins", "scn_annotator", "napari.yaml"], cwd=ROOT,
-                             capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+    tracked = subprocess.run(
+        ["git", "ls-files", "db", "plugins", "scn_annotator", "napari.yaml"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     assert tracked and set(tracked) <= names
 
 
@@ -134,8 +144,11 @@ def installed(wheel, tmp_path_factory) -> Path:
     deps = [p for p in site.getsitepackages() if Path(p).is_dir()]
     (purelib / "deps.pth").write_text("\n".join(deps) + "\n")
     python = venv / "bin" / "python"
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "-q", str(wheel)],
-                   check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "-q", str(wheel)],
+        check=True,
+        capture_output=True,
+    )
     return venv
 
 
@@ -169,12 +182,18 @@ def test_the_wheel_installed_elsewhere_runs_end_to_end(installed, sample_dir, tm
     script.write_text(OLD_SCHEMA)
     assert run(python, script, old).strip() == "0002"
     assert "images" in run(cli, "status", old)
-    code = ("import sys; from scn_annotator.db import migrate; from scn_annotator.db.session import Database;"
-            "print(migrate.current_revision(Database(sys.argv[1])), migrate.head_revision())")  # fmt: skip
+    code = (
+        "import sys; from scn_annotator.db import migrate; from scn_annotator.db.session import Database;"
+        "print(migrate.current_revision(Database(sys.argv[1])), migrate.head_revision())"
+    )
     revision, head = run(python, "-c", code, old / "project.sqlite").split()
     assert revision == head != "0002"
-    manifest = run(python, "-c", "from npe2 import PluginManifest; import importlib.metadata as md;"
-                   "print(PluginManifest.from_distribution('scn-annotator').name, md.distribution('scn-annotator')"
-                   ".locate_file('scn_annotator/plugins/napari.yaml'))")  # fmt: skip
+    manifest = run(
+        python,
+        "-c",
+        "from npe2 import PluginManifest; import importlib.metadata as md;"
+        "print(PluginManifest.from_distribution('scn-annotator').name, md.distribution('scn-annotator')"
+        ".locate_file('scn_annotator/plugins/napari.yaml'))",
+    )
     name, path = manifest.split()
     assert name == "scn-annotator" and Path(path).is_relative_to(installed) and Path(path).is_file()

@@ -36,8 +36,15 @@ def _fake_train(checkpoint: Path, reported: float):
 
     def train(cfg, train_s, val_s, names, out, **_kwargs):
         shutil.copyfile(checkpoint, out)
-        return TrainResult(steps=1, best_step=1, best_val_error=reported, unit="mm", seconds=0.1,
-                           stopped="finished", checkpoint=Path(out))  # fmt: skip
+        return TrainResult(
+            steps=1,
+            best_step=1,
+            best_val_error=reported,
+            unit="mm",
+            seconds=0.1,
+            stopped="finished",
+            checkpoint=Path(out),
+        )
 
     return train
 
@@ -94,8 +101,9 @@ def test_the_same_model_retrained_is_not_refused(labelled_project, tiny_cfg, mon
     """Equal on the same images: the newer model (trained on more) becomes current."""
     project, _ = labelled_project
     first = project_ops.train_project(project, tiny_cfg.replace(steps=20))
-    monkeypatch.setattr(project_ops, "train", _fake_train(project.checkpoint_file(project.model(first.version_id)),
-                                                          reported=1e6))  # fmt: skip
+    monkeypatch.setattr(
+        project_ops, "train", _fake_train(project.checkpoint_file(project.model(first.version_id)), reported=1e6)
+    )
     out = project_ops.train_project(project, tiny_cfg)
     assert out.made_current and out.val_error == pytest.approx(out.previous_error)
     assert out.compared_on >= 1

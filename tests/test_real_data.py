@@ -44,8 +44,9 @@ def test_pipeline_runs_on_real_radiographs(hand_dir, tiny_cfg, tmp_path):
     pairs, missing = match_images(paths, table)
     assert not missing
     cfg = tiny_cfg.replace(input_size=(128, 96), steps=10)
-    samples = build_samples(labelled_images(pairs[:4], table), cfg.input_size, Normalisation(*cfg.normalisation),
-                            cfg.cache_factor, RULE)  # fmt: skip
+    samples = build_samples(
+        labelled_images(pairs[:4], table), cfg.input_size, Normalisation(*cfg.normalisation), cfg.cache_factor, RULE
+    )
     assert all(s.spacing_source is SpacingSource.LANDMARKS for s in samples)
     assert all(float(s.input.min()) >= -1 and float(s.input.max()) <= 1 for s in samples)
     train(cfg, samples[:3], samples[3:], table.names, tmp_path / "m.pt", device="cpu")

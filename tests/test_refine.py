@@ -64,8 +64,17 @@ def test_the_local_stage_pulls_points_that_are_a_few_pixels_off_onto_the_landmar
 
 
 def test_train_keeps_the_refiner_only_when_it_helps_and_prediction_uses_it(sample_dir, tmp_path):
-    cfg = preset("cpu", input_size=(96, 80), filters=8, sc_filters=8, sc_kernel=5, steps=120, validate_every=40,
-                 lr=3e-3, refine=REFINE.replace(steps=150))  # fmt: skip
+    cfg = preset(
+        "cpu",
+        input_size=(96, 80),
+        filters=8,
+        sc_filters=8,
+        sc_kernel=5,
+        steps=120,
+        validate_every=40,
+        lr=3e-3,
+        refine=REFINE.replace(steps=150),
+    )
     data = load_training_data(sample_dir / "images", sample_dir / "labels.csv", cfg, val_fraction=0.2)
     result = train(cfg, data.train, data.val, data.names, tmp_path / "m.pt", device="cpu")
     refine = result.refine

@@ -18,8 +18,9 @@ def case(la_maps, sc_maps) -> ScoreInput:
     local, spatial = np.stack(la_maps), np.stack(sc_maps)
     final = local * spatial
     transform = fit_transform((480, 640), (H, W), spacing=(0.5, 0.5))  # 10 original px per net px
-    return ScoreInput("img", np.zeros((len(local), 2)), final.reshape(len(local), -1).max(1), final, local,
-                      spatial, transform)  # fmt: skip
+    return ScoreInput(
+        "img", np.zeros((len(local), 2)), final.reshape(len(local), -1).max(1), final, local, spatial, transform
+    )
 
 
 AGREE = case([blob(20, 30)], [blob(20, 30, sigma=8)])
@@ -94,8 +95,12 @@ def test_a_new_strategy_is_one_class():
 
 def test_select_batch_with_and_without_diversity():
     scores = {"a": 0.9, "a2": 0.89, "b": 0.5, "c": 0.1}
-    features = {"a": np.array([1.0, 0.0]), "a2": np.array([1.0, 0.01]), "b": np.array([0.0, 1.0]),
-                "c": np.array([-1.0, -1.0])}  # fmt: skip
+    features = {
+        "a": np.array([1.0, 0.0]),
+        "a2": np.array([1.0, 0.01]),
+        "b": np.array([0.0, 1.0]),
+        "c": np.array([-1.0, -1.0]),
+    }
     assert select_batch(scores, 2) == ["a", "a2"]
     assert select_batch(scores, 2, features, diversity=1.0) == ["a", "b"]
 

@@ -29,10 +29,20 @@ def test_a_tiny_campaign_runs_every_strategy_through_the_worker_path(sample_dir,
     monkeypatch.setattr(inference.Predictor, "predict", predict)
     monkeypatch.setattr(scores.Scoring, "__call__", score)
     cfg = tiny_cfg.replace(input_size=(64, 48))
-    campaign = Campaign(strategies=["least_confident", "mc_dropout"], seeds=[0], initial=4, batch=4, budget=8,
-                        test=4, initial_steps=6, round_steps=4, mc_passes=3)  # fmt: skip
-    result = run_campaign(sample_dir / "images", sample_dir / "labels.csv", cfg, campaign, device="cpu",
-                          log=lambda _m: None)  # fmt: skip
+    campaign = Campaign(
+        strategies=["least_confident", "mc_dropout"],
+        seeds=[0],
+        initial=4,
+        batch=4,
+        budget=8,
+        test=4,
+        initial_steps=6,
+        round_steps=4,
+        mc_passes=3,
+    )
+    result = run_campaign(
+        sample_dir / "images", sample_dir / "labels.csv", cfg, campaign, device="cpu", log=lambda _m: None
+    )
     pool = 24 - 4 - 4  # unlabelled images scored in the one round of each strategy
     assert calls["predict"] == calls["scoring"] == 2 * pool
     assert calls["mc"] == pool  # dropout passes only where the strategy needs them
@@ -46,10 +56,19 @@ def test_a_tiny_campaign_runs_every_strategy_through_the_worker_path(sample_dir,
 
 def test_a_campaign_counts_the_oracles_corrections_on_a_schedule(sample_dir, tiny_cfg):
     cfg = tiny_cfg.replace(input_size=(64, 48), hint_rate=0.5)
-    campaign = Campaign(strategies=["random", "residual_ambiguity"], seeds=[0], schedule=[4, 6, 9], test=4,
-                        initial_steps=6, round_steps=4, effort="3mm", effort_test=2)  # fmt: skip
-    result = run_campaign(sample_dir / "images", sample_dir / "labels.csv", cfg, campaign, device="cpu",
-                          log=lambda _m: None)  # fmt: skip
+    campaign = Campaign(
+        strategies=["random", "residual_ambiguity"],
+        seeds=[0],
+        schedule=[4, 6, 9],
+        test=4,
+        initial_steps=6,
+        round_steps=4,
+        effort="3mm",
+        effort_test=2,
+    )
+    result = run_campaign(
+        sample_dir / "images", sample_dir / "labels.csv", cfg, campaign, device="cpu", log=lambda _m: None
+    )
     landmarks = 15  # the generated hands'
     for curve in result.curves:
         points = curve["points"]
@@ -89,20 +108,41 @@ def test_an_interrupted_campaign_resumes_from_its_finished_curves(sample_dir, ti
     cfg = tiny_cfg.replace(input_size=(64, 48))
     campaign = Campaign(strategies=["random"], seeds=[0], schedule=[4, 6], test=4, initial_steps=4, round_steps=2)
     checkpoint = tmp_path / "campaign.json"
-    first = run_campaign(sample_dir / "images", sample_dir / "labels.csv", cfg, campaign, device="cpu",
-                         log=lambda _m: None, checkpoint=checkpoint)  # fmt: skip
+    first = run_campaign(
+        sample_dir / "images",
+        sample_dir / "labels.csv",
+        cfg,
+        campaign,
+        device="cpu",
+        log=lambda _m: None,
+        checkpoint=checkpoint,
+    )
 
     def no_training(self, *args, **kwargs):
         raise AssertionError("a finished curve was trained again")
 
     monkeypatch.setattr(simulate.Trainer, "run", no_training)
     lines: list[str] = []
-    again = run_campaign(sample_dir / "images", sample_dir / "labels.csv", cfg, campaign, device="cpu",
-                         log=lines.append, checkpoint=checkpoint)  # fmt: skip
+    again = run_campaign(
+        sample_dir / "images",
+        sample_dir / "labels.csv",
+        cfg,
+        campaign,
+        device="cpu",
+        log=lines.append,
+        checkpoint=checkpoint,
+    )
     assert again.curves == json.loads(json.dumps(first.curves))
     assert any("resuming: 1 finished curves" in line for line in lines)
     # another design in the same file is not taken for this one
     other = Campaign(strategies=["random"], seeds=[0], schedule=[4, 6], test=4, initial_steps=4, round_steps=3)
     with pytest.raises(AssertionError, match="trained again"):
-        run_campaign(sample_dir / "images", sample_dir / "labels.csv", cfg, other, device="cpu",
-                     log=lines.append, checkpoint=checkpoint)  # fmt: skip
+        run_campaign(
+            sample_dir / "images",
+            sample_dir / "labels.csv",
+            cfg,
+            other,
+            device="cpu",
+            log=lines.append,
+            checkpoint=checkpoint,
+        )

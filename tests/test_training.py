@@ -66,8 +66,7 @@ def test_cancel_then_resume_continues_exactly(data, fast_cfg, tmp_path):
         calls.append(1)
         return len(calls) > 5
 
-    part = train(cfg, data.train, data.val, data.names, tmp_path / "part.pt", should_stop=stop_after_five,
-                 device="cpu")  # fmt: skip
+    part = train(cfg, data.train, data.val, data.names, tmp_path / "part.pt", should_stop=stop_after_five, device="cpu")
     assert part.stopped == "cancelled" and part.steps == 5
     assert state_path(tmp_path / "part.pt").exists()
     resumed = train(cfg, data.train, data.val, data.names, tmp_path / "part.pt", resume=True, device="cpu")
@@ -80,8 +79,9 @@ def test_cancel_then_resume_continues_exactly(data, fast_cfg, tmp_path):
 
 
 def test_time_budget_stops_training(data, fast_cfg):
-    result = train(fast_cfg.replace(steps=10_000), data.train, data.val, data.names, None, max_minutes=1e-4,
-                   device="cpu")  # fmt: skip
+    result = train(
+        fast_cfg.replace(steps=10_000), data.train, data.val, data.names, None, max_minutes=1e-4, device="cpu"
+    )
     assert result.stopped == "time"
     assert result.steps < 10_000
 
@@ -145,8 +145,9 @@ def test_validation_ignores_landmarks_an_image_lacks(data, fast_cfg, tmp_path):
     val = [copy.copy(s) for s in data.val]
     val[0].points = val[0].points.copy()
     val[0].points[[2, 5]] = np.nan  # absent in that image
-    result = train(fast_cfg.replace(steps=20, validate_every=10), data.train, val, data.names, tmp_path / "m.pt",
-                   device="cpu")  # fmt: skip
+    result = train(
+        fast_cfg.replace(steps=20, validate_every=10), data.train, val, data.names, tmp_path / "m.pt", device="cpu"
+    )
     assert result.best_val_error is not None and np.isfinite(result.best_val_error)
     assert all(np.isfinite(h["val_error"]) for h in result.history)
     assert (tmp_path / "m.pt").is_file()

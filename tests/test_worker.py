@@ -48,8 +48,11 @@ def test_a_round_trains_predicts_scores_and_the_next_round_changes_the_ranking(
 
 
 def _worker(project, *extra):
-    return subprocess.Popen([sys.executable, "-m", "scn_annotator", "worker", str(project.data_dir), "--device", "cpu",
-                             *extra], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "scn_annotator", "worker", str(project.data_dir), "--device", "cpu", *extra],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+    )
 
 
 def _wait(predicate, timeout=120.0):

@@ -55,16 +55,18 @@ def _same_spellings(p: argparse.ArgumentParser) -> None:
             p.set_defaults(_needs=[*(p.get_default("_needs") or []), "project"])
         p.add_argument("--project", dest="_project", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     elif project is not None:  # an option: PROJECT too
-        p.add_argument("_project", nargs="?", metavar="PROJECT", default=argparse.SUPPRESS,
-                       help="the same as --project")  # fmt: skip
+        p.add_argument(
+            "_project", nargs="?", metavar="PROJECT", default=argparse.SUPPRESS, help="the same as --project"
+        )
     out = by_dest.get("out")
     if out is not None and not out.option_strings:
         out.nargs, out.required = "?", False
         p.set_defaults(_needs=[*(p.get_default("_needs") or []), "out"])
         p.add_argument("--out", dest="_out", type=out.type, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     elif out is None and "json" in by_dest:
-        p.add_argument("--out", dest="json", type=by_dest["json"].type, default=argparse.SUPPRESS,
-                       help=argparse.SUPPRESS)  # fmt: skip
+        p.add_argument(
+            "--out", dest="json", type=by_dest["json"].type, default=argparse.SUPPRESS, help=argparse.SUPPRESS
+        )
 
 
 def _merge_spellings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -83,8 +85,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _merge_spellings(parser, args)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")  # fmt: skip
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     try:
         return int(args.func(args) or 0)
     except ScnError as exc:
@@ -97,8 +100,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         log = _write_crash_log()
-        print(f"scn-annotator: unexpected error: {type(exc).__name__}: {exc} (traceback in {log}; "
-              "run again with --debug to see it here)", file=sys.stderr)  # fmt: skip
+        print(
+            f"scn-annotator: unexpected error: {type(exc).__name__}: {exc} (traceback in {log}; "
+            "run again with --debug to see it here)",
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -48,9 +48,15 @@ class Progress:
             # postfix says how long is left
             fmt = None if self.rate else "{desc}: {percentage:3.0f}%|{bar}| {elapsed}{postfix}"
             self.bar = tqdm(
-                total=total, desc=self.desc, unit=self.unit, file=sys.stderr,
-                dynamic_ncols=True, mininterval=interval, leave=False, bar_format=fmt,
-            )  # fmt: skip
+                total=total,
+                desc=self.desc,
+                unit=self.unit,
+                file=sys.stderr,
+                dynamic_ncols=True,
+                mininterval=interval,
+                leave=False,
+                bar_format=fmt,
+            )
         self.bar.total = total
         if postfix:
             self.bar.set_postfix(postfix, refresh=False)
@@ -130,8 +136,12 @@ def fraction(text: str) -> float:
 
 
 def add_device(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
-                        help="where the network runs (default: CUDA, then Apple MPS, then the CPU)")  # fmt: skip
+    parser.add_argument(
+        "--device",
+        default="auto",
+        choices=["auto", "cpu", "cuda", "mps"],
+        help="where the network runs (default: CUDA, then Apple MPS, then the CPU)",
+    )
 
 
 def device(args: argparse.Namespace) -> str | None:
@@ -140,42 +150,75 @@ def device(args: argparse.Namespace) -> str | None:
 
 def add_project_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-root", help="where this machine finds the project's images (default: as imported)")
-    parser.add_argument("--data-dir", help="this machine's folder for checkpoints, heatmaps and exports; a team "
-                                           "project fetches what it lacks from the database (default: the "
-                                           "project folder, or SCN_DATA_DIR)")  # fmt: skip
+    parser.add_argument(
+        "--data-dir",
+        help="this machine's folder for checkpoints, heatmaps and exports; a team "
+        "project fetches what it lacks from the database (default: the "
+        "project folder, or SCN_DATA_DIR)",
+    )
     parser.add_argument("--user", help="the name recorded with every change (default: your login)")
 
 
 def open_project(location: str, args: argparse.Namespace) -> Project:
     from ..db.store import Project
 
-    return Project.open(location, image_root=getattr(args, "image_root", None),
-                        data_dir=getattr(args, "data_dir", None), user=getattr(args, "user", None))  # fmt: skip
+    return Project.open(
+        location,
+        image_root=getattr(args, "image_root", None),
+        data_dir=getattr(args, "data_dir", None),
+        user=getattr(args, "user", None),
+    )
 
 
 def add_train_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default="auto", choices=["auto", "cpu", "gpu", "paper"],
-                   help="auto (default): gpu where CUDA or MPS computes, cpu otherwise; cpu: minutes on a laptop; "
-                        "gpu: a larger input and net for a GPU; paper: the published settings")  # fmt: skip
-    p.add_argument("--model", default="scn", choices=["scn", "unet"],
-                   help="scn, or unet: the local-appearance net alone, the paper's baseline")  # fmt: skip
+    p.add_argument(
+        "--preset",
+        default="auto",
+        choices=["auto", "cpu", "gpu", "paper"],
+        help="auto (default): gpu where CUDA or MPS computes, cpu otherwise; cpu: minutes on a laptop; "
+        "gpu: a larger input and net for a GPU; paper: the published settings",
+    )
+    p.add_argument(
+        "--model",
+        default="scn",
+        choices=["scn", "unet"],
+        help="scn, or unet: the local-appearance net alone, the paper's baseline",
+    )
     p.add_argument("--steps", type=positive(int), help="training steps (default: the preset's)")
-    p.add_argument("--input-size", type=size, metavar="HxW",
-                   help="network input, multiples of 16, e.g. 256x192 (default: the cpu preset fits the aspect "
-                        "and size to the training images and landmarks; the paper preset uses 512x512)")  # fmt: skip
+    p.add_argument(
+        "--input-size",
+        type=size,
+        metavar="HxW",
+        help="network input, multiples of 16, e.g. 256x192 (default: the cpu preset fits the aspect "
+        "and size to the training images and landmarks; the paper preset uses 512x512)",
+    )
     p.add_argument("--filters", type=positive(int), help="filters per layer (default: the preset's)")
     p.add_argument("--max-minutes", type=positive(float), help="stop after this many minutes")
-    p.add_argument("--val-fraction", type=fraction, default=0.1,
-                   help="share of labelled images held out for model selection (default 0.1)")  # fmt: skip
+    p.add_argument(
+        "--val-fraction",
+        type=fraction,
+        default=0.1,
+        help="share of labelled images held out for model selection (default 0.1)",
+    )
     p.add_argument("--seed", type=int, help="random seed (default 0)")
-    p.add_argument("--outside", choices=["error", "missing"], default="error",
-                   help="a landmark outside its image: refuse the file (default), or treat it as missing "
-                        "(each one is listed)")  # fmt: skip
-    p.add_argument("--refine", choices=["on", "off"],
-                   help="the local refinement stage after the coarse SCN (default: the preset's)")  # fmt: skip
-    p.add_argument("--hint-rate", type=fraction, metavar="P",
-                   help="train the SC component with hint channels for conditioned proposals: the share of "
-                        "images that get hints (default 0: none; conditioning then works training-free)")  # fmt: skip
+    p.add_argument(
+        "--outside",
+        choices=["error", "missing"],
+        default="error",
+        help="a landmark outside its image: refuse the file (default), or treat it as missing (each one is listed)",
+    )
+    p.add_argument(
+        "--refine",
+        choices=["on", "off"],
+        help="the local refinement stage after the coarse SCN (default: the preset's)",
+    )
+    p.add_argument(
+        "--hint-rate",
+        type=fraction,
+        metavar="P",
+        help="train the SC component with hint channels for conditioned proposals: the share of "
+        "images that get hints (default 0: none; conditioning then works training-free)",
+    )
 
 
 def report_outside(notes: list[str]) -> None:

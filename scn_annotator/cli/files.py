@@ -34,25 +34,46 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ..training import train
 
     with Progress("reading images", "img") as loaded:
-        data = load_training_data(args.images, args.labels, cfg, val_fraction=args.val_fraction,
-                                  spacing_rule=rule(args.spacing_from), progress=loaded,
-                                  outside=args.outside)  # fmt: skip
+        data = load_training_data(
+            args.images,
+            args.labels,
+            cfg,
+            val_fraction=args.val_fraction,
+            spacing_rule=rule(args.spacing_from),
+            progress=loaded,
+            outside=args.outside,
+        )
     report_outside(data.outside)
     cfg = data.config or cfg
     if cfg.input_rule:
         print(cfg.input_rule["text"], file=sys.stderr)
     if data.labels_without_image:
-        print(f"note: {len(data.labels_without_image)} label rows have no image in {args.images} "
-              f"(first: {data.labels_without_image[0]})", file=sys.stderr)  # fmt: skip
+        print(
+            f"note: {len(data.labels_without_image)} label rows have no image in {args.images} "
+            f"(first: {data.labels_without_image[0]})",
+            file=sys.stderr,
+        )
     from ..training import auto_preset
 
     name = auto_preset() + " (auto)" if args.preset == "auto" else args.preset
-    print(f"training {'SCN' if cfg.spatial else 'U-Net baseline'} ({name} preset) on {len(data.train)} "
-          f"images, validating on {len(data.val)}, {len(data.names)} landmarks", file=sys.stderr)  # fmt: skip
+    print(
+        f"training {'SCN' if cfg.spatial else 'U-Net baseline'} ({name} preset) on {len(data.train)} "
+        f"images, validating on {len(data.val)}, {len(data.names)} landmarks",
+        file=sys.stderr,
+    )
     with Progress("training", "step") as bar:
-        result = train(cfg, data.train, data.val, data.names, args.out, progress=training_bar(bar),
-                       max_minutes=args.max_minutes, resume=args.resume, init_from=args.init,
-                       device=device(args))  # fmt: skip
+        result = train(
+            cfg,
+            data.train,
+            data.val,
+            data.names,
+            args.out,
+            progress=training_bar(bar),
+            max_minutes=args.max_minutes,
+            resume=args.resume,
+            init_from=args.init,
+            device=device(args),
+        )
     if not Path(args.out).is_file():  # never announce a model that is not there
         raise ScnError(f"training ended ({result.stopped}) without writing {args.out}")
     from ..inference import checkpoint_error
@@ -77,13 +98,23 @@ def _train_project(args: argparse.Namespace, cfg) -> int:  # noqa: ANN001
 
         init = project.checkpoint_file(current)  # fine-tune the current model
         if not warm_startable(init, cfg):
-            print(f"note: the current model (version {current.id}) has another architecture than asked for; "
-                  "training from scratch", file=sys.stderr)  # fmt: skip
+            print(
+                f"note: the current model (version {current.id}) has another architecture than asked for; "
+                "training from scratch",
+                file=sys.stderr,
+            )
             init = None
     with Progress("reading images", "img") as loaded, Progress("training", "step") as bar:
-        out = train_project(project, cfg, val_fraction=args.val_fraction, init_from=init,
-                            progress=training_bar(bar), loading=loaded, max_minutes=args.max_minutes,
-                            device=device(args))  # fmt: skip
+        out = train_project(
+            project,
+            cfg,
+            val_fraction=args.val_fraction,
+            init_from=init,
+            progress=training_bar(bar),
+            loading=loaded,
+            max_minutes=args.max_minutes,
+            device=device(args),
+        )
     print(out.result.describe())
     print(out.verdict())
     return 0
@@ -116,8 +147,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise ScnError(f"{args.images}: no image could be read")
     seconds = sum(p.seconds for p in done) / len(done)
     skipped = f", skipped {len(failed)}" if failed else ""
-    print(f"predicted {len(predictor.names)} landmarks in {len(done)} images ({1000 * seconds:.0f} ms per image)"
-          f"{skipped}")  # fmt: skip
+    print(
+        f"predicted {len(predictor.names)} landmarks in {len(done)} images ({1000 * seconds:.0f} ms per image){skipped}"
+    )
     print(f"written to {args.out}")
     return 0
 
@@ -130,14 +162,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         from ..project import evaluate_project
 
         report = evaluate_project(open_project(args.project, args), version_id=args.version)
-        print("the current model on the done images it was not trained on:" if args.version is None else
-              f"model version {args.version} on the done images it was not trained on:")  # fmt: skip
+        print(
+            "the current model on the done images it was not trained on:"
+            if args.version is None
+            else f"model version {args.version} on the done images it was not trained on:"
+        )
     else:
         need(args.pred and args.truth, "evaluate needs --pred and --truth (or --project)")
         from ..pipeline import evaluate_files
 
-        report = evaluate_files(args.pred, args.truth, spacing_rule=rule(args.spacing_from), images=args.images,
-                                user_spacing=args.spacing)  # fmt: skip
+        report = evaluate_files(
+            args.pred, args.truth, spacing_rule=rule(args.spacing_from), images=args.images, user_spacing=args.spacing
+        )
     print(report.format(per_landmark=not args.summary))
     if args.json:
         report.write_json(args.json)
@@ -194,19 +230,26 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a model on a folder and a landmark CSV, or on a project",
-                       description="Train an SCN (or the U-Net baseline) and keep the best step by validation "
-                                   "error. With --project: train on the images marked done, fine-tuning the "
-                                   "current model, and register a model version.")  # fmt: skip
+    p = sub.add_parser(
+        "train",
+        help="train a model on a folder and a landmark CSV, or on a project",
+        description="Train an SCN (or the U-Net baseline) and keep the best step by validation "
+        "error. With --project: train on the images marked done, fine-tuning the "
+        "current model, and register a model version.",
+    )
     p.add_argument("--images", type=Path, help="folder of images (searched recursively)")
-    p.add_argument("--labels", type=Path,
-                   help="landmark CSV: headerless id,x0,y0,..., wide image,<name>_x,<name>_y,... or "
-                        "long image,landmark,x,y (pixels)")  # fmt: skip
+    p.add_argument(
+        "--labels",
+        type=Path,
+        help="landmark CSV: headerless id,x0,y0,..., wide image,<name>_x,<name>_y,... or "
+        "long image,landmark,x,y (pixels)",
+    )
     p.add_argument("--out", type=Path, help="model file to write (MODEL.pt)")
     p.add_argument("--project", help="train on this project (a folder or a database URL) instead")
     add_train_options(p)
-    p.add_argument("--spacing-from", metavar="A,B=MM",
-                   help="pixel spacing from two landmarks a known distance apart, e.g. 1,5=50")  # fmt: skip
+    p.add_argument(
+        "--spacing-from", metavar="A,B=MM", help="pixel spacing from two landmarks a known distance apart, e.g. 1,5=50"
+    )
     p.add_argument("--init", type=Path, help="start from the weights of this model (fine-tuning)")
     p.add_argument("--fresh", action="store_true", help="with --project: start from scratch, not the current model")
     p.add_argument("--resume", action="store_true", help="continue OUT's interrupted run")
@@ -214,27 +257,37 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_project_options(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("predict", help="predict landmarks for a folder of images, or a project",
-                       description="Write a wide CSV (image,<name>_x,<name>_y,<name>_confidence) in pixels. "
-                                   "With --project: predict every image not marked done with the current model "
-                                   "and store predictions and heatmaps (never annotations).")  # fmt: skip
+    p = sub.add_parser(
+        "predict",
+        help="predict landmarks for a folder of images, or a project",
+        description="Write a wide CSV (image,<name>_x,<name>_y,<name>_confidence) in pixels. "
+        "With --project: predict every image not marked done with the current model "
+        "and store predictions and heatmaps (never annotations).",
+    )
     p.add_argument("--model", type=Path, help="model file written by train")
     p.add_argument("--images", type=Path, help="folder of images")
     p.add_argument("--out", type=Path, help="CSV file to write")
-    p.add_argument("--hints", type=Path, metavar="CSV",
-                   help="landmarks a person confirmed (any landmark file, px; the others empty): they come back as "
-                        "given and the other landmarks are predicted consistently with them")  # fmt: skip
+    p.add_argument(
+        "--hints",
+        type=Path,
+        metavar="CSV",
+        help="landmarks a person confirmed (any landmark file, px; the others empty): they come back as "
+        "given and the other landmarks are predicted consistently with them",
+    )
     p.add_argument("--project", help="predict this project's images instead")
     p.add_argument("--version", type=int, help="with --project: this model version (default: the current)")
     add_device(p)
     add_project_options(p)
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("effort", help="corrections per image an annotator needs, measured with an oracle",
-                       description="An oracle annotator accepts every proposal within --tolerance of the truth and "
-                                   "corrects the worst remaining landmark, one at a time. Reports corrections and "
-                                   "clicks per image for manual placement, today's proposals, and proposals "
-                                   "re-placed after every correction (conditioned).")  # fmt: skip
+    p = sub.add_parser(
+        "effort",
+        help="corrections per image an annotator needs, measured with an oracle",
+        description="An oracle annotator accepts every proposal within --tolerance of the truth and "
+        "corrects the worst remaining landmark, one at a time. Reports corrections and "
+        "clicks per image for manual placement, today's proposals, and proposals "
+        "re-placed after every correction (conditioned).",
+    )
     p.add_argument("--model", type=Path, required=True, help="model file written by train")
     p.add_argument("--images", type=Path, required=True, help="folder of images")
     p.add_argument("--labels", type=Path, required=True, help="their true landmarks (any layout, px)")
@@ -244,10 +297,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_device(p)
     p.set_defaults(func=cmd_effort)
 
-    p = sub.add_parser("evaluate", help="compare predicted landmarks with the truth",
-                       description="Point error (mean, SD, median), per-landmark table, success detection "
-                                   "rate at 2/2.5/3/4/10 and errors > 10; in mm when a spacing is known. "
-                                   "With --project: the current model on done images it did not train on.")  # fmt: skip
+    p = sub.add_parser(
+        "evaluate",
+        help="compare predicted landmarks with the truth",
+        description="Point error (mean, SD, median), per-landmark table, success detection "
+        "rate at 2/2.5/3/4/10 and errors > 10; in mm when a spacing is known. "
+        "With --project: the current model on done images it did not train on.",
+    )
     p.add_argument("--pred", type=Path, help="predicted landmarks (CSV)")
     p.add_argument("--truth", type=Path, help="true landmarks (CSV)")
     p.add_argument("--project", help="evaluate on this project instead")

@@ -19,8 +19,11 @@ def cmd_init(args: argparse.Namespace) -> int:
         except (OSError, UnicodeDecodeError) as exc:
             raise ScnError(f"{args.landmark_names}: cannot read landmark names ({exc})") from None
         names = [line.split(",")[0].strip() for line in lines if line.strip() and not line.startswith("#")]
-        descriptions = [line.split(",", 1)[1].strip() if "," in line else "" for line in lines
-                        if line.strip() and not line.startswith("#")]  # fmt: skip
+        descriptions = [
+            line.split(",", 1)[1].strip() if "," in line else ""
+            for line in lines
+            if line.strip() and not line.startswith("#")
+        ]
     else:
         names, descriptions = [f"L{i}" for i in range(args.landmarks)], None
     project = Project.create(args.project, names, database=args.db, descriptions=descriptions, user=args.user)
@@ -44,15 +47,20 @@ def cmd_import(args: argparse.Namespace) -> int:
         for path in report.changed:
             print(f"changed on disk since it was imported: {path}", file=sys.stderr)
         counts = (len(report.added), len(report.unchanged), len(report.duplicates), len(report.changed))
-        print("images: {} added, {} already there, {} duplicates, {} changed".format(*counts)
-              + f", {len(report.failed)} unreadable")  # fmt: skip
+        print(
+            "images: {} added, {} already there, {} duplicates, {} changed".format(*counts)
+            + f", {len(report.failed)} unreadable"
+        )
     if args.labels:
-        result = import_labels(project, args.labels, spacing_rule=rule(args.spacing_from), overwrite=args.overwrite,
-                               outside=args.outside)  # fmt: skip
+        result = import_labels(
+            project, args.labels, spacing_rule=rule(args.spacing_from), overwrite=args.overwrite, outside=args.outside
+        )
         report_outside(result.outside)
         if result.overwritten:
-            print(f"overwrote {len(result.overwritten)} human corrections: {', '.join(result.overwritten[:5])}",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"overwrote {len(result.overwritten)} human corrections: {', '.join(result.overwritten[:5])}",
+                file=sys.stderr,
+            )
         print(f"landmarks: {result.set} set, {result.unchanged} unchanged, in {result.images} images")
         if args.mark_done:
             for name in result.names:
@@ -67,8 +75,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     counts = project.counts()
     print(f"project {settings.get('name')} ({project.db.url.render_as_string(hide_password=True)})")
     print(f"  landmarks: {len(project.landmarks())}")
-    print(f"  images:    {sum(counts.values())} (" + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in counts.items())
-          + ")")  # fmt: skip
+    print(
+        f"  images:    {sum(counts.values())} ("
+        + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in counts.items())
+        + ")"
+    )
     print(f"  image root: {project.image_root}")
     current = project.current_model()
     if current is None:
@@ -101,8 +112,10 @@ def _gui_missing() -> str | None:
 
     missing = [m for m in ("napari", "magicgui", "qtpy") if importlib.util.find_spec(m) is None]
     if missing:
-        return (f"the napari app is not installed (no {', '.join(missing)}): "
-                'pip install "scn-annotator[gui,qt]" ("scn-annotator[gui]" where napari has a Qt already)')  # fmt: skip
+        return (
+            f"the napari app is not installed (no {', '.join(missing)}): "
+            'pip install "scn-annotator[gui,qt]" ("scn-annotator[gui]" where napari has a Qt already)'
+        )
     try:
         import qtpy  # noqa: F401 - raises when no Qt binding is installed
     except Exception as exc:  # qtpy's QtBindingsNotFoundError is a RuntimeError, not an ImportError
@@ -137,25 +150,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("project", help="folder of the new project")
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--landmarks", type=positive(int), metavar="N", help="N landmarks called L0, L1, ...")
-    group.add_argument("--landmark-names", metavar="FILE",
-                       help="text file, one landmark per line: name[, description]")  # fmt: skip
+    group.add_argument("--landmark-names", metavar="FILE", help="text file, one landmark per line: name[, description]")
     p.add_argument("--db", metavar="URL", help="a PostgreSQL URL for a team (default: project.sqlite in the folder)")
     p.add_argument("--user", help="your name in the history (default: your login)")
     p.set_defaults(func=cmd_init)
 
-    p = sub.add_parser("import", help="add images and/or landmark files to a project",
-                       description="Images are recognised by content: a re-import skips what is there and "
-                                   "notices changed files. A landmark file (any layout, px or mm) is imported "
-                                   "whole or not at all; it never overwrites a human correction without "
-                                   "--overwrite.")  # fmt: skip
+    p = sub.add_parser(
+        "import",
+        help="add images and/or landmark files to a project",
+        description="Images are recognised by content: a re-import skips what is there and "
+        "notices changed files. A landmark file (any layout, px or mm) is imported "
+        "whole or not at all; it never overwrites a human correction without "
+        "--overwrite.",
+    )
     p.add_argument("project", help="project folder or database URL")
     p.add_argument("--images", type=Path, metavar="DIR", help="folder of images (recursive)")
     p.add_argument("--labels", type=Path, metavar="CSV", help="landmarks of images already in the project")
     p.add_argument("--spacing-from", metavar="A,B=MM", help="set each image's spacing from two of its landmarks")
     p.add_argument("--overwrite", action="store_true", help="let the file replace human corrections")
-    p.add_argument("--outside", choices=["error", "missing"], default="error",
-                   help="a landmark outside its image: refuse the file (default), or leave it unannotated "
-                        "(each one is listed)")  # fmt: skip
+    p.add_argument(
+        "--outside",
+        choices=["error", "missing"],
+        default="error",
+        help="a landmark outside its image: refuse the file (default), or leave it unannotated (each one is listed)",
+    )
     p.add_argument("--mark-done", action="store_true", help="mark the images of the landmark file done")
     add_project_options(p)
     p.set_defaults(func=cmd_import)
@@ -170,9 +188,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_project_options(p)
     p.set_defaults(func=cmd_status)
 
-    p = sub.add_parser("export", help="write the curated landmarks as CSV with a JSON manifest",
-                       description="Pixels and mm, each landmark's state, each image's spacing and its "
-                                   "source; only images marked done unless --all.")  # fmt: skip
+    p = sub.add_parser(
+        "export",
+        help="write the curated landmarks as CSV with a JSON manifest",
+        description="Pixels and mm, each landmark's state, each image's spacing and its "
+        "source; only images marked done unless --all.",
+    )
     p.add_argument("project", help="project folder or database URL")
     p.add_argument("out", type=Path, help="the CSV file to write (a .manifest.json goes beside it)")
     p.add_argument(

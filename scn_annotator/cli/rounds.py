@@ -29,8 +29,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from ..worker import Worker
 
     logging.getLogger("scn_annotator").setLevel(logging.INFO)
-    worker = Worker(args.project, device=device(args), image_root=args.image_root, data_dir=args.data_dir,
-                    stale_after_s=args.stale_after)  # fmt: skip
+    worker = Worker(
+        args.project,
+        device=device(args),
+        image_root=args.image_root,
+        data_dir=args.data_dir,
+        stale_after_s=args.stale_after,
+    )
     print(f"worker {worker.name} on {args.project}: waiting for jobs", file=sys.stderr)
     done = worker.run(once=args.once, idle_exit=args.idle_exit)
     print(f"worker {worker.name}: {done} job(s) done, stopping", file=sys.stderr)
@@ -128,12 +133,17 @@ def cmd_rank(args: argparse.Namespace) -> int:
         print("nothing to rank yet: run a round (scn-annotator round PROJECT) first")
         return 0
     unit = queue.unit
-    print(f"next images by {queue.strategy} (model version {queue.model_version}); "
-          f"doubtful landmarks have the highest per-landmark values")  # fmt: skip
+    print(
+        f"next images by {queue.strategy} (model version {queue.model_version}); "
+        f"doubtful landmarks have the highest per-landmark values"
+    )
     print(f"  {'image':<20}{'status':<13}{'score':>9}  doubtful landmarks ({unit})")
     for row in queue.rows[: args.top]:
-        doubts = (f"{len(row.doubtful)}: " + ", ".join(f"{name} {value:.2f}" for name, value in row.doubtful[:4])
-                  if row.doubtful else "")  # fmt: skip
+        doubts = (
+            f"{len(row.doubtful)}: " + ", ".join(f"{name} {value:.2f}" for name, value in row.doubtful[:4])
+            if row.doubtful
+            else ""
+        )
         score = f"{row.score:>9.3f}" if row.score is not None else f"{'-':>9}"  # done images carry no score
         print(f"  {row.name:<20}{row.status:<13}{score}  {doubts}")
     if args.json:
@@ -154,30 +164,52 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     cfg = train_config(args)
     campaign = Campaign(
         strategies=[s.strip() for s in args.strategies.split(",") if s.strip()],
-        seeds=list(range(args.first_seed, args.first_seed + args.seeds)), initial=args.initial, batch=args.batch,
-        budget=args.budget, test=args.test, initial_steps=args.initial_steps, round_steps=args.round_steps,
+        seeds=list(range(args.first_seed, args.first_seed + args.seeds)),
+        initial=args.initial,
+        batch=args.batch,
+        budget=args.budget,
+        test=args.test,
+        initial_steps=args.initial_steps,
+        round_steps=args.round_steps,
         diversity=args.diversity,
-        schedule=args.schedule, pool=args.pool, effort=args.effort, effort_test=args.effort_test, group=args.group,
-    )  # fmt: skip
+        schedule=args.schedule,
+        pool=args.pool,
+        effort=args.effort,
+        effort_test=args.effort_test,
+        group=args.group,
+    )
     args.out.mkdir(parents=True, exist_ok=True)
-    result = run_campaign(args.images, args.labels, cfg, campaign, spacing_rule=rule(args.spacing_from),
-                          device=device(args), log=lambda m: print(m, file=sys.stderr),
-                          checkpoint=args.out / "campaign.json", outside=args.outside)  # fmt: skip
+    result = run_campaign(
+        args.images,
+        args.labels,
+        cfg,
+        campaign,
+        spacing_rule=rule(args.spacing_from),
+        device=device(args),
+        log=lambda m: print(m, file=sys.stderr),
+        checkpoint=args.out / "campaign.json",
+        outside=args.outside,
+    )
     result.write(args.out / "campaign.json")
     summary = summarise(result)
     atomic_write_text(args.out / "summary.json", json.dumps(summary, indent=2))
     if not plot(result, summary, args.out / "learning_curves.png"):
         print("note: no plot drawn (matplotlib is not installed: pip install 'scn-annotator[plot]')", file=sys.stderr)
-    print(f"{'strategy':<18}" + "".join(f"{b:>8}" for b in next(iter(summary.values()))["budgets"])
-          + f"{'AUC':>8}{'to reach random':>18}")  # fmt: skip
+    print(
+        f"{'strategy':<18}"
+        + "".join(f"{b:>8}" for b in next(iter(summary.values()))["budgets"])
+        + f"{'AUC':>8}{'to reach random':>18}"
+    )
     for name, s in summary.items():
         reach = s.get("labels_to_reach_random_final")
         reach_text = "not reached" if reach is None else f"{reach:.1f} ({100 * s['saving_vs_random']:+.0f} %)"
         print(f"{name:<18}" + "".join(f"{m:>8.2f}" for m in s["mean"]) + f"{s['auc']:>8.2f}{reach_text:>18}")
     print(f"\nmean test error in {result.unit} per number of labelled images")
     if any("corrections" in s for s in summary.values()):
-        print(f"\nthe oracle's corrections within {args.effort}, summed over the labelled images (proposals / "
-              "conditioned), and per test image at each budget:")  # fmt: skip
+        print(
+            f"\nthe oracle's corrections within {args.effort}, summed over the labelled images (proposals / "
+            "conditioned), and per test image at each budget:"
+        )
         print(f"{'labelled':<18}" + " ".join(f"{b:^15}" for b in next(iter(summary.values()))["budgets"]))
         for name, s in summary.items():
             c = s.get("corrections", {})
@@ -211,8 +243,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     truth_file = generate_sample(root / "sample", count=args.count, seed=7)
     truth = read_landmarks(truth_file)
     labelled = sorted(truth.points)[: args.labelled]
-    project = sample_project(root / "project", root / "sample" / "images", truth.points, labelled, user="demo",
-                             author="demo annotator")  # fmt: skip
+    project = sample_project(
+        root / "project", root / "sample" / "images", truth.points, labelled, user="demo", author="demo annotator"
+    )
     print(f"2/4 project {project.data_dir}: {args.count} images, {len(labelled)} annotated and marked done")
     policy = RoundPolicy(initial_steps=args.steps, overrides={"input_size": [160, 128]})
     policy.save(project)
@@ -229,12 +262,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
         errors.append(point_errors(predicted, truth.points[image.name], image.spacing))
     errors = np.concatenate(errors)
     errors = errors[~np.isnan(errors)]
-    print(f"4/4 model version {current.id}: on the {len(errors) // 15} images nobody annotated yet, "
-          f"mean error {errors.mean():.2f} mm, median {np.median(errors):.2f} mm, "
-          f"{100 * (errors <= 2).mean():.0f} % within 2 mm")  # fmt: skip
+    print(
+        f"4/4 model version {current.id}: on the {len(errors) // 15} images nobody annotated yet, "
+        f"mean error {errors.mean():.2f} mm, median {np.median(errors):.2f} mm, "
+        f"{100 * (errors <= 2).mean():.0f} % within 2 mm"
+    )
     print()
-    cmd_rank(argparse.Namespace(project=str(project.data_dir), strategy=None, top=8, json=None,
-                                image_root=None, user=None))  # fmt: skip
+    cmd_rank(
+        argparse.Namespace(project=str(project.data_dir), strategy=None, top=8, json=None, image_root=None, user=None)
+    )
     print(f"\nThe project is in {project.data_dir} (done in {(time.perf_counter() - started) / 60:.1f} min).")
     cli = command()  # as the user can type it: the venv need not be active
     print(f"  {cli} status {project.data_dir}\n  {cli} gui {project.data_dir}")
@@ -242,21 +278,32 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("worker", help="run the background worker of a project (training rounds, re-ranking)",
-                       description="Takes jobs from the project's queue until stopped. Runs on this machine, or "
-                                   "on a GPU server that shares the team's PostgreSQL (give the URL).")  # fmt: skip
+    p = sub.add_parser(
+        "worker",
+        help="run the background worker of a project (training rounds, re-ranking)",
+        description="Takes jobs from the project's queue until stopped. Runs on this machine, or "
+        "on a GPU server that shares the team's PostgreSQL (give the URL).",
+    )
     p.add_argument("project", help="project folder or database URL")
     p.add_argument("--once", action="store_true", help="stop after one job (or at once if there is none)")
     p.add_argument("--idle-exit", type=positive(float), metavar="S", help="stop after S seconds without a job")
-    p.add_argument("--stale-after", type=positive(float), default=60.0, metavar="S",
-                   help="requeue a job whose worker sent no heartbeat for S seconds (default 60)")  # fmt: skip
+    p.add_argument(
+        "--stale-after",
+        type=positive(float),
+        default=60.0,
+        metavar="S",
+        help="requeue a job whose worker sent no heartbeat for S seconds (default 60)",
+    )
     add_device(p)
     add_project_options(p)
     p.set_defaults(func=cmd_worker)
 
-    p = sub.add_parser("round", help="queue a training round, start a worker if none runs, and follow it",
-                       description="Fine-tune on the done images, re-predict and re-rank the rest. Options "
-                                   "given here are stored as the project's retraining policy.")  # fmt: skip
+    p = sub.add_parser(
+        "round",
+        help="queue a training round, start a worker if none runs, and follow it",
+        description="Fine-tune on the done images, re-predict and re-rank the rest. Options "
+        "given here are stored as the project's retraining policy.",
+    )
     p.add_argument("project", help="project folder or database URL")
     p.add_argument("--no-wait", action="store_true", help="queue the round and return")
     p.add_argument("--strategy", help="the ranking strategy to store as the project's default")
@@ -278,15 +325,21 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     from ..scores import STRATEGIES
 
-    p = sub.add_parser("simulate", help="an active-learning campaign with an oracle annotator (the truth CSV)",
-                       description="Start from random images, let each strategy pick batches, fine-tune, and "
-                                   "measure the test error per number of labelled images. Writes campaign.json, "
-                                   "summary.json and learning_curves.png.")  # fmt: skip
+    p = sub.add_parser(
+        "simulate",
+        help="an active-learning campaign with an oracle annotator (the truth CSV)",
+        description="Start from random images, let each strategy pick batches, fine-tune, and "
+        "measure the test error per number of labelled images. Writes campaign.json, "
+        "summary.json and learning_curves.png.",
+    )
     p.add_argument("--images", required=True, type=Path)
     p.add_argument("--labels", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path, help="folder for the results")
-    p.add_argument("--strategies", default="random,least_confident,sc_la_mass",
-                   help=f"comma-separated, of: {', '.join(STRATEGIES)}")  # fmt: skip
+    p.add_argument(
+        "--strategies",
+        default="random,least_confident,sc_la_mass",
+        help=f"comma-separated, of: {', '.join(STRATEGIES)}",
+    )
     p.add_argument("--seeds", type=positive(int), default=3)
     p.add_argument("--first-seed", type=int, default=0, help="run seeds FIRST .. FIRST+SEEDS-1 (to split a campaign)")
     p.add_argument("--initial", type=positive(int), default=8, help="random images to start from")
@@ -317,10 +370,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_device(p)
     p.set_defaults(func=cmd_simulate)
 
-    p = sub.add_parser("demo", help="a generated sample project and one active-learning round, in minutes",
-                       description="Generates phantom radiographs, annotates a few with their true "
-                                   "landmarks, trains in a background worker, and prints the error and the "
-                                   "ranked queue.")  # fmt: skip
+    p = sub.add_parser(
+        "demo",
+        help="a generated sample project and one active-learning round, in minutes",
+        description="Generates phantom radiographs, annotates a few with their true "
+        "landmarks, trains in a background worker, and prints the error and the "
+        "ranked queue.",
+    )
     p.add_argument("--dir", type=Path, help="where to put it (default: a new temporary folder)")
     p.add_argument("--count", type=positive(int), default=48, help="images to generate")
     p.add_argument("--labelled", type=positive(int), default=16, help="images annotated before the round")

@@ -105,8 +105,9 @@ def _predictions(location, version: int, count: int, start: mp.Event, result: mp
     try:
         for i in range(count):
             points = rng.uniform(0, 200, (15, 2))
-            project.store_predictions(version, f"hand{i % 24:03d}", points, rng.uniform(0, 3, 15),
-                                      scores={"disagreement": (float(i), {})})  # fmt: skip
+            project.store_predictions(
+                version, f"hand{i % 24:03d}", points, rng.uniform(0, 3, 15), scores={"disagreement": (float(i), {})}
+            )
         result.put(("ok", count))
     except Exception as exc:
         result.put(("error", repr(exc)))

@@ -36,17 +36,26 @@ def test_a_project_from_the_first_schema_is_upgraded_on_open(backend, tmp_path):
     db = _db(backend, folder)
     migrate.upgrade(db, first)
     with db.engine.execution_options(scn_write=True).begin() as conn:  # what version 0.1 wrote
-        conn.execute(text("INSERT INTO settings (key, value) VALUES ('data_dir', :d), ('name', '\"old\"')"),
-                     {"d": json.dumps(str(folder))})  # fmt: skip
-        conn.execute(text("INSERT INTO landmarks (id, \"index\", name, color, description) "
-                          "VALUES (1, 0, 'tip', '#ff0000', '')"))  # fmt: skip
-        conn.execute(text(
-            "INSERT INTO images (id, path, name, checksum, file_size, width, height, spacing_source, status, meta,"
-            " created_at, updated_at) VALUES (1, 'a.png', 'a', 'abc', 10, 100, 80, 'unknown', 'in_progress', '{}',"
-            " '2026-01-01 00:00:00', '2026-01-01 00:00:00')"))  # fmt: skip
-        conn.execute(text(
-            "INSERT INTO annotations (image_id, landmark_id, x, y, state, source, author, updated_at)"
-            " VALUES (1, 1, 5.5, 6.5, 'placed', 'human', 'ann', '2026-01-01 00:00:00')"))  # fmt: skip
+        conn.execute(
+            text("INSERT INTO settings (key, value) VALUES ('data_dir', :d), ('name', '\"old\"')"),
+            {"d": json.dumps(str(folder))},
+        )
+        conn.execute(
+            text("INSERT INTO landmarks (id, \"index\", name, color, description) VALUES (1, 0, 'tip', '#ff0000', '')")
+        )
+        conn.execute(
+            text(
+                "INSERT INTO images (id, path, name, checksum, file_size, width, height, spacing_source, status, meta,"
+                " created_at, updated_at) VALUES (1, 'a.png', 'a', 'abc', 10, 100, 80, 'unknown', 'in_progress', '{}',"
+                " '2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO annotations (image_id, landmark_id, x, y, state, source, author, updated_at)"
+                " VALUES (1, 1, 5.5, 6.5, 'placed', 'human', 'ann', '2026-01-01 00:00:00')"
+            )
+        )
     db.dispose()
     (folder / "project.json").write_text(json.dumps({"database": backend}))
     project = Project.open(backend or folder)

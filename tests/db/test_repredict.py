@@ -66,8 +66,9 @@ def test_provenance_survives_repredictions(loaded, tmp_path):
     assert latest.scores["random"].value == 2.0
     with loaded.db.read() as s:
         runs = s.scalar(select(func.count()).select_from(ImagePrediction).where(ImagePrediction.image_id == image))
-        dangling = s.scalar(select(func.count()).select_from(Event).where(Event.prediction_id.is_(None),
-                                                                          Event.landmark_id.is_not(None)))  # fmt: skip
+        dangling = s.scalar(
+            select(func.count()).select_from(Event).where(Event.prediction_id.is_(None), Event.landmark_id.is_not(None))
+        )
     assert runs == 3 and dangling == 0
     assert loaded.undo(image) == 14  # undo of the acceptance still knows where it came from
     assert loaded.redo(image) == 14

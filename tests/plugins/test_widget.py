@@ -407,17 +407,23 @@ def test_points_stay_readable_layers_fit_and_help_shows_at_the_top(widget):
 
 def test_doubt_is_a_white_halo_under_the_point_not_a_landmark_colour(widget):
     points, halo = widget.layers["points"], widget.layers["doubt"]
-    colours = np.array([[int(lm.color[i : i + 2], 16) / 255 for i in (1, 3, 5)]
-                        for lm in widget.session.project.landmarks()])  # fmt: skip
+    colours = np.array(
+        [[int(lm.color[i : i + 2], 16) / 255 for i in (1, 3, 5)] for lm in widget.session.project.landmarks()]
+    )
     assert np.abs(colours - 1.0).sum(axis=1).min() > 0.3  # no landmark is (near) white
     np.testing.assert_allclose(halo.face_color[:, :3], 1.0)
     layers = list(widget.viewer.layers)
     assert layers.index(halo) < layers.index(points)  # under the point: the point and the joint stay in view
     doubtful = [lm for lm in widget.view.landmarks if lm.doubtful and lm.kind == "prediction"]
     np.testing.assert_allclose(sorted(map(tuple, halo.data)), sorted((lm.y, lm.x) for lm in doubtful))
-    np.testing.assert_allclose(points.face_color[:, :3], [
-        [int(widget.view.landmarks[i].info.color[j : j + 2], 16) / 255 for j in (1, 3, 5)]
-        for i in points.features["landmark"]], atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        points.face_color[:, :3],
+        [
+            [int(widget.view.landmarks[i].info.color[j : j + 2], 16) / 255 for j in (1, 3, 5)]
+            for i in points.features["landmark"]
+        ],
+        atol=1e-6,
+    )
     worst = doubtful[0].info.index
     x, y = doubtful[0].x, doubtful[0].y
     index = list(points.features["landmark"]).index(worst)
@@ -435,8 +441,11 @@ def test_our_keys_leave_napari_s_own_keys_alone():
     viewer = names[: names.index("napari:activate_labels_erase_mode")]
     points = [n for n in names if "points" in n or n.endswith("_in_slice") or n == "napari:select_all_data"]
     where = viewer + points
-    napari_keys = {str(KeyBinding.from_int(int(k))) if isinstance(k, int) else str(k)
-                   for name in where for k in _default_shortcuts[name]}  # fmt: skip
+    napari_keys = {
+        str(KeyBinding.from_int(int(k))) if isinstance(k, int) else str(k)
+        for name in where
+        for k in _default_shortcuts[name]
+    }
     assert {"2", "3", "4", "Shift+A"} <= napari_keys
     ours = {str(KeyBinding.from_str(key)) for key in SHORTCUTS}
     assert not ours & napari_keys, ours & napari_keys

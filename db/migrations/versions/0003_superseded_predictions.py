@@ -32,9 +32,12 @@ def upgrade() -> None:
         batch_op.drop_constraint("uq_image_predictions_model_version_id_image_id", type_="unique")
     with op.batch_alter_table("image_predictions", schema=None) as batch_op:
         batch_op.create_index(
-            "uq_image_predictions_latest", ["model_version_id", "image_id"], unique=True,
-            sqlite_where=sa.text("NOT superseded"), postgresql_where=sa.text("NOT superseded"),
-        )  # fmt: skip
+            "uq_image_predictions_latest",
+            ["model_version_id", "image_id"],
+            unique=True,
+            sqlite_where=sa.text("NOT superseded"),
+            postgresql_where=sa.text("NOT superseded"),
+        )
 
 
 def downgrade() -> None:

@@ -31,21 +31,26 @@ def upgrade() -> None:
         sa.Column("size", sa.BigInteger(), nullable=False),
         sa.Column("sha256", sa.String(length=64), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
-        sa.ForeignKeyConstraint(["model_version_id"], ["model_versions.id"],
-                                name=op.f("fk_artifacts_model_version_id_model_versions"), ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["model_version_id"],
+            ["model_versions.id"],
+            name=op.f("fk_artifacts_model_version_id_model_versions"),
+            ondelete="CASCADE",
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_artifacts")),
         sa.UniqueConstraint("path", name=op.f("uq_artifacts_path")),
-    )  # fmt: skip
+    )
     op.create_index(op.f("ix_artifacts_model_version_id"), "artifacts", ["model_version_id"], unique=False)
     op.create_table(
         "artifact_chunks",
         sa.Column("artifact_id", sa.Integer(), nullable=False),
         sa.Column("seq", sa.Integer(), nullable=False),
         sa.Column("data", sa.LargeBinary(), nullable=False),
-        sa.ForeignKeyConstraint(["artifact_id"], ["artifacts.id"],
-                                name=op.f("fk_artifact_chunks_artifact_id_artifacts"), ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["artifact_id"], ["artifacts.id"], name=op.f("fk_artifact_chunks_artifact_id_artifacts"), ondelete="CASCADE"
+        ),
         sa.PrimaryKeyConstraint("artifact_id", "seq", name=op.f("pk_artifact_chunks")),
-    )  # fmt: skip
+    )
 
 
 def downgrade() -> None:
