@@ -2,7 +2,7 @@
 
 A campaign's seeds may run in separate processes (``simulate --first-seed``); this
 merges their ``campaign.json`` files, summarises them with the package's own
-:func:`~scn_annotator.simulate.summarise`, and prints the learning curve, the
+:func:`~scn_annotator.active.simulate.summarise`, and prints the learning curve, the
 labelled images each strategy needs to reach random's final error, the oracle's
 corrections per test image for the models at every budget, and the corrections
 summed over the labelled images.
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from scn_annotator.effort import MODES
-from scn_annotator.simulate import CampaignResult, plot, summarise
+from scn_annotator.active.effort import MODES
+from scn_annotator.active.simulate import CampaignResult, plot, summarise
 
 
 def load(folders: list[Path]) -> CampaignResult:

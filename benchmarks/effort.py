@@ -20,10 +20,10 @@ from hand import HAND, RULE
 from hand import split as hand_split
 from spine import SPINE, patient
 
-from scn_annotator.effort import Tolerance, measure_effort
-from scn_annotator.imageio import SpacingSource, find_images, image_id, read_image
-from scn_annotator.inference import Predictor
-from scn_annotator.labels import read_landmarks
+from scn_annotator.active.effort import Tolerance, measure_effort
+from scn_annotator.engine.inference import Predictor
+from scn_annotator.io.images import SpacingSource, find_images, image_id, read_image
+from scn_annotator.io.landmark_files import read_landmarks
 
 
 def main() -> None:

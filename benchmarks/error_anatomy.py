@@ -23,10 +23,10 @@ import numpy as np
 import torch
 from hand import HAND, RULE, split
 
-from scn_annotator.effort import oracle_corrections
-from scn_annotator.imageio import SpacingSource, find_images, image_id, read_image
-from scn_annotator.inference import Predictor
-from scn_annotator.labels import LandmarkTable, read_landmarks
+from scn_annotator.active.effort import oracle_corrections
+from scn_annotator.engine.inference import Predictor
+from scn_annotator.io.images import SpacingSource, find_images, image_id, read_image
+from scn_annotator.io.landmark_files import LandmarkTable, read_landmarks
 
 
 def errors_mm(predictor: Predictor, names: list[str], table: LandmarkTable, files: dict) -> np.ndarray:

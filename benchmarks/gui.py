@@ -25,9 +25,9 @@ import SimpleITK as sitk
 
 
 def build_project(root: Path, count: int, size: int) -> Path:
-    from scn_annotator.policy import RoundPolicy
-    from scn_annotator.sample import render_hand, sample_project
-    from scn_annotator.worker import Worker
+    from scn_annotator.active.policy import RoundPolicy
+    from scn_annotator.app.sample_project import render_hand, sample_project
+    from scn_annotator.app.worker import Worker
 
     rng = np.random.default_rng(0)
     (root / "images").mkdir(parents=True)
@@ -67,9 +67,9 @@ def measure(location: Path, args: argparse.Namespace) -> None:
     from napari.layers.base._base_constants import ActionType
     from qtpy.QtCore import QElapsedTimer, QTimer
     from qtpy.QtWidgets import QApplication
-    from scn_annotator.plugins._widget import AnnotatorWidget
 
-    from scn_annotator.policy import RoundPolicy
+    from scn_annotator.active.policy import RoundPolicy
+    from scn_annotator.plugins._widget import AnnotatorWidget
 
     viewer = napari.Viewer()
     widget = AnnotatorWidget(viewer)

@@ -25,13 +25,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scn_annotator.data import Normalisation, build_samples, labelled_images, match_images
-from scn_annotator.evaluation import evaluate
-from scn_annotator.geometry import SpacingRule
-from scn_annotator.imageio import find_images, read_image
-from scn_annotator.inference import Predictor
-from scn_annotator.labels import read_landmarks
-from scn_annotator.training import fit_input_to_data, preset, train
+from scn_annotator.engine.data import Normalisation, build_samples, labelled_images, match_images
+from scn_annotator.engine.evaluation import evaluate
+from scn_annotator.engine.geometry import SpacingRule
+from scn_annotator.engine.inference import Predictor
+from scn_annotator.engine.training import fit_input_to_data, preset, train
+from scn_annotator.io.images import find_images, read_image
+from scn_annotator.io.landmark_files import read_landmarks
 
 HAND = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hand"
 RULE = SpacingRule(1, 5, 50.0)
@@ -88,11 +88,11 @@ def main() -> None:
         if value is not None:
             changes[key] = value
     if args.aug == "paper":
-        from scn_annotator.augment import AugmentConfig
+        from scn_annotator.engine.augment import AugmentConfig
 
         changes["augment"] = AugmentConfig()
     elif args.aug == "mild":
-        from scn_annotator.augment import AugmentConfig
+        from scn_annotator.engine.augment import AugmentConfig
 
         changes["augment"] = AugmentConfig(
             translate=0.05, rotate=0.15, scale=(0.9, 1.1), scale_axis=(0.95, 1.05), elastic=0.02
@@ -100,7 +100,7 @@ def main() -> None:
     if args.hint_rate is not None:
         changes["hint_rate"] = args.hint_rate
     if args.refine != "preset":
-        from scn_annotator.refine import RefineConfig
+        from scn_annotator.engine.refinement import RefineConfig
 
         changes["refine"] = RefineConfig() if args.refine == "on" else None
     cfg = preset(args.preset, **changes)
@@ -165,7 +165,7 @@ def main() -> None:
         spacing[i] = (RULE.spacing(table.points[i]),) * 2
     # network alone, for comparison with the calibration figure
     image = read_image(by_id[test_ids[0]])
-    from scn_annotator.data import prepare_input
+    from scn_annotator.engine.data import prepare_input
 
     x, _ = prepare_input(image, cfg.input_size, norm)
     net_times = []

@@ -62,10 +62,10 @@ def main() -> None:
     ap.add_argument("--during-round", action="store_true", help="measure while a round trains, not after")
     args = ap.parse_args()
     from qtpy.QtWidgets import QApplication
-    from scn_annotator.plugins.app import launch
 
-    from scn_annotator.labels import read_landmarks
-    from scn_annotator.sample import generate_sample, sample_project
+    from scn_annotator.app.sample_project import generate_sample, sample_project
+    from scn_annotator.io.landmark_files import read_landmarks
+    from scn_annotator.plugins.app import launch
 
     root = Path(tempfile.mkdtemp(prefix="scn-idle-"))
     truth = read_landmarks(generate_sample(root / "sample", count=24, seed=1))
@@ -77,7 +77,7 @@ def main() -> None:
     pump(app, 3)
     panel = viewer.window.dock_widgets["Landmark annotator"].training
     if args.during_round:  # a round long enough to outlast the measurement
-        from scn_annotator.policy import RoundPolicy
+        from scn_annotator.active.policy import RoundPolicy
 
         RoundPolicy(initial_steps=100_000, max_minutes=args.seconds / 60 + 2).save(panel.session.project)
     panel.start_round()

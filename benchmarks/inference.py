@@ -20,10 +20,10 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from scn_annotator.data import prepare_input
-from scn_annotator.heatmaps import decode_peaks
-from scn_annotator.imageio import read_image
-from scn_annotator.inference import Predictor
+from scn_annotator.engine.data import prepare_input
+from scn_annotator.engine.heatmaps import decode_peaks
+from scn_annotator.engine.inference import Predictor
+from scn_annotator.io.images import read_image
 
 HAND = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hand"
 

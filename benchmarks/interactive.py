@@ -40,14 +40,13 @@ def main() -> None:
     ap.add_argument("--settle", type=float, default=0.3, help="seconds between an image opening and its first edit")
     args = ap.parse_args()
 
+    from scn_annotator.app.annotation_session import AnnotationSession
+    from scn_annotator.app.conditioning import ConditioningClient
+    from scn_annotator.app.project_operations import predict_project
     from scn_annotator.db.store import Project
     from scn_annotator.db.transfer import import_images
-
-    from scn_annotator.imageio import read_image
-    from scn_annotator.interactive import ConditioningClient
-    from scn_annotator.labels import read_landmarks
-    from scn_annotator.project import predict_project
-    from scn_annotator.session import AnnotationSession
+    from scn_annotator.io.images import read_image
+    from scn_annotator.io.landmark_files import read_landmarks
 
     table = read_landmarks(HAND / "all.csv")
     ids = sorted(table.points)[-args.images :]

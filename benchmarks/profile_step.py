@@ -15,11 +15,11 @@ import time
 
 import torch
 
-from scn_annotator.augment import augment_batch, random_generator
-from scn_annotator.device import mixed_precision, training_layout
-from scn_annotator.heatmaps import GaussianTargets, heatmap_loss
-from scn_annotator.network import SpatialConfigurationNet
-from scn_annotator.training import _make_optimizer, preset
+from scn_annotator.engine.augment import augment_batch, random_generator
+from scn_annotator.engine.device import mixed_precision, training_layout
+from scn_annotator.engine.heatmaps import GaussianTargets, heatmap_loss
+from scn_annotator.engine.network import SpatialConfigurationNet
+from scn_annotator.engine.training import _make_optimizer, preset
 
 
 def main() -> None:

@@ -19,12 +19,11 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from scn_annotator.active.policy import RoundPolicy
+from scn_annotator.app.worker import Worker
 from scn_annotator.db.store import Project
 from scn_annotator.db.transfer import import_images, import_labels
-
-from scn_annotator.labels import default_names, read_landmarks, write_landmarks
-from scn_annotator.policy import RoundPolicy
-from scn_annotator.worker import Worker
+from scn_annotator.io.landmark_files import default_names, read_landmarks, write_landmarks
 
 HAND = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hand"
 
@@ -45,7 +44,7 @@ def main() -> None:
         write_landmarks(root / "done.csv", default_names(37), {k: truth.points[k] for k in done})
         import_labels(project, root / "done.csv", spacing_rule=None)
         # the data set's convention for physical units: landmarks 1 and 5 are 50 mm apart
-        from scn_annotator.geometry import SpacingRule
+        from scn_annotator.engine.geometry import SpacingRule
 
         rule = SpacingRule(1, 5, 50.0)
         for name, points in truth.points.items():

@@ -3,7 +3,7 @@
     python benchmarks/scores.py benchmarks/out/scn-10.pt benchmarks/out/scn-all.pt
 
 For each trained model (from benchmarks/hand.py) and each strategy of
-``scn_annotator.scores``, on the 20 test images of hand.py's split: the Spearman
+``scn_annotator.active.scores``, on the 20 test images of hand.py's split: the Spearman
 rank correlation between a strategy's per-landmark value and that landmark's
 error (740 pairs), and between its image score and the image's mean error (20
 pairs). A score that ranks images for annotation is only useful if it is high
@@ -21,12 +21,12 @@ import torch
 from hand import HAND, RULE, split
 from scipy.stats import spearmanr
 
-from scn_annotator.data import build_samples, labelled_images, match_images
-from scn_annotator.imageio import find_images
-from scn_annotator.inference import Predictor
-from scn_annotator.labels import read_landmarks
-from scn_annotator.scores import STRATEGIES
-from scn_annotator.simulate import _predict
+from scn_annotator.active.scores import STRATEGIES
+from scn_annotator.active.simulate import _predict
+from scn_annotator.engine.data import build_samples, labelled_images, match_images
+from scn_annotator.engine.inference import Predictor
+from scn_annotator.io.images import find_images
+from scn_annotator.io.landmark_files import read_landmarks
 
 
 def main() -> None:

@@ -28,11 +28,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scn_annotator.imageio import find_images, image_id, read_image_info
-from scn_annotator.inference import Predictor
-from scn_annotator.labels import read_landmarks, write_landmarks
-from scn_annotator.pipeline import load_training_data
-from scn_annotator.training import preset, train
+from scn_annotator.app.file_operations import load_training_data
+from scn_annotator.engine.inference import Predictor
+from scn_annotator.engine.training import preset, train
+from scn_annotator.io.images import find_images, image_id, read_image_info
+from scn_annotator.io.landmark_files import read_landmarks, write_landmarks
 
 SPINE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "spine"
 
@@ -98,7 +98,7 @@ def main() -> None:
         if getattr(args, key) is not None:
             changes[key] = getattr(args, key)
     if args.refine != "preset":
-        from scn_annotator.refine import RefineConfig
+        from scn_annotator.engine.refinement import RefineConfig
 
         changes["refine"] = RefineConfig() if args.refine == "on" else None
     cfg = preset("cpu", **changes)

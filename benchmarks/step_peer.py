@@ -31,8 +31,8 @@ from pathlib import Path
 
 import torch
 
-from scn_annotator.device import mixed_precision, training_layout
-from scn_annotator.network import SCNConfig, SpatialConfigurationNet
+from scn_annotator.engine.device import mixed_precision, training_layout
+from scn_annotator.engine.network import SCNConfig, SpatialConfigurationNet
 
 
 def load_peer() -> type[torch.nn.Module]:

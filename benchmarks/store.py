@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+
 from scn_annotator.db.store import Project
 from scn_annotator.db.transfer import import_images, import_labels
-
-from scn_annotator.geometry import SpacingRule
-from scn_annotator.labels import default_names, write_landmarks
+from scn_annotator.engine.geometry import SpacingRule
+from scn_annotator.io.landmark_files import default_names, write_landmarks
 
 HAND = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hand"
 

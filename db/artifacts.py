@@ -21,7 +21,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from scn_annotator.atomic import atomic_open
+from scn_annotator.io.atomic import atomic_open
 
 from .models import Artifact, ArtifactChunk
 

@@ -36,9 +36,9 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from scn_annotator import __version__
-from scn_annotator.atomic import atomic_copy, atomic_write_text
+from scn_annotator.engine.geometry import clamp_to_image, inside_image
 from scn_annotator.errors import ScnError
-from scn_annotator.geometry import clamp_to_image, inside_image
+from scn_annotator.io.atomic import atomic_copy, atomic_write_text
 
 from . import artifacts, migrate
 from .jobs import JobQueue

@@ -20,11 +20,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from scn_annotator import __version__
-from scn_annotator.atomic import atomic_write_text
+from scn_annotator.engine.geometry import SpacingRule, inside_image
 from scn_annotator.errors import ImageReadError, LabelFileError, ScnError
-from scn_annotator.geometry import SpacingRule, inside_image
-from scn_annotator.imageio import find_images, image_id, read_image_info
-from scn_annotator.labels import LandmarkTable, default_names, read_landmarks, write_csv
+from scn_annotator.io.atomic import atomic_write_text
+from scn_annotator.io.images import find_images, image_id, read_image_info
+from scn_annotator.io.landmark_files import LandmarkTable, default_names, read_landmarks, write_csv
 
 from .models import Annotation, Image, ImageStatus, LandmarkState, Source, utcnow
 from .store import Project, apply_change, record_event, user_name

@@ -1,6 +1,6 @@
 """The napari plugin (``scn_annotator.plugins``): the only place Qt is imported.
 
-Thin widgets over the Qt-free core: :class:`~scn_annotator.session.AnnotationSession`
+Thin widgets over the Qt-free core: :class:`~scn_annotator.app.annotation_session.AnnotationSession`
 does the work, the widgets show it. Contributions are declared in ``napari.yaml``.
 """
 

@@ -56,7 +56,7 @@ def write_points(path: str, data: np.ndarray, attributes: dict) -> list[str]:
     the layer's data coordinates, which for the annotator's layers are image pixels
     (the physical size lives in the layer's scale).
     """
-    from scn_annotator.labels import write_csv
+    from scn_annotator.io.landmark_files import write_csv
 
     features = attributes.get("features")
     names = (
@@ -74,10 +74,10 @@ def write_points(path: str, data: np.ndarray, attributes: dict) -> list[str]:
 
 def sample_project() -> list:
     """Generate the demo project (phantom hand radiographs, 12 annotated) and open it."""
-    from scn_annotator.imageio import read_image
-    from scn_annotator.labels import read_landmarks
-    from scn_annotator.sample import generate_sample
-    from scn_annotator.sample import sample_project as build
+    from scn_annotator.app.sample_project import generate_sample
+    from scn_annotator.app.sample_project import sample_project as build
+    from scn_annotator.io.images import read_image
+    from scn_annotator.io.landmark_files import read_landmarks
 
     root = Path.home() / ".cache" / "scn-annotator" / "sample"
     folder = root / "project"

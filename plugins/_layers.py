@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from napari.layers import Points
 
-from scn_annotator.session import ImageView
+from scn_annotator.app.annotation_session import ImageView
 
 __all__ = ["HEATMAP_KINDS", "heatmap_data", "landmark_style", "update_layers"]
 

@@ -27,10 +27,10 @@ from magicgui.widgets import ComboBox, Container, Label, ProgressBar, PushButton
 from napari.utils.notifications import show_info
 from qtpy.QtCore import QTimer
 
-from scn_annotator.policy import RoundPolicy
-from scn_annotator.scores import STRATEGIES
-from scn_annotator.session import AnnotationSession
-from scn_annotator.worker import HEARTBEAT_S, STALE_AFTER_S, ensure_worker
+from scn_annotator.active.policy import RoundPolicy
+from scn_annotator.active.scores import STRATEGIES
+from scn_annotator.app.annotation_session import AnnotationSession
+from scn_annotator.app.worker import HEARTBEAT_S, STALE_AFTER_S, ensure_worker
 
 __all__ = ["TrainingPanel"]
 
@@ -152,7 +152,7 @@ class TrainingPanel(Container):
 
     def auto_trigger(self) -> None:
         """After an image is marked done: queue a round if the policy says so."""
-        from scn_annotator.worker import maybe_enqueue_round
+        from scn_annotator.app.worker import maybe_enqueue_round
 
         job = maybe_enqueue_round(self.session.project)
         if job is not None:

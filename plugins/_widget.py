@@ -1,6 +1,6 @@
 """The landmark annotator dock widget: queue, landmarks, heatmaps, corrections, training.
 
-A thin layer: layer events become :class:`~scn_annotator.session.AnnotationSession`
+A thin layer: layer events become :class:`~scn_annotator.app.annotation_session.AnnotationSession`
 calls, and the layers are redrawn from what the session (that is, the store) says
 afterwards. Nothing is kept only on screen: every drag, mark and acceptance is in
 the database when the call returns.
@@ -23,11 +23,11 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from scn_annotator.db.store import Project
 
+from scn_annotator.app.annotation_session import AnnotationSession, ImageView
+from scn_annotator.app.conditioning import ConditioningClient
+from scn_annotator.db.store import Project
 from scn_annotator.errors import ScnError
-from scn_annotator.interactive import ConditioningClient
-from scn_annotator.session import AnnotationSession, ImageView
 
 from ._layers import update_layers
 from ._training import TrainingPanel

@@ -29,13 +29,13 @@ SHARED = ROOT.parent / "shared" / "data"
 def main() -> None:
     anatomy, model = sys.argv[1], Path(sys.argv[2])
     from qtpy.QtWidgets import QApplication
+
+    from scn_annotator.active.scores import Scoring
+    from scn_annotator.app.project_operations import predict_project
     from scn_annotator.db.store import Project
     from scn_annotator.db.transfer import import_images
+    from scn_annotator.io.landmark_files import read_landmarks
     from scn_annotator.plugins.app import launch
-
-    from scn_annotator.labels import read_landmarks
-    from scn_annotator.project import predict_project
-    from scn_annotator.scores import Scoring
 
     labels = SHARED / anatomy / ("all.csv" if anatomy == "hand" else "landmarks.csv")
     table = read_landmarks(labels)

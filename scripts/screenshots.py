@@ -29,6 +29,7 @@ def main() -> None:
     if not (project / "project.json").exists():
         subprocess.run([sys.executable, "-m", "scn_annotator", "demo", "--dir", str(project.parent)], check=True)
     from qtpy.QtWidgets import QApplication
+
     from scn_annotator.plugins.app import launch
 
     OUT.mkdir(parents=True, exist_ok=True)

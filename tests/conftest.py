@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from scn_annotator.training import TrainConfig, preset
+from scn_annotator.engine.training import TrainConfig, preset
 
 HAND = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hand"
 
@@ -14,7 +14,7 @@ HAND = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hand"
 @pytest.fixture(scope="session")
 def sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """24 generated phantom radiographs (.mha, spacing 0.6 mm) with labels.csv."""
-    from scn_annotator.sample import generate_sample
+    from scn_annotator.app.sample_project import generate_sample
 
     root = tmp_path_factory.mktemp("sample")
     generate_sample(root, count=24, seed=3)
@@ -52,15 +52,15 @@ TINY = {"input_size": [64, 48], "filters": 8, "sc_filters": 8, "sc_kernel": 5, "
 
 def mark_done(project, truth, names, _folder: Path | None = None) -> None:
     """Import the true landmarks of ``names`` and mark those images done, as an annotator would."""
-    from scn_annotator.sample import annotate_from_truth
+    from scn_annotator.app.sample_project import annotate_from_truth
 
     annotate_from_truth(project, truth.points, names)
 
 
 def _new_project(folder: Path, sample_dir: Path):
-    from scn_annotator.labels import read_landmarks
-    from scn_annotator.policy import RoundPolicy
-    from scn_annotator.sample import sample_project
+    from scn_annotator.active.policy import RoundPolicy
+    from scn_annotator.app.sample_project import sample_project
+    from scn_annotator.io.landmark_files import read_landmarks
 
     truth = read_landmarks(sample_dir / "labels.csv")
     project = sample_project(folder / "p", sample_dir / "images", truth.points, sorted(truth.points)[:8], user="t")
@@ -91,7 +91,7 @@ def labelled_project(sample_dir, tmp_path):
 @pytest.fixture(scope="session")
 def trained_template(tmp_path_factory, sample_dir) -> Path:
     """A project after one real round, trained once per test session."""
-    from scn_annotator.worker import Worker
+    from scn_annotator.app.worker import Worker
 
     project, _ = _new_project(tmp_path_factory.mktemp("trained"), sample_dir)
     project.jobs.enqueue("round")

@@ -122,7 +122,7 @@ def test_console_script_is_installed():
 
 def test_project_commands_end_to_end(capsys, sample_dir, tmp_path):
     names = tmp_path / "names.txt"
-    from scn_annotator.sample import LANDMARK_NAMES
+    from scn_annotator.app.sample_project import LANDMARK_NAMES
 
     names.write_text("# one per line\n" + "\n".join(f"{n}, the {n.replace('_', ' ')}" for n in LANDMARK_NAMES))
     project = tmp_path / "proj"
@@ -277,7 +277,7 @@ def test_an_unexpected_error_is_one_line_with_a_log(capsys, monkeypatch, tmp_pat
 def test_simulate_without_matplotlib_says_so(monkeypatch, tmp_path):
     import builtins
 
-    from scn_annotator.simulate import plot
+    from scn_annotator.active.simulate import plot
 
     real = builtins.__import__
 
@@ -328,7 +328,7 @@ def test_a_landmark_outside_its_image_is_an_error_or_with_the_option_missing_and
 
 
 def test_predict_with_hints_in_every_layout(capsys, sample_dir, tmp_path):
-    from scn_annotator.labels import read_landmarks, write_landmarks
+    from scn_annotator.io.landmark_files import read_landmarks, write_landmarks
 
     images, labels = _six(sample_dir, tmp_path)
     model = tmp_path / "m.pt"
@@ -477,7 +477,7 @@ def test_one_spelling_works_in_every_command(capsys, sample_dir, tmp_path):
     """A project as PROJECT or --project, the written file as --out, -v and --debug after the command."""
     project = tmp_path / "proj"
     names = tmp_path / "names.txt"
-    from scn_annotator.sample import LANDMARK_NAMES
+    from scn_annotator.app.sample_project import LANDMARK_NAMES
 
     names.write_text("\n".join(LANDMARK_NAMES))
     assert run(capsys, "init", "--project", project, "--landmark-names", names, "-v")[0] == 0

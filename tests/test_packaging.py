@@ -75,8 +75,8 @@ def test_installed_package_resolves_outside_the_checkout(tmp_path):
 def test_core_does_not_import_qt(tmp_path):
     gui = ("qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "napari", "magicgui")
     code = (
-        "import sys, scn_annotator.cli, scn_annotator.training, scn_annotator.inference,"
-        " scn_annotator.pipeline;"
+        "import sys, scn_annotator.cli, scn_annotator.engine.training, scn_annotator.engine.inference,"
+        " scn_annotator.app.file_operations;"
         f"print(sorted(m for m in sys.modules if m.split('.')[0] in {gui!r}))"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scn_annotator.geometry import SpacingRule
-from scn_annotator.imageio import SpacingSource, find_images, read_image
-from scn_annotator.inference import Predictor
-from scn_annotator.labels import read_landmarks
-from scn_annotator.pipeline import evaluate_files, predict_folder
-from scn_annotator.training import train
+from scn_annotator.app.file_operations import evaluate_files, predict_folder
+from scn_annotator.engine.geometry import SpacingRule
+from scn_annotator.engine.inference import Predictor
+from scn_annotator.engine.training import train
+from scn_annotator.io.images import SpacingSource, find_images, read_image
+from scn_annotator.io.landmark_files import read_landmarks
 
 pytestmark = pytest.mark.real_data
 RULE = SpacingRule(1, 5, 50.0)
@@ -37,7 +37,7 @@ def test_real_files_read_with_the_expected_geometry(hand_dir):
 
 
 def test_pipeline_runs_on_real_radiographs(hand_dir, tiny_cfg, tmp_path):
-    from scn_annotator.data import Normalisation, build_samples, labelled_images, match_images
+    from scn_annotator.engine.data import Normalisation, build_samples, labelled_images, match_images
 
     table = read_landmarks(hand_dir / "all.csv")
     paths = find_images(hand_dir / "images")

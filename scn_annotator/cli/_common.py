@@ -12,8 +12,8 @@ from ..errors import ScnError
 
 if TYPE_CHECKING:  # imported where used: --help must not wait for torch or SQLAlchemy
     from ..db.store import Project
-    from ..geometry import SpacingRule
-    from ..training import TrainConfig, TrainProgress
+    from ..engine.geometry import SpacingRule
+    from ..engine.training import TrainConfig, TrainProgress
 
 __all__ = [
     "Progress",
@@ -97,7 +97,7 @@ def command() -> str:
 
 
 def rule(text: str | None) -> SpacingRule | None:
-    from ..geometry import SpacingRule
+    from ..engine.geometry import SpacingRule
 
     return SpacingRule.parse(text) if text else None
 
@@ -230,7 +230,7 @@ def report_outside(notes: list[str]) -> None:
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
-    from ..training import preset
+    from ..engine.training import preset
 
     changes: dict[str, Any] = {}
     if args.steps:
@@ -245,7 +245,7 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
     if args.filters:
         changes["filters"] = changes["sc_filters"] = args.filters
     if getattr(args, "refine", None):
-        from ..refine import RefineConfig
+        from ..engine.refinement import RefineConfig
 
         changes["refine"] = RefineConfig() if args.refine == "on" else None
     if getattr(args, "hint_rate", None) is not None:

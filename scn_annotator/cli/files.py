@@ -30,8 +30,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.project:
         return _train_project(args, cfg)
     need(args.images and args.labels and args.out, "train needs --images, --labels and --out (or --project)")
-    from ..pipeline import load_training_data
-    from ..training import train
+    from ..app.file_operations import load_training_data
+    from ..engine.training import train
 
     with Progress("reading images", "img") as loaded:
         data = load_training_data(
@@ -53,7 +53,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"(first: {data.labels_without_image[0]})",
             file=sys.stderr,
         )
-    from ..training import auto_preset
+    from ..engine.training import auto_preset
 
     name = auto_preset() + " (auto)" if args.preset == "auto" else args.preset
     print(
@@ -76,7 +76,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     if not Path(args.out).is_file():  # never announce a model that is not there
         raise ScnError(f"training ended ({result.stopped}) without writing {args.out}")
-    from ..inference import checkpoint_error
+    from ..engine.inference import checkpoint_error
 
     error, unit = checkpoint_error(args.out, data.val, device=device(args)) if data.val else (None, "")
     if error is not None:  # the model as written, local stage and all: the figure a project stores
@@ -89,12 +89,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _train_project(args: argparse.Namespace, cfg) -> int:  # noqa: ANN001
-    from ..project import train_project
+    from ..app.project_operations import train_project
 
     project = open_project(args.project, args)
     init = args.init
     if init is None and not args.fresh and (current := project.current_model()):
-        from ..training import warm_startable
+        from ..engine.training import warm_startable
 
         init = project.checkpoint_file(current)  # fine-tune the current model
         if not warm_startable(init, cfg):
@@ -125,7 +125,7 @@ def _train_project(args: argparse.Namespace, cfg) -> int:  # noqa: ANN001
 
 def cmd_predict(args: argparse.Namespace) -> int:
     if args.project:
-        from ..project import predict_project
+        from ..app.project_operations import predict_project
 
         project = open_project(args.project, args)
         with Progress("predicting", "img") as step:
@@ -135,8 +135,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(f"predicted {done} images of {args.project} (those not marked done); annotations untouched")
         return 0
     need(args.model and args.images and args.out, "predict needs --model, --images and --out (or --project)")
-    from ..inference import Predictor
-    from ..pipeline import predict_folder
+    from ..app.file_operations import predict_folder
+    from ..engine.inference import Predictor
 
     predictor = Predictor.from_checkpoint(args.model, device=device(args))
     with Progress("predicting", "img") as step:
@@ -159,7 +159,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.project:
-        from ..project import evaluate_project
+        from ..app.project_operations import evaluate_project
 
         report = evaluate_project(open_project(args.project, args), version_id=args.version)
         print(
@@ -169,7 +169,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         )
     else:
         need(args.pred and args.truth, "evaluate needs --pred and --truth (or --project)")
-        from ..pipeline import evaluate_files
+        from ..app.file_operations import evaluate_files
 
         report = evaluate_files(
             args.pred, args.truth, spacing_rule=rule(args.spacing_from), images=args.images, user_spacing=args.spacing
@@ -185,12 +185,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_effort(args: argparse.Namespace) -> int:
-    from ..data import match_images
-    from ..effort import Tolerance, measure_effort
-    from ..imageio import SpacingSource, find_images, read_image
-    from ..inference import Predictor
-    from ..labels import read_landmarks
-    from ..pipeline import in_model_order
+    from ..active.effort import Tolerance, measure_effort
+    from ..app.file_operations import in_model_order
+    from ..engine.data import match_images
+    from ..engine.inference import Predictor
+    from ..io.images import SpacingSource, find_images, read_image
+    from ..io.landmark_files import read_landmarks
 
     tolerance = Tolerance.parse(args.tolerance)
     predictor = Predictor.from_checkpoint(args.model, device=device(args))
@@ -219,7 +219,7 @@ def cmd_effort(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from ..sample import generate_sample
+    from ..app.sample_project import generate_sample
 
     labels = generate_sample(args.folder, count=args.count, seed=args.seed, suffix=args.format)
     print(f"{args.count} generated radiographs in {Path(args.folder) / 'images'}, landmarks in {labels}")

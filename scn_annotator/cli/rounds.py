@@ -8,8 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-from ..atomic import atomic_write_text
 from ..errors import ScnError
+from ..io.atomic import atomic_write_text
 from ._common import (
     Progress,
     add_device,
@@ -26,7 +26,7 @@ from ._common import (
 def cmd_worker(args: argparse.Namespace) -> int:
     import logging
 
-    from ..worker import Worker
+    from ..app.worker import Worker
 
     logging.getLogger("scn_annotator").setLevel(logging.INFO)
     worker = Worker(
@@ -98,8 +98,8 @@ def _follow(project, job_id: int) -> dict:  # noqa: ANN001
 
 
 def cmd_round(args: argparse.Namespace) -> int:
-    from ..policy import RoundPolicy
-    from ..worker import ensure_worker
+    from ..active.policy import RoundPolicy
+    from ..app.worker import ensure_worker
 
     project = open_project(args.project, args)
     policy = RoundPolicy.of(project)
@@ -125,7 +125,7 @@ def cmd_round(args: argparse.Namespace) -> int:
 
 
 def cmd_rank(args: argparse.Namespace) -> int:
-    from ..ranking import ranked_queue
+    from ..active.ranking import ranked_queue
 
     project = open_project(args.project, args)
     queue = ranked_queue(project, strategy=args.strategy)
@@ -159,7 +159,7 @@ def _counts(text: str) -> list[int]:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from ..simulate import Campaign, plot, run_campaign, summarise
+    from ..active.simulate import Campaign, plot, run_campaign, summarise
 
     cfg = train_config(args)
     campaign = Campaign(
@@ -229,11 +229,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from ..evaluation import point_errors
-    from ..labels import read_landmarks
-    from ..policy import RoundPolicy
-    from ..sample import generate_sample, sample_project
-    from ..worker import ensure_worker
+    from ..active.policy import RoundPolicy
+    from ..app.sample_project import generate_sample, sample_project
+    from ..app.worker import ensure_worker
+    from ..engine.evaluation import point_errors
+    from ..io.landmark_files import read_landmarks
 
     started = time.perf_counter()
     root = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="scn-demo-"))
@@ -323,7 +323,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_project_options(p)
     p.set_defaults(func=cmd_rank)
 
-    from ..scores import STRATEGIES
+    from ..active.scores import STRATEGIES
 
     p = sub.add_parser(
         "simulate",

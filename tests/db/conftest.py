@@ -12,9 +12,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-from scn_annotator.db.store import Project
 
-from scn_annotator.sample import LANDMARK_NAMES
+from scn_annotator.app.sample_project import LANDMARK_NAMES
+from scn_annotator.db.store import Project
 
 PG_ADMIN = os.environ.get("SCN_TEST_POSTGRES", "postgresql://scn:scn@localhost:5432/postgres")
 

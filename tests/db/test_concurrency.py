@@ -11,9 +11,10 @@ from select import select as wait_readable
 
 import numpy as np
 import pytest
+from sqlalchemy import func, select, text
+
 from scn_annotator.db.models import Annotation, Event, ImagePrediction, Prediction
 from scn_annotator.db.store import Project
-from sqlalchemy import func, select, text
 
 FORK = mp.get_context("fork")
 

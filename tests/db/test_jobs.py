@@ -7,6 +7,7 @@ import multiprocessing as mp
 import time
 
 import pytest
+
 from scn_annotator.db.jobs import MAX_ATTEMPTS
 from scn_annotator.db.store import Project
 

@@ -7,11 +7,12 @@ import json
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
+
 from scn_annotator.db import migrate
 from scn_annotator.db.models import Base
 from scn_annotator.db.session import Database
 from scn_annotator.db.store import Project
-from sqlalchemy import text
 
 
 def _db(backend, tmp_path) -> Database:

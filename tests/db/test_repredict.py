@@ -9,10 +9,10 @@ a foreign-key error, and every earlier correction lost the prediction it came fr
 from __future__ import annotations
 
 import numpy as np
-from scn_annotator.db.models import Event, ImagePrediction, Prediction
 from sqlalchemy import func, select
 
-from scn_annotator.session import AnnotationSession
+from scn_annotator.app.annotation_session import AnnotationSession
+from scn_annotator.db.models import Event, ImagePrediction, Prediction
 
 
 def _model(project, tmp_path) -> int:
@@ -92,10 +92,11 @@ def test_the_upgrade_keeps_every_prediction_and_reference(backend, tmp_path):
     """0002 -> 0003 rebuilds image_predictions on SQLite: nothing may cascade away."""
     import json
 
+    from sqlalchemy import text
+
     from scn_annotator.db import migrate
     from scn_annotator.db.session import Database
     from scn_annotator.db.store import Project
-    from sqlalchemy import text
 
     folder = tmp_path / "old"
     folder.mkdir()

@@ -6,13 +6,13 @@ import shutil
 import numpy as np
 import pytest
 import sqlalchemy as sa
+from sqlalchemy import func, select
+
+from scn_annotator.app.sample_project import LANDMARK_NAMES
 from scn_annotator.db.models import Annotation, Event, ModelVersion
 from scn_annotator.db.store import Project, landmark_colors
 from scn_annotator.db.transfer import import_images
-from sqlalchemy import func, select
-
 from scn_annotator.errors import ScnError
-from scn_annotator.sample import LANDMARK_NAMES
 
 
 def test_create_and_reopen(project, backend, tmp_path):

@@ -6,16 +6,16 @@ import shutil
 
 import numpy as np
 import pytest
+
+from scn_annotator.active.policy import RoundPolicy
+from scn_annotator.app.sample_project import LANDMARK_NAMES, annotate_from_truth
+from scn_annotator.app.worker import Worker
 from scn_annotator.db import artifacts
 from scn_annotator.db.store import Project
 from scn_annotator.db.transfer import import_images
-
-from scn_annotator.cache import load_heatmaps
-from scn_annotator.inference import Predictor
-from scn_annotator.labels import read_landmarks
-from scn_annotator.policy import RoundPolicy
-from scn_annotator.sample import LANDMARK_NAMES, annotate_from_truth
-from scn_annotator.worker import Worker
+from scn_annotator.engine.inference import Predictor
+from scn_annotator.io.heatmap_cache import load_heatmaps
+from scn_annotator.io.landmark_files import read_landmarks
 
 
 def test_a_laptop_sees_the_servers_models_and_overlays_and_rolls_back(
@@ -70,8 +70,9 @@ def test_a_damaged_copy_in_the_database_is_refused_not_written(postgres_url, tmp
     source = tmp_path / "weights.bin"
     source.write_bytes(np.random.default_rng(0).bytes(artifacts.CHUNK_BYTES + 1000))  # two chunks
     version = project.register_model(source)
-    from scn_annotator.db.models import ArtifactChunk
     from sqlalchemy import update
+
+    from scn_annotator.db.models import ArtifactChunk
 
     with project.db.write() as s:
         s.execute(update(ArtifactChunk).where(ArtifactChunk.seq == 1).values(data=b"x" * 1000))
@@ -89,8 +90,9 @@ def test_a_sqlite_project_keeps_its_files_as_files(tmp_path):
     source.write_bytes(b"weights")
     version = project.register_model(source)
     assert not project.shares_files
-    from scn_annotator.db.models import Artifact
     from sqlalchemy import func, select
+
+    from scn_annotator.db.models import Artifact
 
     with project.db.read() as s:
         assert s.scalar(select(func.count()).select_from(Artifact)) == 0

@@ -5,13 +5,13 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
+
+from scn_annotator.app.sample_project import LANDMARK_NAMES
 from scn_annotator.db.store import Project
 from scn_annotator.db.transfer import ImportConflictError, export, import_images, import_labels
-
+from scn_annotator.engine.geometry import SpacingRule
 from scn_annotator.errors import LabelFileError
-from scn_annotator.geometry import SpacingRule
-from scn_annotator.labels import read_landmarks
-from scn_annotator.sample import LANDMARK_NAMES
+from scn_annotator.io.landmark_files import read_landmarks
 
 
 def test_import_labels_then_export_then_reimport_round_trips(loaded, sample_dir, tmp_path, backend):

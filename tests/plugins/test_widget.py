@@ -144,7 +144,7 @@ def test_every_shortcut_is_bound_and_works(widget):
 
 
 def test_training_from_the_viewer(widget, qtbot, tiny_policy):
-    from scn_annotator.policy import RoundPolicy
+    from scn_annotator.active.policy import RoundPolicy
 
     project = widget.session.project
     RoundPolicy(initial_steps=40, round_steps=15, overrides=tiny_policy).save(project)
@@ -167,8 +167,7 @@ def test_reader_writer_and_sample(widget, trained, tmp_path, monkeypatch):
     out = tmp_path / "points.csv"
     points.save(str(out), plugin="scn-annotator")  # through napari's writer machinery
     from scn_annotator.db.transfer import import_labels
-
-    from scn_annotator.labels import read_landmarks
+    from scn_annotator.io.landmark_files import read_landmarks
 
     table = read_landmarks(out)
     assert list(table.points) == [widget.view.record.name]  # the image, not the layer's name

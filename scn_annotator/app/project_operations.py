@@ -1,0 +1,233 @@
+"""Training, prediction and evaluation on a project instead of on loose files.
+
+The bridge between the engine and the store: the images an annotator marked done
+become training samples (their annotations the targets: placed and occluded
+landmarks count, absent ones are missing), a trained checkpoint becomes a model
+version, and a model's output becomes predictions and heatmap caches, never
+annotations. The CLI uses these functions directly; the background worker uses
+them for its rounds.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..active.scores import Scoring
+from ..db.store import ImageRecord, Project
+from ..engine.data import LabelledImage, Normalisation, build_samples, split_samples
+from ..engine.evaluation import EvaluationReport, evaluate
+from ..engine.inference import Predictor, checkpoint_error
+from ..engine.training import TrainConfig, TrainProgress, TrainResult, fit_input_to_data, train
+from ..errors import ImageReadError, ScnError
+from ..io.heatmap_cache import save_heatmaps
+from ..io.images import SpacingSource
+
+__all__ = [
+    "ProjectTrainResult",
+    "evaluate_project",
+    "labelled_images",
+    "predict_project",
+    "train_project",
+]
+
+
+def labelled_images(project: Project, statuses: Sequence[str] = ("done",)) -> list[tuple[ImageRecord, LabelledImage]]:
+    """The project's images of these statuses with their annotations as training targets."""
+    out = []
+    for image in project.images(list(statuses)):
+        points = project.points(image.id)  # absent and unannotated landmarks are NaN: no loss
+        if np.isnan(points).all():
+            continue
+        source = SpacingSource(image.spacing_source) if image.spacing else SpacingSource.UNKNOWN
+        item = LabelledImage(project.resolve(image), points, f"project image {image.name!r}", image.spacing, source)
+        out.append((image, item))
+    return out
+
+
+@dataclass
+class ProjectTrainResult:
+    """A registered model version and the one comparison that decided whether it is current.
+
+    Both errors come from the inference path (the same predictor, local stage and
+    all) on the same validation images, those neither model was trained on.
+    """
+
+    version_id: int
+    made_current: bool
+    result: TrainResult
+    val_error: float | None  # the new model, through the inference path, on the images compared
+    previous_error: float | None  # the model that was current, on the same images
+    unit: str = "px"
+    compared_on: int = 0  # validation images both errors are measured on
+
+    def verdict(self) -> str:
+        """One line for the CLI, the worker's log and the panel."""
+        if self.val_error is None:
+            figures = "no validation image to measure it on"
+        else:
+            figures = f"validation error {self.val_error:.2f} {self.unit}"
+            if self.previous_error is not None:
+                figures += (
+                    f" against the current model's {self.previous_error:.2f} {self.unit} on the same "
+                    f"{self.compared_on} images"
+                )
+        state = "is now the current model" if self.made_current else "is worse and was kept, not made current"
+        return f"{figures}; model version {self.version_id} {state}"
+
+
+def train_project(
+    project: Project,
+    cfg: TrainConfig,
+    *,
+    val_fraction: float = 0.15,
+    init_from: Path | None = None,
+    progress: Callable[[TrainProgress], None] | None = None,
+    loading: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    max_minutes: float | None = None,
+    device: str | None = None,
+    note: str = "",
+) -> ProjectTrainResult:
+    """Train on the done images, register the model, and make it current unless it is worse.
+
+    "Worse" is one rule: the new model and the current one are both run through the
+    inference path on this run's validation images that the current model was not
+    trained on (the split keeps the current model's validation images in validation),
+    and the new one is current unless its mean error there is higher. That figure is
+    what the version stores and the panel and ``status`` show; the training loop's
+    own validation (the coarse stage, before the local one) is kept beside it.
+    """
+    pairs = labelled_images(project)
+    if len(pairs) < 2:
+        raise ScnError(f"training needs at least 2 images marked done with landmarks; the project has {len(pairs)}")
+    current = project.current_model()
+    held_out = [str(i) for i, _ in current.training_set.get("val", [])] if current else []
+    trained = [str(i) for i in current.trained_on] if current else []
+    ids = [str(r.id) for r, _ in pairs]
+    train_ids, val_ids = split_samples(ids, val_fraction, cfg.seed, held_out=held_out, trained=trained)
+    items = {str(r.id): item for r, item in pairs}
+    norm = Normalisation(*cfg.normalisation)
+    ordered = [items[i] for i in train_ids + val_ids]
+    cfg = fit_input_to_data(cfg, ordered)
+    samples = build_samples(ordered, cfg.input_size, norm, cfg.cache_factor, progress=loading)
+    train_s, val_s = samples[: len(train_ids)], samples[len(train_ids) :]
+    folder = project.checkpoint_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".training-") as tmp:
+        out = Path(tmp) / "model.pt"
+        result = train(
+            cfg,
+            train_s,
+            val_s,
+            project.landmark_names,
+            out,
+            progress=progress,
+            should_stop=should_stop,
+            max_minutes=max_minutes,
+            init_from=init_from,
+            device=device,
+        )
+        if result.stopped == "cancelled":
+            raise ScnError("training was cancelled; no model version was registered")
+        unseen = {i for i in val_ids if current is None or int(i) not in current.trained_on}
+        compared = [s for i, s in zip(val_ids, val_s) if i in unseen] or list(val_s)
+        new_error, unit, previous = None, result.unit, None
+        if compared:
+            new_error, unit = checkpoint_error(out, compared, device=device)
+            if current is not None:
+                previous, _ = checkpoint_error(project.checkpoint_file(current), compared, device=device)
+        better = current is None or previous is None or new_error is None or new_error <= previous
+        last_event = {r.id: max((h["id"] for h in project.history(r.id, limit=1)), default=0) for r, _ in pairs}
+        version = project.register_model(
+            out,
+            config=cfg.to_dict(),
+            training_set={
+                "train": [[int(i), last_event[int(i)]] for i in train_ids],
+                "val": [[int(i), last_event[int(i)]] for i in val_ids],
+            },
+            metrics={
+                "val_error": new_error,
+                "unit": unit,
+                "previous_val_error": previous,
+                "compared_on": len(compared),
+                "training_val_error": result.best_val_error,  # the coarse stage, at the cache's resolution
+                "steps": result.steps,
+                "best_step": result.best_step,
+                "seconds": result.seconds,
+                "stopped": result.stopped,
+            },
+            parent_id=current.id if current else None,
+            make_current=better,
+            note=note,
+        )
+    return ProjectTrainResult(version, better, result, new_error, previous, unit, len(compared))
+
+
+def predict_project(
+    project: Project,
+    *,
+    version_id: int | None = None,
+    statuses: Sequence[str] = ("new", "in_progress", "skipped"),
+    heatmaps: bool = True,
+    scorer: Scoring | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    device: str | None = None,
+) -> tuple[int, list[tuple[str, str]]]:
+    """Predict every image of these statuses with a model version (the current one by default).
+
+    Stores landmarks, scores and heatmap caches; annotations are not touched.
+    Returns (images predicted, [(image, reason) for unreadable ones]).
+    """
+    model = project.model(version_id)
+    version_id = model.id
+    predictor = Predictor.from_checkpoint(project.checkpoint_file(model), device=device)
+    if predictor.names != project.landmark_names:
+        raise ScnError(f"model version {version_id} predicts other landmarks than this project has")
+    images = project.images(list(statuses))
+    done, failed = 0, []
+    for i, image in enumerate(images):
+        if should_stop is not None and should_stop():
+            break
+        try:
+            mc = scorer.mc_passes if scorer is not None else 0
+            prediction = predictor.predict(project.resolve(image), heatmaps=True, mc_passes=mc)
+        except ImageReadError as exc:
+            failed.append((image.name, exc.reason))
+            continue
+        cache = None
+        if heatmaps and prediction.heatmaps is not None:
+            path = save_heatmaps(project.heatmap_cache_path(version_id, image.id), prediction.heatmaps)
+            cache = project.relative_to_data(path)
+        scores = scorer(prediction) if scorer is not None else None
+        project.store_predictions(
+            version_id, image.id, prediction.points, prediction.confidence, heatmaps=cache, scores=scores
+        )
+        done += 1
+        if progress:
+            progress(i + 1, len(images))
+    return done, failed
+
+
+def evaluate_project(
+    project: Project, *, version_id: int | None = None, held_out_only: bool = True
+) -> EvaluationReport:
+    """A model's error on the done images, by default only on those it was not trained on."""
+    version = project.model(version_id)
+    trained = version.trained_on if held_out_only else set()
+    pairs = [(r, item) for r, item in labelled_images(project) if r.id not in trained]
+    if not pairs:
+        raise ScnError("no done image outside the model's training set to evaluate on")
+    predictor = Predictor.from_checkpoint(project.checkpoint_file(version))
+    predicted, truth, spacing, sources = {}, {}, {}, {}
+    for record, item in pairs:
+        predicted[record.name] = predictor.predict(item.path).points
+        truth[record.name] = item.points
+        spacing[record.name] = item.spacing
+        sources[record.name] = item.spacing_source.value
+    return evaluate(predicted, truth, spacing, project.landmark_names, sources)

@@ -1,0 +1,149 @@
+"""Simulated campaigns predict and score through the worker's own path."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from scn_annotator.active.simulate import Campaign, run_campaign, split_ids, summarise
+from scn_annotator.errors import ScnError
+
+
+def test_a_tiny_campaign_runs_every_strategy_through_the_worker_path(sample_dir, tiny_cfg, monkeypatch):
+    from scn_annotator.active import scores
+    from scn_annotator.engine import inference
+
+    calls = {"predict": 0, "mc": 0, "scoring": 0}
+    real_predict, real_call = inference.Predictor.predict, scores.Scoring.__call__
+
+    def predict(self, image, heatmaps=False, mc_passes=0):
+        calls["predict"] += 1
+        calls["mc"] += int(mc_passes > 0)
+        return real_predict(self, image, heatmaps=heatmaps, mc_passes=mc_passes)
+
+    def score(self, prediction):
+        calls["scoring"] += 1
+        return real_call(self, prediction)
+
+    monkeypatch.setattr(inference.Predictor, "predict", predict)
+    monkeypatch.setattr(scores.Scoring, "__call__", score)
+    cfg = tiny_cfg.replace(input_size=(64, 48))
+    campaign = Campaign(
+        strategies=["least_confident", "mc_dropout"],
+        seeds=[0],
+        initial=4,
+        batch=4,
+        budget=8,
+        test=4,
+        initial_steps=6,
+        round_steps=4,
+        mc_passes=3,
+    )
+    result = run_campaign(
+        sample_dir / "images", sample_dir / "labels.csv", cfg, campaign, device="cpu", log=lambda _m: None
+    )
+    pool = 24 - 4 - 4  # unlabelled images scored in the one round of each strategy
+    assert calls["predict"] == calls["scoring"] == 2 * pool
+    assert calls["mc"] == pool  # dropout passes only where the strategy needs them
+    assert [c["strategy"] for c in result.curves] == ["least_confident", "mc_dropout"]
+    for curve in result.curves:
+        assert [p["labelled"] for p in curve["points"]] == [4, 8]
+        assert all(np.isfinite(p["mean"]) for p in curve["points"])
+        assert len(set(curve["points"][1]["picked"])) == 4
+    assert set(summarise(result)) == {"least_confident", "mc_dropout"}
+
+
+def test_a_campaign_counts_the_oracles_corrections_on_a_schedule(sample_dir, tiny_cfg):
+    cfg = tiny_cfg.replace(input_size=(64, 48), hint_rate=0.5)
+    campaign = Campaign(
+        strategies=["random", "residual_ambiguity"],
+        seeds=[0],
+        schedule=[4, 6, 9],
+        test=4,
+        initial_steps=6,
+        round_steps=4,
+        effort="3mm",
+        effort_test=2,
+    )
+    result = run_campaign(
+        sample_dir / "images", sample_dir / "labels.csv", cfg, campaign, device="cpu", log=lambda _m: None
+    )
+    landmarks = 15  # the generated hands'
+    for curve in result.curves:
+        points = curve["points"]
+        assert [p["labelled"] for p in points] == [4, 6, 9]
+        first = points[0]["effort"]  # the random start has no model to propose: every landmark is placed
+        assert first == {"manual": 4 * landmarks, "proposals": 4 * landmarks, "conditioned": 4 * landmarks}
+        for p in points[1:]:
+            e, picked = p["effort"], len(p["picked"])
+            assert e["manual"] == picked * landmarks
+            assert 0 <= e["proposals"] <= e["manual"] and 0 <= e["conditioned"] <= e["manual"]
+        for p in points:
+            assert p["test_effort"]["manual"] == landmarks  # per test image
+    summary = summarise(result)
+    for name, s in summary.items():
+        curves = [c for c in result.curves if c["strategy"] == name]
+        totals = [sum(p["effort"]["proposals"] for p in c["points"]) for c in curves]
+        assert s["corrections"]["proposals"][-1] == np.mean(totals)  # summed over the rounds
+        assert s["corrections"]["manual"] == [4 * landmarks, 6 * landmarks, 9 * landmarks]
+        assert len(s["test_effort"]["conditioned"]) == 3
+
+
+def test_the_test_split_keeps_each_patient_on_one_side():
+    ids = [f"p{p}-x{k}" for p in range(10) for k in range(1 + p % 3)]
+    test, pool = split_ids(ids, 5, r"(p\d+)-")
+    assert len(test) >= 5 and sorted(test + pool) == sorted(ids)
+    assert not {i.split("-")[0] for i in test} & {i.split("-")[0] for i in pool}
+    assert split_ids(ids, 5, r"(p\d+)-") == (test, pool)  # seeded
+    with pytest.raises(ScnError, match="not a regular expression"):
+        split_ids(ids, 5, "(")
+    with pytest.raises(ScnError, match="increasing"):
+        Campaign(strategies=["random"], seeds=[0], schedule=[8, 8]).budgets()
+
+
+def test_an_interrupted_campaign_resumes_from_its_finished_curves(sample_dir, tiny_cfg, tmp_path, monkeypatch):
+    from scn_annotator.active import simulate
+
+    cfg = tiny_cfg.replace(input_size=(64, 48))
+    campaign = Campaign(strategies=["random"], seeds=[0], schedule=[4, 6], test=4, initial_steps=4, round_steps=2)
+    checkpoint = tmp_path / "campaign.json"
+    first = run_campaign(
+        sample_dir / "images",
+        sample_dir / "labels.csv",
+        cfg,
+        campaign,
+        device="cpu",
+        log=lambda _m: None,
+        checkpoint=checkpoint,
+    )
+
+    def no_training(self, *args, **kwargs):
+        raise AssertionError("a finished curve was trained again")
+
+    monkeypatch.setattr(simulate.Trainer, "run", no_training)
+    lines: list[str] = []
+    again = run_campaign(
+        sample_dir / "images",
+        sample_dir / "labels.csv",
+        cfg,
+        campaign,
+        device="cpu",
+        log=lines.append,
+        checkpoint=checkpoint,
+    )
+    assert again.curves == json.loads(json.dumps(first.curves))
+    assert any("resuming: 1 finished curves" in line for line in lines)
+    # another design in the same file is not taken for this one
+    other = Campaign(strategies=["random"], seeds=[0], schedule=[4, 6], test=4, initial_steps=4, round_steps=3)
+    with pytest.raises(AssertionError, match="trained again"):
+        run_campaign(
+            sample_dir / "images",
+            sample_dir / "labels.csv",
+            cfg,
+            other,
+            device="cpu",
+            log=lines.append,
+            checkpoint=checkpoint,
+        )

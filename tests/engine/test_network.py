@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from scn_annotator.engine.network import SCNConfig, SpatialConfigurationNet, cubic_upsample
+
+
+def tiny(**kw) -> SpatialConfigurationNet:
+    return SpatialConfigurationNet(SCNConfig(num_landmarks=5, filters=8, sc_filters=8, sc_kernel=5, **kw))
+
+
+def test_output_is_local_times_spatial_and_keeps_both():
+    torch.manual_seed(0)
+    net = tiny().eval()
+    out = net(torch.randn(2, 1, 64, 48))
+    assert out.heatmaps.shape == out.local.shape == out.spatial.shape == (2, 5, 64, 48)
+    torch.testing.assert_close(out.heatmaps, out.local * out.spatial)
+    assert float(out.spatial.detach().abs().max()) <= 1.0  # tanh
+
+
+def test_unet_baseline_is_the_local_net_alone():
+    net = tiny(spatial=False).eval()
+    out = net(torch.randn(1, 1, 64, 48))
+    assert out.spatial is None and net.spatial is None
+    assert out.heatmaps is out.local
+
+
+def test_heatmap_heads_start_near_zero():
+    net = tiny()
+    assert float(net.local.head.weight.detach().std()) < 2e-4
+    assert float(net.spatial.head.weight.detach().std()) < 2e-4
+    assert float(net.local.blocks[0][0].weight.detach().std()) > 1e-2  # He init elsewhere
+
+
+def test_architecture_follows_the_paper():
+    cfg = SCNConfig(num_landmarks=37)
+    net = SpatialConfigurationNet(cfg)
+    convs = [m for m in net.local.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert {m.out_channels for m in convs[:-1]} == {128}  # equal width on every level
+    assert len(net.local.blocks) == 4
+    sc = [m for m in net.spatial.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [m.kernel_size for m in sc] == [(11, 11)] * 4
+    assert [m.out_channels for m in sc] == [128, 128, 128, 37]
+    assert any(isinstance(m, torch.nn.Dropout) for m in net.local.modules())
+    assert cfg.size_multiple == 16
+
+
+def test_input_size_must_fit_the_pooling():
+    with pytest.raises(ValueError, match="multiple of 16"):
+        tiny()(torch.randn(1, 1, 50, 48))
+
+
+def test_cubic_upsample_equals_bicubic_interpolation():
+    x = torch.randn(2, 3, 7, 5, dtype=torch.float64)
+    torch.testing.assert_close(
+        cubic_upsample(x, (112, 80)), F.interpolate(x, size=(112, 80), mode="bicubic", align_corners=False)
+    )
+
+
+def test_channel_dropout_option():
+    net = tiny(dropout_mode="channel")
+    assert any(isinstance(m, torch.nn.Dropout2d) for m in net.modules())
+    with pytest.raises(ValueError):
+        SCNConfig(num_landmarks=3, dropout_mode="pixel")
+
+
+def test_config_round_trips_through_a_dict():
+    cfg = SCNConfig(num_landmarks=4, filters=16, spatial=False)
+    assert SCNConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_inference_then_training_in_one_process():
+    net = tiny()
+    with torch.inference_mode():
+        net.eval()(torch.randn(1, 1, 64, 48))
+    net.train()
+    net(torch.randn(1, 1, 64, 48)).heatmaps.sum().backward()  # the cached upsampling matrices are reusable
+    assert net.local.head.weight.grad is not None
