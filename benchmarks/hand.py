@@ -25,11 +25,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from scn_annotator.engine.config import preset
 from scn_annotator.engine.data import Normalisation, build_samples, labelled_images, match_images
 from scn_annotator.engine.evaluation import evaluate
 from scn_annotator.engine.geometry import SpacingRule
 from scn_annotator.engine.inference import Predictor
-from scn_annotator.engine.training import fit_input_to_data, preset, train
+from scn_annotator.engine.training import fit_input_to_data, train
 from scn_annotator.io.images import find_images, read_image
 from scn_annotator.io.landmark_files import read_landmarks
 
@@ -88,11 +89,11 @@ def main() -> None:
         if value is not None:
             changes[key] = value
     if args.aug == "paper":
-        from scn_annotator.engine.augment import AugmentConfig
+        from scn_annotator.engine.config import AugmentConfig
 
         changes["augment"] = AugmentConfig()
     elif args.aug == "mild":
-        from scn_annotator.engine.augment import AugmentConfig
+        from scn_annotator.engine.config import AugmentConfig
 
         changes["augment"] = AugmentConfig(
             translate=0.05, rotate=0.15, scale=(0.9, 1.1), scale_axis=(0.95, 1.05), elastic=0.02
@@ -100,7 +101,7 @@ def main() -> None:
     if args.hint_rate is not None:
         changes["hint_rate"] = args.hint_rate
     if args.refine != "preset":
-        from scn_annotator.engine.refinement import RefineConfig
+        from scn_annotator.engine.config import RefineConfig
 
         changes["refine"] = RefineConfig() if args.refine == "on" else None
     cfg = preset(args.preset, **changes)

@@ -62,7 +62,7 @@ def main() -> None:
         truth[i] = table.points[i]
     project = Project.create(root / "project", table.names, user="bench")
     import_images(project, root / "images")
-    project.register_model(args.model, make_current=True)
+    project.models.register(args.model, make_current=True)
     predict_project(project)
     by_name = {r.name: r.id for r in project.images()}
 

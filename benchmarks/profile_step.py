@@ -16,10 +16,11 @@ import time
 import torch
 
 from scn_annotator.engine.augment import augment_batch, random_generator
+from scn_annotator.engine.config import preset
 from scn_annotator.engine.device import mixed_precision, training_layout
 from scn_annotator.engine.heatmaps import GaussianTargets, heatmap_loss
 from scn_annotator.engine.network import SpatialConfigurationNet
-from scn_annotator.engine.training import _make_optimizer, preset
+from scn_annotator.engine.trainer import _make_optimizer
 
 
 def main() -> None:
@@ -41,7 +42,7 @@ def main() -> None:
     valid = torch.ones(16, n, dtype=torch.bool)
     cpu = torch.device("cpu")
     layout, amp = training_layout(cpu), mixed_precision(cpu) if cfg.amp else None
-    model = SpatialConfigurationNet(cfg.network(n)).to(memory_format=layout)
+    model = SpatialConfigurationNet(cfg.network_for(n)).to(memory_format=layout)
     targets = GaussianTargets(n)
     opt = _make_optimizer(cfg, model, targets)
     parts = {"augment": 0.0, "targets": 0.0, "forward": 0.0, "backward+step": 0.0}

@@ -52,7 +52,7 @@ def main() -> None:
         for name in done:
             project.set_status(name, "done")
         if args.init:
-            project.register_model(args.init.resolve(), make_current=True, note="benchmark start")  # copied in
+            project.models.register(args.init.resolve(), make_current=True, note="benchmark start")  # copied in
         RoundPolicy(round_steps=args.round_steps, initial_steps=2800).save(project)
         job = project.jobs.enqueue("round")
         started = time.perf_counter()
@@ -84,7 +84,7 @@ def main() -> None:
             except StopIteration:
                 print(f"  (no log line for {name})")
         print("  log:", *(f"\n    {t:%H:%M:%S} {w}" for t, w in stamps))
-        versions = project.model_versions()
+        versions = project.models.all()
         print(f"model versions: {[(v['id'], v['is_current'], v['metrics'].get('val_error')) for v in versions]}")
         project.close()
     finally:

@@ -29,8 +29,9 @@ import numpy as np
 import torch
 
 from scn_annotator.app.file_operations import load_training_data
+from scn_annotator.engine.config import preset
 from scn_annotator.engine.inference import Predictor
-from scn_annotator.engine.training import preset, train
+from scn_annotator.engine.training import train
 from scn_annotator.io.images import find_images, image_id, read_image_info
 from scn_annotator.io.landmark_files import read_landmarks, write_landmarks
 
@@ -98,7 +99,7 @@ def main() -> None:
         if getattr(args, key) is not None:
             changes[key] = getattr(args, key)
     if args.refine != "preset":
-        from scn_annotator.engine.refinement import RefineConfig
+        from scn_annotator.engine.config import RefineConfig
 
         changes["refine"] = RefineConfig() if args.refine == "on" else None
     cfg = preset("cpu", **changes)

@@ -31,8 +31,9 @@ from pathlib import Path
 
 import torch
 
+from scn_annotator.engine.config import SCNConfig
 from scn_annotator.engine.device import mixed_precision, training_layout
-from scn_annotator.engine.network import SCNConfig, SpatialConfigurationNet
+from scn_annotator.engine.network import SpatialConfigurationNet
 
 
 def load_peer() -> type[torch.nn.Module]:

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from scn_annotator.db.records import ScoreRecord
 from scn_annotator.db.store import Project
 from scn_annotator.db.transfer import import_images, import_labels
 from scn_annotator.engine.geometry import SpacingRule
@@ -53,7 +54,7 @@ def bench_corrections(root: Path, args: argparse.Namespace) -> None:
     for i in range(1000):
         x, y = rng.uniform(100, 1000, 2)
         t = time.perf_counter()
-        project.set_landmark(images[i % len(images)], i % 37, float(x), float(y))
+        project.annotations.set(images[i % len(images)], i % 37, float(x), float(y))
         times.append(time.perf_counter() - t)
     ms = 1000 * np.array(times)
     print(
@@ -96,12 +97,12 @@ def bench_size(root: Path) -> None:
     import_labels(project, labels)
     ckpt = root / "m.pt"
     ckpt.write_bytes(b"x")
-    version = project.register_model(ckpt, make_current=True)
+    version = project.models.register(ckpt, make_current=True)
     for i, name in enumerate(points):
         for j in range(3):
-            project.set_landmark(name, (i + j) % 37, 10.0 + j, 20.0)
-        scores = {"disagreement": (0.5, {"la_sc_mm": list(rng.uniform(0, 5, 37))})}
-        project.store_predictions(version, name, points[name] + 0.5, rng.uniform(0, 3, 37), scores=scores)
+            project.annotations.set(name, (i + j) % 37, 10.0 + j, 20.0)
+        scores = [ScoreRecord("disagreement", 0.5, list(rng.uniform(0, 5, 37)), "mm")]
+        project.predictions.store(version, name, points[name] + 0.5, rng.uniform(0, 3, 37), scores=scores)
     with project.db.engine.connect() as conn:
         conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     size = (root / "size" / "project.sqlite").stat().st_size

@@ -47,16 +47,20 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from scn_annotator.configs import TextEnum
+
 __all__ = [
     "Annotation",
     "Artifact",
     "ArtifactChunk",
     "Base",
     "Event",
+    "EventKind",
     "Image",
     "ImagePrediction",
     "ImageStatus",
     "Job",
+    "JobKind",
     "JobState",
     "Landmark",
     "LandmarkState",
@@ -87,31 +91,50 @@ class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, dt.datetime: DateTime(timezone=False)}  # noqa: RUF012
 
 
-class ImageStatus(str, enum.Enum):
+class ImageStatus(TextEnum):
     NEW = "new"
     IN_PROGRESS = "in_progress"
     DONE = "done"
     SKIPPED = "skipped"
 
 
-class LandmarkState(str, enum.Enum):
+class LandmarkState(TextEnum):
     PLACED = "placed"  # seen and placed
     OCCLUDED = "occluded"  # not visible, position estimated
     ABSENT = "absent"  # not in this image (amputated, cropped out); no position
 
 
-class Source(str, enum.Enum):
+class Source(TextEnum):
     HUMAN = "human"  # placed or corrected by a person
     MODEL_ACCEPTED = "model_accepted"  # a prediction a person accepted as it was
     IMPORTED = "imported"  # from a landmark file
 
 
-class JobState(str, enum.Enum):
+class EventKind(TextEnum):
+    """What an event records: a change of landmarks (edit, import, undo, redo) or of an image's status."""
+
+    EDIT = "edit"
+    IMPORT = "import"
+    UNDO = "undo"
+    REDO = "redo"
+    STATUS = "status"
+
+
+class JobKind(TextEnum):
+    ROUND = "round"  # train on the done images, then re-predict and re-rank
+    PREDICT = "predict"  # re-predict and re-rank with the current model
+
+
+class JobState(TextEnum):
     QUEUED = "queued"
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
     CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobState.DONE, JobState.FAILED, JobState.CANCELLED)
 
 
 def _enum(kind: type[enum.Enum], name: str) -> Enum:
@@ -190,7 +213,7 @@ class Event(Base):
     __table_args__ = (Index(None, "image_id", "id"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     group_id: Mapped[int] = mapped_column(Integer, index=True)
-    kind: Mapped[str] = mapped_column(String(16))  # edit, status, import, undo, redo
+    kind: Mapped[str] = mapped_column(String(16))  # an EventKind
     reverts: Mapped[int | None] = mapped_column(Integer)  # the group an undo/redo acts on
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
     landmark_id: Mapped[int | None] = mapped_column(ForeignKey("landmarks.id"))
@@ -290,7 +313,8 @@ class Score(Base):
     run_id: Mapped[int] = mapped_column(ForeignKey("image_predictions.id", ondelete="CASCADE"))
     strategy: Mapped[str] = mapped_column(String(64))
     value: Mapped[float] = mapped_column(Float)
-    per_landmark: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    #: ``per_landmark`` (a value per landmark index, None where there is none), ``unit`` and any extras.
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
     run: Mapped[ImagePrediction] = relationship(back_populates="scores")
 

@@ -13,16 +13,21 @@ from typing import Any
 
 import numpy as np
 
-from .models import Image, Job, ModelVersion, Worker
+from scn_annotator.configs import Record
+from scn_annotator.engine.config import TrainConfig
+
+from .models import Event, EventKind, Image, Job, JobKind, JobState, LandmarkState, ModelVersion, Score, Source, Worker
 
 __all__ = [
     "AnnotationRecord",
+    "EventRecord",
     "ImageRecord",
     "JobRecord",
     "LandmarkInfo",
     "ModelRecord",
     "PredictionRecord",
     "ScoreRecord",
+    "VersionMetrics",
     "WorkerRecord",
 ]
 
@@ -73,11 +78,71 @@ class AnnotationRecord:
     landmark: int  # index
     x: float | None
     y: float | None
-    state: str
-    source: str
+    state: LandmarkState
+    source: Source
     author: str
     updated_at: dt.datetime
     prediction_id: int | None
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """One change: a landmark's old and new values (or an image's old and new status), who, when, why."""
+
+    id: int
+    group_id: int  # the events of one action (one undo step) share it
+    kind: EventKind
+    image_id: int
+    image: str  # the image's name
+    landmark_id: int | None
+    landmark: str | None  # the landmark's name; None for a status change
+    old_x: float | None
+    old_y: float | None
+    old_state: str | None  # None: there was no annotation
+    old_source: str | None
+    new_x: float | None
+    new_y: float | None
+    new_state: str | None  # None: the annotation was removed
+    new_source: str | None
+    old_status: str | None
+    new_status: str | None
+    reverts: int | None  # the group an undo or redo acts on
+    prediction_id: int | None  # the proposal a correction started from
+    author: str
+    at: dt.datetime
+
+    @classmethod
+    def of(cls, row: Event, image: str, landmark: str | None) -> EventRecord:
+        values = {c.name: getattr(row, c.name) for c in Event.__table__.columns}
+        values["kind"] = EventKind(row.kind)
+        return cls(image=image, landmark=landmark, **values)
+
+
+@dataclass(frozen=True)
+class VersionMetrics(Record):
+    """What the store knows of a model version's quality, measured when it was registered.
+
+    ``val_error`` is the one figure models are compared by: the inference path on
+    validation images neither the new nor the current model trained on
+    (``compared_on`` of them), beside the current model's error there
+    (``previous_val_error``). The training loop's own figure is kept as
+    ``training_val_error`` and decides nothing.
+    """
+
+    val_error: float | None = None
+    unit: str = "px"
+    previous_val_error: float | None = None
+    compared_on: int = 0
+    training_val_error: float | None = None
+    steps: int = 0
+    best_step: int = 0
+    seconds: float = 0.0
+    stopped: str = ""
+
+    @property
+    def error_text(self) -> str | None:
+        """The validation error as the app shows it (``0.83 mm``); None when there is none."""
+        return None if self.val_error is None else f"{self.val_error:.2f} {self.unit}"
 
 
 @dataclass(frozen=True)
@@ -86,9 +151,9 @@ class ModelRecord:
 
     id: int
     checkpoint: str
-    config: dict[str, Any]
+    config: TrainConfig | None  # how it was trained; None for a model registered by hand
     training_set: dict[str, Any]
-    metrics: dict[str, Any]
+    metrics: VersionMetrics
     parent_id: int | None
     is_current: bool
     created_at: dt.datetime
@@ -99,9 +164,9 @@ class ModelRecord:
         return cls(
             row.id,
             row.checkpoint,
-            dict(row.config or {}),
+            TrainConfig.from_dict(row.config) if row.config else None,
             dict(row.training_set or {}),
-            dict(row.metrics or {}),
+            VersionMetrics.from_dict(row.metrics or {}),
             row.parent_id,
             bool(row.is_current),
             row.created_at,
@@ -116,15 +181,23 @@ class ModelRecord:
 
 @dataclass(frozen=True)
 class ScoreRecord:
-    """One image's acquisition score under one strategy; ``details`` holds ``per_landmark`` and ``unit``."""
+    """One image's acquisition score under one strategy, with its value for each landmark."""
 
     strategy: str
     value: float
-    details: dict[str, Any] = field(default_factory=dict)
+    per_landmark: list[float | None] = field(default_factory=list)  # by landmark index; None: no value
+    unit: str = ""
+    extra: dict[str, float] = field(default_factory=dict)  # what a strategy adds (its parts, say)
 
-    @property
-    def per_landmark(self) -> list[float | None]:
-        return list(self.details.get("per_landmark", []))
+    def details(self) -> dict[str, Any]:
+        """The ``details`` column: the per-landmark values, the unit and the extras."""
+        return {"per_landmark": list(self.per_landmark), "unit": self.unit, **self.extra}
+
+    @classmethod
+    def of(cls, row: Score) -> ScoreRecord:
+        details = dict(row.details or {})
+        per_landmark, unit = list(details.pop("per_landmark", [])), str(details.pop("unit", ""))
+        return cls(row.strategy, row.value, per_landmark, unit, details)
 
 
 @dataclass(frozen=True)
@@ -143,8 +216,8 @@ class PredictionRecord:
 @dataclass(frozen=True)
 class JobRecord:
     id: int
-    kind: str
-    state: str
+    kind: JobKind | str  # a kind this version does not know stays its text (a newer worker's job)
+    state: JobState
     params: dict[str, Any]
     stage: str
     progress: float
@@ -163,13 +236,14 @@ class JobRecord:
     @classmethod
     def of(cls, row: Job) -> JobRecord:
         values = {c.name: getattr(row, c.name) for c in Job.__table__.columns}
-        values["state"] = row.state.value
+        values["state"] = row.state
+        values["kind"] = JobKind(row.kind) if row.kind in JobKind._value2member_map_ else row.kind
         values["params"] = dict(row.params or {})
         return cls(**values)
 
     @property
     def finished(self) -> bool:
-        return self.state in ("done", "failed", "cancelled")
+        return self.state.finished
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,10 @@ from scn_annotator.io.atomic import atomic_write_text
 from scn_annotator.io.images import find_images, image_id, read_image_info
 from scn_annotator.io.landmark_files import LandmarkTable, default_names, read_landmarks, write_csv
 
-from .models import Annotation, Image, ImageStatus, LandmarkState, Source, utcnow
-from .store import Project, apply_change, record_event, user_name
+from .annotations import apply_change, record_event
+from .models import Annotation, EventKind, Image, ImageStatus, LandmarkState, Source, utcnow
+from .rows import user_name
+from .store import Project
 
 __all__ = ["ImportConflictError", "ImportReport", "LabelImportReport", "export", "import_images", "import_labels"]
 
@@ -295,7 +297,7 @@ def import_labels(
                 report.unchanged += 1
                 continue
             event = apply_change(
-                s, row, lm_id, new, kind="import", author=author, group_id=groups.get(row.id), current=a
+                s, row, lm_id, new, kind=EventKind.IMPORT, author=author, group_id=groups.get(row.id), current=a
             )
             if event is not None:
                 groups.setdefault(row.id, event.group_id)
@@ -364,7 +366,7 @@ def export(project: Project, out: str | Path, *, layout: str = "wide", include_a
                 lines.append([image.name, lm.name, *xy, *mm, state, a.source.value, a.author, *spacing_cells])
         if layout == "wide":
             lines.append(wide)
-    current = project.current_model()
+    current = project.models.current()
     manifest = {
         "file": out.name,
         "layout": layout,

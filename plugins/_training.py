@@ -110,19 +110,18 @@ class TrainingPanel(Container):
 
     def refresh_models(self) -> None:
         project = self.session.project
-        versions = project.model_versions()
-        current = project.current_model()
+        versions = project.models.all()
+        current = project.models.current()
         self._version = current.id if current else None
         if current is None:
             self.model_label.value = "no model yet: mark a few images done, then train"
         else:
-            m = current.metrics
-            error = f", validation {m['val_error']:.2f} {m.get('unit', '')}" if m.get("val_error") is not None else ""
+            shown = current.metrics.error_text
+            error = f", validation {shown}" if shown else ""
             self.model_label.value = f"model version {current.id} of {len(versions)}{error}"
         choices = []
         for v in reversed(versions):
-            m = v.metrics
-            error = f"{m['val_error']:.2f} {m.get('unit', '')}" if m.get("val_error") is not None else "-"
+            error = v.metrics.error_text or "-"
             mark = " (current)" if v.is_current else ""
             choices.append((f"v{v.id}: {error}, {v.created_at:%Y-%m-%d %H:%M}{mark}", v.id))
         self.versions.choices = choices
@@ -146,7 +145,7 @@ class TrainingPanel(Container):
 
     def make_current(self) -> None:
         if self.versions.value is not None and self.versions.value != self._version:
-            self.session.project.set_current_model(int(self.versions.value))
+            self.session.project.models.make_current(int(self.versions.value))
             self.refresh_models()
             self._on_new_model()
 
@@ -234,7 +233,7 @@ class TrainingPanel(Container):
         interval = BUSY_POLL_MS if not ended else IDLE_POLL_MS
         if self.timer.interval() != interval:
             self.timer.setInterval(interval)
-        current = project.current_model()
+        current = project.models.current()
         newly_ended = job is not None and ended and job.id != self._reported
         if (current.id if current else None) != self._version or newly_ended:
             self.refresh_models()  # a new current model, or fresh predictions of a finished round

@@ -47,7 +47,7 @@ def main() -> None:
         (root / "images" / source.name).symlink_to(source)
     project = Project.create(root / "project", table.names, user="screenshots")
     import_images(project, root / "images")
-    project.register_model(model, make_current=True)
+    project.models.register(model, make_current=True)
     predict_project(project, scorer=Scoring())  # scored: the queue and the doubt halos as after a round
     project.close()
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from scn_annotator.engine.training import TrainConfig, preset
+from scn_annotator.engine.config import TrainConfig, preset
 
 HAND = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hand"
 

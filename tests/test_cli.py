@@ -444,10 +444,10 @@ def test_train_options_switch_the_local_stage_and_hint_channels():
     parser = argparse.ArgumentParser()
     add_train_options(parser)
     cfg = train_config(parser.parse_args(["--preset", "cpu", "--refine", "on", "--hint-rate", "0.5"]))
-    assert cfg.refine is not None and cfg.hint_rate == 0.5 and cfg.network(3).hint_channels
-    assert train_config(parser.parse_args(["--preset", "cpu"])).network(3).hint_channels  # the preset's default
+    assert cfg.refine is not None and cfg.hint_rate == 0.5 and cfg.network_for(3).hint_channels
+    assert train_config(parser.parse_args(["--preset", "cpu"])).network_for(3).hint_channels  # the preset's default
     cfg = train_config(parser.parse_args(["--preset", "cpu", "--refine", "off", "--hint-rate", "0"]))
-    assert cfg.refine is None and not cfg.network(3).hint_channels
+    assert cfg.refine is None and not cfg.network_for(3).hint_channels
     with pytest.raises(SystemExit):
         parser.parse_args(["--hint-rate", "1.5"])
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ..db.store import Project
 
 if TYPE_CHECKING:
-    from ..engine.training import TrainConfig
+    from ..engine.config import TrainConfig
 
 __all__ = ["RoundPolicy", "round_config"]
 
@@ -41,7 +41,7 @@ class RoundPolicy:
 
 def round_config(policy: RoundPolicy, first: bool) -> TrainConfig:
     """The first round trains from scratch for ``initial_steps``; later ones fine-tune for ``round_steps``."""
-    from ..engine.training import preset  # torch: only where a round is really configured
+    from ..engine.config import preset  # torch: only where a round is really configured
 
     steps = policy.initial_steps if first else policy.round_steps
     changes = {"steps": steps, "validate_every": max(25, steps // 10), **policy.overrides}

@@ -69,9 +69,9 @@ def ranked_queue(project: Project, strategy: str | None = None) -> RankedQueue:
     """
     strategy = strategy or RoundPolicy.of(project).strategy
     names = project.landmark_names
-    current = project.current_model()
-    scored = project.scores(strategy, current.id) if current is not None else {}
-    unit = next((sc.details.get("unit", "") for sc in scored.values() if sc.details.get("unit")), "")
+    current = project.models.current()
+    scored = project.predictions.scores(strategy, current.id) if current is not None else {}
+    unit = next((sc.unit for sc in scored.values() if sc.unit), "")
     values = [v for sc in scored.values() for v in sc.per_landmark if v is not None]
     finite_values = np.array([v for v in values if np.isfinite(v)])
     threshold = float(np.quantile(finite_values, 1 - DOUBTFUL_SHARE)) if finite_values.size else float("inf")

@@ -36,11 +36,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 from scipy import ndimage
 
+from ..db.records import ScoreRecord
 from ..engine.geometry import InputTransform
 from ..io.heatmap_cache import orient
 
@@ -85,9 +86,10 @@ class Scored:
     unit: str = ""
     extra: dict[str, float] = field(default_factory=dict)
 
-    def to_record(self) -> tuple[float, dict[str, object]]:
+    def to_record(self, strategy: str) -> ScoreRecord:
+        """What the store keeps of it: per-landmark values rounded, None where not finite."""
         values = [None if not np.isfinite(v) else round(float(v), 5) for v in self.per_landmark]
-        return float(self.value), {"per_landmark": values, "unit": self.unit, **self.extra}
+        return ScoreRecord(strategy, float(self.value), values, self.unit, dict(self.extra))
 
 
 class Strategy:
@@ -325,7 +327,7 @@ def mc_passes_for(strategies: Iterable[str]) -> int:
 
 @dataclass
 class Scoring:
-    """Turns one prediction into every acquisition score it can feed: {strategy: (value, details)}.
+    """Turns one prediction into every acquisition score it can feed, by strategy.
 
     All heatmap-based strategies are scored every time, so the app can switch
     strategy without re-running anything; MC dropout only when ``mc_passes`` > 0.
@@ -337,7 +339,7 @@ class Scoring:
     round: int = 0
     strategies: list[str] | None = None
 
-    def __call__(self, prediction: Prediction) -> dict[str, tuple[float, dict[str, Any]]]:
+    def __call__(self, prediction: Prediction) -> dict[str, ScoreRecord]:
         h = prediction.heatmaps
         x = ScoreInput(
             prediction.image_id,
@@ -350,7 +352,7 @@ class Scoring:
             mc_points=prediction.mc_points,
             round=self.round,
         )
-        return {name: scored.to_record() for name, scored in score_all(x, self.strategies).items()}
+        return {name: scored.to_record(name) for name, scored in score_all(x, self.strategies).items()}
 
 
 def select_batch(

@@ -33,11 +33,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..engine.config import TrainConfig
 from ..engine.data import Normalisation, Sample, build_samples, labelled_images, match_images
-from ..engine.evaluation import mean_error
+from ..engine.evaluation import error_unit, mean_error
 from ..engine.geometry import SpacingRule
-from ..engine.inference import Predictor
-from ..engine.training import TrainConfig, Trainer, fit_input_to_data, validation_errors
+from ..engine.inference import Predictor, validation_errors
+from ..engine.trainer import Trainer
+from ..engine.training import fit_input_to_data
 from ..errors import ScnError
 from ..io.atomic import atomic_open, atomic_write_text
 from ..io.images import Radiograph, find_images, read_image
@@ -95,10 +97,8 @@ class CampaignResult:
 
 
 def _predictor(trainer: Trainer) -> Predictor:
-    norm = Normalisation(*trainer.cfg.normalisation)
-    predictor = Predictor(trainer.model, trainer.names, trainer.cfg.input_size, norm, trainer.device)
-    predictor.sigma = trainer.targets.sigma.detach().cpu().double().numpy()  # the hints' width, as a checkpoint's
-    return predictor
+    """The trainer's model as the app would load it (its model file, without the disk)."""
+    return Predictor.from_model_file(trainer.model_file(), trainer.device)
 
 
 def _image(s: Sample) -> Radiograph:
@@ -117,7 +117,7 @@ def _predict(trainer: Trainer, samples: Sequence[Sample], scoring: Scoring) -> l
     out = []
     for s in samples:
         prediction = predictor.predict(_image(s), heatmaps=True, mc_passes=scoring.mc_passes)
-        out.append((prediction.points, scoring(prediction)[strategy][0]))
+        out.append((prediction.points, scoring(prediction)[strategy].value))
     return out
 
 
@@ -209,7 +209,7 @@ def run_campaign(
         log(f"note: {line}")
     by_sample = dict(zip(test_ids + pool_ids, samples))
     test = [by_sample[i] for i in test_ids]
-    unit = "mm" if all(s.spacing is not None for s in test) else "px"
+    unit = error_unit([s.spacing for s in test])
     result = CampaignResult(asdict(campaign), cfg.to_dict(), unit, test_ids)
     result.seconds["loading"] = time.perf_counter() - started
     dev = torch.device(device) if device else None

@@ -35,7 +35,8 @@ from typing import Any
 import numpy as np
 
 from ..active.ranking import RankedQueue, ranked_queue
-from ..db.store import AnnotationRecord, ImageRecord, LandmarkInfo, PredictionRecord, Project
+from ..db.records import AnnotationRecord, ImageRecord, LandmarkInfo, PredictionRecord
+from ..db.store import Project
 from ..engine.geometry import clamp_to_image
 from ..errors import ImageReadError, ScnError
 from ..io.heatmap_cache import Heatmaps, load_heatmaps
@@ -193,8 +194,8 @@ class AnnotationSession:
         return self.current
 
     def _view(self, record: ImageRecord, image: Radiograph, contrast: tuple[float, float] | None = None) -> ImageView:
-        annotations = self.project.annotations(record.id)
-        prediction = self.project.predictions(record.id)
+        annotations = self.project.annotations.of(record.id)
+        prediction = self.project.predictions.latest(record.id)
         heatmaps = None
         per_landmark: list[float | None] = []
         score = None
@@ -237,7 +238,7 @@ class AnnotationSession:
     def _heatmaps(self, prediction: PredictionRecord) -> Heatmaps | None:
         """The run's heatmaps, read once per run: a correction re-reads the view, not the cache file."""
         if self._heatmaps_of[0] != prediction.run_id:
-            cache = self.project.heatmap_file(prediction)
+            cache = self.project.predictions.heatmap_file(prediction)
             self._heatmaps_of = (prediction.run_id, load_heatmaps(cache) if cache is not None else None)
         return self._heatmaps_of[1]
 
@@ -290,7 +291,7 @@ class AnnotationSession:
         x, y = clamp_to_image(x, y, (view.record.width, view.record.height))  # dropped off the edge
         state = lm.state if lm.kind == "annotation" and lm.state == "occluded" else "placed"
         # the prediction a correction started from stays recorded however often it is moved
-        self.project.set_landmark(view.record.id, landmark, x, y, state=state, prediction_id=lm.prediction_id)
+        self.project.annotations.set(view.record.id, landmark, x, y, state=state, prediction_id=lm.prediction_id)
         return self.reload()
 
     def mark(self, landmark: int, state: str) -> ImageView:
@@ -299,12 +300,12 @@ class AnnotationSession:
         view = self._image()
         lm = view.landmarks[landmark]
         if state == "absent":
-            self.project.set_landmark(view.record.id, landmark, None, None, state="absent")
+            self.project.annotations.set(view.record.id, landmark, None, None, state="absent")
         elif state in ("occluded", "placed"):
             if lm.x is None:
                 raise ScnError(f"{lm.info.name} has no position to mark {state}; place it first")
             x, y = clamp_to_image(lm.x, lm.y, (view.record.width, view.record.height))  # as a drag would
-            self.project.set_landmark(
+            self.project.annotations.set(
                 view.record.id,
                 landmark,
                 x,
@@ -318,13 +319,13 @@ class AnnotationSession:
 
     def clear(self, landmark: int) -> ImageView:
         self._last_done = None  # Ctrl+Z is about this change now
-        self.project.clear_landmark(self._image().record.id, landmark)
+        self.project.annotations.clear(self._image().record.id, landmark)
         return self.reload()
 
     def accept_all(self) -> int:
         """Accept the proposal shown for every landmark without an annotation."""
         self._last_done = None  # Ctrl+Z is about this change now
-        count = self.project.accept_predictions(self._image().record.id, run_id=self._shown_run())
+        count = self.project.annotations.accept_predictions(self._image().record.id, run_id=self._shown_run())
         self.reload()
         return count
 
@@ -386,13 +387,13 @@ class AnnotationSession:
     def undo(self) -> int:
         """Undo this person's last change to the open image (see :meth:`undo_done` for a D just pressed)."""
         self._last_done = None
-        count = self.project.undo(self._image().record.id)
+        count = self.project.annotations.undo(self._image().record.id)
         self.reload()
         return count
 
     def redo(self) -> int:
         self._last_done = None
-        count = self.project.redo(self._image().record.id)
+        count = self.project.annotations.redo(self._image().record.id)
         self.reload()
         return count
 
@@ -413,7 +414,7 @@ class AnnotationSession:
         self._last_done = None
         self.project.set_status(image_id, status)
         if accepted:
-            self.project.undo(image_id)  # the one step that accepted them
+            self.project.annotations.undo(image_id)  # the one step that accepted them
         self.refresh_queue()
         return image_id
 
@@ -438,7 +439,9 @@ class AnnotationSession:
                 f"image {view.record.name} has no landmark to confirm: place them (or mark them absent) "
                 "before marking it done"
             )
-        accepted = self.project.accept_predictions(view.record.id, run_id=self._shown_run()) if pending else 0
+        accepted = (
+            self.project.annotations.accept_predictions(view.record.id, run_id=self._shown_run()) if pending else 0
+        )
         before = view.record.status
         self.project.set_status(view.record.id, "done")
         self.refresh_queue()

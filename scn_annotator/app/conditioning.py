@@ -71,11 +71,11 @@ class _Server:
     def _model(self) -> None:
         from ..engine.inference import Predictor
 
-        current = self.project.current_model()
+        current = self.project.models.current()
         if current is None:
             raise ScnError("the project has no model yet")
         if current.id != self.version:
-            self.predictor = Predictor.from_checkpoint(self.project.checkpoint_file(current), device="cpu")
+            self.predictor = Predictor.from_checkpoint(self.project.models.file(current), device="cpu")
             self.version, self.image_id = current.id, None
         if not self.predictor.model.config.hint_channels:  # refused before any image is read or LA pass run
             # measured: training-free conditioning costs corrections (spines 45 -> 64 per image, hands +4 %)
@@ -100,7 +100,7 @@ class _Server:
         self.open(image_id)
         names = self.predictor.names
         prediction = self.conditioner.predict(_hint_array(hints, len(names)))
-        run_id, ids = self.project.store_conditioned(
+        run_id, ids = self.project.predictions.store_conditioned(
             self.version, image_id, prediction.points, prediction.confidence, sorted(hints)
         )
         seconds = time.perf_counter() - start

@@ -15,11 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..engine.config import TrainConfig
 from ..engine.data import Normalisation, Sample, build_samples, labelled_images, match_images, split_samples
 from ..engine.evaluation import EvaluationReport, align_tables, evaluate
 from ..engine.geometry import SpacingRule
 from ..engine.inference import Prediction, Predictor
-from ..engine.training import TrainConfig, fit_input_to_data
+from ..engine.training import fit_input_to_data
 from ..errors import ImageReadError, ScnError
 from ..io.images import SpacingSource, find_images, image_id, read_image_info
 from ..io.landmark_files import LandmarkTable, default_names, read_landmarks, write_landmarks

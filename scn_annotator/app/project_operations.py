@@ -18,11 +18,14 @@ from pathlib import Path
 import numpy as np
 
 from ..active.scores import Scoring
-from ..db.store import ImageRecord, Project
-from ..engine.data import LabelledImage, Normalisation, build_samples, split_samples
+from ..db.records import ImageRecord, ModelRecord, VersionMetrics
+from ..db.store import Project
+from ..engine.config import TrainConfig
+from ..engine.data import LabelledImage, Normalisation, Sample, build_samples, split_samples
 from ..engine.evaluation import EvaluationReport, evaluate
 from ..engine.inference import Predictor, checkpoint_error
-from ..engine.training import TrainConfig, TrainProgress, TrainResult, fit_input_to_data, train
+from ..engine.trainer import TrainProgress, TrainResult
+from ..engine.training import fit_input_to_data, train
 from ..errors import ImageReadError, ScnError
 from ..io.heatmap_cache import save_heatmaps
 from ..io.images import SpacingSource
@@ -40,7 +43,7 @@ def labelled_images(project: Project, statuses: Sequence[str] = ("done",)) -> li
     """The project's images of these statuses with their annotations as training targets."""
     out = []
     for image in project.images(list(statuses)):
-        points = project.points(image.id)  # absent and unannotated landmarks are NaN: no loss
+        points = project.annotations.points(image.id)  # absent and unannotated landmarks are NaN: no loss
         if np.isnan(points).all():
             continue
         source = SpacingSource(image.spacing_source) if image.spacing else SpacingSource.UNKNOWN
@@ -105,7 +108,7 @@ def train_project(
     pairs = labelled_images(project)
     if len(pairs) < 2:
         raise ScnError(f"training needs at least 2 images marked done with landmarks; the project has {len(pairs)}")
-    current = project.current_model()
+    current = project.models.current()
     held_out = [str(i) for i, _ in current.training_set.get("val", [])] if current else []
     trained = [str(i) for i in current.trained_on] if current else []
     ids = [str(r.id) for r, _ in pairs]
@@ -136,36 +139,53 @@ def train_project(
             raise ScnError("training was cancelled; no model version was registered")
         unseen = {i for i in val_ids if current is None or int(i) not in current.trained_on}
         compared = [s for i, s in zip(val_ids, val_s) if i in unseen] or list(val_s)
-        new_error, unit, previous = None, result.unit, None
-        if compared:
-            new_error, unit = checkpoint_error(out, compared, device=device)
-            if current is not None:
-                previous, _ = checkpoint_error(project.checkpoint_file(current), compared, device=device)
-        better = current is None or previous is None or new_error is None or new_error <= previous
-        last_event = {r.id: max((h["id"] for h in project.history(r.id, limit=1)), default=0) for r, _ in pairs}
-        version = project.register_model(
+        metrics = _compare(project, out, current, compared, result, device)
+        better = current is None or metrics.previous_val_error is None or metrics.val_error is None
+        better = better or metrics.val_error <= metrics.previous_val_error  # type: ignore[operator]
+        history = project.annotations.history
+        last_event = {r.id: max((e.id for e in history(r.id, limit=1)), default=0) for r, _ in pairs}
+        version = project.models.register(
             out,
-            config=cfg.to_dict(),
+            config=cfg,
             training_set={
                 "train": [[int(i), last_event[int(i)]] for i in train_ids],
                 "val": [[int(i), last_event[int(i)]] for i in val_ids],
             },
-            metrics={
-                "val_error": new_error,
-                "unit": unit,
-                "previous_val_error": previous,
-                "compared_on": len(compared),
-                "training_val_error": result.best_val_error,  # the coarse stage, at the cache's resolution
-                "steps": result.steps,
-                "best_step": result.best_step,
-                "seconds": result.seconds,
-                "stopped": result.stopped,
-            },
+            metrics=metrics,
             parent_id=current.id if current else None,
             make_current=better,
             note=note,
         )
-    return ProjectTrainResult(version, better, result, new_error, previous, unit, len(compared))
+    return ProjectTrainResult(
+        version, better, result, metrics.val_error, metrics.previous_val_error, metrics.unit, metrics.compared_on
+    )
+
+
+def _compare(
+    project: Project,
+    out: Path,
+    current: ModelRecord | None,
+    compared: Sequence[Sample],
+    result: TrainResult,
+    device: str | None,
+) -> VersionMetrics:
+    """The new model's error and the current one's on the same images, through the inference path."""
+    new_error, unit, previous = None, result.unit, None
+    if compared:
+        new_error, unit = checkpoint_error(out, compared, device=device)
+        if current is not None:
+            previous, _ = checkpoint_error(project.models.file(current), compared, device=device)
+    return VersionMetrics(
+        val_error=new_error,
+        unit=unit,
+        previous_val_error=previous,
+        compared_on=len(compared),
+        training_val_error=result.best_val_error,  # the coarse stage, at the cache's resolution
+        steps=result.steps,
+        best_step=result.best_step,
+        seconds=result.seconds,
+        stopped=result.stopped,
+    )
 
 
 def predict_project(
@@ -184,9 +204,9 @@ def predict_project(
     Stores landmarks, scores and heatmap caches; annotations are not touched.
     Returns (images predicted, [(image, reason) for unreadable ones]).
     """
-    model = project.model(version_id)
+    model = project.models.get(version_id)
     version_id = model.id
-    predictor = Predictor.from_checkpoint(project.checkpoint_file(model), device=device)
+    predictor = Predictor.from_checkpoint(project.models.file(model), device=device)
     if predictor.names != project.landmark_names:
         raise ScnError(f"model version {version_id} predicts other landmarks than this project has")
     images = project.images(list(statuses))
@@ -202,10 +222,10 @@ def predict_project(
             continue
         cache = None
         if heatmaps and prediction.heatmaps is not None:
-            path = save_heatmaps(project.heatmap_cache_path(version_id, image.id), prediction.heatmaps)
+            path = save_heatmaps(project.predictions.cache_path(version_id, image.id), prediction.heatmaps)
             cache = project.relative_to_data(path)
-        scores = scorer(prediction) if scorer is not None else None
-        project.store_predictions(
+        scores = list(scorer(prediction).values()) if scorer is not None else []
+        project.predictions.store(
             version_id, image.id, prediction.points, prediction.confidence, heatmaps=cache, scores=scores
         )
         done += 1
@@ -218,12 +238,12 @@ def evaluate_project(
     project: Project, *, version_id: int | None = None, held_out_only: bool = True
 ) -> EvaluationReport:
     """A model's error on the done images, by default only on those it was not trained on."""
-    version = project.model(version_id)
+    version = project.models.get(version_id)
     trained = version.trained_on if held_out_only else set()
     pairs = [(r, item) for r, item in labelled_images(project) if r.id not in trained]
     if not pairs:
         raise ScnError("no done image outside the model's training set to evaluate on")
-    predictor = Predictor.from_checkpoint(project.checkpoint_file(version))
+    predictor = Predictor.from_checkpoint(project.models.file(version))
     predicted, truth, spacing, sources = {}, {}, {}, {}
     for record, item in pairs:
         predicted[record.name] = predictor.predict(item.path).points

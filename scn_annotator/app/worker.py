@@ -38,7 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from ..active.policy import RoundPolicy, round_config
-from ..db.store import JobRecord, Project
+from ..db.records import JobRecord
+from ..db.store import Project
 from ..errors import ScnError
 
 __all__ = ["Worker", "ensure_worker", "maybe_enqueue_round"]
@@ -243,21 +244,21 @@ class Worker:
         return state
 
     def _round(self, job: JobRecord) -> dict[str, Any]:
-        from ..engine.training import TrainProgress
+        from ..engine.trainer import TrainProgress
         from .project_operations import train_project
 
         project = self.project
         version = job.result_model_id
         if version is None:  # (a re-run of a round whose model is registered skips straight to predicting)
             policy = RoundPolicy.of(project)
-            current = project.current_model()
+            current = project.models.current()
             cfg = round_config(policy, first=current is None)
             from ..engine.training import warm_startable
 
-            if current is not None and not warm_startable(project.checkpoint_file(current), cfg):
+            if current is not None and not warm_startable(project.models.file(current), cfg):
                 # the policy changed the architecture: the current weights do not fit, start afresh
                 current, cfg = None, round_config(policy, first=True)
-            init = project.checkpoint_file(current) if current else None
+            init = project.models.file(current) if current else None
             how = " (fine-tuning the current model)" if init else " (from scratch)"
             self.report("loading", 0.0, f"training on {project.counts()['done']} done images, {cfg.steps} steps{how}")
 

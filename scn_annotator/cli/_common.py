@@ -12,8 +12,9 @@ from ..errors import ScnError
 
 if TYPE_CHECKING:  # imported where used: --help must not wait for torch or SQLAlchemy
     from ..db.store import Project
+    from ..engine.config import TrainConfig
     from ..engine.geometry import SpacingRule
-    from ..engine.training import TrainConfig, TrainProgress
+    from ..engine.trainer import TrainProgress
 
 __all__ = [
     "Progress",
@@ -230,7 +231,7 @@ def report_outside(notes: list[str]) -> None:
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
-    from ..engine.training import preset
+    from ..engine.config import preset
 
     changes: dict[str, Any] = {}
     if args.steps:
@@ -245,7 +246,7 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
     if args.filters:
         changes["filters"] = changes["sc_filters"] = args.filters
     if getattr(args, "refine", None):
-        from ..engine.refinement import RefineConfig
+        from ..engine.config import RefineConfig
 
         changes["refine"] = RefineConfig() if args.refine == "on" else None
     if getattr(args, "hint_rate", None) is not None:

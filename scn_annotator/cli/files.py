@@ -53,11 +53,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"(first: {data.labels_without_image[0]})",
             file=sys.stderr,
         )
-    from ..engine.training import auto_preset
+    from ..engine.config import auto_preset
 
     name = auto_preset() + " (auto)" if args.preset == "auto" else args.preset
     print(
-        f"training {'SCN' if cfg.spatial else 'U-Net baseline'} ({name} preset) on {len(data.train)} "
+        f"training {'SCN' if cfg.network.spatial else 'U-Net baseline'} ({name} preset) on {len(data.train)} "
         f"images, validating on {len(data.val)}, {len(data.names)} landmarks",
         file=sys.stderr,
     )
@@ -93,10 +93,10 @@ def _train_project(args: argparse.Namespace, cfg) -> int:  # noqa: ANN001
 
     project = open_project(args.project, args)
     init = args.init
-    if init is None and not args.fresh and (current := project.current_model()):
+    if init is None and not args.fresh and (current := project.models.current()):
         from ..engine.training import warm_startable
 
-        init = project.checkpoint_file(current)  # fine-tune the current model
+        init = project.models.file(current)  # fine-tune the current model
         if not warm_startable(init, cfg):
             print(
                 f"note: the current model (version {current.id}) has another architecture than asked for; "

@@ -81,13 +81,13 @@ def cmd_status(args: argparse.Namespace) -> int:
         + ")"
     )
     print(f"  image root: {project.image_root}")
-    current = project.current_model()
+    current = project.models.current()
     if current is None:
         print("  model:     none yet")
     else:
-        m = current.metrics
-        error = f", validation error {m['val_error']:.2f} {m.get('unit', '')}" if m.get("val_error") is not None else ""
-        print(f"  model:     version {current.id} of {len(project.model_versions())}{error}")
+        shown = current.metrics.error_text
+        error = f", validation error {shown}" if shown else ""
+        print(f"  model:     version {current.id} of {len(project.models.all())}{error}")
     jobs = project.jobs.list(["queued", "running"])
     print(f"  jobs:      {len(jobs)} queued or running")
     for j in jobs:

@@ -255,10 +255,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     job = _follow(project, job_id)
     if job.state != "done":
         raise ScnError(f"the round {job.state}: {job.error or job.message}")
-    current = project.current_model()
+    current = project.models.current()
     errors = []
     for image in project.images(["new"]):
-        predicted = project.predictions(image.id).points
+        predicted = project.predictions.latest(image.id).points
         errors.append(point_errors(predicted, truth.points[image.name], image.spacing))
     errors = np.concatenate(errors)
     errors = errors[~np.isnan(errors)]

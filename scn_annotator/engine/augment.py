@@ -17,36 +17,12 @@ network input of an image whose spacing is unknown still has to be augmented.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 
-__all__ = ["AugmentConfig", "augment_batch"]
+from .config import AugmentConfig
 
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    """Ranges of the random transforms (the paper's values by default)."""
-
-    translate: float = 0.05  # +- fraction of the output size (the paper: +-10 mm of ~240 mm)
-    rotate: float = 0.25  # +- radians
-    scale: tuple[float, float] = (0.8, 1.2)  # isotropic
-    scale_axis: tuple[float, float] = (0.8, 1.2)  # per axis, on top of the isotropic one
-    elastic: float = 0.04  # +- fraction of the output size per control point
-    elastic_grid: int = 5  # control points per axis
-    intensity_shift: float = 0.25
-    intensity_scale: float = 0.25
-    enabled: bool = True
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> AugmentConfig:
-        known = {k: (tuple(v) if isinstance(v, list) else v) for k, v in values.items()}
-        return cls(**{k: v for k, v in known.items() if k in cls.__dataclass_fields__})
+__all__ = ["augment_batch"]
 
 
 def _uniform(shape: tuple[int, ...], lo: float, hi: float, gen: torch.Generator, device: torch.device) -> torch.Tensor:

@@ -11,7 +11,7 @@ missing, never silently dropped.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,17 @@ def point_errors(predicted: np.ndarray, truth: np.ndarray, spacing: tuple[float,
     errors[np.isnan(np.asarray(predicted, float)).any(axis=-1)] = np.inf
     errors[np.isnan(np.asarray(truth, float)).any(axis=-1)] = np.nan
     return errors
+
+
+def error_unit(spacings: Iterable[tuple[float, float] | None]) -> str:
+    """``mm`` when every image's pixel spacing is known (and there is one), else ``px``.
+
+    The one rule for the unit of a set of errors: mixing millimetres with pixels in
+    one mean would make it meaningless, so a single image without a spacing puts the
+    whole set in pixels.
+    """
+    known = [s is not None for s in spacings]
+    return "mm" if known and all(known) else "px"
 
 
 def mean_error(errors: np.ndarray) -> float | None:
@@ -172,7 +183,7 @@ def evaluate(
     ids = [i for i in truth if i in predicted]
     if not ids:
         raise ScnError("no image is both in the predictions and in the truth")
-    unit = "mm" if all(spacing.get(i) is not None for i in ids) else "px"
+    unit = error_unit(spacing.get(i) for i in ids)
     errors = np.empty((len(ids), len(names)))
     for row, image in enumerate(ids):
         errors[row] = point_errors(predicted[image], truth[image], spacing[image] if unit == "mm" else None)

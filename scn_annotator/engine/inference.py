@@ -20,16 +20,27 @@ import torch
 from ..errors import CheckpointError, ImageReadError, ScnError
 from ..io.heatmap_cache import Heatmaps
 from ..io.images import Radiograph, SpacingSource, read_image
-from .checkpoint import load_checkpoint
+from .config import TrainConfig
 from .data import Normalisation, Sample, prepare_input
 from .device import best_device
-from .evaluation import mean_error, point_errors
+from .evaluation import error_unit, mean_error, point_errors
 from .geometry import InputTransform
 from .heatmaps import decode_peaks
-from .network import SCNConfig, SCNOutput, SpatialConfigurationNet
-from .refinement import RefineConfig, Refiner
+from .model_file import ModelFile, TrainingMetrics
+from .network import SCNOutput, SpatialConfigurationNet
+from .refinement import Refiner
 
-__all__ = ["HINT_SIGMA", "Conditioner", "Heatmaps", "Prediction", "Predictor", "checkpoint_error"]
+__all__ = [
+    "HINT_SIGMA",
+    "Conditioner",
+    "Heatmaps",
+    "Prediction",
+    "Predictor",
+    "checkpoint_error",
+    "predict_samples",
+    "sample_errors",
+    "validation_errors",
+]
 
 #: The width of a confirmed landmark's hint (network px) when the checkpoint has no learned sigma.
 HINT_SIGMA = 2.5
@@ -58,7 +69,7 @@ class Prediction:
 
 
 class Predictor:
-    """A trained SCN ready to predict; build it with :meth:`from_checkpoint`."""
+    """A trained SCN ready to predict; build it with :meth:`from_checkpoint` or :meth:`from_model_file`."""
 
     def __init__(
         self,
@@ -67,14 +78,15 @@ class Predictor:
         input_size: tuple[int, int],
         normalisation: Normalisation,
         device: torch.device | str | None = None,
-        metadata: dict | None = None,
     ) -> None:
         self.device = torch.device(device) if device is not None else best_device()
         self.model = model.to(self.device).eval()
         self.names = list(names)
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.normalisation = normalisation
-        self.metadata = metadata or {}
+        #: How the model was trained and what that measured, when its file says.
+        self.train_config: TrainConfig | None = None
+        self.metrics = TrainingMetrics()
         #: The learned target sigma of every landmark (network px): the width of a confirmed landmark's hint.
         self.sigma = np.full(len(self.names), HINT_SIGMA)
         #: The local refinement stage and the (height, width) it works at, when the model has one.
@@ -83,29 +95,28 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: torch.device | str | None = None) -> Predictor:
-        data = load_checkpoint(path)
+        return cls.from_model_file(ModelFile.load(path), device, path)
+
+    @classmethod
+    def from_model_file(
+        cls, held: ModelFile, device: torch.device | str | None = None, path: str | Path = "model file"
+    ) -> Predictor:
         try:
-            cfg = SCNConfig.from_dict(data["network"])
-            model = SpatialConfigurationNet(cfg)
-            model.load_state_dict(data["model"])
-            names = list(data["landmark_names"])
-            input_size = tuple(data["input_size"])
-            norm = Normalisation(**data["normalisation"])
-        except (KeyError, TypeError, RuntimeError, ValueError) as exc:
+            model = SpatialConfigurationNet(held.network)
+            model.load_state_dict(held.weights)
+        except (TypeError, RuntimeError, ValueError) as exc:
             raise CheckpointError(f"{path}: incomplete or incompatible model file ({exc})") from None
-        meta = {k: data[k] for k in ("metrics", "train_config", "created", "version") if k in data}
-        predictor = cls(model, names, input_size, norm, device, meta)  # type: ignore[arg-type]
-        sigma = data.get("sigma")
-        if isinstance(sigma, torch.Tensor) and sigma.numel() == len(names):
-            predictor.sigma = sigma.detach().double().cpu().numpy()
-        if "refiner" in data:
+        predictor = cls(model, held.landmark_names, held.input_size, held.normalisation, device)
+        predictor.train_config, predictor.metrics = held.train_config, held.metrics
+        if held.sigmas is not None and held.sigmas.numel() == len(held.landmark_names):
+            predictor.sigma = held.sigmas.detach().double().cpu().numpy()
+        if held.local_stage is not None:
             try:
-                held = data["refiner"]
-                refiner = Refiner(RefineConfig.from_dict(held["config"]), len(names))
-                refiner.load_state_dict(held["model"])
-                predictor.fine_size = (int(held["input_size"][0]), int(held["input_size"][1]))
-            except (KeyError, TypeError, RuntimeError, ValueError) as exc:
+                refiner = Refiner(held.local_stage.config, len(held.landmark_names))
+                refiner.load_state_dict(held.local_stage.weights)
+            except (TypeError, RuntimeError, ValueError) as exc:
                 raise CheckpointError(f"{path}: its local refinement stage does not load ({exc})") from None
+            predictor.fine_size = held.local_stage.input_size
             predictor.refiner = refiner.to(predictor.device).eval()
         return predictor
 
@@ -222,11 +233,49 @@ def checkpoint_error(
     None when no sample has a landmark to compare.
     """
     predictor = Predictor.from_checkpoint(checkpoint, device=device)
-    unit = "mm" if all(s.spacing is not None for s in samples) else "px"
+    unit = error_unit([s.spacing for s in samples])
     errors = [
         point_errors(predictor.predict(s.path).points, s.points, s.spacing if unit == "mm" else None) for s in samples
     ]
     return (mean_error(np.concatenate(errors)) if errors else None), unit
+
+
+def predict_samples(
+    model: SpatialConfigurationNet,
+    samples: Sequence[Sample],
+    device: torch.device,
+    batch_size: int = 8,
+) -> list[np.ndarray]:
+    """The coarse SCN's points (N, 2) of every sample, in its original pixels."""
+    predicted = []
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode():
+        for i in range(0, len(samples), batch_size):
+            chunk = samples[i : i + batch_size]
+            inputs = torch.stack([s.input for s in chunk])[:, None].to(device)
+            points, _ = decode_peaks(model(inputs).heatmaps.float())
+            for sample, pts in zip(chunk, points.cpu().double().numpy()):
+                predicted.append(sample.transform.from_network(pts))
+    model.train(was_training)
+    return predicted
+
+
+def sample_errors(samples: Sequence[Sample], predicted: Sequence[np.ndarray]) -> tuple[np.ndarray, str]:
+    """Point errors (images, landmarks) of ``predicted`` against the samples' truth, and their unit."""
+    unit = error_unit([s.spacing for s in samples])
+    errors = [point_errors(p, s.points, s.spacing if unit == "mm" else None) for s, p in zip(samples, predicted)]
+    return np.array(errors), unit
+
+
+def validation_errors(
+    model: SpatialConfigurationNet,
+    samples: Sequence[Sample],
+    device: torch.device,
+    batch_size: int = 8,
+) -> tuple[np.ndarray, str]:
+    """Point errors (images, landmarks) on ``samples``, in mm when every spacing is known."""
+    return sample_errors(samples, predict_samples(model, samples, device, batch_size))
 
 
 def _prediction(

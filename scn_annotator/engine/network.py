@@ -24,62 +24,15 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import asdict, dataclass
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["SCNConfig", "SCNOutput", "SpatialConfigurationNet"]
+from .config import SCNConfig
 
-
-@dataclass(frozen=True)
-class SCNConfig:
-    """Architecture of one SCN (or of the U-Net baseline when ``spatial`` is False)."""
-
-    num_landmarks: int
-    in_channels: int = 1
-    filters: int = 128
-    levels: int = 4
-    dropout: float = 0.5
-    spatial: bool = True
-    sc_filters: int = 128
-    sc_kernel: int = 11
-    sc_convs: int = 3
-    sc_downsample: int = 16
-    heatmap_init_std: float = 1e-4
-    negative_slope: float = 0.1
-    #: "element" drops single activations as the paper does; "channel" drops whole
-    #: feature maps, which is ten times cheaper on a CPU (random numbers dominate).
-    dropout_mode: str = "element"
-    #: The SC component also sees one hint channel per landmark: a Gaussian where a person
-    #: confirmed it, zero elsewhere (trained with hint dropout; see ``reconfigure``).
-    hint_channels: bool = False
-
-    def __post_init__(self) -> None:
-        if self.num_landmarks < 1:
-            raise ValueError("an SCN needs at least one landmark")
-        if self.levels < 1:
-            raise ValueError("the local-appearance net needs at least one level")
-        if self.dropout_mode not in ("element", "channel"):
-            raise ValueError(f"dropout_mode must be 'element' or 'channel', not {self.dropout_mode!r}")
-
-    @property
-    def size_multiple(self) -> int:
-        """Input height and width must be multiples of this."""
-        multiple = 2 ** (self.levels - 1)
-        if self.spatial:
-            multiple = math.lcm(multiple, self.sc_downsample)
-        return multiple
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> SCNConfig:
-        known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
+__all__ = ["SCNOutput", "SpatialConfigurationNet"]
 
 
 class SCNOutput(NamedTuple):

@@ -19,59 +19,20 @@ on the validation images (``train`` compares the errors with and without).
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from dataclasses import asdict, dataclass
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import RefineConfig, SCNConfig
 from .data import BACKGROUND
 from .geometry import InputTransform
 from .heatmaps import decode_peaks
-from .network import SCNConfig, SpatialConfigurationNet
+from .network import SpatialConfigurationNet
 
-__all__ = ["RefineConfig", "Refiner", "extract_patches", "patch_targets"]
-
-
-@dataclass(frozen=True)
-class RefineConfig:
-    """The local stage: its patch, its net and how long it trains."""
-
-    patch: int = 32  # side of a patch, refinement pixels
-    filters: int = 32
-    levels: int = 3
-    sigma: float = 1.5  # width of the target, refinement pixels
-    reach: float = 0.6  # training patches are shifted up to reach * patch from the truth (> 0.5: sometimes outside)
-    rotate: float = 0.15  # radians, training only
-    scale: tuple[float, float] = (0.9, 1.1)  # training only
-    patches: int = 64  # per training step
-    images: int = 8  # images the patches of one step come from
-    lr: float = 1e-3
-    steps: int = 1500  # at most; a shorter coarse run gets proportionally fewer (``per_step``)
-    per_step: float = 0.55  # refinement steps per coarse step (1,500 for the cpu preset's 2,800)
-    share: float = 0.25  # of a time-limited run's minutes
-    min_peak: float = 0.3  # a refined heatmap peaking lower leaves the coarse position
-
-    def __post_init__(self) -> None:
-        if self.patch % 2 ** (self.levels - 1):
-            raise ValueError(f"the refinement patch ({self.patch}) must be a multiple of {2 ** (self.levels - 1)}")
-
-    def replace(self, **changes: Any) -> RefineConfig:
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> RefineConfig:
-        known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
-        if "scale" in known:
-            known["scale"] = tuple(known["scale"])
-        return cls(**known)
+__all__ = ["Refiner", "extract_patches", "patch_targets"]
 
 
 class Refiner(nn.Module):

@@ -51,8 +51,8 @@ def test_per_landmark_values_point_at_the_doubtful_landmark():
     for name in ("sc_la_mass", "la_ambiguity"):
         per = STRATEGIES[name].score(x).per_landmark
         assert per[1] > per[0]
-    record = STRATEGIES["sc_la_mass"].score(x).to_record()
-    assert record[1]["per_landmark"][1] > record[1]["per_landmark"][0] and "max" in record[1]
+    record = STRATEGIES["sc_la_mass"].score(x).to_record("sc_la_mass")
+    assert record.per_landmark[1] > record.per_landmark[0] and "max" in record.extra
 
 
 def test_least_confident_and_random():

@@ -42,7 +42,7 @@ def test_moving_a_prediction_makes_a_correction_that_remembers_it(session):
     view = session.move(3, 50.25, 60.5)
     lm = view.landmarks[3]
     assert (lm.kind, lm.source, lm.x, lm.y, lm.prediction_id) == ("annotation", "human", 50.25, 60.5, pid)
-    assert session.project.history(view.record.id)[0]["prediction_id"] == pid
+    assert session.project.annotations.history(view.record.id)[0].prediction_id == pid
     assert view.record.status == "in_progress"
     view = session.move(3, -40, 9999)  # dropped beyond the edge: kept on the image
     assert (view.landmarks[3].x, view.landmarks[3].y) == (-0.5, view.record.height - 0.5)
@@ -91,7 +91,7 @@ def test_ctrl_z_right_after_done_takes_the_done_and_its_accepted_proposals_back(
     assert session.can_undo_done
     assert session.undo_done() == image
     assert session.project.image(image).status == "in_progress"  # as it was before D
-    annotations = session.project.annotations(image)
+    annotations = session.project.annotations.of(image)
     assert set(annotations) == {0} and (annotations[0].x, annotations[0].y) == (30.0, 31.0)  # the correction stays
     assert _row(session, image).status == "in_progress"
     assert not session.can_undo_done
@@ -115,7 +115,7 @@ def test_done_moves_on_and_the_place_is_remembered(session, trained):
     nxt, accepted = session.mark_done()
     assert nxt is not None and nxt != first
     assert accepted == 15  # nothing was confirmed: done confirms every proposal shown, as it was
-    annotations = session.project.annotations(first)
+    annotations = session.project.annotations.of(first)
     assert len(annotations) == 15 and {a.source for a in annotations.values()} == {"model_accepted"}
     assert next(r for r in session.queue.rows if r.image_id == first).status == "done"
     session.open(nxt)
@@ -128,8 +128,8 @@ def test_done_moves_on_and_the_place_is_remembered(session, trained):
 def test_a_human_correction_survives_a_new_model(session):
     view = session.open(session.resume_image())
     session.move(2, 11.0, 12.0)
-    version = session.project.current_model().id
-    session.project.store_predictions(version, view.record.id, np.full((15, 2), 99.0), np.ones(15))
+    version = session.project.models.current().id
+    session.project.predictions.store(version, view.record.id, np.full((15, 2), 99.0), np.ones(15))
     view = session.reload()
     assert (view.landmarks[2].x, view.landmarks[2].y, view.landmarks[2].kind) == (11.0, 12.0, "annotation")
     assert view.landmarks[4].x == 99.0 and view.landmarks[4].kind == "prediction"
@@ -139,10 +139,10 @@ def test_a_proposal_beyond_the_edge_is_marked_where_a_drag_would_put_it(session)
     """One rule for a point off the image: marking occluded clamps it, as a drag and accept-all do."""
     view = session.open(session.resume_image())
     w = view.record.width
-    prediction = session.project.predictions(view.record.id)
+    prediction = session.project.predictions.latest(view.record.id)
     points = prediction.points.copy()
     points[2] = (w + 3.0, -4.0)  # the model put it just outside the image
-    session.project.store_predictions(view.model_version, view.record.id, points, prediction.confidence)
+    session.project.predictions.store(view.model_version, view.record.id, points, prediction.confidence)
     view = session.reload()
     assert (view.landmarks[2].x, view.landmarks[2].y) == (w + 3.0, -4.0)
     view = session.mark(2, "occluded")
@@ -158,7 +158,7 @@ def test_an_image_with_nothing_to_confirm_is_not_marked_done(session):
     view = session.open(session.resume_image())
     blank = session.project.data_dir / "blank.pt"
     blank.write_bytes(b"a model that has predicted nothing yet")
-    session.project.register_model(blank, make_current=True)
+    session.project.models.register(blank, make_current=True)
     assert {lm.kind for lm in session.reload().landmarks} == {"none"}
     with pytest.raises(ScnError, match="no landmark to confirm"):
         session.mark_done()
@@ -190,7 +190,7 @@ def test_proposals_follow_the_confirmed_landmarks_through_a_helper_process(train
         shown = [lm for lm in view.landmarks if lm.kind == "prediction"]
         assert len(shown) == 14 and {lm.source for lm in shown} == {"conditioned"}
         # they are what the model predicts given the confirmed landmark (the helper's answer, not a guess)
-        predictor = Predictor.from_checkpoint(project.checkpoint_file(project.current_model()), device="cpu")
+        predictor = Predictor.from_checkpoint(project.models.file(project.models.current()), device="cpu")
         hints = np.full((15, 2), np.nan)
         hints[0] = (20.0, 30.0)
         expected = predictor.predict(project.resolve(view.record), hints=hints).points
@@ -201,8 +201,8 @@ def test_proposals_follow_the_confirmed_landmarks_through_a_helper_process(train
         # a correction of a conditioned proposal records the proposal the annotator saw
         seen = view.landmarks[3].prediction_id
         session.move(3, 50.0, 60.0)
-        assert project.annotations(image_id)[3].prediction_id == seen
-        assert project.history(image_id)[0]["prediction_id"] == seen
+        assert project.annotations.of(image_id)[3].prediction_id == seen
+        assert project.annotations.history(image_id)[0].prediction_id == seen
         follow()
         assert session.current.landmarks[3].kind == "annotation" and session.proposals.hints == [0, 3]
 
@@ -218,7 +218,7 @@ def test_proposals_follow_the_confirmed_landmarks_through_a_helper_process(train
         follow()
         on_screen = {lm.info.index: (lm.x, lm.y) for lm in session.current.landmarks if lm.kind == "prediction"}
         assert session.accept_all() == 14
-        saved = project.annotations(image_id)
+        saved = project.annotations.of(image_id)
         assert all(np.allclose((saved[k].x, saved[k].y), xy) for k, xy in on_screen.items())
         # a stale reply (an older request) is never shown
         stale = session.repropose()
@@ -237,14 +237,14 @@ def test_a_model_without_hint_channels_leaves_the_proposals_where_they_are(train
     from scn_annotator.engine.checkpoint import load_checkpoint, save_checkpoint
 
     project = Project.open(trained, user="annotator")
-    current = project.current_model()
-    payload = load_checkpoint(project.checkpoint_file(current))
+    current = project.models.current()
+    payload = load_checkpoint(project.models.file(current))
     payload["network"]["hint_channels"] = False  # as a checkpoint from before hint channels
     first = payload["model"]["spatial.body.0.weight"]
     payload["model"]["spatial.body.0.weight"] = first[:, : first.shape[1] // 2].clone()
     old = tmp_path / "old.pt"
     save_checkpoint(old, payload)
-    project.register_model(shutil.copy(old, tmp_path / "old-copy.pt"), make_current=True)
+    project.models.register(shutil.copy(old, tmp_path / "old-copy.pt"), make_current=True)
     from scn_annotator.app.project_operations import predict_project
 
     predict_project(project)

@@ -9,9 +9,10 @@ import pytest
 import torch
 from torch import nn
 
+from scn_annotator.engine.config import SCNConfig
 from scn_annotator.engine.data import Normalisation
 from scn_annotator.engine.inference import Predictor
-from scn_annotator.engine.network import SCNConfig, SpatialConfigurationNet
+from scn_annotator.engine.network import SpatialConfigurationNet
 from scn_annotator.io.images import Radiograph
 
 SIZE = 64  # the image is exactly the network input: network px = image px
@@ -113,7 +114,8 @@ def test_hint_channels_are_zero_without_hints_and_change_the_sc_with_them():
 
 def test_training_with_hint_dropout_and_predicting_with_trained_hints(sample_dir, tiny_cfg, tmp_path):
     from scn_annotator.app.file_operations import load_training_data
-    from scn_annotator.engine.training import Trainer, train
+    from scn_annotator.engine.trainer import Trainer
+    from scn_annotator.engine.training import train
 
     cfg = tiny_cfg.replace(steps=20, auto_input_growth=0.0, hint_rate=0.75)
     data = load_training_data(sample_dir / "images", sample_dir / "labels.csv", cfg, val_fraction=0.2)

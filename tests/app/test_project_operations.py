@@ -9,7 +9,7 @@ import pytest
 
 import scn_annotator.app.project_operations as project_ops
 from scn_annotator.engine.data import split_samples
-from scn_annotator.engine.training import TrainResult
+from scn_annotator.engine.trainer import TrainResult
 
 
 def test_split_without_a_current_model_is_the_seeded_permutation():
@@ -59,9 +59,9 @@ def two_models(labelled_project, tiny_cfg, tmp_path):
     from scn_annotator.engine.inference import checkpoint_error
 
     out = project_ops.train_project(project, tiny_cfg.replace(steps=120), init_from=None)
-    shutil.copyfile(project.checkpoint_file(project.model(out.version_id)), strong)
-    project.set_current_model(weak.version_id)
-    weak_file = project.checkpoint_file(project.model(weak.version_id))
+    shutil.copyfile(project.models.file(project.models.get(out.version_id)), strong)
+    project.models.make_current(weak.version_id)
+    weak_file = project.models.file(project.models.get(weak.version_id))
     samples = _validation_samples(project, tiny_cfg)
     assert checkpoint_error(strong, samples)[0] < checkpoint_error(weak_file, samples)[0]
     return project, weak_file, strong
@@ -81,15 +81,15 @@ def test_a_better_model_becomes_current_whatever_its_training_loop_reported(two_
     out = project_ops.train_project(project, tiny_cfg)
     assert out.made_current, out.verdict()
     assert out.val_error is not None and out.previous_error is not None and out.val_error < out.previous_error
-    stored = project.current_model()
+    stored = project.models.current()
     assert stored.id == out.version_id
-    assert stored.metrics["val_error"] == pytest.approx(out.val_error)  # what the panel and status show
-    assert stored.metrics["training_val_error"] == 1e6
+    assert stored.metrics.val_error == pytest.approx(out.val_error)  # what the panel and status show
+    assert stored.metrics.training_val_error == 1e6
 
 
 def test_a_worse_model_is_refused_whatever_its_training_loop_reported(two_models, tiny_cfg, monkeypatch):
     project, weak, _strong = two_models
-    project.set_current_model(project.model_versions()[-1].id)  # the strong one is current
+    project.models.make_current(project.models.all()[-1].id)  # the strong one is current
     monkeypatch.setattr(project_ops, "train", _fake_train(weak, reported=0.0))
     out = project_ops.train_project(project, tiny_cfg)
     assert not out.made_current, out.verdict()
@@ -102,7 +102,7 @@ def test_the_same_model_retrained_is_not_refused(labelled_project, tiny_cfg, mon
     project, _ = labelled_project
     first = project_ops.train_project(project, tiny_cfg.replace(steps=20))
     monkeypatch.setattr(
-        project_ops, "train", _fake_train(project.checkpoint_file(project.model(first.version_id)), reported=1e6)
+        project_ops, "train", _fake_train(project.models.file(project.models.get(first.version_id)), reported=1e6)
     )
     out = project_ops.train_project(project, tiny_cfg)
     assert out.made_current and out.val_error == pytest.approx(out.previous_error)

@@ -22,14 +22,14 @@ def test_a_round_trains_predicts_scores_and_the_next_round_changes_the_ranking(
     job = project.jobs.job(first)
     assert job.state == "done" and job.progress == 1.0, job
     assert "is now the current model" in job.log_tail and job.result_model_id == 1
-    assert project.current_model().id == 1
+    assert project.models.current().id == 1
     queue = ranked_queue(project, "sc_la_mass")
     scored = [r for r in queue.rows if r.score is not None]
     assert len(scored) == 16 and all(r.status == "new" for r in scored)
     doubts = [v for r in queue.rows for _, v in r.doubtful]
     assert all(v >= queue.threshold for v in doubts)
     assert 0.08 * 16 * 15 <= len(doubts) <= 0.12 * 16 * 15  # the top tenth of all landmarks are doubtful
-    assert project.heatmap_file(project.predictions(scored[0].image_id)) is not None
+    assert project.predictions.heatmap_file(project.predictions.latest(scored[0].image_id)) is not None
     before = [r.name for r in scored]
 
     annotate(project, truth, [r.name for r in scored[:6]], tmp_path)  # the annotator follows the queue
@@ -38,13 +38,13 @@ def test_a_round_trains_predicts_scores_and_the_next_round_changes_the_ranking(
     second = project.jobs.enqueue("round")
     Worker(project.data_dir, device="cpu").run(once=True)
     assert project.jobs.job(second).state == "done"
-    versions = project.model_versions()
+    versions = project.models.all()
     assert len(versions) == 2 and versions[1].parent_id == 1
-    assert project.current_model().id == 2, versions[1].metrics  # better on the same validation images
+    assert project.models.current().id == 2, versions[1].metrics  # better on the same validation images
     after = [r.name for r in ranked_queue(project, "sc_la_mass").rows if r.score is not None]
     assert len(after) == 10  # the done images have left the queue
     assert after != [n for n in before if n in after]  # and the new model ranks the rest differently
-    assert project.annotations(scored[0].name)  # annotations the person made are still there
+    assert project.annotations.of(scored[0].name)  # annotations the person made are still there
 
 
 def _worker(project, *extra):
@@ -78,7 +78,7 @@ def test_cancel_stops_a_running_round_within_seconds(labelled_project, tiny_poli
         assert proc.wait(timeout=30) == 0
     finally:
         proc.kill()
-    assert project.current_model() is None and project.model_versions() == []
+    assert project.models.current() is None and project.models.all() == []
 
 
 def test_a_worker_killed_mid_training_changes_nothing_and_its_job_runs_again(labelled_project, tiny_policy):
@@ -93,12 +93,12 @@ def test_a_worker_killed_mid_training_changes_nothing_and_its_job_runs_again(lab
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert project.jobs.job(job).state == "running"  # as the dead worker left it
-    assert project.current_model().id == 1 and len(project.model_versions()) == 1
+    assert project.models.current().id == 1 and len(project.models.all()) == 1
     RoundPolicy(initial_steps=40, round_steps=20, overrides=tiny_policy).save(project)
     Worker(project.data_dir, device="cpu", stale_after_s=1.0).run(once=True)  # requeues, then runs it
     final = project.jobs.job(job)
     assert final.state == "done" and final.attempts == 2, final
-    assert len(project.model_versions()) == 2
+    assert len(project.models.all()) == 2
 
 
 def test_the_automatic_trigger_fires_once_for_n_completions(labelled_project, tmp_path):
@@ -133,7 +133,8 @@ def test_a_new_architecture_starts_afresh_instead_of_failing(labelled_project, t
     done = project.jobs.job(job)
     assert done.state == "done", done.error
     assert "from scratch" in done.log_tail
-    assert project.model_versions()[-1].config["filters"] == 12
+    config = project.models.all()[-1].config
+    assert config is not None and config.network.filters == 12
 
 
 def test_a_model_registered_by_hand_is_fine_tuned(labelled_project):
@@ -141,9 +142,9 @@ def test_a_model_registered_by_hand_is_fine_tuned(labelled_project):
     project, _ = labelled_project
     project.jobs.enqueue("round")
     Worker(project.data_dir, device="cpu").run(once=True)
-    trained = project.checkpoint_file(project.current_model())
-    project.register_model(trained, make_current=True, note="trained elsewhere")
-    assert project.current_model().config == {}
+    trained = project.models.file(project.models.current())
+    project.models.register(trained, make_current=True, note="trained elsewhere")
+    assert project.models.current().config is None
     job = project.jobs.enqueue("round")
     Worker(project.data_dir, device="cpu").run(once=True)
     done = project.jobs.job(job)

@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from scn_annotator.db.models import Annotation, Event, ImagePrediction, Prediction
+from scn_annotator.db.records import ScoreRecord
 from scn_annotator.db.store import Project
 
 FORK = mp.get_context("fork")
@@ -30,7 +31,7 @@ def _writer(location, run: int, ack_fd: int) -> None:
     while True:
         image = f"hand{i % 24:03d}"
         x = float((run * 7 + i) % 250)
-        project.set_landmark(image, i % 15, x, float(i % 300), author=f"run{run}-{i}")
+        project.annotations.set(image, i % 15, x, float(i % 300), author=f"run{run}-{i}")
         os.write(ack_fd, f"{run}-{i} {image} {i % 15} {x}\n".encode())
         i += 1
 
@@ -91,9 +92,9 @@ def _corrections(location, count: int, start: mp.Event, result: mp.Queue) -> Non
         for i in range(count):
             image = f"hand{i % 24:03d}"
             if image not in seen or i % 97 == 0:
-                shown = project.predictions(image)
+                shown = project.predictions.latest(image)
                 seen[image] = shown.prediction_ids if shown is not None else [None] * 15
-            project.set_landmark(image, i % 15, float(i % 250), 1.0 + (i // 250), prediction_id=seen[image][i % 15])
+            project.annotations.set(image, i % 15, float(i % 250), 1.0 + (i // 250), prediction_id=seen[image][i % 15])
         result.put(("ok", count))
     except Exception as exc:
         result.put(("error", repr(exc)))
@@ -106,8 +107,12 @@ def _predictions(location, version: int, count: int, start: mp.Event, result: mp
     try:
         for i in range(count):
             points = rng.uniform(0, 200, (15, 2))
-            project.store_predictions(
-                version, f"hand{i % 24:03d}", points, rng.uniform(0, 3, 15), scores={"disagreement": (float(i), {})}
+            project.predictions.store(
+                version,
+                f"hand{i % 24:03d}",
+                points,
+                rng.uniform(0, 3, 15),
+                scores=[ScoreRecord("disagreement", float(i))],
             )
         result.put(("ok", count))
     except Exception as exc:
@@ -118,7 +123,7 @@ def test_app_and_worker_write_at_once_without_errors_or_lost_rows(loaded, backen
     location = _location(loaded, backend)
     ckpt = tmp_path / "m.pt"
     ckpt.write_bytes(b"w")
-    version = loaded.register_model(ckpt, make_current=True)
+    version = loaded.models.register(ckpt, make_current=True)
     start, result = FORK.Event(), FORK.Queue()
     n_corrections, n_predictions = 2000, 600
     procs = [
@@ -151,6 +156,6 @@ def test_app_and_worker_write_at_once_without_errors_or_lost_rows(loaded, backen
             .join(ImagePrediction, Prediction.run_id == ImagePrediction.id)
         ).all()
     assert origins and all(a == c and b == d for a, b, c, d in origins)
-    assert loaded.predictions("hand005").scores["disagreement"].value == max(
+    assert loaded.predictions.latest("hand005").scores["disagreement"].value == max(
         i for i in range(n_predictions) if i % 24 == 5
     )

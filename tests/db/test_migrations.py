@@ -62,8 +62,8 @@ def test_a_project_from_the_first_schema_is_upgraded_on_open(backend, tmp_path):
     project = Project.open(backend or folder)
     assert migrate.current_revision(project.db) == revisions[-1]
     assert project.landmark_names == ["tip"]
-    ann = project.annotations("a")[0]
+    ann = project.annotations.of("a")[0]
     assert (ann.x, ann.y, ann.author) == (5.5, 6.5, "ann")
-    project.set_landmark("a", "tip", 7.0, 8.0)  # and it works at the new schema
-    assert project.history("a")[0]["old_x"] == 5.5
+    project.annotations.set("a", "tip", 7.0, 8.0)  # and it works at the new schema
+    assert project.annotations.history("a")[0].old_x == 5.5
     project.close()

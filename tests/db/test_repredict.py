@@ -13,17 +13,18 @@ from sqlalchemy import func, select
 
 from scn_annotator.app.annotation_session import AnnotationSession
 from scn_annotator.db.models import Event, ImagePrediction, Prediction
+from scn_annotator.db.records import ScoreRecord
 
 
 def _model(project, tmp_path) -> int:
     path = tmp_path / "m.pt"
     path.write_bytes(b"weights")
-    return project.register_model(path, make_current=True)
+    return project.models.register(path, make_current=True)
 
 
 def _predict(project, version, image, offset: float) -> int:
     points = np.tile([[40.0 + offset, 50.0 + offset]], (15, 1)) + np.arange(15)[:, None]
-    return project.store_predictions(version, image, points, np.full(15, 1.5), scores={"random": (offset, {})})
+    return project.predictions.store(version, image, points, np.full(15, 1.5), scores=[ScoreRecord("random", offset)])
 
 
 def test_a_correction_of_a_proposal_on_screen_survives_a_reprediction(loaded, tmp_path):
@@ -40,11 +41,11 @@ def test_a_correction_of_a_proposal_on_screen_survives_a_reprediction(loaded, tm
         for step in range(3):  # every later drag works too
             view = session.move(4, 70.0 + step, 80.0)
             assert (view.landmarks[4].x, view.landmarks[4].y) == (70.0 + step, 80.0)
-        assert loaded.annotations(image.id)[4].prediction_id == shown  # the proposal the annotator saw ...
+        assert loaded.annotations.of(image.id)[4].prediction_id == shown  # the proposal the annotator saw ...
         with loaded.db.read() as s:  # ... and not a new one that reused its row id
             assert s.get(Prediction, shown).x == seen[0] and s.get(Prediction, shown).y == seen[1]
         view = session.move(6, 30.0, 31.0)  # a proposal of the new run, after the view was re-read
-        assert view.landmarks[6].prediction_id == loaded.predictions(image.id).prediction_ids[6]
+        assert view.landmarks[6].prediction_id == loaded.predictions.latest(image.id).prediction_ids[6]
     finally:
         session.close()
 
@@ -53,15 +54,15 @@ def test_provenance_survives_repredictions(loaded, tmp_path):
     version = _model(loaded, tmp_path)
     image = loaded.images()[1].id
     _predict(loaded, version, image, 0.0)
-    first = loaded.predictions(image).prediction_ids
-    loaded.set_landmark(image, 2, 12.0, 13.0, prediction_id=first[2])
-    assert loaded.accept_predictions(image) == 14
+    first = loaded.predictions.latest(image).prediction_ids
+    loaded.annotations.set(image, 2, 12.0, 13.0, prediction_id=first[2])
+    assert loaded.annotations.accept_predictions(image) == 14
     for offset in (1.0, 2.0):
         _predict(loaded, version, image, offset)
-    annotations = loaded.annotations(image)
+    annotations = loaded.annotations.of(image)
     assert [annotations[i].prediction_id for i in range(15)] == first
-    assert {e["prediction_id"] for e in loaded.history(image)} == set(first)
-    latest = loaded.predictions(image)
+    assert {e.prediction_id for e in loaded.annotations.history(image)} == set(first)
+    latest = loaded.predictions.latest(image)
     assert latest.points[0].tolist() == [42.0, 52.0]  # the newest run is the one shown
     assert latest.scores["random"].value == 2.0
     with loaded.db.read() as s:
@@ -70,22 +71,22 @@ def test_provenance_survives_repredictions(loaded, tmp_path):
             select(func.count()).select_from(Event).where(Event.prediction_id.is_(None), Event.landmark_id.is_not(None))
         )
     assert runs == 3 and dangling == 0
-    assert loaded.undo(image) == 14  # undo of the acceptance still knows where it came from
-    assert loaded.redo(image) == 14
-    assert loaded.annotations(image)[5].prediction_id == first[5]
+    assert loaded.annotations.undo(image) == 14  # undo of the acceptance still knows where it came from
+    assert loaded.annotations.redo(image) == 14
+    assert loaded.annotations.of(image)[5].prediction_id == first[5]
 
 
 def test_provenance_must_name_a_proposal_of_that_landmark(loaded, tmp_path):
     version = _model(loaded, tmp_path)
     a, b = (r.id for r in loaded.images()[:2])
     _predict(loaded, version, a, 0.0)
-    ids = loaded.predictions(a).prediction_ids
-    loaded.set_landmark(b, 3, 10.0, 10.0, prediction_id=ids[3])  # another image's proposal
-    loaded.set_landmark(a, 3, 10.0, 10.0, prediction_id=ids[4])  # another landmark's proposal
-    loaded.set_landmark(a, 5, 10.0, 10.0, prediction_id=10**9)  # none at all
-    assert loaded.annotations(b)[3].prediction_id is None
-    assert loaded.annotations(a)[3].prediction_id is None
-    assert loaded.annotations(a)[5].prediction_id is None
+    ids = loaded.predictions.latest(a).prediction_ids
+    loaded.annotations.set(b, 3, 10.0, 10.0, prediction_id=ids[3])  # another image's proposal
+    loaded.annotations.set(a, 3, 10.0, 10.0, prediction_id=ids[4])  # another landmark's proposal
+    loaded.annotations.set(a, 5, 10.0, 10.0, prediction_id=10**9)  # none at all
+    assert loaded.annotations.of(b)[3].prediction_id is None
+    assert loaded.annotations.of(a)[3].prediction_id is None
+    assert loaded.annotations.of(a)[5].prediction_id is None
 
 
 def test_the_upgrade_keeps_every_prediction_and_reference(backend, tmp_path):
@@ -128,11 +129,11 @@ def test_the_upgrade_keeps_every_prediction_and_reference(backend, tmp_path):
     project = Project.open(backend or folder)
     try:
         assert migrate.current_revision(project.db) == migrate.head_revision()
-        assert project.annotations("a")[0].prediction_id == 7
-        prediction = project.predictions("a")
+        assert project.annotations.of("a")[0].prediction_id == 7
+        prediction = project.predictions.latest("a")
         assert prediction.prediction_ids == [7] and prediction.scores["random"].value == 0.5
-        project.store_predictions(1, "a", np.array([[8.0, 9.0]]), np.ones(1))  # and the new rule holds
-        assert project.annotations("a")[0].prediction_id == 7
-        assert project.predictions("a").points[0].tolist() == [8.0, 9.0]
+        project.predictions.store(1, "a", np.array([[8.0, 9.0]]), np.ones(1))  # and the new rule holds
+        assert project.annotations.of("a")[0].prediction_id == 7
+        assert project.predictions.latest("a").points[0].tolist() == [8.0, 9.0]
     finally:
         project.close()

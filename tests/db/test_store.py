@@ -9,7 +9,8 @@ import sqlalchemy as sa
 from sqlalchemy import func, select
 
 from scn_annotator.app.sample_project import LANDMARK_NAMES
-from scn_annotator.db.models import Annotation, Event, ModelVersion
+from scn_annotator.db.models import Annotation, Event, EventKind, ModelVersion
+from scn_annotator.db.records import ScoreRecord, VersionMetrics
 from scn_annotator.db.store import Project, landmark_colors
 from scn_annotator.db.transfer import import_images
 from scn_annotator.errors import ScnError
@@ -60,63 +61,67 @@ def test_image_import_reports_duplicates_changes_and_failures(project, sample_di
 
 
 def test_a_correction_is_stored_with_its_event(loaded):
-    event_id = loaded.set_landmark("hand003", "index_tip", 100.5, 50.25, author="ann")
-    a = loaded.annotations("hand003")[5]
+    event_id = loaded.annotations.set("hand003", "index_tip", 100.5, 50.25, author="ann")
+    a = loaded.annotations.of("hand003")[5]
     assert (a.x, a.y, a.state, a.source, a.author) == (100.5, 50.25, "placed", "human", "ann")
     assert loaded.image("hand003").status == "in_progress"
-    loaded.set_landmark("hand003", 5, 101.0, 51.0, author="bob")
-    history = loaded.history("hand003")
-    assert [h["id"] for h in history][-1] == event_id
+    loaded.annotations.set("hand003", 5, 101.0, 51.0, author="bob")
+    history = loaded.annotations.history("hand003")
+    assert [h.id for h in history][-1] == event_id
     latest = history[0]
-    assert (latest["old_x"], latest["new_x"], latest["author"], latest["landmark"]) == (
+    assert (latest.old_x, latest.new_x, latest.author, latest.landmark) == (
         100.5,
         101.0,
         "bob",
         "index_tip",
     )
-    assert latest["old_state"] == "placed" and latest["kind"] == "edit"
+    assert latest.old_state == "placed" and latest.kind == EventKind.EDIT
 
 
 def test_bad_positions_are_refused_and_change_nothing(loaded):
     for x, y in ((-5, 10), (10, 400), (float("nan"), 3)):
         with pytest.raises(ScnError):
-            loaded.set_landmark("hand000", 0, x, y)
+            loaded.annotations.set("hand000", 0, x, y)
     with pytest.raises(ScnError, match="absent landmark has no position"):
-        loaded.set_landmark("hand000", 0, 3, 3, state="absent")
+        loaded.annotations.set("hand000", 0, 3, 3, state="absent")
     with pytest.raises(ScnError, match="no landmark"):
-        loaded.set_landmark("hand000", "elbow", 3, 3)
-    assert loaded.annotations("hand000") == {}
-    assert loaded.history() == []
+        loaded.annotations.set("hand000", "elbow", 3, 3)
+    assert loaded.annotations.of("hand000") == {}
+    assert loaded.annotations.history() == []
 
 
 def test_occluded_and_absent_states(loaded):
-    loaded.set_landmark("hand000", 0, 10, 20, state="occluded")
-    loaded.set_landmark("hand000", 1, None, None, state="absent")
-    ann = loaded.annotations("hand000")
+    loaded.annotations.set("hand000", 0, 10, 20, state="occluded")
+    loaded.annotations.set("hand000", 1, None, None, state="absent")
+    ann = loaded.annotations.of("hand000")
     assert ann[0].state == "occluded" and ann[1].state == "absent" and ann[1].x is None
-    points = loaded.points("hand000")
+    points = loaded.annotations.points("hand000")
     assert points[0].tolist() == [10, 20] and np.isnan(points[1]).all() and np.isnan(points[2]).all()
 
 
 def test_undo_and_redo_work_across_saves_and_reopening(loaded, backend, tmp_path):
-    loaded.set_landmark("hand005", 0, 10, 10)
-    loaded.set_landmark("hand005", 0, 20, 20)
-    loaded.set_landmark("hand005", 1, 30, 30)
-    assert loaded.undo("hand005") == 1
-    assert 1 not in loaded.annotations("hand005")
+    loaded.annotations.set("hand005", 0, 10, 10)
+    loaded.annotations.set("hand005", 0, 20, 20)
+    loaded.annotations.set("hand005", 1, 30, 30)
+    assert loaded.annotations.undo("hand005") == 1
+    assert 1 not in loaded.annotations.of("hand005")
     loaded.close()
     reopened = Project.open(backend or tmp_path / "project", user="tester")  # the same person, later
-    assert reopened.undo("hand005") == 1
-    assert (reopened.annotations("hand005")[0].x, reopened.annotations("hand005")[0].y) == (10, 10)
-    assert reopened.redo("hand005") == 1
-    assert reopened.annotations("hand005")[0].x == 20
-    assert reopened.can_undo("hand005") == (True, True)
-    reopened.set_landmark("hand005", 2, 5, 5)  # a new change clears the redo stack
-    assert reopened.redo("hand005") == 0
-    assert reopened.undo("hand005") == 1 and reopened.undo("hand005") == 1 and reopened.undo("hand005") == 1
-    assert reopened.annotations("hand005") == {}
-    assert reopened.undo("hand005") == 0
-    kinds = [h["kind"] for h in reopened.history("hand005")]
+    assert reopened.annotations.undo("hand005") == 1
+    assert (reopened.annotations.of("hand005")[0].x, reopened.annotations.of("hand005")[0].y) == (10, 10)
+    assert reopened.annotations.redo("hand005") == 1
+    assert reopened.annotations.of("hand005")[0].x == 20
+    assert reopened.annotations.can_undo("hand005") == (True, True)
+    reopened.annotations.set("hand005", 2, 5, 5)  # a new change clears the redo stack
+    assert reopened.annotations.redo("hand005") == 0
+    assert (
+        reopened.annotations.undo("hand005") == 1
+        and reopened.annotations.undo("hand005") == 1
+        and reopened.annotations.undo("hand005") == 1
+    )
+    assert reopened.annotations.of("hand005") == {}
+    assert reopened.annotations.undo("hand005") == 0
+    kinds = [h.kind for h in reopened.annotations.history("hand005")]
     assert kinds.count("undo") == 5 and kinds.count("redo") == 1 and kinds.count("edit") == 4
     reopened.close()
 
@@ -124,60 +129,60 @@ def test_undo_and_redo_work_across_saves_and_reopening(loaded, backend, tmp_path
 def test_model_versions_one_current_and_rollback(loaded, tmp_path):
     ckpt = tmp_path / "a.pt"
     ckpt.write_bytes(b"weights-a")
-    v1 = loaded.register_model(ckpt, metrics={"val_error": 2.0}, make_current=True)
+    v1 = loaded.models.register(ckpt, metrics=VersionMetrics(val_error=2.0), make_current=True)
     ckpt.write_bytes(b"weights-b")
-    v2 = loaded.register_model(ckpt, metrics={"val_error": 1.0}, parent_id=v1, make_current=True)
-    assert loaded.current_model().id == v2
-    assert loaded.checkpoint_file(loaded.current_model()).read_bytes() == b"weights-b"
-    loaded.set_current_model(v1)  # rollback
-    assert loaded.current_model().id == v1
-    assert [v.is_current for v in loaded.model_versions()] == [True, False]
+    v2 = loaded.models.register(ckpt, metrics=VersionMetrics(val_error=1.0), parent_id=v1, make_current=True)
+    assert loaded.models.current().id == v2
+    assert loaded.models.file(loaded.models.current()).read_bytes() == b"weights-b"
+    loaded.models.make_current(v1)  # rollback
+    assert loaded.models.current().id == v1
+    assert [v.is_current for v in loaded.models.all()] == [True, False]
     with pytest.raises(ScnError, match="no model version"):
-        loaded.set_current_model(99)
+        loaded.models.make_current(99)
     with pytest.raises(sa.exc.IntegrityError), loaded.db.write() as s:  # the database itself refuses two
         s.execute(sa.update(ModelVersion).values(is_current=True))
-    assert loaded.current_model().id == v1
+    assert loaded.models.current().id == v1
 
 
 def _model(project, tmp_path, name="m.pt") -> int:
     path = tmp_path / name
     path.write_bytes(b"w")
-    return project.register_model(path, make_current=True)
+    return project.models.register(path, make_current=True)
 
 
 def test_predictions_never_touch_human_corrections(loaded, tmp_path):
-    loaded.set_landmark("hand007", 0, 11, 12, author="ann")
+    loaded.annotations.set("hand007", 0, 11, 12, author="ann")
     version = _model(loaded, tmp_path)
     points = np.tile([[50.0, 60.0]], (15, 1))
-    loaded.store_predictions(version, "hand007", points, np.full(15, 2.5), scores={"random": (0.3, {})})
-    assert loaded.annotations("hand007")[0].x == 11  # untouched
-    pred = loaded.predictions("hand007")
+    loaded.predictions.store(version, "hand007", points, np.full(15, 2.5), scores=[ScoreRecord("random", 0.3)])
+    assert loaded.annotations.of("hand007")[0].x == 11  # untouched
+    pred = loaded.predictions.latest("hand007")
     assert pred.model_version == version and pred.points[3].tolist() == [50, 60]
     assert pred.scores["random"].value == pytest.approx(0.3)
-    assert loaded.accept_predictions("hand007", author="ann") == 14
-    ann = loaded.annotations("hand007")
+    assert loaded.annotations.accept_predictions("hand007", author="ann") == 14
+    ann = loaded.annotations.of("hand007")
     assert ann[0].x == 11 and ann[0].source == "human"
     assert ann[5].source == "model_accepted" and ann[5].prediction_id == pred.prediction_ids[5]
-    assert loaded.undo("hand007", author="ann") == 14  # accepting is one step (undone by who accepted)
-    assert list(loaded.annotations("hand007")) == [0]
+    assert loaded.annotations.undo("hand007", author="ann") == 14  # accepting is one step (undone by who accepted)
+    assert list(loaded.annotations.of("hand007")) == [0]
     # a later model run replaces its predictions, still without touching annotations
-    loaded.store_predictions(version, "hand007", points + 1, np.full(15, 2.0))
-    assert loaded.predictions("hand007").points[0].tolist() == [51, 61]
-    assert loaded.annotations("hand007")[0].x == 11
+    loaded.predictions.store(version, "hand007", points + 1, np.full(15, 2.0))
+    assert loaded.predictions.latest("hand007").points[0].tolist() == [51, 61]
+    assert loaded.annotations.of("hand007")[0].x == 11
 
 
 def test_every_change_has_an_event(loaded, tmp_path):
     version = _model(loaded, tmp_path)
-    loaded.store_predictions(version, "hand001", np.full((15, 2), 40.0), np.ones(15))
+    loaded.predictions.store(version, "hand001", np.full((15, 2), 40.0), np.ones(15))
     changes = 0
     for i in range(6):
-        loaded.set_landmark("hand001", i, 10 + i, 20)
+        loaded.annotations.set("hand001", i, 10 + i, 20)
         changes += 1
-    loaded.set_landmark("hand001", 0, 10, 20)  # no change: no event
-    changes += loaded.accept_predictions("hand001")
-    changes += loaded.undo("hand001")
-    changes += loaded.redo("hand001")
-    loaded.clear_landmark("hand001", 2)
+    loaded.annotations.set("hand001", 0, 10, 20)  # no change: no event
+    changes += loaded.annotations.accept_predictions("hand001")
+    changes += loaded.annotations.undo("hand001")
+    changes += loaded.annotations.redo("hand001")
+    loaded.annotations.clear("hand001", 2)
     changes += 1
     loaded.set_status("hand001", "done")
     with loaded.db.read() as s:
@@ -205,18 +210,18 @@ def test_jobs_queue_and_cancel(project):
 def test_undo_is_per_person_in_a_team(loaded, backend, tmp_path):
     other = Project.open(backend or tmp_path / "project", user="bea")
     try:
-        loaded.set_landmark("hand003", 0, 10, 10)  # tester
-        other.set_landmark("hand003", 1, 20, 20)  # bea, later
-        assert other.can_undo("hand003") == (True, False)
-        assert loaded.undo("hand003") == 1  # tester's undo reverts tester's change, not bea's later one
-        assert 0 not in loaded.annotations("hand003") and loaded.annotations("hand003")[1].x == 20
-        assert loaded.history("hand003")[0]["author"] == "tester"
-        assert loaded.undo("hand003") == 0  # nothing more of tester's
-        loaded.redo("hand003")
-        other.set_landmark("hand003", 0, 30, 30)  # bea changes the landmark tester set
+        loaded.annotations.set("hand003", 0, 10, 10)  # tester
+        other.annotations.set("hand003", 1, 20, 20)  # bea, later
+        assert other.annotations.can_undo("hand003") == (True, False)
+        assert loaded.annotations.undo("hand003") == 1  # tester's undo reverts tester's change, not bea's later one
+        assert 0 not in loaded.annotations.of("hand003") and loaded.annotations.of("hand003")[1].x == 20
+        assert loaded.annotations.history("hand003")[0].author == "tester"
+        assert loaded.annotations.undo("hand003") == 0  # nothing more of tester's
+        loaded.annotations.redo("hand003")
+        other.annotations.set("hand003", 0, 30, 30)  # bea changes the landmark tester set
         with pytest.raises(ScnError, match=r"cannot undo on image hand003: changed since: thumb_base \(by bea\)"):
-            loaded.undo("hand003")
-        assert loaded.annotations("hand003")[0].x == 30  # refused: nothing changed
-        assert other.undo("hand003") == 1 and loaded.annotations("hand003")[0].x == 10
+            loaded.annotations.undo("hand003")
+        assert loaded.annotations.of("hand003")[0].x == 30  # refused: nothing changed
+        assert other.annotations.undo("hand003") == 1 and loaded.annotations.of("hand003")[0].x == 10
     finally:
         other.close()

@@ -33,20 +33,20 @@ def test_a_laptop_sees_the_servers_models_and_overlays_and_rolls_back(
     monkeypatch.setenv("SCN_DATA_DIR", str(tmp_path / "server"))
     Worker(postgres_url, device="cpu", image_root=str(server_images)).run(once=True)
     monkeypatch.delenv("SCN_DATA_DIR")
-    first = server.current_model()
+    first = server.models.current()
     assert first is not None
 
     # the laptop: another data folder, another image folder, the same database
     laptop_images = shutil.copytree(sample_dir / "images", tmp_path / "laptop-images")
     laptop = Project.open(postgres_url, data_dir=tmp_path / "laptop", image_root=laptop_images, user="annotator")
     assert not (tmp_path / "laptop" / first.checkpoint).exists()
-    path = laptop.checkpoint_file(laptop.current_model())
+    path = laptop.models.file(laptop.models.current())
     assert path.is_relative_to(tmp_path / "laptop")
-    assert path.read_bytes() == server.checkpoint_file(first).read_bytes()
+    assert path.read_bytes() == server.models.file(first).read_bytes()
     image = laptop.images()[10]
-    prediction = laptop.predictions(image.id)
+    prediction = laptop.predictions.latest(image.id)
     assert prediction is not None and prediction.heatmaps
-    overlay = laptop.heatmap_file(prediction)
+    overlay = laptop.predictions.heatmap_file(prediction)
     assert overlay is not None and overlay.is_relative_to(tmp_path / "laptop")
     heat = load_heatmaps(overlay)
     assert heat.final.shape[0] == len(LANDMARK_NAMES)
@@ -55,12 +55,12 @@ def test_a_laptop_sees_the_servers_models_and_overlays_and_rolls_back(
     assert np.allclose(again, prediction.points, atol=1e-3)
 
     # the server registers a newer version; the laptop sees it, then rolls back to the first
-    newer = server.register_model(shutil.copy(server.checkpoint_file(first), tmp_path / "newer.pt"), make_current=True)
-    assert laptop.current_model().id == newer
-    assert laptop.checkpoint_file(laptop.current_model()).is_file()
-    laptop.set_current_model(first.id)
-    assert server.current_model().id == first.id
-    assert laptop.checkpoint_file(first.id).read_bytes() == path.read_bytes()
+    newer = server.models.register(shutil.copy(server.models.file(first), tmp_path / "newer.pt"), make_current=True)
+    assert laptop.models.current().id == newer
+    assert laptop.models.file(laptop.models.current()).is_file()
+    laptop.models.make_current(first.id)
+    assert server.models.current().id == first.id
+    assert laptop.models.file(first.id).read_bytes() == path.read_bytes()
     laptop.close()
     server.close()
 
@@ -69,7 +69,7 @@ def test_a_damaged_copy_in_the_database_is_refused_not_written(postgres_url, tmp
     project = Project.create(tmp_path / "p", LANDMARK_NAMES, database=postgres_url)
     source = tmp_path / "weights.bin"
     source.write_bytes(np.random.default_rng(0).bytes(artifacts.CHUNK_BYTES + 1000))  # two chunks
-    version = project.register_model(source)
+    version = project.models.register(source)
     from sqlalchemy import update
 
     from scn_annotator.db.models import ArtifactChunk
@@ -78,8 +78,8 @@ def test_a_damaged_copy_in_the_database_is_refused_not_written(postgres_url, tmp
         s.execute(update(ArtifactChunk).where(ArtifactChunk.seq == 1).values(data=b"x" * 1000))
     elsewhere = Project.open(postgres_url, data_dir=tmp_path / "other")
     with pytest.raises(OSError, match="damaged"):
-        elsewhere.checkpoint_file(version)
-    assert not (tmp_path / "other" / project.model(version).checkpoint).exists()
+        elsewhere.models.file(version)
+    assert not (tmp_path / "other" / project.models.get(version).checkpoint).exists()
     elsewhere.close()
     project.close()
 
@@ -88,7 +88,7 @@ def test_a_sqlite_project_keeps_its_files_as_files(tmp_path):
     project = Project.create(tmp_path / "p", LANDMARK_NAMES)
     source = tmp_path / "weights.bin"
     source.write_bytes(b"weights")
-    version = project.register_model(source)
+    version = project.models.register(source)
     assert not project.shares_files
     from sqlalchemy import func, select
 
@@ -96,5 +96,5 @@ def test_a_sqlite_project_keeps_its_files_as_files(tmp_path):
 
     with project.db.read() as s:
         assert s.scalar(select(func.count()).select_from(Artifact)) == 0
-    assert project.checkpoint_file(version).read_bytes() == b"weights"
+    assert project.models.file(version).read_bytes() == b"weights"
     project.close()

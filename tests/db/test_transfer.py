@@ -17,9 +17,9 @@ from scn_annotator.io.landmark_files import read_landmarks
 def test_import_labels_then_export_then_reimport_round_trips(loaded, sample_dir, tmp_path, backend):
     report = import_labels(loaded, sample_dir / "labels.csv", author="importer")
     assert report.images == 24 and report.set == 24 * 15
-    loaded.set_landmark("hand002", 3, None, None, state="absent")
-    loaded.set_landmark("hand002", 4, 33.25, 44.5, state="occluded")
-    loaded.clear_landmark("hand002", 6)
+    loaded.annotations.set("hand002", 3, None, None, state="absent")
+    loaded.annotations.set("hand002", 4, 33.25, 44.5, state="occluded")
+    loaded.annotations.clear("hand002", 6)
     for name in ("hand000", "hand002", "hand009"):
         loaded.set_status(name, "done")
     for layout in ("wide", "long"):
@@ -34,7 +34,7 @@ def test_import_labels_then_export_then_reimport_round_trips(loaded, sample_dir,
         again = import_labels(fresh, out)
         assert again.images == 3
         for name in ("hand000", "hand002", "hand009"):
-            a, b = loaded.annotations(name), fresh.annotations(name)
+            a, b = loaded.annotations.of(name), fresh.annotations.of(name)
             assert set(a) == set(b)
             for i in a:
                 assert (b[i].state, b[i].x is None) == (a[i].state, a[i].x is None)
@@ -55,7 +55,7 @@ def test_export_columns_and_only_two_files(loaded, sample_dir, tmp_path):
     assert header[7:12] == ["thumb_base_x", "thumb_base_y", "thumb_base_x_mm", "thumb_base_y_mm", "thumb_base_state"]
     table = read_landmarks(out_dir / "curated.csv")
     assert table.ids() == ["hand001"] and table.unit == "px"
-    np.testing.assert_allclose(table.points["hand001"], loaded.points("hand001"), atol=5e-4)
+    np.testing.assert_allclose(table.points["hand001"], loaded.annotations.points("hand001"), atol=5e-4)
     everything = export(loaded, out_dir / "all.csv", include_all=True)
     assert everything["images"] == 24 and not everything["only_done"]
 
@@ -72,7 +72,7 @@ def test_export_never_contains_patient_identifiers(project, tmp_path):
     writer.KeepOriginalImageUIDOn()
     writer.Execute(image)
     assert import_images(project, folder).added == ["cr.dcm"]
-    project.set_landmark("cr", 0, 5, 5)
+    project.annotations.set("cr", 0, 5, 5)
     project.set_status("cr", "done")
     export(project, tmp_path / "e.csv", layout="long")
     text = (tmp_path / "e.csv").read_text() + (tmp_path / "e.manifest.json").read_text()
@@ -86,15 +86,15 @@ def test_export_never_contains_patient_identifiers(project, tmp_path):
 
 def test_conflicts_with_human_corrections_change_nothing_unless_asked(loaded, sample_dir, tmp_path):
     import_labels(loaded, sample_dir / "labels.csv")
-    loaded.set_landmark("hand004", 2, 12.0, 13.0, author="expert")
-    before = loaded.history()
+    loaded.annotations.set("hand004", 2, 12.0, 13.0, author="expert")
+    before = loaded.annotations.history()
     with pytest.raises(ImportConflictError) as info:
         import_labels(loaded, sample_dir / "labels.csv")
     assert "hand004/thumb_tip: human by expert" in str(info.value)
-    assert loaded.annotations("hand004")[2].x == 12.0 and loaded.history() == before
+    assert loaded.annotations.of("hand004")[2].x == 12.0 and loaded.annotations.history() == before
     report = import_labels(loaded, sample_dir / "labels.csv", overwrite=True)
     assert report.overwritten == ["hand004/thumb_tip: human by expert"] and report.set == 1
-    assert loaded.annotations("hand004")[2].x != 12.0
+    assert loaded.annotations.of("hand004")[2].x != 12.0
     assert import_labels(loaded, sample_dir / "labels.csv").set == 0  # nothing new: nothing written
 
 
@@ -105,7 +105,7 @@ def test_mm_labels_and_the_spacing_rule(loaded, sample_dir, tmp_path):
     rows.append("hand010," + ",".join(f"{x * 0.6:.4f},{y * 0.6:.4f}" for x, y in truth.points["hand010"]))
     mm.write_text("\n".join(rows) + "\n")
     import_labels(loaded, mm)
-    np.testing.assert_allclose(loaded.points("hand010"), truth.points["hand010"], atol=1e-3)
+    np.testing.assert_allclose(loaded.annotations.points("hand010"), truth.points["hand010"], atol=1e-3)
     import_labels(loaded, sample_dir / "labels.csv", spacing_rule=SpacingRule(1, 4, 25.0))
     image = loaded.image("hand011")
     expected = 25.0 / np.linalg.norm(truth.points["hand011"][1] - truth.points["hand011"][4])
@@ -174,7 +174,11 @@ MALFORMED = [
 @pytest.mark.parametrize(("content", "expected"), MALFORMED, ids=range(len(MALFORMED)))
 def test_malformed_landmark_files_are_refused_whole_with_file_and_row(loaded, tmp_path, content, expected):
     import_labels(loaded, _write(tmp_path / "before.csv", wide(good("hand001"))))
-    snapshot = (loaded.history(), loaded.points("hand000"), loaded.points("hand001"))
+    snapshot = (
+        loaded.annotations.history(),
+        loaded.annotations.points("hand000"),
+        loaded.annotations.points("hand001"),
+    )
     path = _write(tmp_path / "bad.csv", content)
     if expected is None:
         assert import_labels(loaded, path).set == 0
@@ -183,9 +187,9 @@ def test_malformed_landmark_files_are_refused_whole_with_file_and_row(loaded, tm
         import_labels(loaded, path)
     message = str(info.value)
     assert message.startswith(str(path)) and expected in message, message
-    assert loaded.history() == snapshot[0]
-    np.testing.assert_array_equal(loaded.points("hand000"), snapshot[1])
-    np.testing.assert_array_equal(loaded.points("hand001"), snapshot[2])
+    assert loaded.annotations.history() == snapshot[0]
+    np.testing.assert_array_equal(loaded.annotations.points("hand000"), snapshot[1])
+    np.testing.assert_array_equal(loaded.annotations.points("hand001"), snapshot[2])
 
 
 def test_mm_without_spacing_is_refused(project, tmp_path):
@@ -235,7 +239,7 @@ def test_exports_are_safe_in_a_spreadsheet_and_import_back(project, tmp_path):
         sitk.WriteImage(sitk.GetImageFromArray(pixels), str(folder / f"{name}.png"))
     import_images(project, folder)
     for image in project.images():
-        project.set_landmark(image.id, 0, 3.0, 4.0)
+        project.annotations.set(image.id, 0, 3.0, 4.0)
         project.set_status(image.id, "done")
     out = tmp_path / "export.csv"
     export(project, out)

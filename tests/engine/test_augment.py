@@ -3,7 +3,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from scn_annotator.engine.augment import AugmentConfig, augment_batch, random_generator
+from scn_annotator.engine.augment import augment_batch, random_generator
+from scn_annotator.engine.config import AugmentConfig
 
 
 def blobs(points: torch.Tensor, size: tuple[int, int], sigma: float = 1.5) -> torch.Tensor:

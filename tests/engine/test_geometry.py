@@ -99,8 +99,9 @@ def test_the_input_follows_the_images_aspect_and_keeps_landmarks_apart():
 
 def test_training_records_the_chosen_input_and_prediction_uses_it(sample_dir, tmp_path):
     from scn_annotator.app.file_operations import load_training_data
+    from scn_annotator.engine.config import preset
     from scn_annotator.engine.inference import Predictor
-    from scn_annotator.engine.training import preset, train
+    from scn_annotator.engine.training import train
 
     cfg = preset("cpu", filters=8, sc_filters=8, steps=2, input_size=(64, 48), auto_input_growth=1.5)
     data = load_training_data(sample_dir / "images", sample_dir / "labels.csv", cfg, val_fraction=0.2)
@@ -111,4 +112,4 @@ def test_training_records_the_chosen_input_and_prediction_uses_it(sample_dir, tm
     train(chosen, data.train, data.val, data.names, tmp_path / "m.pt", device="cpu")
     predictor = Predictor.from_checkpoint(tmp_path / "m.pt", device="cpu")
     assert predictor.input_size == chosen.input_size
-    assert predictor.metadata["train_config"]["input_rule"]["images"] == 24
+    assert predictor.train_config is not None and predictor.train_config.input_rule["images"] == 24

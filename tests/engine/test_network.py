@@ -4,7 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from scn_annotator.engine.network import SCNConfig, SpatialConfigurationNet, cubic_upsample
+from scn_annotator.engine.config import SCNConfig
+from scn_annotator.engine.network import SpatialConfigurationNet, cubic_upsample
 
 
 def tiny(**kw) -> SpatialConfigurationNet:

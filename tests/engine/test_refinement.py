@@ -6,10 +6,13 @@ import torch
 
 from scn_annotator.app.file_operations import load_training_data
 from scn_annotator.engine.checkpoint import load_checkpoint
+from scn_annotator.engine.config import RefineConfig, TrainConfig, preset
 from scn_annotator.engine.data import BACKGROUND, Normalisation, cache_size
 from scn_annotator.engine.inference import Predictor
-from scn_annotator.engine.refinement import RefineConfig, extract_patches, patch_targets
-from scn_annotator.engine.training import TrainConfig, Trainer, preset, train, train_refiner
+from scn_annotator.engine.refinement import extract_patches, patch_targets
+from scn_annotator.engine.refiner_training import train_refiner
+from scn_annotator.engine.trainer import Trainer
+from scn_annotator.engine.training import train
 
 REFINE = RefineConfig(patch=16, filters=16, levels=3, steps=300, per_step=100.0, patches=64, images=8)
 

@@ -6,10 +6,12 @@ import torch
 
 from scn_annotator.app.file_operations import load_training_data
 from scn_annotator.engine.checkpoint import load_checkpoint, save_checkpoint
-from scn_annotator.engine.inference import Predictor
-from scn_annotator.engine.network import SCNConfig, SpatialConfigurationNet
-from scn_annotator.engine.training import TrainConfig, Trainer, state_path, train, validation_errors
-from scn_annotator.errors import CheckpointError
+from scn_annotator.engine.config import SCNConfig, TrainConfig
+from scn_annotator.engine.inference import Predictor, validation_errors
+from scn_annotator.engine.network import SpatialConfigurationNet
+from scn_annotator.engine.trainer import Trainer, state_path
+from scn_annotator.engine.training import train
+from scn_annotator.errors import CheckpointError, ScnError
 
 
 @pytest.fixture
@@ -24,7 +26,7 @@ def data(sample_dir, fast_cfg):
 
 def test_training_really_reduces_the_error(data, fast_cfg, tmp_path):
     torch.manual_seed(fast_cfg.seed)
-    untrained = SpatialConfigurationNet(fast_cfg.network(len(data.names)))
+    untrained = SpatialConfigurationNet(fast_cfg.network_for(len(data.names)))
     before, unit = validation_errors(untrained, data.val, torch.device("cpu"))
     assert unit == "mm"
     cfg = fast_cfg.replace(steps=150, validate_every=25)
@@ -164,36 +166,45 @@ def test_a_run_stopped_by_time_before_any_validation_still_writes_its_model(data
 
 def test_a_time_limit_lays_the_schedule_out_for_the_time(data, fast_cfg, tmp_path):
     """Stopped by time, the run still ends where its learning rate has decayed: a converged model."""
-    from scn_annotator.engine.training import _lr_factor
+    from scn_annotator.engine.time_plan import TimePlan
 
     cfg = fast_cfg.replace(steps=100_000, validate_every=40, warmup_steps=10)
     result = train(cfg, data.train, data.val, data.names, tmp_path / "m.pt", max_minutes=0.1, device="cpu")
     assert result.stopped == "time"
     assert 10 < result.planned_steps < cfg.steps and result.steps == result.planned_steps  # the schedule finished
-    assert _lr_factor(cfg, result.steps - 1, result.planned_steps) < 0.05  # decayed, not cut off at full rate
+    plan = TimePlan(cfg.steps, warmup_steps=cfg.warmup_steps, total=result.planned_steps)
+    assert plan.lr_factor(result.steps - 1) < 0.05  # decayed, not cut off at full rate
     assert "fitted to the time limit" in result.describe()
     assert Predictor.from_checkpoint(tmp_path / "m.pt", device="cpu").predict(data.val[0].path).points.shape[0] == 15
 
 
 def test_without_a_time_limit_the_schedule_is_the_step_count(fast_cfg):
-    from scn_annotator.engine.training import _lr_factor
+    from scn_annotator.engine.time_plan import TimePlan
 
-    cfg = fast_cfg.replace(steps=200, warmup_steps=20)
-    assert _lr_factor(cfg, 0) == pytest.approx(1 / 20) and _lr_factor(cfg, 19) == 1.0
-    assert _lr_factor(cfg, 199) == pytest.approx(0.01, abs=1e-3)
-    assert _lr_factor(cfg, 99, total=100) == pytest.approx(0.01, abs=1e-3)  # a shorter plan decays sooner
+    plan = TimePlan(200, warmup_steps=20)
+    assert plan.lr_factor(0) == pytest.approx(1 / 20) and plan.lr_factor(19) == 1.0
+    assert plan.lr_factor(199) == pytest.approx(0.01, abs=1e-3)
+    shorter = TimePlan(200, warmup_steps=20, total=100)
+    assert shorter.lr_factor(99) == pytest.approx(0.01, abs=1e-3)  # a shorter plan decays sooner
+    assert shorter.lr_factor(0) == pytest.approx(1 / 10)  # and warms up for at most a tenth of it
 
 
-def test_the_auto_preset_follows_the_device(monkeypatch):
-    import scn_annotator.engine.training as training
+@pytest.mark.parametrize(("device", "expected"), [("cpu", "cpu"), ("cuda", "gpu"), ("mps", "gpu")])
+def test_the_auto_preset_follows_the_device(monkeypatch, device, expected):
+    """True on every machine: the device is mocked, not asked (the worker's target has a GPU)."""
+    import scn_annotator.engine.config as train_config
     from scn_annotator.active.policy import RoundPolicy, round_config
 
-    assert training.preset("auto") == training.PRESETS["cpu"]  # no GPU here
-    assert round_config(RoundPolicy(), first=True).filters == training.PRESETS["cpu"].filters
-    monkeypatch.setattr(training, "best_device", lambda: torch.device("cuda"))
-    assert training.auto_preset() == "gpu"
-    assert training.preset("auto", steps=7) == training.PRESETS["gpu"].replace(steps=7)
-    assert round_config(RoundPolicy(), first=True).filters == training.PRESETS["gpu"].filters
-    assert training.auto_preset("mps") == "gpu" and training.auto_preset("cpu") == "cpu"
-    with pytest.raises(training.ScnError, match="choose auto"):
-        training.preset("fastest")
+    monkeypatch.setattr("scn_annotator.engine.device.best_device", lambda: torch.device(device))
+    assert train_config.auto_preset() == expected
+    assert train_config.preset("auto") == train_config.PRESETS[expected]
+    assert train_config.preset("auto", steps=7) == train_config.PRESETS[expected].replace(steps=7)
+    assert round_config(RoundPolicy(), first=True).network == train_config.PRESETS[expected].network
+    assert train_config.auto_preset("mps") == "gpu" and train_config.auto_preset("cpu") == "cpu"  # asked, not mocked
+
+
+def test_an_unknown_preset_names_the_choices():
+    from scn_annotator.engine.config import preset
+
+    with pytest.raises(ScnError, match="choose auto or one of paper, cpu, gpu"):
+        preset("fastest")

@@ -53,17 +53,17 @@ def test_moving_a_point_is_in_the_store_and_undo_works(widget, trained):
     landmark = int(points.features["landmark"][2])
     drag(points, 2, 40.0, 30.0)  # (row, col) in pixels of the layer's data
     store = Project.open(trained)  # another connection: what is really saved
-    saved = store.annotations(image_id)[landmark]
+    saved = store.annotations.of(image_id)[landmark]
     assert (saved.x, saved.y, saved.source) == (30.0, 40.0, "human")
-    assert store.history(image_id)[0]["prediction_id"] is not None  # it started from a proposal
+    assert store.annotations.history(image_id)[0].prediction_id is not None  # it started from a proposal
     assert widget.view.landmarks[landmark].kind == "annotation"
     index = list(widget.layers["points"].features["landmark"]).index(landmark)
     assert widget.layers["points"].features["kind"][index] == "annotation"
     widget.undo()
-    assert landmark not in store.annotations(image_id)
+    assert landmark not in store.annotations.of(image_id)
     assert widget.view.landmarks[landmark].kind == "prediction"
     widget.redo()
-    assert store.annotations(image_id)[landmark].x == 30.0
+    assert store.annotations.of(image_id)[landmark].x == 30.0
     store.close()
 
 
@@ -73,15 +73,15 @@ def test_placing_marking_accepting(widget):
     keep = [i for i in range(len(points.data)) if points.features["landmark"][i] != 4]
     points.selected_data = {i for i in range(len(points.data)) if i not in keep}
     points.remove_selected()  # a proposal removed is just not accepted: nothing saved
-    assert 4 not in widget.session.project.annotations(widget.view.record.id)
+    assert 4 not in widget.session.project.annotations.of(widget.view.record.id)
     points.add([[20.0, 25.0]])  # a click in add mode places the selected landmark
-    ann = widget.session.project.annotations(widget.view.record.id)
+    ann = widget.session.project.annotations.of(widget.view.record.id)
     assert (ann[4].x, ann[4].y) == (25.0, 20.0)
     widget.landmark.value = 6
     widget.mark_absent()
     widget.landmark.value = 7
     widget.mark_occluded()
-    ann = widget.session.project.annotations(widget.view.record.id)
+    ann = widget.session.project.annotations.of(widget.view.record.id)
     assert ann[6].state == "absent" and ann[7].state == "occluded"
     assert len(widget.layers["points"].data) == 14  # the absent one is not drawn
     widget.accept_all()
@@ -95,7 +95,7 @@ def test_done_advances_the_queue(widget, monkeypatch):
     monkeypatch.setattr("scn_annotator.plugins._widget.show_info", said.append)
     widget.mark_done()
     assert said and "15 proposals accepted" in said[0]  # done with nothing confirmed: visibly accepted
-    assert len(widget.session.project.annotations(first)) == 15
+    assert len(widget.session.project.annotations.of(first)) == 15
     assert widget.view.record.id != first
     assert widget.session.project.image(first).status == "done"
     widget.status_filter.value = "done"
@@ -213,15 +213,15 @@ def test_a_store_failure_is_reported_and_the_screen_shows_what_is_saved(widget, 
     def broken(*_args, **_kwargs):
         raise OperationalError("UPDATE annotations", {}, Exception("disk I/O error"))
 
-    monkeypatch.setattr(widget.session.project, "set_landmark", broken)
+    monkeypatch.setattr(widget.session.project.annotations, "set", broken)
     drag(points, 1, before[0] + 9.0, before[1] + 9.0)
     assert errors and "not saved" in errors[0] and "OperationalError" in errors[0]
     index = list(widget.layers["points"].features["landmark"]).index(landmark)
     np.testing.assert_allclose(widget.layers["points"].data[index], before)  # back where the store has it
-    assert landmark not in widget.session.project.annotations(widget.view.record.id)
+    assert landmark not in widget.session.project.annotations.of(widget.view.record.id)
     monkeypatch.undo()
     drag(widget.layers["points"], index, before[0] + 5.0, before[1] + 5.0)  # and the next save works
-    assert widget.session.project.annotations(widget.view.record.id)[landmark].y == pytest.approx(before[0] + 5.0)
+    assert widget.session.project.annotations.of(widget.view.record.id)[landmark].y == pytest.approx(before[0] + 5.0)
 
 
 def test_the_reader_claims_projects_only(make_napari_viewer, trained, tmp_path):
@@ -257,12 +257,12 @@ def test_closing_the_widget_leaves_the_viewer_as_it_was(make_napari_viewer, trai
     assert not any(getattr(f, "__name__", "") == "mark_done" for f in points.keymap.values())
     landmark = int(points.features["landmark"][0])
     drag(points, 0, 12.0, 13.0)  # the closed widget no longer saves anything
-    assert landmark not in Project.open(trained).annotations(widget.view.record.id)
+    assert landmark not in Project.open(trained).annotations.of(widget.view.record.id)
     again = AnnotatorWidget(viewer)  # and a new one works
     viewer.window.add_dock_widget(again)
     again.open_project(str(trained))
     drag(again.layers["points"], 0, 12.0, 13.0)
-    saved = again.session.project.annotations(again.view.record.id)
+    saved = again.session.project.annotations.of(again.view.record.id)
     assert int(again.layers["points"].features["landmark"][0]) in saved
     again.close()
 
@@ -499,6 +499,6 @@ def test_ctrl_z_right_after_done_reopens_the_image_no_longer_done(widget, monkey
     assert widget.view.record.id != image and widget.session.project.image(image).status == "done"
     widget.undo()
     assert widget.view.record.id == image and widget.view.record.status == "new"
-    assert not widget.session.project.annotations(image)  # the proposals D accepted are taken back
+    assert not widget.session.project.annotations.of(image)  # the proposals D accepted are taken back
     row = widget._table_ids.index(image)
     assert widget.table.native.item(row, 1).text() == "new"

@@ -1,0 +1,165 @@
+"""Training the local refinement stage on the coarse run's caches, and keeping it only if it helps.
+
+It runs after the SCN's loop, in what is left of the same time budget, on the
+caches already on the device (no second copy: on a GPU they are the largest
+memory there is). Its schedule is fitted to the time by the same
+:class:`~.time_plan.TimePlan` as the coarse loop's, and its random numbers come
+from its own seed (``seed + 1``) without touching the caller's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .augment import random_generator
+from .config import RefineConfig
+from .data import cache_size
+from .evaluation import mean_error
+from .inference import predict_samples, sample_errors
+from .model_file import LocalStage, ModelFile
+from .network import SpatialConfigurationNet
+from .refinement import Refiner, random_patches
+from .time_plan import TimePlan
+from .trainer import Trainer, TrainProgress, optimiser_step, private_rng, seeded_rng
+
+__all__ = ["RefineResult", "train_refiner"]
+
+
+@dataclass
+class RefineResult:
+    """How the local refinement stage went, and whether the model keeps it."""
+
+    steps: int
+    seconds: float
+    kept: bool
+    val_error_coarse: float | None
+    val_error_refined: float | None
+    unit: str
+    refiner: Refiner | None = field(default=None, repr=False)
+
+    def describe(self) -> str:
+        text = f"local refinement: {self.steps} steps in {self.seconds / 60:.1f} min"
+        if self.val_error_coarse is None or self.val_error_refined is None:
+            return text + "; kept (no validation image to compare on)"
+        compare = f"validation {self.val_error_coarse:.2f} -> {self.val_error_refined:.2f} {self.unit}"
+        return text + (f"; kept ({compare})" if self.kept else f"; not kept, it did not help ({compare})")
+
+
+def train_refiner(
+    trainer: Trainer,
+    init_from: str | Path | None = None,
+    *,
+    progress: Callable[[TrainProgress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    max_minutes: float | None = None,
+) -> RefineResult:
+    """Train ``trainer``'s local refinement stage on its caches; keep it if it helps on validation.
+
+    The coarse model compared against is the selected (best) one; the refiner goes
+    into the same model file, with both validation errors in its metrics.
+    """
+    cfg, device, rc = trainer.cfg, trainer.device, trainer.cfg.refine
+    assert rc is not None
+    rng = seeded_rng(cfg.seed + 1, device)
+    with private_rng(rng, device):
+        refiner = Refiner(rc, len(trainer.names)).to(device, memory_format=trainer.layout)
+    if init_from is not None:
+        _warm_start(refiner, rc, ModelFile.load(init_from))
+    asked = min(rc.steps, max(10, round(rc.per_step * trainer.plan.total)))  # in proportion to the coarse run
+    plan = TimePlan(asked, warmup_steps=min(50, asked // 10), schedule="cosine", max_minutes=max_minutes)
+    with private_rng(rng, device):
+        step = _loop(trainer, refiner, plan, progress, should_stop)
+    refiner.eval()
+    selected = ModelFile.load(trainer.out) if trainer.out is not None and trainer.out.exists() else None
+    coarse_error, refined_error = _compare_refinement(trainer, refiner, selected)
+    kept = coarse_error is None or refined_error is None or refined_error < coarse_error
+    result = RefineResult(step, plan.elapsed, kept, coarse_error, refined_error, trainer.unit, refiner)
+    if kept and selected is not None and trainer.out is not None:
+        selected.local_stage = LocalStage(
+            rc,
+            cache_size(cfg.input_size, cfg.cache_factor),
+            {k: v.detach().cpu().contiguous() for k, v in refiner.state_dict().items()},
+        )
+        selected.metrics = selected.metrics.replace(
+            val_error_coarse=coarse_error, val_error=refined_error if refined_error is not None else coarse_error
+        )
+        selected.save(trainer.out)
+    return result
+
+
+def _warm_start(refiner: Refiner, rc: RefineConfig, start: ModelFile) -> None:
+    """The previous round's local stage, when it has the same config (another landmark count: afresh)."""
+    held = start.local_stage
+    if held is not None and held.config == rc:
+        with contextlib.suppress(RuntimeError):
+            refiner.load_state_dict(held.weights)
+
+
+def _loop(
+    trainer: Trainer,
+    refiner: Refiner,
+    plan: TimePlan,
+    progress: Callable[[TrainProgress], None] | None,
+    should_stop: Callable[[], bool] | None,
+) -> int:
+    rc, device = trainer.cfg.refine, trainer.device
+    assert rc is not None
+    caches, points, valid = list(trainer.caches[:, 0]), list(trainer.cache_points), list(trainer.cache_valid)
+    optimizer = torch.optim.AdamW(refiner.parameters(), lr=rc.lr, weight_decay=1e-5)
+    scaler = torch.amp.GradScaler("cuda", enabled=trainer.amp_dtype == torch.float16)
+    gen = random_generator(trainer.cfg.seed + 1, device)
+    step = 0
+    while step < plan.total:
+        if (should_stop is not None and should_stop()) or plan.out_of_time(step):
+            break
+        patches, landmarks, target = random_patches(caches, points, valid, rc, gen)
+        for group in optimizer.param_groups:
+            group["lr"] = rc.lr * plan.lr_factor(step)
+        with torch.autocast(device.type, dtype=trainer.amp_dtype, enabled=trainer.amp_dtype is not None):
+            heat = refiner(patches.contiguous(memory_format=trainer.layout), landmarks)
+        loss = 0.5 * ((heat.float() - target) ** 2).sum() / landmarks.numel()
+        optimiser_step(loss, optimizer, scaler)
+        step += 1
+        plan.replan(step)
+        if progress is not None:
+            elapsed = plan.elapsed
+            progress(
+                TrainProgress(
+                    step=step,
+                    total_steps=plan.total,
+                    loss=float(loss.detach()),
+                    sigma_mean=rc.sigma,
+                    elapsed=elapsed,
+                    images_per_second=step * landmarks.numel() / max(elapsed, 1e-9),
+                    unit=trainer.unit,
+                    stage="refine",
+                )
+            )
+    return step
+
+
+def _compare_refinement(
+    trainer: Trainer, refiner: Refiner, selected: ModelFile | None
+) -> tuple[float | None, float | None]:
+    """Mean validation error of the selected coarse model, without and with ``refiner``.
+
+    ``selected`` is the model file of the selected step (None without an output file: the last step).
+    """
+    samples = [s for s in trainer.val_samples if s.cache is not None and s.cache_transform is not None]
+    if not samples:
+        return None, None
+    model = trainer.model
+    if selected is not None:  # the selected step, not the last one
+        model = SpatialConfigurationNet(trainer.cfg.network_for(len(trainer.names))).to(trainer.device)
+        model.load_state_dict(selected.weights)
+    coarse = predict_samples(model, samples, trainer.device)
+    refined = [
+        refiner.refine_image(s.cache, s.cache_transform, points)  # type: ignore[arg-type]
+        for s, points in zip(samples, coarse)
+    ]
+    return mean_error(sample_errors(samples, coarse)[0]), mean_error(sample_errors(samples, refined)[0])
