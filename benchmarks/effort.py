@@ -21,7 +21,7 @@ from hand import split as hand_split
 from spine import SPINE, patient
 
 from scn_annotator.active.effort import Tolerance, measure_effort
-from scn_annotator.engine.inference import Predictor
+from scn_annotator.engine.inference import ConditioningMethod, Predictor
 from scn_annotator.io.images import SpacingSource, find_images, image_id, read_image
 from scn_annotator.io.landmark_files import read_landmarks
 
@@ -36,7 +36,7 @@ def main() -> None:
     ap.add_argument("--limit", type=int, help="only the first N test images (the conditioned oracle is slow)")
     ap.add_argument("--tag", required=True)
     ap.add_argument("--keep-within", type=float, help="the conditioner's rule (default: the package's)")
-    ap.add_argument("--method", default="auto", choices=["auto", "replace", "trained"], help="how to condition")
+    ap.add_argument("--method", default="auto", choices=list(ConditioningMethod), help="how to condition")
     args = ap.parse_args()
 
     if args.anatomy == "hand":

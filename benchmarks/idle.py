@@ -101,7 +101,7 @@ def main() -> None:
     pump(app, 8)
     panel.cancel_round()
     deadline = time.monotonic() + 120
-    while jobs.job(panel.job_id).state not in ("done", "failed", "cancelled") and time.monotonic() < deadline:
+    while not jobs.job(panel.job_id).finished and time.monotonic() < deadline:
         pump(app, 0.5)
     pump(app, 2)
     state = jobs.job(panel.job_id).state

@@ -26,14 +26,16 @@ from sqlalchemy.orm import Session
 
 from scn_annotator.errors import ScnError
 
-from .models import Job, JobState, Worker
+from .models import Job, JobKind, JobState, Worker
 from .records import JobRecord, WorkerRecord
 from .session import Database
 
-__all__ = ["MAX_ATTEMPTS", "JobQueue"]
+__all__ = ["MAX_ATTEMPTS", "PENDING", "JobQueue"]
 
 MAX_ATTEMPTS = 3
-EXCLUSIVE = ("round",)  # kinds of which one runs at a time
+EXCLUSIVE = (JobKind.ROUND,)  # kinds of which one runs at a time
+#: The states of a job that has not ended.
+PENDING = (JobState.QUEUED, JobState.RUNNING)
 _LOCK_KEY = 0x5C4A  # the advisory lock that serialises queue changes on PostgreSQL
 
 
@@ -124,7 +126,7 @@ class JobQueue:
             job.heartbeat_at = self.db.now(s)
             return "cancel" if job.cancel_requested else "run"
 
-    def finish(self, job_id: int, worker: str, state: str, error: str | None = None, **fields: Any) -> bool:
+    def finish(self, job_id: int, worker: str, state: JobState, error: str | None = None, **fields: Any) -> bool:
         """End a job this worker runs; False if it was no longer ours."""
         with self.db.write() as s:
             job = s.get(Job, job_id)

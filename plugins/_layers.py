@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from napari.layers import Points
 
-from scn_annotator.app.annotation_session import ImageView
+from scn_annotator.app.annotation_session import ImageView, Shown
 
 __all__ = ["HEATMAP_KINDS", "heatmap_data", "landmark_style", "update_layers"]
 
@@ -33,7 +33,7 @@ BORDER_WIDTH = 0.07
 SCREEN_SIZE = (14, 36)
 #: the doubt halo's size against the point's
 HALO = 1.9
-SYMBOLS = {"annotation": "disc", "prediction": "ring"}
+SYMBOLS = {Shown.ANNOTATION: "disc", Shown.PREDICTION: "ring"}
 
 
 def _rgba(hex_color: str) -> np.ndarray:
@@ -59,7 +59,7 @@ def landmark_style(view: ImageView) -> dict:
     symbol = ["square" if lm.state == "occluded" else SYMBOLS[lm.kind] for lm in shown]
     width = np.full(len(shown), BORDER_WIDTH)
     # a halo for the doubtful proposals only: a person's point is what it is, whatever the model doubts
-    halo = np.array([[lm.y, lm.x] for lm in shown if lm.doubtful and lm.kind == "prediction"], dtype=float)
+    halo = np.array([[lm.y, lm.x] for lm in shown if lm.doubtful and lm.kind == Shown.PREDICTION], dtype=float)
     return {
         "data": data,
         "features": features,

@@ -31,10 +31,11 @@ from scn_annotator.active.policy import RoundPolicy
 from scn_annotator.active.scores import STRATEGIES
 from scn_annotator.app.annotation_session import AnnotationSession
 from scn_annotator.app.worker import HEARTBEAT_S, STALE_AFTER_S, ensure_worker
+from scn_annotator.db.jobs import PENDING
+from scn_annotator.db.models import JobKind, JobState
 
 __all__ = ["TrainingPanel"]
 
-ENDED = ("done", "failed", "cancelled")
 BUSY_POLL_MS, IDLE_POLL_MS = 1000, 10_000
 
 
@@ -101,7 +102,7 @@ class TrainingPanel(Container):
         with self.strategy.changed.blocked(), self.auto_every.changed.blocked():
             self.strategy.value = session.strategy if session.strategy in STRATEGIES else policy.strategy
             self.auto_every.value = policy.auto_every
-        running = session.project.jobs.list(["queued", "running"], kind="round")
+        running = session.project.jobs.list(PENDING, kind=JobKind.ROUND)
         self.job_id = running[-1].id if running else None
         self._reported = None
         self.refresh_models()
@@ -132,7 +133,7 @@ class TrainingPanel(Container):
 
     def start_round(self) -> None:
         project = self.session.project
-        self.job_id = project.jobs.enqueue("round", {"done_count": project.counts()["done"], "trigger": "viewer"})
+        self.job_id = project.jobs.enqueue(JobKind.ROUND, {"done_count": project.counts()["done"], "trigger": "viewer"})
         project.jobs.requeue_stale(STALE_AFTER_S)  # a job whose worker died waits for the new one
         pid = self._ensure_worker()
         self.state.value = f"queued as job {self.job_id}" + (f"; started worker {pid}" if pid else "")
@@ -172,7 +173,7 @@ class TrainingPanel(Container):
             return
         try:
             # a job someone cancelled is no work: the worker would only run on for its idle timeout
-            pending = [j for j in self.session.project.jobs.list(["queued", "running"]) if not j.cancel_requested]
+            pending = [j for j in self.session.project.jobs.list(PENDING) if not j.cancel_requested]
         except Exception:  # the store is gone: leave the workers to their idle timeout
             return
         if pending:
@@ -205,7 +206,7 @@ class TrainingPanel(Container):
             return
         project = self.session.project
         job = project.jobs.job(self.job_id) if self.job_id is not None else None
-        ended = job is None or job.state in ENDED
+        ended = job is None or job.finished
         # a pending job nobody works on (no live worker) shows no progress, and can be started again
         starting = time.monotonic() < self._starting_until  # a worker this panel just started is loading
         worked = not ended and (starting or bool(project.jobs.live_workers(within_s=3 * HEARTBEAT_S + 5)))
@@ -220,7 +221,7 @@ class TrainingPanel(Container):
                 self.log.value = job.log_tail
                 bar = self.log.native.verticalScrollBar()
                 bar.setValue(bar.maximum())
-        if worked and job.state == "running":
+        if worked and job.state == JobState.RUNNING:
             if self._bar is None:
                 self._bar = self.bar
                 self.bar.visible = True

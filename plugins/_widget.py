@@ -9,7 +9,9 @@ the database when the call returns.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, PushButton, Table
 from napari.utils.notifications import show_error, show_info
@@ -24,7 +26,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from scn_annotator.app.annotation_session import AnnotationSession, ImageView
+from scn_annotator.app.annotation_session import AnnotationSession, ImageView, Shown
 from scn_annotator.app.conditioning import ConditioningClient
 from scn_annotator.db.store import Project
 from scn_annotator.errors import ScnError
@@ -35,6 +37,7 @@ from ._training import TrainingPanel
 __all__ = ["SHORTCUTS", "AnnotatorWidget"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: key -> (method name, description); bound on the viewer while the widget is open.
 SHORTCUTS = {
@@ -397,7 +400,7 @@ class AnnotatorWidget(QWidget):
             else:  # removed: the landmarks no longer on the layer lose their annotation
                 remaining = set(points.features["landmark"].tolist()) if len(points.data) else set()
                 for lm in self.view.landmarks:
-                    if lm.x is not None and lm.info.index not in remaining and lm.kind == "annotation":
+                    if lm.x is not None and lm.info.index not in remaining and lm.kind == Shown.ANNOTATION:
                         self.view = self.session.clear(lm.info.index)
         except Exception as exc:  # any store failure: say so, show what is saved
             self._recover(exc)
@@ -471,16 +474,19 @@ class AnnotatorWidget(QWidget):
             self._redraw()
         self._describe_landmark()
 
-    def _act(self, action: str, *args: object, redraw: bool = True) -> object | None:
-        """Call a session action on the open image, show an error instead of raising, redraw.
+    def _act(
+        self, action: Callable[[AnnotationSession], T], *, redraw: bool = True, repropose: bool = True
+    ) -> T | None:
+        """Run a session action on the open image, show an error instead of raising, redraw.
 
         Returns the action's result, or None when it failed (and was reported). With
-        ``redraw`` False the caller shows what comes next itself.
+        ``redraw`` False the caller shows what comes next itself; ``repropose``: the
+        action changed landmarks, so the other proposals follow them.
         """
         if self.session is None or self.view is None:
             return None
         try:
-            result = getattr(self.session, action)(*args)
+            result = action(self.session)
         except Exception as exc:  # see _recover
             self._recover(exc)
             self._redraw()
@@ -488,44 +494,47 @@ class AnnotatorWidget(QWidget):
         self.view = self.session.current
         if redraw:
             self._redraw()
-        if action in ("accept_all", "mark", "clear", "undo", "redo"):
+        if repropose:
             self._repropose()
         return result
 
     def accept_all(self) -> None:
-        count = self._act("accept_all")
+        count = self._act(AnnotationSession.accept_all)
         if count is not None:
             show_info(f"accepted {count} proposals")
 
     def mark_occluded(self) -> None:
-        self._act("mark", int(self.landmark.value), "occluded")
+        landmark = int(self.landmark.value)
+        self._act(lambda s: s.mark(landmark, "occluded"))
 
     def mark_absent(self) -> None:
-        self._act("mark", int(self.landmark.value), "absent")
+        landmark = int(self.landmark.value)
+        self._act(lambda s: s.mark(landmark, "absent"))
 
     def clear_landmark(self) -> None:
-        self._act("clear", int(self.landmark.value))
+        landmark = int(self.landmark.value)
+        self._act(lambda s: s.clear(landmark))
 
     def undo(self) -> None:
         if self.session is not None and self.session.can_undo_done:  # Ctrl+Z right after D: back to that image
-            image = self._act("undo_done", redraw=False)
+            image = self._act(AnnotationSession.undo_done, redraw=False, repropose=False)
             if image is not None:
                 self._fill_table()
                 self.open_image(image)
                 show_info(f"{self.view.record.name} is no longer done")
             return
-        if self._act("undo") == 0:
+        if self._act(AnnotationSession.undo) == 0:
             show_info("nothing to undo for this image")
 
     def redo(self) -> None:
-        if self._act("redo") == 0:
+        if self._act(AnnotationSession.redo) == 0:
             show_info("nothing to redo")
 
     def mark_done(self) -> None:
         if self.session is None or self.view is None:
             return
         name = self.view.record.name
-        done = self._act("mark_done", redraw=False)
+        done = self._act(AnnotationSession.mark_done, redraw=False, repropose=False)
         if done is None:
             return
         following, accepted = done

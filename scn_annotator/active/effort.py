@@ -27,15 +27,25 @@ from typing import Any
 
 import numpy as np
 
+from ..configs import TextEnum
 from ..engine.evaluation import point_errors
-from ..engine.inference import KEEP_WITHIN, Predictor
+from ..engine.inference import KEEP_WITHIN, ConditioningMethod, Predictor
 from ..errors import ScnError
 from ..io.atomic import atomic_write_text
 from ..io.images import Radiograph
 
-__all__ = ["MODES", "EffortReport", "Tolerance", "measure_effort", "oracle_corrections"]
+__all__ = ["MODES", "EffortMode", "EffortReport", "Tolerance", "measure_effort", "oracle_corrections"]
 
-MODES = ("manual", "proposals", "conditioned")
+
+class EffortMode(TextEnum):
+    """How an annotator is helped: not at all, by the proposals, by proposals that follow each correction."""
+
+    MANUAL = "manual"  # every landmark placed by hand
+    PROPOSALS = "proposals"  # the model's proposals, each wrong one corrected
+    CONDITIONED = "conditioned"  # the proposals re-placed after every correction
+
+
+MODES = tuple(EffortMode)
 
 
 @dataclass(frozen=True)
@@ -127,7 +137,7 @@ def _corrections(
     truth: np.ndarray,
     tolerance: Tolerance,
     keep_within: float,
-    method: str,
+    method: ConditioningMethod | str,
 ) -> dict[str, int]:
     present = ~np.isnan(truth).any(axis=1)
     conditioner = predictor.conditioner(image, keep_within, method)
@@ -138,9 +148,9 @@ def _corrections(
 
     first = replace(np.zeros(len(truth), dtype=bool))  # nothing confirmed: today's proposals
     return {
-        "manual": int(present.sum()),
-        "proposals": oracle_corrections(first, present, tolerance.value),
-        "conditioned": oracle_corrections(first, present, tolerance.value, replace),
+        EffortMode.MANUAL: int(present.sum()),
+        EffortMode.PROPOSALS: oracle_corrections(first, present, tolerance.value),
+        EffortMode.CONDITIONED: oracle_corrections(first, present, tolerance.value, replace),
     }
 
 
@@ -150,7 +160,7 @@ def measure_effort(
     tolerance: Tolerance,
     progress: Callable[[int, int], None] | None = None,
     keep_within: float = KEEP_WITHIN,
-    method: str = "auto",
+    method: ConditioningMethod | str = ConditioningMethod.AUTO,
 ) -> EffortReport:
     """The oracle's corrections per image in every mode, for (image, true landmarks in px) pairs.
 

@@ -41,11 +41,11 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 from scipy import ndimage
 
-from ..db.records import ScoreRecord
 from ..engine.geometry import InputTransform
 from ..io.heatmap_cache import orient
 
 if TYPE_CHECKING:
+    from ..db.records import ScoreRecord
     from ..engine.inference import Prediction
 
 __all__ = [
@@ -88,6 +88,8 @@ class Scored:
 
     def to_record(self, strategy: str) -> ScoreRecord:
         """What the store keeps of it: per-landmark values rounded, None where not finite."""
+        from ..db.records import ScoreRecord  # here: the CLI's --help lists the strategies without SQLAlchemy
+
         values = [None if not np.isfinite(v) else round(float(v), 5) for v in self.per_landmark]
         return ScoreRecord(strategy, float(self.value), values, self.unit, dict(self.extra))
 

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from ..active.ranking import RankedQueue, ranked_queue
+from ..configs import TextEnum
 from ..db.records import AnnotationRecord, ImageRecord, LandmarkInfo, PredictionRecord
 from ..db.store import Project
 from ..engine.geometry import clamp_to_image
@@ -43,7 +44,15 @@ from ..io.heatmap_cache import Heatmaps, load_heatmaps
 from ..io.images import Radiograph, read_image
 from .conditioning import ConditionedProposals, ConditioningClient
 
-__all__ = ["AnnotationSession", "ImageView", "LandmarkView"]
+__all__ = ["AnnotationSession", "ImageView", "LandmarkView", "Shown"]
+
+
+class Shown(TextEnum):
+    """What a landmark of the open image shows: a person's (or an import's) annotation, a proposal, nothing."""
+
+    ANNOTATION = "annotation"
+    PREDICTION = "prediction"
+    NONE = "none"
 
 
 @dataclass
@@ -53,7 +62,7 @@ class LandmarkView:
     info: LandmarkInfo
     x: float | None  # original pixels; None: nothing to show
     y: float | None
-    kind: str  # "annotation", "prediction" or "none"
+    kind: Shown
     state: str  # placed, occluded, absent, predicted, missing
     source: str  # human, model_accepted, imported, model, ""
     confidence: float | None
@@ -215,7 +224,11 @@ class AnnotationSession:
             doubt = per_landmark[lm.index] if lm.index < len(per_landmark) else None
             doubt = doubt if doubt is not None and math.isfinite(doubt) else None
             view = self._landmark_view(lm, annotations.get(lm.index), prediction, doubt, threshold)
-            if following is not None and view.kind == "prediction" and following.prediction_ids[lm.index] is not None:
+            if (
+                following is not None
+                and view.kind == Shown.PREDICTION
+                and following.prediction_ids[lm.index] is not None
+            ):
                 x, y = following.points[lm.index]
                 view.x, view.y, view.source = float(x), float(y), "conditioned"
                 view.prediction_id = following.prediction_ids[lm.index]
@@ -260,7 +273,7 @@ class AnnotationSession:
                 lm,
                 annotation.x,
                 annotation.y,
-                "annotation",
+                Shown.ANNOTATION,
                 annotation.state,
                 annotation.source,
                 confidence,
@@ -272,9 +285,9 @@ class AnnotationSession:
         if prediction is not None and not np.isnan(prediction.points[lm.index]).any():
             x, y = prediction.points[lm.index]
             return LandmarkView(
-                lm, float(x), float(y), "prediction", "predicted", "model", confidence, doubt, doubtful, pid
+                lm, float(x), float(y), Shown.PREDICTION, "predicted", "model", confidence, doubt, doubtful, pid
             )
-        return LandmarkView(lm, None, None, "none", "missing", "", confidence, doubt, doubtful, pid)
+        return LandmarkView(lm, None, None, Shown.NONE, "missing", "", confidence, doubt, doubtful, pid)
 
     # -- editing ----------------------------------------------------------------
 
@@ -289,7 +302,7 @@ class AnnotationSession:
         view = self._image()
         lm = view.landmarks[landmark]
         x, y = clamp_to_image(x, y, (view.record.width, view.record.height))  # dropped off the edge
-        state = lm.state if lm.kind == "annotation" and lm.state == "occluded" else "placed"
+        state = lm.state if lm.kind == Shown.ANNOTATION and lm.state == "occluded" else "placed"
         # the prediction a correction started from stays recorded however often it is moved
         self.project.annotations.set(view.record.id, landmark, x, y, state=state, prediction_id=lm.prediction_id)
         return self.reload()
@@ -311,7 +324,7 @@ class AnnotationSession:
                 x,
                 y,
                 state=state,
-                prediction_id=lm.prediction_id if lm.kind == "prediction" else None,
+                prediction_id=lm.prediction_id if lm.kind == Shown.PREDICTION else None,
             )
         else:
             raise ScnError(f"unknown landmark state {state!r}")
@@ -340,7 +353,7 @@ class AnnotationSession:
         return {
             lm.info.index: (lm.x, lm.y)
             for lm in self._image().landmarks
-            if lm.kind == "annotation" and lm.x is not None and lm.y is not None
+            if lm.kind == Shown.ANNOTATION and lm.x is not None and lm.y is not None
         }
 
     def repropose(self) -> Future | None:
@@ -351,7 +364,7 @@ class AnnotationSession:
         """
         view = self._image()
         hints = self.confirmed() if self.follow and self.conditioning is not None else {}
-        if not hints or all(lm.kind == "annotation" for lm in view.landmarks if lm.x is not None):
+        if not hints or all(lm.kind == Shown.ANNOTATION for lm in view.landmarks if lm.x is not None):
             if self.proposals is not None:
                 self.proposals = None
                 self.reload()
@@ -433,8 +446,8 @@ class AnnotationSession:
         annotate or None when all are done, proposals accepted).
         """
         view = self._image()
-        pending = [lm for lm in view.landmarks if lm.kind == "prediction"]
-        if not pending and not any(lm.kind == "annotation" for lm in view.landmarks):
+        pending = [lm for lm in view.landmarks if lm.kind == Shown.PREDICTION]
+        if not pending and not any(lm.kind == Shown.ANNOTATION for lm in view.landmarks):
             raise ScnError(
                 f"image {view.record.name} has no landmark to confirm: place them (or mark them absent) "
                 "before marking it done"

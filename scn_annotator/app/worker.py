@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from ..active.policy import RoundPolicy, round_config
+from ..db.models import JobKind, JobState
 from ..db.records import JobRecord
 from ..db.store import Project
 from ..errors import ScnError
@@ -61,13 +62,13 @@ def maybe_enqueue_round(project: Project) -> int | None:
     if policy.auto_every <= 0:
         return None
     done = project.counts()["done"]
-    rounds = project.jobs.list(kind="round")
+    rounds = project.jobs.list(kind=JobKind.ROUND)
     last = max((j.params.get("done_count", 0) for j in rounds), default=0)
     if done - last < policy.auto_every or done < 2:
         return None
-    if any(j.state == "queued" for j in rounds):
+    if any(j.state == JobState.QUEUED for j in rounds):
         return None
-    return project.jobs.enqueue("round", {"done_count": done, "trigger": "auto"})
+    return project.jobs.enqueue(JobKind.ROUND, {"done_count": done, "trigger": "auto"})
 
 
 def ensure_worker(location: str | Path, project: Project, once: bool = False) -> int | None:
@@ -214,31 +215,31 @@ class Worker:
         self.report("starting", 0.0, f"{self.name} took job {job.id} ({job.kind})")
         jobs = self.project.jobs
         try:
-            if job.kind == "round":
+            if job.kind == JobKind.ROUND:
                 result = self._round(job)
-            elif job.kind == "predict":
+            elif job.kind == JobKind.PREDICT:
                 result = self._predict(job)
             else:
                 raise ScnError(f"unknown job kind {job.kind!r}")
-            state, error = "done", None
+            state, error = JobState.DONE, None
         except _StoppedError:
-            state, error, result = "cancelled", None, {}
+            state, error, result = JobState.CANCELLED, None, {}
         except SystemExit:  # SIGTERM (the app closed): a job someone cancelled ends cancelled, not stale
             with contextlib.suppress(Exception):
                 if jobs.job(job.id).cancel_requested:
-                    jobs.finish(job.id, self.name, "cancelled")
+                    jobs.finish(job.id, self.name, JobState.CANCELLED)
             raise
         except ScnError as exc:
-            state, error, result = ("cancelled", None, {}) if self._check() else ("failed", str(exc), {})
+            state, error, result = (JobState.CANCELLED, None, {}) if self._check() else (JobState.FAILED, str(exc), {})
         except Exception as exc:
             log.exception("job %s failed", job.id)
-            state, error, result = "failed", f"{type(exc).__name__}: {exc}", {}
+            state, error, result = JobState.FAILED, f"{type(exc).__name__}: {exc}", {}
         with self._lock:
             self._state["log_tail"] = "\n".join(self._log)
             final = {k: v for k, v in self._state.items() if k in ("stage", "progress", "message", "log_tail")}
             self._job = None
         final.update(result)
-        if state == "done":
+        if state == JobState.DONE:
             final.update(stage="done", progress=1.0)
         jobs.finish(job.id, self.name, state, error, **final)
         return state

@@ -172,10 +172,12 @@ def open_project(location: str, args: argparse.Namespace) -> Project:
 
 
 def add_train_options(p: argparse.ArgumentParser) -> None:
+    from ..engine.config import PRESETS  # no torch there: --help stays quick
+
     p.add_argument(
         "--preset",
         default="auto",
-        choices=["auto", "cpu", "gpu", "paper"],
+        choices=["auto", *PRESETS],
         help="auto (default): gpu where CUDA or MPS computes, cpu otherwise; cpu: minutes on a laptop; "
         "gpu: a larger input and net for a GPU; paper: the published settings",
     )

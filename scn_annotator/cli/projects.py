@@ -70,6 +70,8 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from ..db.jobs import PENDING
+
     project = open_project(args.project, args)
     settings = project.settings()
     counts = project.counts()
@@ -88,7 +90,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         shown = current.metrics.error_text
         error = f", validation error {shown}" if shown else ""
         print(f"  model:     version {current.id} of {len(project.models.all())}{error}")
-    jobs = project.jobs.list(["queued", "running"])
+    jobs = project.jobs.list(PENDING)
     print(f"  jobs:      {len(jobs)} queued or running")
     for j in jobs:
         print(f"    #{j.id} {j.kind} {j.state} {j.stage} {100 * j.progress:.0f} %")

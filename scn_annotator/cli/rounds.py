@@ -100,6 +100,7 @@ def _follow(project, job_id: int) -> dict:  # noqa: ANN001
 def cmd_round(args: argparse.Namespace) -> int:
     from ..active.policy import RoundPolicy
     from ..app.worker import ensure_worker
+    from ..db.models import JobKind, JobState
 
     project = open_project(args.project, args)
     policy = RoundPolicy.of(project)
@@ -111,14 +112,14 @@ def cmd_round(args: argparse.Namespace) -> int:
             changed = True
     if changed:
         policy.save(project)
-    job_id = project.jobs.enqueue("round", {"done_count": project.counts()["done"], "trigger": "request"})
+    job_id = project.jobs.enqueue(JobKind.ROUND, {"done_count": project.counts()["done"], "trigger": "request"})
     pid = ensure_worker(args.project, project)
     started = f"started a worker (pid {pid}, log in {project.worker_log})" if pid else "a worker is running"
     print(f"round queued as job {job_id}; {started}")
     if args.no_wait:
         return 0
     job = _follow(project, job_id)
-    if job.state != "done":
+    if job.state != JobState.DONE:
         raise ScnError(f"job {job_id} {job.state}: {job.error or job.message}")
     print(f"round done: {job.message}")
     return cmd_rank(args)
@@ -232,6 +233,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from ..active.policy import RoundPolicy
     from ..app.sample_project import generate_sample, sample_project
     from ..app.worker import ensure_worker
+    from ..db.models import JobKind, JobState
     from ..engine.evaluation import point_errors
     from ..io.landmark_files import read_landmarks
 
@@ -249,11 +251,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"2/4 project {project.data_dir}: {args.count} images, {len(labelled)} annotated and marked done")
     policy = RoundPolicy(initial_steps=args.steps, overrides={"input_size": [160, 128]})
     policy.save(project)
-    job_id = project.jobs.enqueue("round", {"done_count": len(labelled), "trigger": "demo"})
+    job_id = project.jobs.enqueue(JobKind.ROUND, {"done_count": len(labelled), "trigger": "demo"})
     pid = ensure_worker(project.data_dir, project, once=True)
     print(f"3/4 training round in a background worker (pid {pid}), {args.steps} steps on the CPU:")
     job = _follow(project, job_id)
-    if job.state != "done":
+    if job.state != JobState.DONE:
         raise ScnError(f"the round {job.state}: {job.error or job.message}")
     current = project.models.current()
     errors = []

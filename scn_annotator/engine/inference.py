@@ -10,6 +10,7 @@ prediction peaks at ``100 / (2 pi sigma^2)``, about 2.5.
 from __future__ import annotations
 
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..configs import TextEnum
 from ..errors import CheckpointError, ImageReadError, ScnError
 from ..io.heatmap_cache import Heatmaps
 from ..io.images import Radiograph, SpacingSource, read_image
@@ -33,6 +35,7 @@ from .refinement import Refiner
 __all__ = [
     "HINT_SIGMA",
     "Conditioner",
+    "ConditioningMethod",
     "Heatmaps",
     "Prediction",
     "Predictor",
@@ -41,6 +44,15 @@ __all__ = [
     "sample_errors",
     "validation_errors",
 ]
+
+
+class ConditioningMethod(TextEnum):
+    """How confirmed landmarks steer the other proposals (:class:`Conditioner`)."""
+
+    AUTO = "auto"  # TRAINED for a model trained with hint channels, REPLACE otherwise
+    REPLACE = "replace"  # training-free: a confirmed landmark's LA heatmap replaced by a Gaussian
+    TRAINED = "trained"  # the confirmed landmarks in the hint channels the SC component was trained with
+
 
 #: The width of a confirmed landmark's hint (network px) when the checkpoint has no learned sigma.
 HINT_SIGMA = 2.5
@@ -149,17 +161,25 @@ class Predictor:
         return points, values, out
 
     @torch.inference_mode()
-    def dropout_passes(self, net_input: torch.Tensor, passes: int) -> torch.Tensor:
-        """Peaks (passes, N, 2) in network pixels from one batch of passes with dropout on."""
+    def dropout_passes(self, net_input: torch.Tensor, passes: int, seed: int = 0) -> torch.Tensor:
+        """Peaks (passes, N, 2) in network pixels from one batch of passes with dropout on.
+
+        The dropout masks come from ``seed`` (``predict`` derives it from the image id),
+        drawn inside ``fork_rng``: the same image gets the same passes in the worker, a
+        benchmark or a simulated campaign, and nobody else's random numbers change.
+        """
         dropouts = [m for m in self.model.modules() if isinstance(m, torch.nn.Dropout | torch.nn.Dropout2d)]
-        try:
-            for m in dropouts:
-                m.train()
-            out = self.model(net_input[None, None].expand(passes, 1, *net_input.shape))
-            return decode_peaks(out.heatmaps.float())[0]
-        finally:
-            for m in dropouts:
-                m.eval()
+        cuda = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(seed)
+            try:
+                for m in dropouts:
+                    m.train()
+                out = self.model(net_input[None, None].expand(passes, 1, *net_input.shape))
+                return decode_peaks(out.heatmaps.float())[0]
+            finally:
+                for m in dropouts:
+                    m.eval()
 
     def predict(
         self,
@@ -188,13 +208,17 @@ class Predictor:
         result = _prediction(image, transform, points, values, out, heatmaps)
         result.points = self.refine(self.fine_input(image), result.points)
         if mc_passes:
-            mc = self.dropout_passes(net_input, mc_passes).cpu().double().numpy()
+            seed = zlib.crc32(image.id.encode())
+            mc = self.dropout_passes(net_input, mc_passes, seed).cpu().double().numpy()
             result.mc_points = transform.from_network(mc)
         result.seconds = time.perf_counter() - start
         return result
 
     def conditioner(
-        self, image: Radiograph | str | Path, keep_within: float = KEEP_WITHIN, method: str = "auto"
+        self,
+        image: Radiograph | str | Path,
+        keep_within: float = KEEP_WITHIN,
+        method: ConditioningMethod | str = ConditioningMethod.AUTO,
     ) -> Conditioner:
         """One image prepared for predictions conditioned on confirmed landmarks (see :class:`Conditioner`)."""
         return Conditioner(self, image if isinstance(image, Radiograph) else read_image(image), keep_within, method)
@@ -329,17 +353,24 @@ class Conditioner:
     model; ``"replace"`` forces the training-free way, for comparison).
     """
 
-    METHODS = ("auto", "replace", "trained")
-
     def __init__(
-        self, predictor: Predictor, image: Radiograph, keep_within: float = KEEP_WITHIN, method: str = "auto"
+        self,
+        predictor: Predictor,
+        image: Radiograph,
+        keep_within: float = KEEP_WITHIN,
+        method: ConditioningMethod | str = ConditioningMethod.AUTO,
     ) -> None:
-        if method not in self.METHODS:
-            raise ScnError(f"unknown conditioning method {method!r}; choose one of {', '.join(self.METHODS)}")
+        try:
+            method = ConditioningMethod(method)
+        except ValueError:
+            choices = ", ".join(ConditioningMethod)
+            raise ScnError(f"unknown conditioning method {method!r}; choose one of {choices}") from None
         trained = predictor.model.config.hint_channels
-        if method == "trained" and not trained:
+        if method == ConditioningMethod.TRAINED and not trained:
             raise ScnError("this model was trained without hint channels; condition it with method 'replace'")
-        self.method = ("trained" if trained else "replace") if method == "auto" else method
+        if method == ConditioningMethod.AUTO:
+            method = ConditioningMethod.TRAINED if trained else ConditioningMethod.REPLACE
+        self.method = method
         self.predictor, self.image, self.keep_within = predictor, image, keep_within
         p = predictor
         net_input, self.transform = prepare_input(image, p.input_size, p.normalisation, p.device)
@@ -408,7 +439,7 @@ class Conditioner:
         with torch.inference_mode():
             if confirmed.any():
                 local = out.local.float()
-                if self.method == "trained":  # the hint channels the net was trained with; LA as it is
+                if self.method == ConditioningMethod.TRAINED:  # the hint channels the net was trained with; LA as it is
                     given = torch.zeros_like(local)
                     for k in np.flatnonzero(confirmed):
                         given[0, k] = self._hint(int(k), hints[k])
@@ -419,7 +450,7 @@ class Conditioner:
                         conditioned[0, k] = self.amplitude[k] * self._hint(int(k), hints[k])
                     out = p.model.reconfigure(local, conditioned)
             points, values = decode_peaks(out.heatmaps.float())
-            if confirmed.any() and self.keep_within > 0 and self.method == "replace":
+            if confirmed.any() and self.keep_within > 0 and self.method == ConditioningMethod.REPLACE:
                 # a small shift is not a better answer: keep the plain
                 plain, plain_values = self._plain
                 near = (points - plain).norm(dim=-1) <= self.keep_within * self._sigma
