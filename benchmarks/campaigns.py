@@ -13,32 +13,28 @@ summed over the labelled images.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 
 from scn_annotator.active.effort import MODES
-from scn_annotator.active.simulate import CampaignResult, plot, summarise
+from scn_annotator.active.simulate import CampaignResult, StrategySummary, plot, summarise
 
 
 def load(folders: list[Path]) -> CampaignResult:
-    results = [CampaignResult(**json.loads((f / "campaign.json").read_text())) for f in folders]
+    results = [CampaignResult.read(f / "campaign.json") for f in folders]
     merged = results[0]
     for other in results[1:]:
         if other.test_images != merged.test_images or other.config != merged.config:
             raise SystemExit(f"{other}: not the same campaign (test images or training config differ)")
         merged.curves += other.curves
-    seeds = {c["seed"] for c in merged.curves}
-    complete = {
-        s
-        for s in seeds
-        if len({c["strategy"] for c in merged.curves if c["seed"] == s}) == len(merged.campaign["strategies"])
-    }
-    merged.curves = [c for c in merged.curves if c["seed"] in complete]  # a seed counts once all strategies ran
+    strategies = len(merged.campaign.strategies)
+    seeds = {c.seed for c in merged.curves}
+    complete = {s for s in seeds if len({c.strategy for c in merged.curves if c.seed == s}) == strategies}
+    merged.curves = [c for c in merged.curves if c.seed in complete]  # a seed counts once all strategies ran
     if not complete:
         raise SystemExit(f"{', '.join(map(str, folders))}: no seed has run every strategy yet")
-    merged.campaign["seeds"] = sorted(complete)
+    merged.campaign = merged.campaign.replace(seeds=sorted(complete))
     return merged
 
 
@@ -49,50 +45,58 @@ def main() -> None:
     args = ap.parse_args()
     result = load(args.folders)
     summary = summarise(result)
-    unit = result.unit
-    seeds = result.campaign["seeds"]
-    print(f"seeds {seeds}, {len(result.test_images)} test images; mean test error ({unit}) ± SD over seeds")
-    budgets = next(iter(summary.values()))["budgets"]
+    print(
+        f"seeds {result.campaign.seeds}, {len(result.test_images)} test images; "
+        f"mean test error ({result.unit}) ± SD over seeds"
+    )
+    budgets = next(iter(summary.values())).budgets
     print("| strategy | " + " | ".join(str(b) for b in budgets) + " | images to reach random's final error |")
     print("|---" * (len(budgets) + 2) + "|")
     for name, s in summary.items():
-        reach = s.get("labels_to_reach_random_final")
-        text = "not reached" if reach is None else f"{reach:.1f} ({100 * s['saving_vs_random']:+.0f} %)"
-        cells = " | ".join(f"{m:.2f} ± {sd:.2f}" for m, sd in zip(s["mean"], s["sd"]))
+        reach = s.labels_to_reach_random_final
+        text = "not reached" if reach is None else f"{reach:.1f} ({100 * (s.saving_vs_random or 0):+.0f} %)"
+        cells = " | ".join(f"{m:.2f} ± {sd:.2f}" for m, sd in zip(s.mean, s.sd))
         print(f"| {name} | {cells} | {text} |")
-    if all("test_effort" in s for s in summary.values()):
-        print("\ncorrections per test image of the model at each budget (proposals / conditioned; manual: all)")
-        print("| strategy | " + " | ".join(str(b) for b in budgets) + " |")
-        print("|---" * (len(budgets) + 1) + "|")
-        for name, s in summary.items():
-            t = s["test_effort"]
-            cells = " | ".join(f"{t['proposals'][i]:.1f} / {t['conditioned'][i]:.1f}" for i in range(len(budgets)))
-            print(f"| {name} (of {t['manual'][0]:.0f}) | {cells} |")
-    if all("corrections" in s for s in summary.values()):
-        print(f"\ncorrections to label the {budgets[-1]} images, summed over the rounds (mean ± SD over seeds)")
-        print("| strategy | " + " | ".join(MODES) + " | per image, conditioned |")
-        print("|---" * (len(MODES) + 2) + "|")
-        for name, s in summary.items():
-            c, sd = s["corrections"], s["corrections_sd"]
-            cells = " | ".join(f"{c[m][-1]:.0f} ± {sd[m][-1]:.0f}" for m in MODES)
-            print(f"| {name} | {cells} | {c['conditioned'][-1] / budgets[-1]:.2f} |")
-        # the same after the random start, which every strategy shares: what choosing changed
-        start = {name: {m: s["corrections"][m][0] for m in MODES} for name, s in summary.items()}
-        print("\nafter the shared random start:")
-        for name, s in summary.items():
-            c = s["corrections"]
-            rest = {m: c[m][-1] - start[name][m] for m in MODES}
-            n = budgets[-1] - budgets[0]
-            print(
-                f"  {name}: {n} images, proposals {rest['proposals'] / n:.2f} / conditioned "
-                f"{rest['conditioned'] / n:.2f} per image"
-            )
+    if all(s.test_effort for s in summary.values()):
+        _test_effort(summary, budgets)
+    if all(s.corrections for s in summary.values()):
+        _corrections(summary, budgets)
     per_seed = {}
     for c in result.curves:
-        per_seed.setdefault(c["strategy"], []).append([p["mean"] for p in c["points"]])
+        per_seed.setdefault(c.strategy, []).append([p.mean for p in c.points])
     print("\nper seed, final error:", {k: np.round(np.array(v)[:, -1], 2).tolist() for k, v in per_seed.items()})
     if args.plot:
         print("plot:", plot(result, summary, args.plot))
+
+
+def _test_effort(summary: dict[str, StrategySummary], budgets: list[int]) -> None:
+    print("\ncorrections per test image of the model at each budget (proposals / conditioned; manual: all)")
+    print("| strategy | " + " | ".join(str(b) for b in budgets) + " |")
+    print("|---" * (len(budgets) + 1) + "|")
+    for name, s in summary.items():
+        t = s.test_effort
+        cells = " | ".join(f"{t['proposals'][i]:.1f} / {t['conditioned'][i]:.1f}" for i in range(len(budgets)))
+        print(f"| {name} (of {t['manual'][0]:.0f}) | {cells} |")
+
+
+def _corrections(summary: dict[str, StrategySummary], budgets: list[int]) -> None:
+    print(f"\ncorrections to label the {budgets[-1]} images, summed over the rounds (mean ± SD over seeds)")
+    print("| strategy | " + " | ".join(MODES) + " | per image, conditioned |")
+    print("|---" * (len(MODES) + 2) + "|")
+    for name, s in summary.items():
+        c, sd = s.corrections, s.corrections_sd
+        cells = " | ".join(f"{c[m][-1]:.0f} ± {sd[m][-1]:.0f}" for m in MODES)
+        print(f"| {name} | {cells} | {c['conditioned'][-1] / budgets[-1]:.2f} |")
+    # the same after the random start, which every strategy shares: what choosing changed
+    print("\nafter the shared random start:")
+    for name, s in summary.items():
+        c = s.corrections
+        rest = {m: c[m][-1] - c[m][0] for m in MODES}
+        n = budgets[-1] - budgets[0]
+        print(
+            f"  {name}: {n} images, proposals {rest['proposals'] / n:.2f} / conditioned "
+            f"{rest['conditioned'] / n:.2f} per image"
+        )
 
 
 if __name__ == "__main__":

@@ -45,9 +45,12 @@ def _convert(hint: Any, value: Any) -> Any:
                 return _convert(arg, value)
         return value
     if dataclasses.is_dataclass(hint) and isinstance(value, dict):
-        return from_dict(hint, value)  # type: ignore[arg-type]
+        reader = getattr(hint, "from_dict", None)  # a class's own reader (one that accepts an older layout)
+        return reader(value) if reader is not None else from_dict(hint, value)  # type: ignore[arg-type]
     if origin is tuple and isinstance(value, list | tuple):
         return tuple(value)
+    if origin is list and args and isinstance(value, list):
+        return [_convert(args[0], v) for v in value]
     return value
 
 

@@ -25,19 +25,21 @@ import json
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
+from ..configs import Record
 from ..engine.config import TrainConfig
 from ..engine.data import Normalisation, Sample, build_samples, labelled_images, match_images
+from ..engine.device import best_device
 from ..engine.evaluation import error_unit, mean_error
 from ..engine.geometry import SpacingRule
 from ..engine.inference import Predictor, validation_errors
+from ..engine.model_file import ModelFile
 from ..engine.trainer import Trainer
 from ..engine.training import fit_input_to_data
 from ..errors import ScnError
@@ -45,13 +47,23 @@ from ..io.atomic import atomic_open, atomic_write_text
 from ..io.images import Radiograph, find_images, read_image
 from ..io.landmark_files import read_landmarks
 from .effort import MODES, Tolerance, measure_effort
-from .scores import STRATEGIES, Scoring, mc_passes_for
+from .scores import STRATEGIES, Scoring, mc_passes_for, select_batch
 
-__all__ = ["Campaign", "CampaignResult", "run_campaign", "summarise"]
+__all__ = [
+    "Campaign",
+    "CampaignResult",
+    "CampaignRun",
+    "Curve",
+    "CurvePoint",
+    "StrategySummary",
+    "run_campaign",
+    "split_ids",
+    "summarise",
+]
 
 
-@dataclass
-class Campaign:
+@dataclass(frozen=True)
+class Campaign(Record):
     """The design of one simulated campaign."""
 
     strategies: list[str]
@@ -83,50 +95,74 @@ class Campaign:
         return [*range(self.initial, self.budget, self.batch), self.budget]
 
 
+@dataclass(frozen=True)
+class CurvePoint(Record):
+    """One budget of one curve: the test error of the model trained on ``labelled`` images, and the work."""
+
+    labelled: int
+    mean: float | None  # mean point error on the test images
+    median: float
+    over_4: float  # share of errors over 4 (mm or px)
+    over_10: float
+    picked: list[str]  # the images this round added (the random start's, for the first point)
+    #: the oracle's corrections to label ``picked``, per effort mode (None: effort not counted)
+    effort: dict[str, int] | None = None
+    #: corrections per test image with this model's proposals, per effort mode
+    test_effort: dict[str, float] | None = None
+
+
+@dataclass(frozen=True)
+class Curve(Record):
+    strategy: str
+    seed: int
+    points: list[CurvePoint]
+
+
 @dataclass
-class CampaignResult:
-    campaign: dict[str, Any]
-    config: dict[str, Any]
+class CampaignResult(Record):
+    """Everything a campaign measured; written after each curve, so an interrupted campaign resumes."""
+
+    campaign: Campaign
+    config: TrainConfig
     unit: str
     test_images: list[str]
-    curves: list[dict[str, Any]] = field(default_factory=list)  # one per (strategy, seed)
+    curves: list[Curve] = field(default_factory=list)  # one per (strategy, seed)
     seconds: dict[str, float] = field(default_factory=dict)
 
     def write(self, path: Path) -> None:
-        atomic_write_text(path, json.dumps(asdict(self), indent=2))  # an interrupted campaign resumes from it
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2))
+
+    @classmethod
+    def read(cls, path: Path) -> CampaignResult:
+        return cls.from_dict(json.loads(path.read_text()))
+
+    def spend(self, what: str, started: float) -> None:
+        """Add the time since ``started`` to ``what`` (loading, training, scoring, effort)."""
+        self.seconds[what] = self.seconds.get(what, 0.0) + time.perf_counter() - started
 
 
-def _predictor(trainer: Trainer) -> Predictor:
-    """The trainer's model as the app would load it (its model file, without the disk)."""
-    return Predictor.from_model_file(trainer.model_file(), trainer.device)
+@dataclass(frozen=True)
+class StrategySummary(Record):
+    """One strategy over its seeds: mean (SD) test error per budget, and what it saves against random."""
+
+    budgets: list[int]
+    mean: list[float]
+    sd: list[float]
+    over_4: list[float]
+    auc: float  # the mean curve's mean height (trapezoids over the budgets)
+    #: landmarks placed to label the images of the first k budgets, summed over rounds, per effort mode
+    corrections: dict[str, list[float]] | None = None
+    corrections_sd: dict[str, list[float]] | None = None
+    test_effort: dict[str, list[float]] | None = None  # corrections per test image at each budget
+    #: labelled images at which the mean curve first reaches random's final error (interpolated)
+    labels_to_reach_random_final: float | None = None
+    saving_vs_random: float | None = None  # 1 - that / random's final budget
 
 
 def _image(s: Sample) -> Radiograph:
     """The sample's image with the spacing its sample was given (a spacing rule may have set it)."""
     image = read_image(s.path)
     return image if s.spacing is None else image.with_spacing(s.spacing, s.spacing_source)
-
-
-def _predict(trainer: Trainer, samples: Sequence[Sample], scoring: Scoring) -> list[tuple[np.ndarray, float]]:
-    """Predict and score the unlabelled pool exactly as the worker does: ``Predictor.predict`` and ``Scoring``.
-
-    Returns each image's points and score; its heatmaps (tens of MB for a spine) are dropped at once.
-    """
-    predictor = _predictor(trainer)
-    (strategy,) = scoring.strategies or ["?"]
-    out = []
-    for s in samples:
-        prediction = predictor.predict(_image(s), heatmaps=True, mc_passes=scoring.mc_passes)
-        out.append((prediction.points, scoring(prediction)[strategy].value))
-    return out
-
-
-def _effort(trainer: Trainer | None, samples: Sequence[Sample], tolerance: Tolerance) -> dict[str, int]:
-    """The oracle's corrections over ``samples`` in every mode; without a model every landmark is placed."""
-    if trainer is None:
-        placed = int(sum(s.valid.sum() for s in samples))
-        return dict.fromkeys(MODES, placed)
-    return measure_effort(_predictor(trainer), [(_image(s), s.points) for s in samples], tolerance).totals()
 
 
 def split_ids(ids: Sequence[str], test: int, group: str | None = None) -> tuple[list[str], list[str]]:
@@ -160,6 +196,183 @@ def _features(points: np.ndarray) -> np.ndarray:
     return pts / max(float(np.nanstd(pts)), 1e-9)
 
 
+class CampaignRun:
+    """One campaign on one data set: its samples decoded once, then every (strategy, seed) as a curve.
+
+    The steps are the app's: :meth:`fit` trains (warm-started, as the worker's rounds
+    are), :meth:`choose` predicts and scores the pool through ``Predictor.predict`` and
+    ``Scoring`` as the worker does, :meth:`evaluate` measures the test images, and
+    :meth:`annotate` counts the oracle's corrections.
+    """
+
+    def __init__(
+        self,
+        images: str | Path,
+        labels: str | Path,
+        cfg: TrainConfig,
+        campaign: Campaign,
+        *,
+        spacing_rule: SpacingRule | None = None,
+        device: str | None = None,
+        log: Callable[[str], None] = print,
+        outside: str = "error",
+    ) -> None:
+        unknown = [s for s in campaign.strategies if s not in STRATEGIES]
+        if unknown:
+            raise ScnError(f"unknown strategies {unknown}; known: {', '.join(STRATEGIES)}")
+        self.campaign, self.log, self.budgets = campaign, log, campaign.budgets()
+        self.tolerance = Tolerance.parse(campaign.effort) if campaign.effort else None
+        self.started = time.perf_counter()
+        table = read_landmarks(labels)
+        self.names = table.names
+        pairs, _ = match_images(find_images(images), table)
+        ids = sorted(i for _, i in pairs)
+        test_ids, pool_ids = split_ids(ids, campaign.test, campaign.group)
+        self.pool_ids = pool_ids[: campaign.pool] if campaign.pool else pool_ids
+        if len(self.pool_ids) < self.budgets[-1]:
+            raise ScnError(
+                f"{len(ids)} labelled images, {len(test_ids)} of them for testing: a pool of "
+                f"{len(self.pool_ids)}, the campaign needs {self.budgets[-1]}"
+            )
+        by_id = {i: p for p, i in pairs}
+        items = labelled_images([(by_id[i], i) for i in test_ids + self.pool_ids], table)
+        self.cfg = fit_input_to_data(cfg, items)
+        notes: list[str] = []
+        samples = build_samples(
+            items,
+            self.cfg.input_size,
+            Normalisation(*self.cfg.normalisation),
+            self.cfg.cache_factor,
+            spacing_rule,
+            names=table.names,
+            outside=outside,
+            notes=notes,
+        )
+        for line in notes:
+            log(f"note: {line}")
+        self.by_id = dict(zip(test_ids + self.pool_ids, samples))
+        self.test = [self.by_id[i] for i in test_ids]
+        self.result = CampaignResult(campaign, self.cfg, error_unit([s.spacing for s in self.test]), test_ids)
+        self.result.spend("loading", self.started)
+        self.device = torch.device(device) if device else best_device()
+
+    # -- the steps -----------------------------------------------------------------
+
+    def fit(self, labelled: list[str], steps: int, seed: int, start: ModelFile | None) -> Trainer:
+        """Train on ``labelled`` for ``steps``, from ``start``'s weights when given (a fine-tuning round)."""
+        cfg = self.cfg
+        run_cfg = cfg.replace(
+            steps=steps, seed=seed, validate_every=10**9, warmup_steps=min(cfg.warmup_steps, steps // 10)
+        )
+        trainer = Trainer(run_cfg, [self.by_id[i] for i in labelled], [], self.names, None, self.device)
+        if start is not None:
+            trainer.model.load_state_dict(start.weights)
+            trainer.targets.sigma.data.copy_(start.sigmas)  # type: ignore[arg-type]
+        t = time.perf_counter()
+        trainer.run(None, None, None)
+        self.result.spend("training", t)
+        return trainer
+
+    def evaluate(self, trainer: Trainer, labelled: int, picked: list[str], effort: dict[str, int] | None) -> CurvePoint:
+        """The model's errors on the test images (and the oracle's corrections per test image)."""
+        errors, _ = validation_errors(trainer.model, self.test, self.device)
+        errors = errors[~np.isnan(errors)]  # landmarks the test images lack are no error
+        test_effort = None
+        if self.tolerance is not None and self.campaign.effort_test != 0:
+            shown = self.test[: self.campaign.effort_test] if self.campaign.effort_test else self.test
+            counts = self.annotate(trainer, shown)
+            test_effort = {mode: n / len(shown) for mode, n in (counts or {}).items()}  # corrections per image
+        return CurvePoint(
+            labelled=labelled,
+            mean=mean_error(errors),
+            median=float(np.median(errors)),
+            over_4=float((errors > 4).mean()),
+            over_10=float((errors > 10).mean()),
+            picked=list(picked),
+            effort=effort,
+            test_effort=test_effort,
+        )
+
+    def annotate(self, trainer: Trainer | None, shown: Sequence[Sample]) -> dict[str, int] | None:
+        """What the oracle places to label ``shown`` with ``trainer``'s proposals (None: no tolerance given).
+
+        Without a model (the random start) every landmark is placed, in every mode.
+        """
+        if self.tolerance is None:
+            return None
+        t = time.perf_counter()
+        if trainer is None:
+            placed = int(sum(s.valid.sum() for s in shown))
+            counts = {str(mode): placed for mode in MODES}
+        else:
+            pairs = [(_image(s), s.points) for s in shown]
+            counts = {str(m): n for m, n in measure_effort(_predictor(trainer), pairs, self.tolerance).totals().items()}
+        self.result.spend("effort", t)
+        return counts
+
+    def choose(self, trainer: Trainer, strategy: str, labelled: list[str], count: int, round_: int) -> list[str]:
+        """The ``count`` pool images ``strategy`` asks for next, scored as the worker scores them."""
+        unlabelled = [i for i in self.pool_ids if i not in labelled]
+        t = time.perf_counter()
+        mc = self.campaign.mc_passes if mc_passes_for([strategy]) else 0
+        scoring = Scoring(mc_passes=mc, round=round_, strategies=[strategy])
+        predictor = _predictor(trainer)
+        scores, features = {}, {}
+        for i in unlabelled:  # each image's heatmaps (tens of MB for a spine) are dropped at once
+            prediction = predictor.predict(_image(self.by_id[i]), heatmaps=True, mc_passes=scoring.mc_passes)
+            scores[i] = scoring(prediction)[strategy].value
+            features[i] = _features(prediction.points)
+        diversity = self.campaign.diversity
+        picked = select_batch(scores, count, features if diversity else None, diversity)
+        self.result.spend("scoring", t)
+        return picked
+
+    # -- the campaign ----------------------------------------------------------------
+
+    def run(self, checkpoint: Path | None = None) -> CampaignResult:
+        """Every (strategy, seed); ``checkpoint`` holds the result after each curve and resumes from it."""
+        result, campaign = self.result, self.campaign
+        done = _resume(checkpoint, result, campaign.seeds, self.log)
+        for seed in campaign.seeds:
+            todo = [name for name in campaign.strategies if (name, seed) not in done]
+            if not todo:
+                continue
+            rng = np.random.default_rng(1000 + seed)
+            initial = rng.choice(self.pool_ids, self.budgets[0], replace=False).tolist()
+            self.log(f"seed {seed}: first model on {len(initial)} random images, {campaign.initial_steps} steps")
+            first = self.fit(initial, campaign.initial_steps, seed, None)
+            start_effort = self.annotate(None, [self.by_id[i] for i in initial])  # no model yet: all placed
+            start = self.evaluate(first, len(initial), initial, start_effort)
+            for name in todo:
+                result.curves.append(self._curve(name, seed, first, start))
+                if checkpoint is not None:
+                    result.seconds["total"] = time.perf_counter() - self.started
+                    result.write(checkpoint)
+        result.seconds["total"] = time.perf_counter() - self.started
+        return result
+
+    def _curve(self, strategy: str, seed: int, first: Trainer, start: CurvePoint) -> Curve:
+        """One strategy's rounds from the seed's first model: choose, annotate, fine-tune, evaluate."""
+        labelled, trainer, points = list(start.picked), first, [start]
+        unit = self.result.unit
+        for round_, budget in enumerate(self.budgets[1:], start=1):
+            picked = self.choose(trainer, strategy, labelled, budget - len(labelled), round_ + 100 * seed)
+            effort = self.annotate(trainer, [self.by_id[i] for i in picked])  # the proposals of the model that chose
+            labelled += picked
+            trainer = self.fit(labelled, self.campaign.round_steps, seed * 1000 + round_, trainer.model_file())
+            point = self.evaluate(trainer, len(labelled), picked, effort)
+            points.append(point)
+            effort_text = ""
+            if effort is not None:
+                per = f"{effort['proposals'] / len(picked):.1f} / {effort['conditioned'] / len(picked):.1f}"
+                effort_text = f", {per} corrections per picked image (proposals / conditioned)"
+            self.log(
+                f"  {strategy} seed {seed}: {len(labelled)} labelled, test error {point.mean:.2f} {unit}, "
+                f"{100 * point.over_4:.1f} % > 4 {unit}{effort_text}"
+            )
+        return Curve(strategy, seed, points)
+
+
 def run_campaign(
     images: str | Path,
     labels: str | Path,
@@ -173,146 +386,13 @@ def run_campaign(
     outside: str = "error",
 ) -> CampaignResult:
     """Run every (strategy, seed) of ``campaign``; ``checkpoint`` saves results after each curve."""
-    from .scores import select_batch
+    run = CampaignRun(images, labels, cfg, campaign, spacing_rule=spacing_rule, device=device, log=log, outside=outside)
+    return run.run(checkpoint)
 
-    unknown = [s for s in campaign.strategies if s not in STRATEGIES]
-    if unknown:
-        raise ScnError(f"unknown strategies {unknown}; known: {', '.join(STRATEGIES)}")
-    budgets = campaign.budgets()
-    tolerance = Tolerance.parse(campaign.effort) if campaign.effort else None
-    table = read_landmarks(labels)
-    pairs, _ = match_images(find_images(images), table)
-    ids = sorted(i for _, i in pairs)
-    test_ids, pool_ids = split_ids(ids, campaign.test, campaign.group)
-    pool_ids = pool_ids[: campaign.pool] if campaign.pool else pool_ids
-    if len(pool_ids) < budgets[-1]:
-        raise ScnError(
-            f"{len(ids)} labelled images, {len(test_ids)} of them for testing: a pool of "
-            f"{len(pool_ids)}, the campaign needs {budgets[-1]}"
-        )
-    by_id = {i: p for p, i in pairs}
-    started = time.perf_counter()
-    items = labelled_images([(by_id[i], i) for i in test_ids + pool_ids], table)
-    cfg = fit_input_to_data(cfg, items)
-    notes: list[str] = []
-    samples = build_samples(
-        items,
-        cfg.input_size,
-        Normalisation(*cfg.normalisation),
-        cfg.cache_factor,
-        spacing_rule,
-        names=table.names,
-        outside=outside,
-        notes=notes,
-    )
-    for line in notes:
-        log(f"note: {line}")
-    by_sample = dict(zip(test_ids + pool_ids, samples))
-    test = [by_sample[i] for i in test_ids]
-    unit = error_unit([s.spacing for s in test])
-    result = CampaignResult(asdict(campaign), cfg.to_dict(), unit, test_ids)
-    result.seconds["loading"] = time.perf_counter() - started
-    dev = torch.device(device) if device else None
-    from ..engine.device import best_device
 
-    dev = dev or best_device()
-
-    def evaluate(trainer: Trainer) -> dict[str, float]:
-        errors, _ = validation_errors(trainer.model, test, dev)
-        errors = errors[~np.isnan(errors)]  # landmarks the test images lack are no error
-        out = {
-            "mean": mean_error(errors),
-            "median": float(np.median(errors)),
-            "over_4": float((errors > 4).mean()),
-            "over_10": float((errors > 10).mean()),
-        }
-        if tolerance is not None and campaign.effort_test != 0:
-            shown = test[: campaign.effort_test] if campaign.effort_test else test
-            counts = annotate(trainer, shown)
-            out["test_effort"] = {mode: n / len(shown) for mode, n in counts.items()}  # corrections per image
-        return out
-
-    def annotate(trainer: Trainer | None, shown: Sequence[Sample]) -> dict[str, int] | None:
-        """What the oracle had to place to label ``shown``, given the proposals of ``trainer``."""
-        if tolerance is None:
-            return None
-        t = time.perf_counter()
-        counts = _effort(trainer, shown, tolerance)
-        result.seconds["effort"] = result.seconds.get("effort", 0.0) + time.perf_counter() - t
-        return counts
-
-    def fit(labelled: list[str], steps: int, seed: int, init: dict | None) -> Trainer:
-        run_cfg = cfg.replace(
-            steps=steps, seed=seed, validate_every=10**9, warmup_steps=min(cfg.warmup_steps, steps // 10)
-        )
-        trainer = Trainer(run_cfg, [by_sample[i] for i in labelled], [], table.names, None, dev)
-        if init is not None:
-            trainer.model.load_state_dict(init["model"])
-            trainer.targets.sigma.data.copy_(init["sigma"])
-        t = time.perf_counter()
-        trainer.run(None, None, None)
-        result.seconds["training"] = result.seconds.get("training", 0.0) + time.perf_counter() - t
-        return trainer
-
-    def state(trainer: Trainer) -> dict:
-        return {
-            "model": {k: v.detach().clone() for k, v in trainer.model.state_dict().items()},
-            "sigma": trainer.targets.sigma.detach().clone(),
-        }
-
-    done = _resume(checkpoint, result, campaign.seeds, log)
-    for seed in campaign.seeds:
-        todo = [name for name in campaign.strategies if (name, seed) not in done]
-        if not todo:
-            continue
-        rng = np.random.default_rng(1000 + seed)
-        initial = rng.choice(pool_ids, budgets[0], replace=False).tolist()
-        log(f"seed {seed}: first model on {len(initial)} random images, {campaign.initial_steps} steps")
-        first = fit(initial, campaign.initial_steps, seed, None)
-        start_state, start_eval = state(first), evaluate(first)
-        start_effort = annotate(None, [by_sample[i] for i in initial])  # no model yet: every landmark placed
-        for name in todo:
-            labelled, model_state, curve = (
-                list(initial),
-                start_state,
-                [{"labelled": len(initial), **start_eval, "picked": list(initial), "effort": start_effort}],
-            )
-            trainer = first
-            for round_, budget in enumerate(budgets[1:], start=1):
-                unlabelled = [i for i in pool_ids if i not in labelled]
-                t = time.perf_counter()
-                mc = campaign.mc_passes if mc_passes_for([name]) else 0
-                scoring = Scoring(mc_passes=mc, round=round_ + 100 * seed, strategies=[name])
-                scored = _predict(trainer, [by_sample[i] for i in unlabelled], scoring)
-                scores = {i: value for i, (_, value) in zip(unlabelled, scored)}
-                features = {i: _features(p) for i, (p, _) in zip(unlabelled, scored)} if campaign.diversity else None
-                picked = select_batch(scores, budget - len(labelled), features, campaign.diversity)
-                result.seconds["scoring"] = result.seconds.get("scoring", 0.0) + time.perf_counter() - t
-                # the annotator sees the proposals of the model that chose
-                effort = annotate(trainer, [by_sample[i] for i in picked])
-                labelled += picked
-                trainer = fit(labelled, campaign.round_steps, seed * 1000 + round_, model_state)
-                model_state = state(trainer)
-                point = {"labelled": len(labelled), **evaluate(trainer), "picked": picked, "effort": effort}
-                curve.append(point)
-                effort_text = (
-                    ""
-                    if effort is None
-                    else (
-                        f", {effort['proposals'] / len(picked):.1f} / {effort['conditioned'] / len(picked):.1f} "
-                        "corrections per picked image (proposals / conditioned)"
-                    )
-                )
-                log(
-                    f"  {name} seed {seed}: {len(labelled)} labelled, test error {point['mean']:.2f} {unit}, "
-                    f"{100 * point['over_4']:.1f} % > 4 {unit}{effort_text}"
-                )
-            result.curves.append({"strategy": name, "seed": seed, "points": curve})
-            if checkpoint is not None:
-                result.seconds["total"] = time.perf_counter() - started
-                result.write(checkpoint)
-    result.seconds["total"] = time.perf_counter() - started
-    return result
+def _predictor(trainer: Trainer) -> Predictor:
+    """The trainer's model as the app would load it (its model file, without the disk)."""
+    return Predictor.from_model_file(trainer.model_file(), trainer.device)
 
 
 def _resume(
@@ -329,7 +409,7 @@ def _resume(
         held = json.loads(checkpoint.read_text())
     except (OSError, ValueError):
         return set()
-    now = json.loads(json.dumps(asdict(result)))  # as it would be written: tuples as lists
+    now = json.loads(json.dumps(result.to_dict()))  # as it would be written: tuples as lists
     same = all(held.get(key) == now[key] for key in ("config", "test_images")) and (
         {k: v for k, v in held.get("campaign", {}).items() if k != "seeds"}
         == {k: v for k, v in now["campaign"].items() if k != "seeds"}
@@ -337,52 +417,56 @@ def _resume(
     if not same:
         log(f"note: {checkpoint} holds another campaign; it is replaced")
         return set()
-    result.curves = [c for c in held.get("curves", []) if c["seed"] in seeds]
-    done = {(c["strategy"], c["seed"]) for c in result.curves}
+    result.curves = [Curve.from_dict(c) for c in held.get("curves", []) if c["seed"] in seeds]
+    done = {(c.strategy, c.seed) for c in result.curves}
     if done:
         log(f"resuming: {len(done)} finished curves taken from {checkpoint}")
     return done
 
 
-def summarise(result: CampaignResult) -> dict[str, Any]:
-    """Per strategy: mean (and SD over seeds) error at each budget, area under the curve, and
-    how many labelled images it needs to reach the error random selection reaches at its final budget."""
-    by_strategy: dict[str, list[list[dict[str, float]]]] = {}
+def summarise(result: CampaignResult) -> dict[str, StrategySummary]:
+    """Per strategy: mean (and SD over seeds) error at each budget, area under the curve, and how many
+    labelled images it needs to reach the error random selection reaches at its final budget."""
+    by_strategy: dict[str, list[list[CurvePoint]]] = {}
     for curve in result.curves:
-        by_strategy.setdefault(curve["strategy"], []).append(curve["points"])
-    out: dict[str, Any] = {}
-    for name, curves in by_strategy.items():
-        budgets = [p["labelled"] for p in curves[0]]
-        errors = np.array([[p["mean"] for p in c] for c in curves])  # (seeds, budgets)
-        over4 = np.array([[p["over_4"] for p in c] for c in curves])
-        mean = errors.mean(axis=0)
-        b = np.asarray(budgets, dtype=float)
-        area = float(((mean[1:] + mean[:-1]) / 2 * np.diff(b)).sum())  # trapezoids
-        auc = area / (b[-1] - b[0]) if len(b) > 1 else float(mean[0])  # the curve's mean height
-        out[name] = {
-            "budgets": budgets,
-            "mean": mean.tolist(),
-            "sd": errors.std(axis=0).tolist(),
-            "over_4": over4.mean(axis=0).tolist(),
-            "auc": auc,
-        }
-        if all(p.get("effort") for c in curves for p in c):
-            # landmarks placed to label the first k budgets' images, summed over rounds; mean (SD) over seeds
-            totals = {m: np.cumsum([[p["effort"][m] for p in c] for c in curves], axis=1) for m in MODES}
-            out[name]["corrections"] = {m: t.mean(axis=0).tolist() for m, t in totals.items()}
-            out[name]["corrections_sd"] = {m: t.std(axis=0).tolist() for m, t in totals.items()}
-        if all("test_effort" in p for c in curves for p in c):
-            out[name]["test_effort"] = {
-                m: np.mean([[p["test_effort"][m] for p in c] for c in curves], axis=0).tolist() for m in MODES
-            }
+        by_strategy.setdefault(curve.strategy, []).append(curve.points)
+    out = {name: _summary(curves) for name, curves in by_strategy.items()}
     if "random" in out:
-        target = out["random"]["mean"][-1]
-        for s in out.values():
-            s["labels_to_reach_random_final"] = _first_reaching(s["budgets"], s["mean"], target)
-            reach = s["labels_to_reach_random_final"]
-            final = out["random"]["budgets"][-1]
-            s["saving_vs_random"] = None if reach is None else 1.0 - reach / final
+        target, final = out["random"].mean[-1], out["random"].budgets[-1]
+        for name, s in out.items():
+            reach = _first_reaching(s.budgets, s.mean, target)
+            saving = None if reach is None else 1.0 - reach / final
+            out[name] = s.replace(labels_to_reach_random_final=reach, saving_vs_random=saving)
     return out
+
+
+def _summary(curves: list[list[CurvePoint]]) -> StrategySummary:
+    budgets = [p.labelled for p in curves[0]]
+    errors = np.array([[p.mean for p in c] for c in curves], dtype=float)  # (seeds, budgets)
+    mean = errors.mean(axis=0)
+    b = np.asarray(budgets, dtype=float)
+    area = float(((mean[1:] + mean[:-1]) / 2 * np.diff(b)).sum())  # trapezoids
+    corrections = corrections_sd = test_effort = None
+    if all(p.effort for c in curves for p in c):
+        # landmarks placed to label the first k budgets' images, summed over rounds; mean (SD) over seeds
+        totals = {str(m): np.cumsum([[p.effort[m] for p in c] for c in curves], axis=1) for m in MODES}  # type: ignore[index]
+        corrections = {m: t.mean(axis=0).tolist() for m, t in totals.items()}
+        corrections_sd = {m: t.std(axis=0).tolist() for m, t in totals.items()}
+    if all(p.test_effort is not None for c in curves for p in c):
+        test_effort = {
+            str(m): np.mean([[p.test_effort[m] for p in c] for c in curves], axis=0).tolist()  # type: ignore[index]
+            for m in MODES
+        }
+    return StrategySummary(
+        budgets=budgets,
+        mean=mean.tolist(),
+        sd=errors.std(axis=0).tolist(),
+        over_4=np.array([[p.over_4 for p in c] for c in curves]).mean(axis=0).tolist(),
+        auc=area / (b[-1] - b[0]) if len(b) > 1 else float(mean[0]),  # the curve's mean height
+        corrections=corrections,
+        corrections_sd=corrections_sd,
+        test_effort=test_effort,
+    )
 
 
 def _first_reaching(budgets: list[int], errors: list[float], target: float) -> float | None:
@@ -396,7 +480,7 @@ def _first_reaching(budgets: list[int], errors: list[float], target: float) -> f
     return None
 
 
-def plot(result: CampaignResult, summary: dict[str, Any], path: Path) -> bool:
+def plot(result: CampaignResult, summary: dict[str, StrategySummary], path: Path) -> bool:
     """Learning curves: mean point error and share of errors > 4 against labelled images, seeds shaded.
 
     matplotlib is optional (``pip install scn-annotator[plot]``): without it nothing is
@@ -412,11 +496,11 @@ def plot(result: CampaignResult, summary: dict[str, Any], path: Path) -> bool:
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for name, s in summary.items():
-        b = np.array(s["budgets"])
-        m, sd = np.array(s["mean"]), np.array(s["sd"])
+        b = np.array(s.budgets)
+        m, sd = np.array(s.mean), np.array(s.sd)
         (line,) = axes[0].plot(b, m, marker="o", label=name)
         axes[0].fill_between(b, m - sd, m + sd, color=line.get_color(), alpha=0.15)
-        per_seed = np.array([[p["over_4"] for p in c["points"]] for c in result.curves if c["strategy"] == name])
+        per_seed = np.array([[p.over_4 for p in c.points] for c in result.curves if c.strategy == name])
         o, osd = 100 * per_seed.mean(0), 100 * per_seed.std(0)
         axes[1].plot(b, o, marker="o", color=line.get_color(), label=name)
         axes[1].fill_between(b, o - osd, o + osd, color=line.get_color(), alpha=0.15)
@@ -426,7 +510,7 @@ def plot(result: CampaignResult, summary: dict[str, Any], path: Path) -> bool:
         ax.set_xlabel("labelled images")
         ax.grid(alpha=0.3)
     axes[0].legend()
-    seeds = len(result.campaign["seeds"])
+    seeds = len(result.campaign.seeds)
     fig.suptitle(f"Active learning on {len(result.test_images)} held-out images ({seeds} seeds, mean ± SD)")
     fig.tight_layout()
     with atomic_open(path) as out:

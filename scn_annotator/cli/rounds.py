@@ -193,30 +193,30 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     )
     result.write(args.out / "campaign.json")
     summary = summarise(result)
-    atomic_write_text(args.out / "summary.json", json.dumps(summary, indent=2))
+    atomic_write_text(args.out / "summary.json", json.dumps({k: s.to_dict() for k, s in summary.items()}, indent=2))
     if not plot(result, summary, args.out / "learning_curves.png"):
         print("note: no plot drawn (matplotlib is not installed: pip install 'scn-annotator[plot]')", file=sys.stderr)
     print(
         f"{'strategy':<18}"
-        + "".join(f"{b:>8}" for b in next(iter(summary.values()))["budgets"])
+        + "".join(f"{b:>8}" for b in next(iter(summary.values())).budgets)
         + f"{'AUC':>8}{'to reach random':>18}"
     )
     for name, s in summary.items():
-        reach = s.get("labels_to_reach_random_final")
-        reach_text = "not reached" if reach is None else f"{reach:.1f} ({100 * s['saving_vs_random']:+.0f} %)"
-        print(f"{name:<18}" + "".join(f"{m:>8.2f}" for m in s["mean"]) + f"{s['auc']:>8.2f}{reach_text:>18}")
+        reach = s.labels_to_reach_random_final
+        reach_text = "not reached" if reach is None else f"{reach:.1f} ({100 * (s.saving_vs_random or 0):+.0f} %)"
+        print(f"{name:<18}" + "".join(f"{m:>8.2f}" for m in s.mean) + f"{s.auc:>8.2f}{reach_text:>18}")
     print(f"\nmean test error in {result.unit} per number of labelled images")
-    if any("corrections" in s for s in summary.values()):
+    if any(s.corrections for s in summary.values()):
         print(
             f"\nthe oracle's corrections within {args.effort}, summed over the labelled images (proposals / "
             "conditioned), and per test image at each budget:"
         )
-        print(f"{'labelled':<18}" + " ".join(f"{b:^15}" for b in next(iter(summary.values()))["budgets"]))
+        print(f"{'labelled':<18}" + " ".join(f"{b:^15}" for b in next(iter(summary.values())).budgets))
         for name, s in summary.items():
-            c = s.get("corrections", {})
+            c = s.corrections or {}
             total = " ".join(f"{p:>7.0f}/{q:<7.0f}" for p, q in zip(c.get("proposals", []), c.get("conditioned", [])))
             print(f"{name:<18}{total}")
-            t = s.get("test_effort")
+            t = s.test_effort
             if t:
                 per = " ".join(f"{p:>7.1f}/{q:<7.1f}" for p, q in zip(t["proposals"], t["conditioned"]))
                 print(f"{'  per test image':<18}{per}")
