@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -116,8 +118,13 @@ def test_bad_option_values_are_refused_by_the_parser(capsys):
 
 
 def test_console_script_is_installed():
-    result = subprocess.run([sys.executable, "-m", "scn_annotator", "--version"], capture_output=True, text=True)
-    assert result.returncode == 0 and result.stdout.startswith("scn-annotator ")
+    """The ``scn-annotator`` command itself (the entry point pip wrote), not ``python -m``."""
+    script = shutil.which("scn-annotator", path=str(Path(sys.executable).parent))
+    assert script is not None, f"no scn-annotator script beside {sys.executable}"
+    result = subprocess.run([script, "--version"], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.startswith("scn-annotator "), result.stderr
+    module = subprocess.run([sys.executable, "-m", "scn_annotator", "--version"], capture_output=True, text=True)
+    assert module.stdout == result.stdout  # python -m is the same command
 
 
 def test_project_commands_end_to_end(capsys, sample_dir, tmp_path):
