@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from scn_annotator.active.effort import MODES
-from scn_annotator.active.simulate import CampaignResult, StrategySummary, plot, summarise
+from scn_annotator.active.learning_curves import plot
+from scn_annotator.active.simulate import CampaignResult, StrategySummary, summarise
 
 
 def load(folders: list[Path]) -> CampaignResult:

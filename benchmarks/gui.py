@@ -64,11 +64,8 @@ def main() -> None:
 
 def measure(location: Path, args: argparse.Namespace) -> None:
     import napari
-    from napari.layers.base._base_constants import ActionType
-    from qtpy.QtCore import QElapsedTimer, QTimer
     from qtpy.QtWidgets import QApplication
 
-    from scn_annotator.active.policy import RoundPolicy
     from scn_annotator.plugins._widget import AnnotatorWidget
 
     viewer = napari.Viewer()
@@ -77,6 +74,13 @@ def measure(location: Path, args: argparse.Namespace) -> None:
     app = QApplication.instance()
     widget.open_project(str(location))
     app.processEvents()
+    _opening(widget, app, args)
+    _saving(widget)
+    _stalls(widget, app, args)
+
+
+def _opening(widget, app, args: argparse.Namespace) -> None:
+    """The next image on screen, prefetched (as while the annotator works on one) and cold."""
 
     def open_next(prefetched: bool) -> float:
         following = widget.session.next_image(include_done=True)
@@ -96,6 +100,11 @@ def measure(location: Path, args: argparse.Namespace) -> None:
             f"open next {args.size} x {args.size} image, {label}: median {statistics.median(times):.0f} ms, "
             f"max {max(times):.0f} ms over {len(times)}"
         )
+
+
+def _saving(widget) -> None:
+    """A drag's end: the store write and re-read, and the whole handler with the redraw."""
+    from napari.layers.base._base_constants import ActionType
 
     saves, handlers = [], []
     session_move = widget.session.move
@@ -123,7 +132,14 @@ def measure(location: Path, args: argparse.Namespace) -> None:
         f"max {max(handlers):.1f} ms"
     )
 
-    # event loop stalls while a worker process trains
+
+def _stalls(widget, app, args: argparse.Namespace) -> None:
+    """The event loop's longest gaps while a worker process trains a round."""
+    from qtpy.QtCore import QElapsedTimer, QTimer
+
+    from scn_annotator.active.policy import RoundPolicy
+    from scn_annotator.db.models import JobState
+
     overrides = {"input_size": [256, 192], "filters": 16, "sc_filters": 16}  # as built: it fine-tunes
     RoundPolicy(initial_steps=60, round_steps=100_000, overrides=overrides).save(widget.session.project)
     widget.training.start_round()
@@ -156,7 +172,7 @@ def measure(location: Path, args: argparse.Namespace) -> None:
         f"longest gap {gaps.max():.0f} ms, 99th percentile {np.percentile(gaps, 99):.0f} ms"
     )
     t = time.monotonic()
-    while project.jobs.job(job_id).state == "running" and time.monotonic() - t < 30:
+    while project.jobs.job(job_id).state == JobState.RUNNING and time.monotonic() - t < 30:
         time.sleep(0.5)
 
 

@@ -20,17 +20,19 @@ import json
 import resource
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from scn_annotator.engine.config import preset
-from scn_annotator.engine.data import Normalisation, build_samples, labelled_images, match_images
+from scn_annotator.engine.config import AugmentConfig, RefineConfig, TrainConfig, preset
+from scn_annotator.engine.data import Normalisation, build_samples, labelled_images, match_images, prepare_input
 from scn_annotator.engine.evaluation import evaluate
 from scn_annotator.engine.geometry import SpacingRule
 from scn_annotator.engine.inference import Predictor
 from scn_annotator.engine.training import fit_input_to_data, train
+from scn_annotator.io.atomic import atomic_write_text
 from scn_annotator.io.images import find_images, read_image
 from scn_annotator.io.landmark_files import read_landmarks
 
@@ -43,7 +45,7 @@ def split(ids: list[str], seed: int = 0) -> tuple[list[str], list[str], list[str
     return order[:20], order[20:26], order[26:]
 
 
-def main() -> None:
+def _arguments() -> argparse.Namespace:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", choices=["scn", "unet"], default="scn")
     ap.add_argument("--train-count", type=int, default=70)
@@ -64,8 +66,11 @@ def main() -> None:
     ap.add_argument("--hint-rate", type=float, help="train with hint channels (trained conditioning)")
     ap.add_argument("--tag", required=True)
     ap.add_argument("--data", type=Path, default=HAND)
-    args = ap.parse_args()
+    return ap.parse_args()
 
+
+def _config(args: argparse.Namespace) -> TrainConfig:
+    """The preset with the command line's changes (network fields go into the embedded network)."""
     changes: dict = {"seed": args.seed}
     if args.model == "unet":
         changes["spatial"] = False
@@ -77,8 +82,6 @@ def main() -> None:
         changes["auto_input_growth"] = 0.0
     if args.filters:
         changes["filters"] = changes["sc_filters"] = args.filters
-    if args.threads:
-        torch.set_num_threads(args.threads)
     for key, value in (
         ("heatmap_init_std", args.init_std),
         ("lr", args.lr),
@@ -89,28 +92,73 @@ def main() -> None:
         if value is not None:
             changes[key] = value
     if args.aug == "paper":
-        from scn_annotator.engine.config import AugmentConfig
-
         changes["augment"] = AugmentConfig()
     elif args.aug == "mild":
-        from scn_annotator.engine.config import AugmentConfig
-
         changes["augment"] = AugmentConfig(
             translate=0.05, rotate=0.15, scale=(0.9, 1.1), scale_axis=(0.95, 1.05), elastic=0.02
         )
     if args.hint_rate is not None:
         changes["hint_rate"] = args.hint_rate
     if args.refine != "preset":
-        from scn_annotator.engine.config import RefineConfig
-
         changes["refine"] = RefineConfig() if args.refine == "on" else None
-    cfg = preset(args.preset, **changes)
+    return preset(args.preset, **changes)
 
+
+def _progress(last: list[float]) -> Callable:
+    def progress(p) -> None:
+        if p.val_error is not None or time.perf_counter() - last[0] > 120:
+            last[0] = time.perf_counter()
+            val = f" val {p.val_error:.3f} {p.unit}" if p.val_error is not None else ""
+            print(
+                f"  step {p.step}/{p.total_steps} loss {p.loss:.1f} sigma {p.sigma_mean:.2f}{val} "
+                f"{p.elapsed / 60:.1f} min {p.images_per_second:.2f} img/s",
+                flush=True,
+            )
+
+    return progress
+
+
+def _test(model_path: Path, cfg: TrainConfig, table, by_id: dict, test_ids: list[str]) -> dict:
+    """The test images through the app's predictor: the report, the coarse SCN alone, and the times."""
+    predictor = Predictor.from_checkpoint(model_path, device="cpu")
+    predicted, spacing, seconds = {}, {}, []
+    for i in test_ids:
+        t = time.perf_counter()
+        pred = predictor.predict(by_id[i])  # read + resample + network + decode
+        seconds.append(time.perf_counter() - t)
+        predicted[i] = pred.points
+        spacing[i] = (RULE.spacing(table.points[i]),) * 2
+    # network alone, for comparison with the calibration figure
+    x, _ = prepare_input(read_image(by_id[test_ids[0]]), cfg.input_size, Normalisation(*cfg.normalisation))
+    net_times = []
+    for _ in range(10):
+        t = time.perf_counter()
+        predictor.forward(x[None, None])
+        net_times.append(time.perf_counter() - t)
+    truth = {i: table.points[i] for i in test_ids}
+    report = evaluate(predicted, truth, spacing, table.names)
+    coarse_summary = None
+    if predictor.refiner is not None:  # the same run's coarse SCN alone, on the same test images
+        predictor.refiner = None
+        coarse = {i: predictor.predict(by_id[i]).points for i in test_ids}
+        coarse_summary = evaluate(coarse, truth, spacing, table.names).summary()
+    times = {
+        "median": 1000 * float(np.median(seconds)),
+        "max": 1000 * float(np.max(seconds)),
+        "network_median": 1000 * float(np.median(net_times)),
+    }
+    return {"report": report, "coarse": coarse_summary, "inference_ms": times}
+
+
+def main() -> None:
+    args = _arguments()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = _config(args)
     table = read_landmarks(args.data / "all.csv")
     test_ids, val_ids, pool = split(list(table.points))
     train_ids = pool[: args.train_count]
-    paths = find_images(args.data / "images")
-    pairs, _ = match_images(paths, table)
+    pairs, _ = match_images(find_images(args.data / "images"), table)
     by_id = {i: p for p, i in pairs}
     cfg = fit_input_to_data(cfg, labelled_images([(by_id[i], i) for i in train_ids + val_ids], table))
     if cfg.input_rule:
@@ -124,63 +172,18 @@ def main() -> None:
     val_items = labelled_images([(by_id[i], i) for i in val_ids], table)
     val_s = build_samples(val_items, cfg.input_size, norm, val_cache, RULE)
     load_s = time.perf_counter() - t0
-    print(
-        f"{args.tag}: loaded {len(train_s)} train / {len(val_s)} val in {load_s:.1f}s; config {cfg}",
-        flush=True,
-    )
+    print(f"{args.tag}: loaded {len(train_s)} train / {len(val_s)} val in {load_s:.1f}s; config {cfg}", flush=True)
 
     out = Path(__file__).parent / "out"
     out.mkdir(exist_ok=True)
     model_path = out / f"{args.tag}.pt"
-    last = [time.perf_counter()]
-
-    def progress(p) -> None:
-        if p.val_error is not None or time.perf_counter() - last[0] > 120:
-            last[0] = time.perf_counter()
-            val = f" val {p.val_error:.3f} {p.unit}" if p.val_error is not None else ""
-            print(
-                f"  step {p.step}/{p.total_steps} loss {p.loss:.1f} sigma {p.sigma_mean:.2f}{val} "
-                f"{p.elapsed / 60:.1f} min {p.images_per_second:.2f} img/s",
-                flush=True,
-            )
-
+    progress = _progress([time.perf_counter()])
     result = train(
-        cfg,
-        train_s,
-        val_s,
-        table.names,
-        model_path,
-        progress=progress,
-        max_minutes=args.minutes,
-        device="cpu",
+        cfg, train_s, val_s, table.names, model_path, progress=progress, max_minutes=args.minutes, device="cpu"
     )
     peak_train_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-    predictor = Predictor.from_checkpoint(model_path, device="cpu")
-    predicted, spacing, seconds = {}, {}, []
-    for i in test_ids:
-        t = time.perf_counter()
-        pred = predictor.predict(by_id[i])  # read + resample + network + decode
-        seconds.append(time.perf_counter() - t)
-        predicted[i] = pred.points
-        spacing[i] = (RULE.spacing(table.points[i]),) * 2
-    # network alone, for comparison with the calibration figure
-    image = read_image(by_id[test_ids[0]])
-    from scn_annotator.engine.data import prepare_input
-
-    x, _ = prepare_input(image, cfg.input_size, norm)
-    net_times = []
-    for _ in range(10):
-        t = time.perf_counter()
-        predictor.forward(x[None, None])
-        net_times.append(time.perf_counter() - t)
-    report = evaluate(predicted, {i: table.points[i] for i in test_ids}, spacing, table.names)
-    s = report.summary()
-    coarse_summary = None
-    if predictor.refiner is not None:  # the same run's coarse SCN alone, on the same test images
-        predictor.refiner = None
-        coarse = {i: predictor.predict(by_id[i]).points for i in test_ids}
-        coarse_summary = evaluate(coarse, {i: table.points[i] for i in test_ids}, spacing, table.names).summary()
+    tested = _test(model_path, cfg, table, by_id, test_ids)
+    report = tested["report"]
     record = {
         "tag": args.tag,
         "model": args.model,
@@ -199,21 +202,17 @@ def main() -> None:
             "history": result.history,
         },
         "load_seconds": load_s,
-        "test": s,
-        "test_coarse_only": coarse_summary,
+        "test": report.summary(),
+        "test_coarse_only": tested["coarse"],
         "refine": None if result.refine is None else result.refine.describe(),
         "per_landmark": report.per_landmark(),
-        "inference_ms": {
-            "median": 1000 * float(np.median(seconds)),
-            "max": 1000 * float(np.max(seconds)),
-            "network_median": 1000 * float(np.median(net_times)),
-        },
+        "inference_ms": tested["inference_ms"],
         "peak_rss_mb_after_training": peak_train_mb,
         "torch_threads": torch.get_num_threads(),
         "python": sys.version.split()[0],
         "torch": torch.__version__,
     }
-    (out / f"{args.tag}.json").write_text(json.dumps(record, indent=2))
+    atomic_write_text(out / f"{args.tag}.json", json.dumps(record, indent=2))
     print(report.format(per_landmark=False))
     print(
         f"{args.tag}: {result.steps} steps in {result.seconds / 60:.1f} min ({result.stopped}), "
@@ -224,8 +223,8 @@ def main() -> None:
     )
     if result.refine is not None:
         print(f"{args.tag}: {result.refine.describe()}")
-    if coarse_summary is not None:
-        print(f"{args.tag}: the coarse SCN alone on the test images: {coarse_summary}")
+    if tested["coarse"] is not None:
+        print(f"{args.tag}: the coarse SCN alone on the test images: {tested['coarse']}")
 
 
 if __name__ == "__main__":

@@ -23,15 +23,17 @@ import json
 import re
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from scn_annotator.app.file_operations import load_training_data
-from scn_annotator.engine.config import preset
+from scn_annotator.engine.config import RefineConfig, TrainConfig, preset
 from scn_annotator.engine.inference import Predictor
 from scn_annotator.engine.training import train
+from scn_annotator.io.atomic import atomic_write_text
 from scn_annotator.io.images import find_images, image_id, read_image_info
 from scn_annotator.io.landmark_files import read_landmarks, write_landmarks
 
@@ -71,7 +73,17 @@ def spine_metrics(predicted: dict, truth: dict, heights: dict) -> dict:
     }
 
 
-def main() -> None:
+def _progress(last: list[float]) -> Callable:
+    def progress(p) -> None:
+        if p.val_error is not None or time.perf_counter() - last[0] > 120:
+            last[0] = time.perf_counter()
+            val = f" val {p.val_error:.2f} {p.unit}" if p.val_error is not None else ""
+            print(f"  step {p.step}/{p.total_steps} loss {p.loss:.1f}{val} {p.elapsed / 60:.1f} min", flush=True)
+
+    return progress
+
+
+def _arguments() -> argparse.Namespace:
     ap = argparse.ArgumentParser()
     ap.add_argument("--minutes", type=float, default=30.0)
     ap.add_argument("--steps", type=int)
@@ -85,8 +97,10 @@ def main() -> None:
     ap.add_argument("--sc-downsample", type=int, help="the SC component's pooling (default: the preset's 16)")
     ap.add_argument("--sc-kernel", type=int, help="the SC component's kernel (default: the preset's 11)")
     ap.add_argument("--hint-rate", type=float, help="train with hint channels (trained conditioning)")
-    args = ap.parse_args()
+    return ap.parse_args()
 
+
+def _config(args: argparse.Namespace) -> TrainConfig:
     changes: dict = {"seed": args.seed}
     if args.steps:
         changes["steps"] = args.steps
@@ -99,11 +113,33 @@ def main() -> None:
         if getattr(args, key) is not None:
             changes[key] = getattr(args, key)
     if args.refine != "preset":
-        from scn_annotator.engine.config import RefineConfig
-
         changes["refine"] = RefineConfig() if args.refine == "on" else None
-    cfg = preset("cpu", **changes)
+    return preset("cpu", **changes)
 
+
+def _test(model_path: Path, data: Path, table, test_ids: list[str]) -> tuple[dict, dict | None, list[float]]:
+    """The test images through the app's predictor; the coarse SCN alone too, when there is a local stage."""
+    predictor = Predictor.from_checkpoint(model_path, device="cpu")
+    by_name = {image_id(p): p for p in find_images(data / "images")}
+    predicted, heights, seconds = {}, {}, []
+    for name in test_ids:
+        t = time.perf_counter()
+        predicted[name] = predictor.predict(by_name[name]).points
+        seconds.append(time.perf_counter() - t)
+        heights[name] = read_image_info(by_name[name]).size[1]
+    truth = {n: table.points[n] for n in test_ids}
+    metrics = spine_metrics(predicted, truth, heights)
+    coarse_metrics = None
+    if predictor.refiner is not None:  # the same run's coarse SCN alone, on the same test images
+        predictor.refiner = None
+        coarse = {n: predictor.predict(by_name[n]).points for n in test_ids}
+        coarse_metrics = spine_metrics(coarse, truth, heights)
+    return metrics, coarse_metrics, seconds
+
+
+def main() -> None:
+    args = _arguments()
+    cfg = _config(args)
     table = read_landmarks(args.data / "landmarks.csv")
     patients = sorted({patient(n) for n in table.points})
     shuffled = np.random.default_rng(args.seed).permutation(patients)
@@ -125,31 +161,11 @@ def main() -> None:
         flush=True,
     )
     model_path = out / f"{args.tag}.pt"
-    last = [time.perf_counter()]
-
-    def progress(p) -> None:
-        if p.val_error is not None or time.perf_counter() - last[0] > 120:
-            last[0] = time.perf_counter()
-            val = f" val {p.val_error:.2f} {p.unit}" if p.val_error is not None else ""
-            print(f"  step {p.step}/{p.total_steps} loss {p.loss:.1f}{val} {p.elapsed / 60:.1f} min", flush=True)
-
+    progress = _progress([time.perf_counter()])
     result = train(
         cfg, data.train, data.val, data.names, model_path, progress=progress, max_minutes=args.minutes, device="cpu"
     )
-    predictor = Predictor.from_checkpoint(model_path, device="cpu")
-    by_name = {image_id(p): p for p in find_images(args.data / "images")}
-    predicted, heights, seconds = {}, {}, []
-    for name in test_ids:
-        t = time.perf_counter()
-        predicted[name] = predictor.predict(by_name[name]).points
-        seconds.append(time.perf_counter() - t)
-        heights[name] = read_image_info(by_name[name]).size[1]
-    metrics = spine_metrics(predicted, {n: table.points[n] for n in test_ids}, heights)
-    coarse_metrics = None
-    if predictor.refiner is not None:  # the same run's coarse SCN alone, on the same test images
-        predictor.refiner = None
-        coarse = {n: predictor.predict(by_name[n]).points for n in test_ids}
-        coarse_metrics = spine_metrics(coarse, {n: table.points[n] for n in test_ids}, heights)
+    metrics, coarse_metrics, seconds = _test(model_path, args.data, table, test_ids)
     record = {
         "tag": args.tag,
         "config": cfg.to_dict(),
@@ -171,7 +187,7 @@ def main() -> None:
         "python": sys.version.split()[0],
         "torch": torch.__version__,
     }
-    (out / f"{args.tag}.json").write_text(json.dumps(record, indent=2))
+    atomic_write_text(out / f"{args.tag}.json", json.dumps(record, indent=2))
     print(
         f"{args.tag}: {result.describe()}; test on {metrics['images']} images of other patients: median "
         f"{metrics['median_px']:.1f} px ({metrics['median_pct_height']:.2f} % of the height), mean "

@@ -121,6 +121,26 @@ def update_layers(
     """
     sx, sy = view.spacing
     scale = (sy, sx)
+    _radiograph(viewer, view, layers, scale, new_image)
+    for kind in HEATMAP_KINDS:
+        _heatmap(viewer, view, layers, kind, heatmaps.get(kind, False), landmark, new_image)
+    style = landmark_style(view)
+    size = 0.02 * max(view.record.height * sy, view.record.width * sx)  # readable at any zoom-to-fit
+    halo = _halo(viewer, layers, style, scale, size)
+    points = _points(viewer, layers, style, scale, size, names)
+    points.feature_defaults["landmark"] = landmark if landmark is not None else 0
+    points.metadata["scn_image"] = view.record.name  # the points writer names the image by it
+    # keep the order: radiograph at the bottom, heatmaps, doubt halos, landmarks on top
+    order = [layers["image"], *(layers[k] for k in HEATMAP_KINDS if k in layers), halo, points]
+    for target, layer in enumerate(order):
+        if layer in viewer.layers:
+            current = viewer.layers.index(layer)
+            if current != target and target < len(viewer.layers):
+                viewer.layers.move(current, target)
+    return layers
+
+
+def _radiograph(viewer, view: ImageView, layers: dict, scale: tuple, new_image: bool) -> None:  # noqa: ANN001
     image = layers.get("image")
     if image is None or image not in viewer.layers:
         image = viewer.add_image(
@@ -131,35 +151,44 @@ def update_layers(
         image.data = view.pixels
         _set(image, scale=scale, contrast_limits=view.contrast)
     image.metadata["scn_image"] = view.record.name
-    for kind in HEATMAP_KINDS:
-        data = heatmap_data(view, kind, landmark) if heatmaps.get(kind) else None
-        layer = layers.get(kind)
-        if data is None:
-            if layer is not None and layer in viewer.layers:
-                _set(layer, visible=False)
-            continue
-        top = max(float(data.max()), 1e-6)
-        # LA and SC are low but non-zero almost everywhere; only their peaks are worth colour
-        limits = (0.0, top) if kind == "final" else (0.15 * top, top)
-        if layer is None or layer not in viewer.layers:
-            colormap = HEATMAP_COLORMAPS[kind]
-            layer = viewer.add_image(
-                data,
-                name=HEATMAP_NAMES[kind],
-                affine=_heatmap_affine(view),
-                colormap=colormap,
-                blending="additive",
-                opacity=0.55,
-                contrast_limits=limits,
-            )
-            layers[kind] = layer
-        else:
-            layer.data = data
-            if new_image:
-                layer.affine = _heatmap_affine(view)
-            _set(layer, contrast_limits=limits, visible=True)
-    style = landmark_style(view)
-    size = 0.02 * max(view.record.height * sy, view.record.width * sx)  # readable at any zoom-to-fit
+
+
+def _heatmap(
+    viewer,  # noqa: ANN001
+    view: ImageView,
+    layers: dict,
+    kind: str,
+    shown: bool,
+    landmark: int | None,
+    new_image: bool,
+) -> None:
+    data = heatmap_data(view, kind, landmark) if shown else None
+    layer = layers.get(kind)
+    if data is None:
+        if layer is not None and layer in viewer.layers:
+            _set(layer, visible=False)
+        return
+    top = max(float(data.max()), 1e-6)
+    # LA and SC are low but non-zero almost everywhere; only their peaks are worth colour
+    limits = (0.0, top) if kind == "final" else (0.15 * top, top)
+    if layer is None or layer not in viewer.layers:
+        layers[kind] = viewer.add_image(
+            data,
+            name=HEATMAP_NAMES[kind],
+            affine=_heatmap_affine(view),
+            colormap=HEATMAP_COLORMAPS[kind],
+            blending="additive",
+            opacity=0.55,
+            contrast_limits=limits,
+        )
+        return
+    layer.data = data
+    if new_image:
+        layer.affine = _heatmap_affine(view)
+    _set(layer, contrast_limits=limits, visible=True)
+
+
+def _halo(viewer, layers: dict, style: dict, scale: tuple, size: float) -> Points:  # noqa: ANN001
     halo: Points | None = layers.get("doubt")
     if halo is None or halo not in viewer.layers:
         halo = viewer.add_points(
@@ -174,12 +203,16 @@ def update_layers(
             opacity=0.9,
         )
         layers["doubt"] = halo
-    else:
-        _set(halo, scale=scale)
-        with halo.events.blocker_all():
-            halo.data = style["halo"]
-            halo.size = HALO * size
-        halo.refresh()
+        return halo
+    _set(halo, scale=scale)
+    with halo.events.blocker_all():
+        halo.data = style["halo"]
+        halo.size = HALO * size
+    halo.refresh()
+    return halo
+
+
+def _points(viewer, layers: dict, style: dict, scale: tuple, size: float, names: bool) -> Points:  # noqa: ANN001
     points: Points | None = layers.get("points")
     if points is None or points not in viewer.layers:
         if not len(style["data"]):
@@ -199,26 +232,17 @@ def update_layers(
             text={"string": "{name}", "size": 9, "color": "white", "anchor": "upper_left", "visible": names},
         )
         layers["points"] = points
-    else:
-        _set(points, scale=scale)
-        with points.events.blocker_all():  # one repaint for the whole update, not one per property
-            points.data = style["data"]
-            points.features = style["features"]
-            if len(style["data"]):  # napari cannot take an empty colour array
-                points.face_color = style["face_color"]
-                points.border_color = style["border_color"]
-                points.symbol = style["symbol"]
-                points.border_width = style["border_width"]
-            points.size = size
-            points.text.visible = names
-        points.refresh()
-    points.feature_defaults["landmark"] = landmark if landmark is not None else 0
-    points.metadata["scn_image"] = view.record.name  # the points writer names the image by it
-    # keep the order: radiograph at the bottom, heatmaps, doubt halos, landmarks on top
-    order = [layers["image"], *(layers[k] for k in HEATMAP_KINDS if k in layers), halo, points]
-    for target, layer in enumerate(order):
-        if layer in viewer.layers:
-            current = viewer.layers.index(layer)
-            if current != target and target < len(viewer.layers):
-                viewer.layers.move(current, target)
-    return layers
+        return points
+    _set(points, scale=scale)
+    with points.events.blocker_all():  # one repaint for the whole update, not one per property
+        points.data = style["data"]
+        points.features = style["features"]
+        if len(style["data"]):  # napari cannot take an empty colour array
+            points.face_color = style["face_color"]
+            points.border_color = style["border_color"]
+            points.symbol = style["symbol"]
+            points.border_width = style["border_width"]
+        points.size = size
+        points.text.visible = names
+    points.refresh()
+    return points

@@ -13,16 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, PushButton, Table
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QObject, QTimer, Signal
 from qtpy.QtWidgets import (
-    QAbstractButton,
-    QComboBox,
-    QGroupBox,
-    QScrollArea,
-    QTextBrowser,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -31,40 +24,16 @@ from scn_annotator.app.conditioning import ConditioningClient
 from scn_annotator.db.store import Project
 from scn_annotator.errors import ScnError
 
+from . import _keys as keys
+from ._canvas import Canvas
+from ._controls import Controls
 from ._layers import update_layers
 from ._training import TrainingPanel
 
-__all__ = ["SHORTCUTS", "AnnotatorWidget"]
+__all__ = ["AnnotatorWidget"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-#: key -> (method name, description); bound on the viewer while the widget is open.
-SHORTCUTS = {
-    "n": ("next_image", "next image in the queue"),
-    "Shift-N": ("previous_image", "previous image in the queue"),
-    "d": ("mark_done", "mark the image done and go to the next"),
-    "e": ("next_landmark", "next landmark"),
-    "q": ("previous_landmark", "previous landmark"),
-    "y": ("accept_all", "yes to every proposal: accept the model's position of each landmark not yet annotated"),
-    "o": ("mark_occluded", "mark the current landmark occluded (position estimated)"),
-    "x": ("mark_absent", "mark the current landmark absent from this image"),
-    "h": ("toggle_heatmaps", "show or hide the heatmaps"),
-    "t": ("toggle_names", "show or hide landmark names"),
-    "Control-z": ("undo", "undo the last change to this image"),
-    "Control-Shift-z": ("redo", "redo"),
-    "F1": ("toggle_help", "show or hide this help"),
-}
-STATUSES = ["all", "new", "in_progress", "done", "skipped"]
-
-
-def _group(title: str, *widgets: QWidget) -> QGroupBox:
-    box = QGroupBox(title)
-    layout = QVBoxLayout(box)
-    layout.setContentsMargins(6, 6, 6, 6)
-    for w in widgets:
-        layout.addWidget(w)
-    return box
 
 
 class _Arrivals(QObject):
@@ -73,7 +42,7 @@ class _Arrivals(QObject):
     proposals = Signal(object)
 
 
-class AnnotatorWidget(QWidget):
+class AnnotatorWidget(Controls, Canvas, QWidget):
     """The dock widget; ``napari_viewer`` is passed by napari."""
 
     def __init__(self, napari_viewer, project: str | Path | None = None) -> None:  # noqa: ANN001
@@ -85,96 +54,10 @@ class AnnotatorWidget(QWidget):
         self.view: ImageView | None = None
         self.show_names = False
 
-        self.project_path = FileEdit(label="project", mode="d")
-        self.open_button = PushButton(text="Open project")
-        self.project_label = Label(value="no project open")
-        self.status_filter = ComboBox(label="show", choices=STATUSES, value="all")
-        self.table = Table(value={"image": [], "status": [], "score": [], "doubtful": []})
-        self.table.read_only = True
-        self.table.native.setMinimumHeight(200)
-        self.table.native.verticalHeader().setVisible(False)
-        self.next_button = PushButton(text="Next image (N)")
-        self.done_button = PushButton(text="Done, next (D)")
-        self.image_label = Label(value="")
-        self.landmark = ComboBox(label="landmark", choices=[])
-        self.landmark_label = Label(value="")
-        self.accept_button = PushButton(text="Accept all proposals (Y)")
-        self.occluded_button = PushButton(text="Occluded (O)")
-        self.absent_button = PushButton(text="Absent (X)")
-        self.clear_button = PushButton(text="Clear")
-        self.undo_button = PushButton(text="Undo (Ctrl+Z)")
-        self.redo_button = PushButton(text="Redo")
-        self.follow = CheckBox(text="re-place the other proposals after each correction", value=True)
+        self.training = TrainingPanel(self._new_model, self._strategy)
+        self._build_controls(self.training.native)
         self._arrivals = _Arrivals()
         self._arrivals.proposals.connect(self._proposals_arrived)
-        self.heatmap_boxes = {
-            k: CheckBox(text=t, value=v)
-            for k, t, v in (("final", "LA x SC", True), ("local", "LA", False), ("spatial", "SC", False))
-        }
-        self.selected_only = CheckBox(text="selected landmark only", value=False)
-        self.names = CheckBox(text="names (T)", value=False)
-        self.export_path = FileEdit(label="export to", mode="w", filter="*.csv")
-        self.export_all = CheckBox(text="all images, not only done", value=False)
-        self.export_button = PushButton(text="Export CSV")
-        self.help = QTextBrowser()
-        self.help.setHtml(self._help_html())
-        self.help.setVisible(False)
-        self.help.setMinimumHeight(280)
-        self.training = TrainingPanel(self._new_model, self._strategy)
-
-        opening = Container(widgets=[self.project_path, self.open_button, self.project_label])
-        queue = Container(
-            widgets=[
-                self.status_filter,
-                self.table,
-                Container(widgets=[self.next_button, self.done_button], layout="horizontal", labels=False),
-            ]
-        )
-        edit = Container(
-            widgets=[
-                self.image_label,
-                self.landmark,
-                self.landmark_label,
-                self.accept_button,
-                Container(
-                    widgets=[self.occluded_button, self.absent_button, self.clear_button],
-                    layout="horizontal",
-                    labels=False,
-                ),
-                Container(widgets=[self.undo_button, self.redo_button], layout="horizontal", labels=False),
-                self.follow,
-            ]
-        )
-        boxes = Container(widgets=list(self.heatmap_boxes.values()), layout="horizontal", labels=False)
-        view = Container(widgets=[boxes, self.selected_only, self.names])
-        export = Container(widgets=[self.export_path, self.export_all, self.export_button])
-
-        inner = QWidget()
-        layout = QVBoxLayout(inner)
-        layout.addWidget(self.help)  # on top, where F1 shows it in view
-        for title, widget in (
-            ("Project", opening.native),
-            ("Queue (most doubtful first)", queue.native),
-            ("Landmarks", edit.native),
-            ("Heatmaps", view.native),
-            ("Training", self.training.native),
-            ("Export", export.native),
-        ):
-            layout.addWidget(_group(title, widget))
-        layout.addStretch()
-        scroll = self.scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setWidget(inner)
-        outer = QVBoxLayout(self)
-        outer.setContentsMargins(0, 0, 0, 0)
-        outer.addWidget(scroll)
-        # a click on a button or a choice in a drop-down hands the keys back to the canvas: napari's keys
-        # (2, 3, 4) and ours work right after, without a click on the image first
-        for button in inner.findChildren(QAbstractButton):
-            button.clicked.connect(self._focus_canvas)
-        for box in inner.findChildren(QComboBox):
-            box.activated.connect(self._focus_canvas)
-        self.setMinimumWidth(540)
 
         self.open_button.changed.connect(lambda: self.open_project(str(self.project_path.value)))
         self.status_filter.changed.connect(lambda _: self._fill_table())
@@ -193,7 +76,7 @@ class AnnotatorWidget(QWidget):
             box.changed.connect(lambda _: self._redraw())
         self.names.changed.connect(self._names_changed)
         self.export_button.changed.connect(self.export)
-        self._bind_keys()
+        keys.bind(self.viewer, self)
         if (canvas := self._canvas()) is not None:  # napari has no public resize event of the canvas
             canvas.installEventFilter(self)
         self.viewer.layers.events.inserted.connect(self._layer_inserted)
@@ -255,31 +138,6 @@ class AnnotatorWidget(QWidget):
         self._select_row(image_id)
         self._repropose()  # an image opened with landmarks confirmed earlier: proposals that follow them
 
-    def _canvas(self) -> QWidget | None:
-        """The canvas's Qt widget, or None: napari has no public way to it (focus, resize) yet."""
-        qt_viewer = getattr(self.viewer.window, "_qt_viewer", None)
-        return getattr(getattr(qt_viewer, "canvas", None), "native", None)
-
-    def _camera(self):  # noqa: ANN202
-        """napari 0.9 moved the camera to ``viewer.scene``; older releases have only ``viewer.camera``."""
-        scene = getattr(self.viewer, "scene", None)
-        return scene.camera if scene is not None and hasattr(scene, "camera") else self.viewer.camera
-
-    def _fit(self) -> None:
-        """The whole image, whatever the window size; remembered, so that a resize refits it."""
-        self.viewer.reset_view()
-        self._fitted_zoom = self._camera().zoom
-
-    def eventFilter(self, watched, event) -> bool:  # noqa: ANN001, N802 - Qt's name
-        """The canvas was resized: refit the image, unless the annotator has zoomed since it was fitted."""
-        from qtpy.QtCore import QEvent
-
-        if event.type() == QEvent.Type.Resize and self.view is not None:
-            fitted = getattr(self, "_fitted_zoom", None)
-            if fitted is not None and abs(self._camera().zoom - fitted) <= 1e-6 * max(fitted, 1e-9):
-                QTimer.singleShot(0, self._fit)  # after the canvas has taken its new size
-        return False
-
     def _ready_to_correct(self) -> None:
         """The landmarks layer selected and in select mode: a drag on a point moves it, not the camera."""
         points = self.layers.get("points")
@@ -308,7 +166,7 @@ class AnnotatorWidget(QWidget):
         )
         if first:
             self.layers["points"].events.data.connect(self._points_changed)
-            self._bind_layer_keys(self.layers["points"])
+            keys.bind(self.layers["points"], self)  # the landmarks layer has keys of its own; ours win
         v = self.view
         spacing = f"{v.spacing[0]:.3f} mm/px ({v.record.spacing_source})" if v.spacing_known else "spacing unknown (px)"
         score = f", {v.strategy} {v.score:.3f}" if v.score is not None else ""
@@ -367,15 +225,6 @@ class AnnotatorWidget(QWidget):
     def _table_jump(self, row: int, _column: int) -> None:
         self.open_image(self._table_ids[row])
         self._focus_canvas()
-
-    def _focus_canvas(self, *_args: object) -> None:
-        """Give the keyboard to the image, once the click that took it has been handled."""
-
-        def focus() -> None:
-            if (canvas := self._canvas()) is not None:
-                canvas.setFocus()
-
-        QTimer.singleShot(0, focus)
 
     # -- editing --------------------------------------------------------------------
 
@@ -612,47 +461,16 @@ class AnnotatorWidget(QWidget):
 
     # -- keys -----------------------------------------------------------------------
 
-    def _bind_keys(self) -> None:
-        for key, (method, _) in SHORTCUTS.items():
-            self.viewer.bind_key(key, self._key(method), overwrite=True)
-
-    def _bind_layer_keys(self, layer) -> None:  # noqa: ANN001
-        # the landmarks layer has keys of its own; ours win while it is selected
-        for key, (method, _) in SHORTCUTS.items():
-            layer.bind_key(key, self._key(method), overwrite=True)
-
-    def _key(self, method: str):  # noqa: ANN202
-        def handler(_viewer_or_layer) -> None:  # noqa: ANN001
-            getattr(self, method)()
-
-        handler.__name__ = method
-        return handler
-
-    @staticmethod
-    def _help_html() -> str:
-        rows = "".join(f"<tr><td><b>{k.replace('-', '+')}</b></td><td>{d}</td></tr>" for k, (_, d) in SHORTCUTS.items())
-        return (
-            "<p><b>Keyboard shortcuts</b></p><table>" + rows + "</table>"
-            "<p>Drag a landmark to correct it. napari's own keys work as everywhere in napari: <b>2</b> add "
-            "mode (a click places the selected landmark), <b>3</b> select mode (drag), <b>4</b> pan and zoom. "
-            "Rings are the model's proposals, discs are annotations, squares occluded landmarks, each in its "
-            "landmark's colour; a white halo marks a proposal the model is doubtful about. Every change is "
-            "saved at once. Ctrl+Z undoes your last change to the image; right after D it takes the done back "
-            "(with the proposals D accepted) and reopens the image.</p>"
-        )
-
     def _unbind(self) -> None:
         """Leave the viewer as it was: our keys unbound (napari's own come back), our handlers disconnected."""
-        for key in SHORTCUTS:
-            self.viewer.bind_key(key, None)
+        keys.unbind(self.viewer)
         if (canvas := self._canvas()) is not None:
             canvas.removeEventFilter(self)
         self.viewer.layers.events.inserted.disconnect(self._layer_inserted)
         points = self.layers.get("points")
         if points is not None:
             points.events.data.disconnect(self._points_changed)
-            for key in SHORTCUTS:
-                points.bind_key(key, None)
+            keys.unbind(points)
 
     def closeEvent(self, event) -> None:  # noqa: ANN001, N802 - Qt's name
         self._unbind()

@@ -281,22 +281,6 @@ def test_an_unexpected_error_is_one_line_with_a_log(capsys, monkeypatch, tmp_pat
         main(["--debug", "sample", str(tmp_path / "s")])
 
 
-def test_simulate_without_matplotlib_says_so(monkeypatch, tmp_path):
-    import builtins
-
-    from scn_annotator.active.simulate import plot
-
-    real = builtins.__import__
-
-    def no_matplotlib(name, *args, **kwargs):
-        if name.startswith("matplotlib"):
-            raise ImportError(name)
-        return real(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
-    assert plot(None, {}, tmp_path / "p.png") is False and not (tmp_path / "p.png").exists()
-
-
 def test_a_landmark_outside_its_image_is_an_error_or_with_the_option_missing_and_listed(capsys, sample_dir, tmp_path):
     rows = (sample_dir / "labels.csv").read_text().splitlines()
     cells = rows[3].split(",")
@@ -406,27 +390,6 @@ def test_effort_counts_an_oracle_annotators_corrections(capsys, sample_dir, tmp_
     assert "conditioned" in out and "corrections/image" in out
     code, _, err = run(capsys, "effort", "--model", model, "--images", images, "--labels", labels, "--tolerance", "two")
     assert code == 2 and "2mm, 25px or 1%" in err
-
-
-def test_the_time_left_follows_the_recent_pace_not_the_slow_start():
-    from scn_annotator.cli.rounds import time_left
-
-    start = [(float(t), 0.0) for t in range(60)]  # a minute at 0 %: the worker starts, images load
-    training = [(60.0 + t, 0.01 * t) for t in range(1, 41)]  # then 1 % a second
-    assert time_left(start) is None  # nothing to go by yet
-    assert time_left(start + training) == pytest.approx(60.0, rel=0.1)  # 60 % left at 1 %/s
-    assert time_left(start + training[:10]) is None  # moving for 10 s only: still estimating
-    slow_then_fast = [(60.0 + t, 0.001 * t) for t in range(1, 21)] + [(80.0 + t, 0.02 + 0.02 * t) for t in range(1, 31)]
-    assert time_left(start + slow_then_fast) == pytest.approx(0.38 / 0.02, rel=0.15)  # the recent pace, not the start
-
-
-def test_the_log_above_the_bar_prints_each_line_once_past_the_tails_length():
-    from scn_annotator.cli.rounds import _new_lines
-
-    printed = [f"line {i}" for i in range(45)]
-    tail = printed[-40:]
-    assert _new_lines(tail, printed) == []
-    assert _new_lines([*tail[1:], "line 45"], printed) == ["line 45"]
 
 
 def test_closing_hints_name_a_command_that_runs_as_shown(monkeypatch):

@@ -230,6 +230,14 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    _register_train(sub)
+    _register_predict(sub)
+    _register_effort(sub)
+    _register_evaluate(sub)
+    _register_sample(sub)
+
+
+def _register_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
         help="train a model on a folder and a landmark CSV, or on a project",
@@ -257,6 +265,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_project_options(p)
     p.set_defaults(func=cmd_train)
 
+
+def _register_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "predict",
         help="predict landmarks for a folder of images, or a project",
@@ -280,6 +290,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_project_options(p)
     p.set_defaults(func=cmd_predict)
 
+
+def _register_effort(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "effort",
         help="corrections per image an annotator needs, measured with an oracle",
@@ -297,6 +309,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_device(p)
     p.set_defaults(func=cmd_effort)
 
+
+def _register_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "evaluate",
         help="compare predicted landmarks with the truth",
@@ -316,6 +330,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_project_options(p)
     p.set_defaults(func=cmd_evaluate)
 
+
+def _register_sample(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sample", help="generate phantom radiographs with landmarks (for trying things out)")
     p.add_argument("folder", type=Path)
     p.add_argument("--count", type=positive(int), default=40)

@@ -160,7 +160,8 @@ def _counts(text: str) -> list[int]:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from ..active.simulate import Campaign, plot, run_campaign, summarise
+    from ..active.learning_curves import plot
+    from ..active.simulate import Campaign, run_campaign, summarise
 
     cfg = train_config(args)
     campaign = Campaign(
@@ -280,6 +281,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    _register_worker(sub)
+    _register_round(sub)
+    _register_rank(sub)
+    _register_simulate(sub)
+    _register_demo(sub)
+
+
+def _register_worker(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "worker",
         help="run the background worker of a project (training rounds, re-ranking)",
@@ -300,6 +309,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_project_options(p)
     p.set_defaults(func=cmd_worker)
 
+
+def _register_round(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "round",
         help="queue a training round, start a worker if none runs, and follow it",
@@ -317,6 +328,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_project_options(p)
     p.set_defaults(func=cmd_round)
 
+
+def _register_rank(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("rank", help="the images the model is least sure about, with their doubtful landmarks")
     p.add_argument("project", help="project folder or database URL")
     p.add_argument("--strategy", help="rank by this strategy (default: the project's)")
@@ -325,6 +338,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_project_options(p)
     p.set_defaults(func=cmd_rank)
 
+
+def _register_simulate(sub: argparse._SubParsersAction) -> None:
     from ..active.scores import STRATEGIES
 
     p = sub.add_parser(
@@ -372,6 +387,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_device(p)
     p.set_defaults(func=cmd_simulate)
 
+
+def _register_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
         help="a generated sample project and one active-learning round, in minutes",

@@ -1,5 +1,8 @@
 """The first schema: landmarks, images, annotations, history, models, predictions, jobs.
 
+``upgrade`` is one long function (265 lines) on purpose: a migration is a frozen record of one
+schema, applied once and never edited, and its tables read best in the order they were made.
+
 Revision ID: 0001
 Revises:
 Create Date: 2026-11-24 01:53:32.802769
