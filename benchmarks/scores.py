@@ -14,15 +14,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
-import torch
 from hand import HAND, RULE, split
 from scipy.stats import spearmanr
 
-from scn_annotator.active.scores import STRATEGIES
-from scn_annotator.active.simulate import _predict
+from scn_annotator.active.scores import STRATEGIES, ScoreInput
 from scn_annotator.engine.data import build_samples, labelled_images, match_images
 from scn_annotator.engine.inference import Predictor
 from scn_annotator.io.images import find_images
@@ -47,8 +44,8 @@ def main() -> None:
             None,
             RULE,
         )
-        torch.manual_seed(0)
-        inputs = _predict(SimpleNamespace(model=predictor.model, device=predictor.device), samples, args.mc_passes)
+        # what the worker scores: the app's prediction with heatmaps (MC passes seeded by the image id)
+        inputs = [ScoreInput.of(predictor.predict(s.path, heatmaps=True, mc_passes=args.mc_passes)) for s in samples]
         errors = np.stack(
             [np.linalg.norm((x.points - s.points) * np.asarray(s.spacing), axis=1) for x, s in zip(inputs, samples)]
         )

@@ -76,6 +76,22 @@ class ScoreInput:
     mc_points: np.ndarray | None = None  # (T, N, 2) positions under MC dropout, original pixels
     round: int = 0
 
+    @classmethod
+    def of(cls, prediction: Prediction, round: int = 0) -> ScoreInput:
+        """What a prediction (with its heatmaps, and MC passes when it has them) offers the strategies."""
+        h = prediction.heatmaps
+        return cls(
+            prediction.image_id,
+            prediction.points,
+            prediction.confidence,
+            final=h.final if h else None,
+            local=h.local if h else None,
+            spatial=h.spatial if h else None,
+            transform=h.transform if h else None,
+            mc_points=prediction.mc_points,
+            round=round,
+        )
+
 
 @dataclass
 class Scored:
@@ -342,18 +358,7 @@ class Scoring:
     strategies: list[str] | None = None
 
     def __call__(self, prediction: Prediction) -> dict[str, ScoreRecord]:
-        h = prediction.heatmaps
-        x = ScoreInput(
-            prediction.image_id,
-            prediction.points,
-            prediction.confidence,
-            final=h.final if h else None,
-            local=h.local if h else None,
-            spatial=h.spatial if h else None,
-            transform=h.transform if h else None,
-            mc_points=prediction.mc_points,
-            round=self.round,
-        )
+        x = ScoreInput.of(prediction, self.round)
         return {name: scored.to_record(name) for name, scored in score_all(x, self.strategies).items()}
 
 
