@@ -27,6 +27,7 @@ __all__ = [
     "ModelRecord",
     "PredictionRecord",
     "ScoreRecord",
+    "TrainingSet",
     "VersionMetrics",
     "WorkerRecord",
 ]
@@ -146,13 +147,25 @@ class VersionMetrics(Record):
 
 
 @dataclass(frozen=True)
+class TrainingSet(Record):
+    """The images a version was trained and validated on, each with the last event it saw.
+
+    The event id says which state of an image's annotation the model learned from, so
+    that a later correction of it is known to be news to that model.
+    """
+
+    train: list[tuple[int, int]] = field(default_factory=list)  # (image id, last event id)
+    val: list[tuple[int, int]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class ModelRecord:
-    """A model version. ``checkpoint`` is relative to the data folder: ask ``Project.checkpoint_file``."""
+    """A model version. ``checkpoint`` is relative to the data folder: ask ``project.models.file``."""
 
     id: int
     checkpoint: str
     config: TrainConfig | None  # how it was trained; None for a model registered by hand
-    training_set: dict[str, Any]
+    training_set: TrainingSet
     metrics: VersionMetrics
     parent_id: int | None
     is_current: bool
@@ -165,7 +178,7 @@ class ModelRecord:
             row.id,
             row.checkpoint,
             TrainConfig.from_dict(row.config) if row.config else None,
-            dict(row.training_set or {}),
+            TrainingSet.from_dict(row.training_set or {}),
             VersionMetrics.from_dict(row.metrics or {}),
             row.parent_id,
             bool(row.is_current),
@@ -176,7 +189,7 @@ class ModelRecord:
     @property
     def trained_on(self) -> set[int]:
         """Ids of the images this version was trained on (not validated on)."""
-        return {int(i) for i, _ in self.training_set.get("train", [])}
+        return {int(i) for i, _ in self.training_set.train}
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -21,7 +21,7 @@ from scn_annotator.io.atomic import atomic_copy
 
 from . import artifacts
 from .models import ModelVersion
-from .records import ModelRecord, VersionMetrics
+from .records import ModelRecord, TrainingSet, VersionMetrics
 
 if TYPE_CHECKING:
     from .store import Project
@@ -44,7 +44,7 @@ class Models:
         checkpoint: str | Path,
         *,
         config: TrainConfig | None = None,
-        training_set: dict[str, Any] | None = None,
+        training_set: TrainingSet | None = None,
         metrics: VersionMetrics | None = None,
         parent_id: int | None = None,
         make_current: bool = False,
@@ -58,7 +58,7 @@ class Models:
             version = ModelVersion(
                 checkpoint="",
                 config=config.to_dict() if config is not None else {},
-                training_set=training_set or {},
+                training_set=training_set.to_dict() if training_set is not None else {},
                 metrics=metrics.to_dict() if metrics is not None else {},
                 parent_id=parent_id,
                 note=note,

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..active.scores import Scoring
-from ..db.records import ImageRecord, ModelRecord, VersionMetrics
+from ..db.records import ImageRecord, ModelRecord, TrainingSet, VersionMetrics
 from ..db.store import Project
 from ..engine.config import TrainConfig
 from ..engine.data import LabelledImage, Normalisation, Sample, build_samples, split_samples
@@ -109,7 +109,7 @@ def train_project(
     if len(pairs) < 2:
         raise ScnError(f"training needs at least 2 images marked done with landmarks; the project has {len(pairs)}")
     current = project.models.current()
-    held_out = [str(i) for i, _ in current.training_set.get("val", [])] if current else []
+    held_out = [str(i) for i, _ in current.training_set.val] if current else []
     trained = [str(i) for i in current.trained_on] if current else []
     ids = [str(r.id) for r, _ in pairs]
     train_ids, val_ids = split_samples(ids, val_fraction, cfg.seed, held_out=held_out, trained=trained)
@@ -147,10 +147,10 @@ def train_project(
         version = project.models.register(
             out,
             config=cfg,
-            training_set={
-                "train": [[int(i), last_event[int(i)]] for i in train_ids],
-                "val": [[int(i), last_event[int(i)]] for i in val_ids],
-            },
+            training_set=TrainingSet(
+                train=[(int(i), last_event[int(i)]) for i in train_ids],
+                val=[(int(i), last_event[int(i)]) for i in val_ids],
+            ),
             metrics=metrics,
             parent_id=current.id if current else None,
             make_current=better,
