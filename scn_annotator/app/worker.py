@@ -140,8 +140,9 @@ class Worker:
         from ..engine.device import best_device
 
         self.worker_id = self.project.jobs.register_worker(self.name, self.device or str(best_device()))
+        previous = None
         if threading.current_thread() is threading.main_thread():  # a polite stop (the app closing) ends cleanly
-            signal.signal(signal.SIGTERM, _exit_on_sigterm)
+            previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
         self._ended.clear()
         beat = threading.Thread(target=self._beat, daemon=True)
         beat.start()
@@ -166,6 +167,8 @@ class Worker:
             self._ended.set()
             beat.join(timeout=self.heartbeat_s + 5)  # no heartbeat after the worker is recorded as stopped
             self.project.jobs.worker_stopped(self.worker_id)
+            if previous is not None:  # a worker run inside another program leaves its handler as it was
+                signal.signal(signal.SIGTERM, previous)
 
     def _clean_leftovers(self) -> None:
         """Remove the temporary folders of trainings that a killed worker left behind."""

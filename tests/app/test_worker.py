@@ -150,3 +150,17 @@ def test_a_model_registered_by_hand_is_fine_tuned(labelled_project):
     done = project.jobs.job(job)
     assert done.state == "done", done.error
     assert "fine-tuning the current model" in done.log_tail
+
+
+def test_a_worker_leaves_the_callers_sigterm_handler_as_it_was(labelled_project):
+    project, _ = labelled_project
+
+    def mine(*_args):
+        raise AssertionError("not called here")
+
+    before = signal.signal(signal.SIGTERM, mine)
+    try:
+        assert Worker(project.data_dir, device="cpu").run(once=True) == 0  # nothing queued: it ends at once
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, before)
