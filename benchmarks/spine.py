@@ -32,6 +32,7 @@ import torch
 from scn_annotator.app.file_operations import load_training_data
 from scn_annotator.engine.config import RefineConfig, TrainConfig, preset
 from scn_annotator.engine.inference import Predictor
+from scn_annotator.engine.measurements import cobb_angles, smape
 from scn_annotator.engine.training import train
 from scn_annotator.io.atomic import atomic_write_text
 from scn_annotator.io.images import find_images, image_id, read_image_info
@@ -46,8 +47,9 @@ def patient(name: str) -> str:
 
 
 def spine_metrics(predicted: dict, truth: dict, heights: dict) -> dict:
-    """Point errors relative to the image height, and vertebrae nearer a neighbour than their own."""
+    """Point errors relative to the image height, vertebrae nearer a neighbour than their own, Cobb SMAPE."""
     rel, px, swapped, vertebrae = [], [], 0, 0
+    cobb_pred, cobb_true = [], []
     for name, true in truth.items():
         pred = predicted[name]
         e = np.linalg.norm(pred - true, axis=1)
@@ -60,6 +62,9 @@ def spine_metrics(predicted: dict, truth: dict, heights: dict) -> dict:
             d = np.linalg.norm(centres_true - c, axis=1)
             vertebrae += 1
             swapped += int(np.nanargmin(d) != k)
+        if not (np.isnan(pred).any() or np.isnan(true).any()):  # the challenge's rule needs every corner
+            cobb_pred.append(cobb_angles(pred, heights[name]))
+            cobb_true.append(cobb_angles(true, heights[name]))
     rel, px = np.array(rel), np.array(px)
     return {
         "images": len(truth),
@@ -70,6 +75,10 @@ def spine_metrics(predicted: dict, truth: dict, heights: dict) -> dict:
         "mean_pct_height": float(100 * rel.mean()),
         "within_1pct_height": float((rel <= 0.01).mean()),
         "vertebrae_nearer_a_neighbour": swapped / max(vertebrae, 1),
+        "cobb_smape_pct": smape(cobb_pred, cobb_true) if cobb_true else None,
+        "cobb_main_abs_error_deg_median": (
+            float(np.median([abs(p.main - q.main) for p, q in zip(cobb_pred, cobb_true)])) if cobb_true else None
+        ),
     }
 
 
@@ -192,7 +201,9 @@ def main() -> None:
         f"{args.tag}: {result.describe()}; test on {metrics['images']} images of other patients: median "
         f"{metrics['median_px']:.1f} px ({metrics['median_pct_height']:.2f} % of the height), mean "
         f"{metrics['mean_pct_height']:.2f} %, {100 * metrics['within_1pct_height']:.0f} % within 1 %, "
-        f"{100 * metrics['vertebrae_nearer_a_neighbour']:.0f} % of vertebrae nearer a neighbour; "
+        f"{100 * metrics['vertebrae_nearer_a_neighbour']:.0f} % of vertebrae nearer a neighbour, Cobb SMAPE "
+        f"{metrics['cobb_smape_pct']:.1f} % (main angle {metrics['cobb_main_abs_error_deg_median']:.1f} deg off, "
+        "median); "
         f"{record['inference_ms_median']:.0f} ms/image",
         flush=True,
     )

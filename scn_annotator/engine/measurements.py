@@ -1,0 +1,110 @@
+"""Clinical measurements taken from landmarks: the Cobb angles of a spine, and how far apart two sets are.
+
+The Cobb angles follow the rule by which the AASCE 2019 challenge scored its spine
+radiographs (the 68 corners of 17 vertebrae, T1 to L5, each vertebra's corners
+top-left, top-right, bottom-left, bottom-right), so that figures computed here
+compare with the published ones (Cobb-angle SMAPE):
+
+- each vertebra's axis joins the midpoint of its left side (top-left, bottom-left) to
+  that of its right side; the angle between two vertebrae is the angle between their
+  axes (0 to 90 degrees);
+- the main angle is the largest over all pairs;
+- the spine is S-shaped when the centres of its endplates lie on both sides of the
+  chord from the first centre to the last; a C-shaped spine's other two angles are
+  those of the top and of the bottom vertebra to the main curve's ends; an S-shaped
+  spine's are the largest above and below the main curve (which one depends on
+  whether the main curve lies in the upper half of the image).
+
+One place for the rule: the benchmarks, the evaluation and (later) the exports take
+it from here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["CobbAngles", "cobb_angles", "smape"]
+
+
+@dataclass(frozen=True)
+class CobbAngles:
+    """The three Cobb angles of one spine, in degrees, the main (largest) first."""
+
+    main: float
+    second: float
+    third: float
+    main_vertebrae: tuple[int, int]  # the two vertebrae (0: the first, T1) whose axes make the main angle
+    s_shaped: bool
+
+    @property
+    def angles(self) -> tuple[float, float, float]:
+        return self.main, self.second, self.third
+
+
+def cobb_angles(corners: np.ndarray, image_height: float) -> CobbAngles:
+    """The Cobb angles of a spine from its vertebrae's corners ((4 * V, 2) pixels, top to bottom)."""
+    pts = np.asarray(corners, dtype=float)
+    if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) < 8 or len(pts) % 4:
+        raise ValueError(f"Cobb angles need 4 corners per vertebra and at least 2 vertebrae, not {pts.shape}")
+    if np.isnan(pts).any():
+        raise ValueError("Cobb angles need every corner; some are missing")
+    tl, tr, bl, br = pts[0::4], pts[1::4], pts[2::4], pts[3::4]
+    axes = (tr + br) / 2 - (tl + bl) / 2  # (V, 2), left to right
+    unit = axes / np.maximum(np.linalg.norm(axes, axis=1, keepdims=True), 1e-12)
+    between = np.degrees(np.arccos(np.clip(unit @ unit.T, 0.0, 1.0)))  # (V, V)
+    last = len(axes) - 1
+    partner = between.argmax(axis=1)
+    upper = int(between.max(axis=1).argmax())  # the first vertebra of the main pair
+    lower = int(partner[upper])
+    main = float(between[upper, lower])
+    centres = np.stack([(tl + tr) / 2, (bl + br) / 2], axis=1).reshape(-1, 2)  # endplate centres, top to bottom
+    s_shaped = _crosses_its_chord(centres)
+    if not s_shaped:
+        second, third = between[0, upper], between[last, lower]
+    else:
+        second_with = int(between[upper, : upper + 1].argmax())
+        second = between[upper, second_with]
+        if centres[2 * upper, 1] + centres[2 * lower, 1] < image_height:  # the main curve in the upper half
+            third = between[lower, lower:].max()
+        else:
+            third = between[second_with, : second_with + 1].max()
+    return CobbAngles(main, float(second), float(third), (upper, lower), s_shaped)
+
+
+def _crosses_its_chord(centres: np.ndarray) -> bool:
+    """Whether the endplate centres lie on both sides of the chord from the first to the last.
+
+    The challenge's rule compares each centre's offset from that chord, normalised by
+    the chord's extent along x and y; that normalisation divides by zero for a
+    vertical chord, so the side is taken from the cross product instead (the same
+    sign), with a tolerance of a thousandth of the chord's length.
+    """
+    first, last = centres[0], centres[-1]
+    chord = last - first
+    length = float(np.hypot(*chord))
+    if length == 0:
+        return False
+    inner = centres[:-2]  # as the challenge: every centre but the last vertebra's two
+    offsets = (chord[0] * (inner[:, 1] - first[1]) - chord[1] * (inner[:, 0] - first[0])) / length
+    far = offsets[np.abs(offsets) > 1e-3 * length]
+    return bool((far > 0).any() and (far < 0).any())
+
+
+def smape(predicted: Sequence[CobbAngles], truth: Sequence[CobbAngles]) -> float:
+    """The symmetric mean absolute percentage error of the Cobb angles, as AASCE 2019 scores it.
+
+    Per image, the sum of the three angles' absolute differences over the sum of all
+    six angles; the mean over images, in percent. An image whose six angles are all
+    zero (two straight spines) counts as no error.
+    """
+    if len(predicted) != len(truth) or not truth:
+        raise ValueError(f"SMAPE needs as many predicted as true spines, and some: {len(predicted)}, {len(truth)}")
+    terms = []
+    for p, t in zip(predicted, truth):
+        a, b = np.asarray(p.angles), np.asarray(t.angles)
+        total = float((a + b).sum())
+        terms.append(float(np.abs(a - b).sum()) / total if total > 0 else 0.0)
+    return 100.0 * float(np.mean(terms))
