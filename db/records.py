@@ -250,7 +250,7 @@ class JobRecord:
     def of(cls, row: Job) -> JobRecord:
         values = {c.name: getattr(row, c.name) for c in Job.__table__.columns}
         values["state"] = row.state
-        values["kind"] = JobKind(row.kind) if row.kind in JobKind._value2member_map_ else row.kind
+        values["kind"] = _job_kind(row.kind)
         values["params"] = dict(row.params or {})
         return cls(**values)
 
@@ -272,3 +272,11 @@ class WorkerRecord:
     @classmethod
     def of(cls, row: Worker) -> WorkerRecord:
         return cls(**{c.name: getattr(row, c.name) for c in Worker.__table__.columns})
+
+
+def _job_kind(kind: str) -> JobKind | str:
+    """A kind this version knows as its enum; one it does not (a newer worker's) stays its text."""
+    try:
+        return JobKind(kind)
+    except ValueError:
+        return kind

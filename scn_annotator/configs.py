@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import types
 import typing
 from typing import Any, TypeVar
@@ -31,7 +32,9 @@ def from_dict(cls: type[T], values: dict[str, Any]) -> T:
     return cls(**known)
 
 
+@functools.cache
 def _hints(cls: type) -> dict[str, Any]:
+    """A class's resolved field types, once: the store reads a config per model version on every poll."""
     return typing.get_type_hints(cls)
 
 

@@ -31,6 +31,7 @@ from .heatmaps import decode_peaks
 from .model_file import ModelFile, TrainingMetrics
 from .network import SCNOutput, SpatialConfigurationNet
 from .refinement import Refiner
+from .rng import private_rng, seeded_rng
 
 __all__ = [
     "HINT_SIGMA",
@@ -169,9 +170,7 @@ class Predictor:
         benchmark or a simulated campaign, and nobody else's random numbers change.
         """
         dropouts = [m for m in self.model.modules() if isinstance(m, torch.nn.Dropout | torch.nn.Dropout2d)]
-        cuda = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=cuda):
-            torch.manual_seed(seed)
+        with private_rng(seeded_rng(seed, self.device), self.device):
             try:
                 for m in dropouts:
                     m.train()
@@ -257,11 +256,8 @@ def checkpoint_error(
     None when no sample has a landmark to compare.
     """
     predictor = Predictor.from_checkpoint(checkpoint, device=device)
-    unit = error_unit([s.spacing for s in samples])
-    errors = [
-        point_errors(predictor.predict(s.path).points, s.points, s.spacing if unit == "mm" else None) for s in samples
-    ]
-    return (mean_error(np.concatenate(errors)) if errors else None), unit
+    errors, unit = sample_errors(samples, [predictor.predict(s.path).points for s in samples])
+    return mean_error(errors), unit
 
 
 def predict_samples(

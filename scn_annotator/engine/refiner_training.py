@@ -24,8 +24,9 @@ from .inference import predict_samples, sample_errors
 from .model_file import LocalStage, ModelFile
 from .network import SpatialConfigurationNet
 from .refinement import Refiner, random_patches
+from .rng import private_rng, seeded_rng
 from .time_plan import TimePlan
-from .trainer import Trainer, TrainProgress, optimiser_step, private_rng, seeded_rng
+from .trainer import Trainer, TrainProgress, optimiser_step
 
 __all__ = ["RefineResult", "train_refiner"]
 

@@ -16,10 +16,9 @@ run stopped by the user, the time budget or a crash resumes where it was.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,6 +37,7 @@ from .heatmaps import GaussianTargets, heatmap_loss
 from .inference import validation_errors
 from .model_file import ModelFile, TrainingMetrics
 from .network import SpatialConfigurationNet
+from .rng import private_rng, seeded_rng
 from .time_plan import TimePlan
 
 if TYPE_CHECKING:
@@ -49,8 +49,6 @@ __all__ = [
     "Trainer",
     "model_file",
     "optimiser_step",
-    "private_rng",
-    "seeded_rng",
     "state_path",
 ]
 
@@ -148,38 +146,6 @@ def optimiser_step(
         torch.nn.utils.clip_grad_norm_(clip[0], clip[1])
     scaler.step(optimizer)
     scaler.update()
-
-
-@contextlib.contextmanager
-def private_rng(state: dict[str, torch.Tensor], device: torch.device) -> Iterator[None]:
-    """Run with torch's default generators set to ``state`` (updated on exit), then restore the caller's.
-
-    Weight init and dropout draw from the default generators, which take no
-    ``generator`` argument; forking them keeps a run repeatable and resumable
-    without changing anyone else's random numbers.
-    """
-    cuda = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda):
-        torch.set_rng_state(state["cpu"])
-        if cuda and "cuda" in state:
-            torch.cuda.set_rng_state(state["cuda"], device)
-        try:
-            yield
-        finally:
-            state["cpu"] = torch.get_rng_state()
-            if cuda:
-                state["cuda"] = torch.cuda.get_rng_state(device)
-
-
-def seeded_rng(seed: int, device: torch.device) -> dict[str, torch.Tensor]:
-    """A state for :func:`private_rng`, as ``torch.manual_seed(seed)`` would leave the default generators."""
-    cuda = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda):
-        torch.manual_seed(seed)
-        state = {"cpu": torch.get_rng_state()}
-        if cuda:
-            state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
 
 
 class _Batches:
