@@ -21,7 +21,8 @@ from hand import split as hand_split
 from spine import SPINE, patient
 
 from scn_annotator.active.effort import Tolerance, measure_effort
-from scn_annotator.engine.inference import ConditioningMethod, Predictor
+from scn_annotator.engine.conditioner import ConditioningMethod
+from scn_annotator.engine.inference import Predictor
 from scn_annotator.io.images import SpacingSource, find_images, image_id, read_image
 from scn_annotator.io.landmark_files import read_landmarks
 

@@ -9,7 +9,7 @@ one at a time. Three modes:
 - ``proposals``: the model's proposals as they are today; every one outside the
   tolerance is corrected.
 - ``conditioned``: after every correction the model re-places the landmarks not yet
-  confirmed, given the confirmed ones (:class:`~scn_annotator.engine.inference.Conditioner`);
+  confirmed, given the confirmed ones (:class:`~scn_annotator.engine.conditioner.Conditioner`);
   a proposal that a correction brought within the tolerance costs nothing.
 
 Landmarks the truth lacks are not counted. Tolerances are in mm (``2mm``: needs a
@@ -28,8 +28,9 @@ from typing import Any
 import numpy as np
 
 from ..configs import TextEnum
+from ..engine.conditioner import KEEP_WITHIN, ConditioningMethod
 from ..engine.evaluation import point_errors
-from ..engine.inference import KEEP_WITHIN, ConditioningMethod, Predictor
+from ..engine.inference import Predictor
 from ..errors import ScnError
 from ..io.atomic import atomic_write_text
 from ..io.images import Radiograph
@@ -164,8 +165,8 @@ def measure_effort(
 ) -> EffortReport:
     """The oracle's corrections per image in every mode, for (image, true landmarks in px) pairs.
 
-    ``keep_within`` and ``method`` are the conditioner's (:class:`~.inference.Conditioner`), for comparing
-    its ways.
+    ``keep_within`` and ``method`` are the conditioner's (:class:`~scn_annotator.engine.conditioner.Conditioner`),
+    for comparing its ways.
     """
     report = EffortReport(str(tolerance), predictor.num_landmarks)
     for i, (image, truth) in enumerate(images):

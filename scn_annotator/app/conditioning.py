@@ -3,7 +3,7 @@
 The app's process never imports torch (napari stays light and quick to start), so
 the model runs in a helper process that lives as long as the annotation session:
 ``python -m scn_annotator.app.conditioning LOCATION``. It keeps the current model and,
-for the open image, the :class:`~scn_annotator.engine.inference.Conditioner` (the LA pass
+for the open image, the :class:`~scn_annotator.engine.conditioner.Conditioner` (the LA pass
 runs once per image; each correction costs only the small SC pass, the decoding and
 the local stage). Requests and replies are JSON lines on its stdin and stdout.
 

@@ -108,6 +108,12 @@ class RefineConfig(Record):
     per_step: float = 0.55  # refinement steps per coarse step (1,500 for the cpu preset's 2,800)
     share: float = 0.25  # of a time-limited run's minutes
     min_peak: float = 0.3  # a refined heatmap peaking lower leaves the coarse position
+    #: Stage 2 of an object layout (``objects.py``): a crop per object, sized to hold its members (at most
+    #: ``max_object_patch``) when its centre is off by up to ``object_reach`` of the gap between neighbouring
+    #: centres (trained with such offsets; a member is looked for within half a gap); ``object_crops`` a step.
+    object_reach: float = 0.3
+    max_object_patch: int = 128
+    object_crops: int = 32
 
     def __post_init__(self) -> None:
         if self.patch % 2 ** (self.levels - 1):
@@ -157,6 +163,9 @@ class TrainConfig(Record):
     #: Train the SC component with hint channels (confirmed landmarks): each image gets hints with this
     #: probability, each landmark then with a random share in (0, 1) (hint dropout); 0: no hint channels.
     hint_rate: float = 0.0
+    #: Where landmarks come in objects (the four corners of a vertebra), learn in two stages: the SCN on the
+    #: objects' centres, then each object's members in its own crop (``objects.py``); False: every landmark alone.
+    objects: bool = True
 
     def network_for(self, num_landmarks: int) -> SCNConfig:
         """The network this config trains on data with ``num_landmarks`` landmarks."""

@@ -9,6 +9,7 @@ JPEG for every step would make the CPU wait on the disk, not on the network.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -23,6 +24,7 @@ from ..errors import LabelFileError, ScnError
 from ..io.images import Radiograph, SpacingSource, image_id, read_image
 from ..io.landmark_files import LandmarkTable
 from .geometry import InputTransform, SpacingRule, fit_transform, inside_image
+from .objects import LandmarkObjects
 
 __all__ = [
     "Normalisation",
@@ -133,6 +135,15 @@ class Sample:
     @property
     def valid(self) -> np.ndarray:
         return ~np.isnan(self.points).any(axis=1)
+
+    def of_objects(self, objects: LandmarkObjects) -> Sample:
+        """The same image with its objects' centres as its points (what stage 1 of an object layout learns)."""
+        centres = objects.centres(self.points)
+        cache_points = None
+        if self.cache_transform is not None and self.cache_points is not None:
+            moved = np.nan_to_num(self.cache_transform.to_network(centres), nan=0.0)
+            cache_points = torch.from_numpy(moved).to(device=self.cache_points.device, dtype=torch.float32)
+        return dataclasses.replace(self, points=centres, cache_points=cache_points)
 
 
 def match_images(paths: Sequence[Path], table: LandmarkTable) -> tuple[list[tuple[Path, str]], list[str]]:

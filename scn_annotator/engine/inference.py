@@ -14,11 +14,11 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from ..configs import TextEnum
 from ..errors import CheckpointError, ImageReadError, ScnError
 from ..io.heatmap_cache import Heatmaps
 from ..io.images import Radiograph, SpacingSource, read_image
@@ -30,36 +30,28 @@ from .geometry import InputTransform
 from .heatmaps import decode_peaks
 from .model_file import ModelFile, TrainingMetrics
 from .network import SCNOutput, SpatialConfigurationNet
+from .objects import ObjectLayout
 from .refinement import Refiner
 from .rng import private_rng, seeded_rng
 
+if TYPE_CHECKING:
+    from .conditioner import Conditioner, ConditioningMethod
+
 __all__ = [
     "HINT_SIGMA",
-    "Conditioner",
-    "ConditioningMethod",
     "Heatmaps",
     "Prediction",
     "Predictor",
     "checkpoint_error",
+    "network_prediction",
     "predict_samples",
     "sample_errors",
     "validation_errors",
 ]
 
 
-class ConditioningMethod(TextEnum):
-    """How confirmed landmarks steer the other proposals (:class:`Conditioner`)."""
-
-    AUTO = "auto"  # TRAINED for a model trained with hint channels, REPLACE otherwise
-    REPLACE = "replace"  # training-free: a confirmed landmark's LA heatmap replaced by a Gaussian
-    TRAINED = "trained"  # the confirmed landmarks in the hint channels the SC component was trained with
-
-
 #: The width of a confirmed landmark's hint (network px) when the checkpoint has no learned sigma.
 HINT_SIGMA = 2.5
-#: A re-placed landmark keeps its plain position unless the conditioned one lies further than this many of
-#: its sigmas away (benchmarks/RESULTS.md: conditioning decides *which* structure, not *where exactly*).
-KEEP_WITHIN = 3.0
 
 
 @dataclass
@@ -75,6 +67,8 @@ class Prediction:
     heatmaps: Heatmaps | None = None
     mc_points: np.ndarray | None = None  # (passes, N, 2) positions with dropout on, original pixels
     seconds: float = 0.0
+    #: (M, 2) stage 1's object centres, original pixels, when the model learns objects (``objects.py``).
+    centres: np.ndarray | None = None
 
     @property
     def points_mm(self) -> np.ndarray | None:
@@ -100,8 +94,10 @@ class Predictor:
         #: How the model was trained and what that measured, when its file says.
         self.train_config: TrainConfig | None = None
         self.metrics = TrainingMetrics()
-        #: The learned target sigma of every landmark (network px): the width of a confirmed landmark's hint.
-        self.sigma = np.full(len(self.names), HINT_SIGMA)
+        #: The learned target sigma of every network output (network px): the width of a confirmed one's hint.
+        self.sigma = np.full(model.config.num_landmarks, HINT_SIGMA)
+        #: The objects and their mean shape, when the network finds object centres (stage 1 of two).
+        self.objects: ObjectLayout | None = None
         #: The local refinement stage and the (height, width) it works at, when the model has one.
         self.refiner: Refiner | None = None
         self.fine_size: tuple[int, int] | None = None
@@ -120,8 +116,8 @@ class Predictor:
         except (TypeError, RuntimeError, ValueError) as exc:
             raise CheckpointError(f"{path}: incomplete or incompatible model file ({exc})") from None
         predictor = cls(model, held.landmark_names, held.input_size, held.normalisation, device)
-        predictor.train_config, predictor.metrics = held.train_config, held.metrics
-        if held.sigmas is not None and held.sigmas.numel() == len(held.landmark_names):
+        predictor.train_config, predictor.metrics, predictor.objects = held.train_config, held.metrics, held.objects
+        if held.sigmas is not None and held.sigmas.numel() == held.network.num_landmarks:
             predictor.sigma = held.sigmas.detach().double().cpu().numpy()
         if held.local_stage is not None:
             try:
@@ -149,6 +145,31 @@ class Predictor:
         if fine is None or self.refiner is None:
             return points
         return self.refiner.refine_image(*fine, points, skip)
+
+    def members(
+        self,
+        fine: tuple[torch.Tensor, InputTransform] | None,
+        transform: InputTransform,
+        centres: np.ndarray,
+        template: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """(N, 2) landmarks (original px) of an object model from its centres (M, 2, network px).
+
+        Stage 2 places each object's members in its crop; where it has no clear answer
+        (or the model has no stage 2) the template's positions on the centres stay.
+        """
+        assert self.objects is not None
+        if template is None:
+            template = transform.from_network(self.objects.place(centres))
+        if fine is None or self.refiner is None:
+            return template
+        centres = transform.from_network(centres)
+        return self.refiner.place_image(*fine, self.objects.objects, centres, template, self.objects, self.fine_scale)
+
+    @property
+    def fine_scale(self) -> float:
+        """Pixels of the local stage's image per network pixel."""
+        return 1.0 if self.fine_size is None else self.fine_size[0] / self.input_size[0]
 
     @property
     def num_landmarks(self) -> int:
@@ -204,11 +225,17 @@ class Predictor:
             image = read_image(image)
         net_input, transform = prepare_input(image, self.input_size, self.normalisation, self.device)
         points, values, out = self.forward(net_input[None, None])
-        result = _prediction(image, transform, points, values, out, heatmaps)
-        result.points = self.refine(self.fine_input(image), result.points)
+        result = network_prediction(image, transform, points, values, out, heatmaps, self.objects)
+        if self.objects is None:
+            result.points = self.refine(self.fine_input(image), result.points)
+        else:
+            centres = points[0].cpu().double().numpy()
+            result.points = self.members(self.fine_input(image), transform, centres, result.points)
         if mc_passes:
             seed = zlib.crc32(image.id.encode())
             mc = self.dropout_passes(net_input, mc_passes, seed).cpu().double().numpy()
+            if self.objects is not None:  # each pass's centres with the mean shape: the spread of stage 1
+                mc = np.stack([self.objects.place(c) for c in mc])
             result.mc_points = transform.from_network(mc)
         result.seconds = time.perf_counter() - start
         return result
@@ -216,11 +243,17 @@ class Predictor:
     def conditioner(
         self,
         image: Radiograph | str | Path,
-        keep_within: float = KEEP_WITHIN,
-        method: ConditioningMethod | str = ConditioningMethod.AUTO,
+        keep_within: float | None = None,
+        method: ConditioningMethod | str = "auto",
     ) -> Conditioner:
-        """One image prepared for predictions conditioned on confirmed landmarks (see :class:`Conditioner`)."""
-        return Conditioner(self, image if isinstance(image, Radiograph) else read_image(image), keep_within, method)
+        """One image prepared for predictions conditioned on confirmed landmarks (:class:`~.conditioner.Conditioner`).
+
+        ``keep_within`` None: the conditioner's default (``KEEP_WITHIN``).
+        """
+        from .conditioner import KEEP_WITHIN, Conditioner
+
+        image = image if isinstance(image, Radiograph) else read_image(image)
+        return Conditioner(self, image, KEEP_WITHIN if keep_within is None else keep_within, method)
 
     def predict_files(
         self,
@@ -265,8 +298,13 @@ def predict_samples(
     samples: Sequence[Sample],
     device: torch.device,
     batch_size: int = 8,
+    objects: ObjectLayout | None = None,
 ) -> list[np.ndarray]:
-    """The coarse SCN's points (N, 2) of every sample, in its original pixels."""
+    """The coarse SCN's points (N, 2) of every sample, in its original pixels.
+
+    With ``objects`` the network finds object centres, and the points are the
+    template's members on them (stage 1 of an object layout, before stage 2).
+    """
     predicted = []
     was_training = model.training
     model.eval()
@@ -276,7 +314,7 @@ def predict_samples(
             inputs = torch.stack([s.input for s in chunk])[:, None].to(device)
             points, _ = decode_peaks(model(inputs).heatmaps.float())
             for sample, pts in zip(chunk, points.cpu().double().numpy()):
-                predicted.append(sample.transform.from_network(pts))
+                predicted.append(sample.transform.from_network(pts if objects is None else objects.place(pts)))
     model.train(was_training)
     return predicted
 
@@ -293,166 +331,44 @@ def validation_errors(
     samples: Sequence[Sample],
     device: torch.device,
     batch_size: int = 8,
+    objects: ObjectLayout | None = None,
 ) -> tuple[np.ndarray, str]:
     """Point errors (images, landmarks) on ``samples``, in mm when every spacing is known."""
-    return sample_errors(samples, predict_samples(model, samples, device, batch_size))
+    return sample_errors(samples, predict_samples(model, samples, device, batch_size, objects))
 
 
-def _prediction(
+def network_prediction(
     image: Radiograph,
     transform: InputTransform,
     points: torch.Tensor,
     values: torch.Tensor,
     out: SCNOutput,
     heatmaps: bool,
+    objects: ObjectLayout | None = None,
 ) -> Prediction:
-    """A batch-of-one network output as a :class:`Prediction` in the image's pixels (heatmaps when asked)."""
+    """A batch-of-one network output as a :class:`Prediction` in the image's pixels (heatmaps when asked).
+
+    An object model's outputs are per object: every landmark gets its object's
+    confidence and heatmaps (so overlays, doubt scores and caches stay per landmark)
+    and the template's position on its object's centre, which stage 2 then refines.
+    """
+    centres = points[0].cpu().double().numpy()
+    confidence = values[0].cpu().numpy().astype(np.float64)
+    owner = slice(None) if objects is None else objects.objects.object_of()
     result = Prediction(
         image.id,
         image.path,
-        transform.from_network(points[0].cpu().double().numpy()),
-        values[0].cpu().numpy().astype(np.float64),
+        transform.from_network(centres if objects is None else objects.place(centres)),
+        confidence[owner],
         image.spacing,
         image.spacing_source,
+        centres=None if objects is None else transform.from_network(centres),
     )
     if heatmaps:
         result.heatmaps = Heatmaps(
-            out.heatmaps[0].float().cpu().numpy(),
-            out.local[0].float().cpu().numpy(),
-            None if out.spatial is None else out.spatial[0].float().cpu().numpy(),
+            out.heatmaps[0].float().cpu().numpy()[owner],
+            out.local[0].float().cpu().numpy()[owner],
+            None if out.spatial is None else out.spatial[0].float().cpu().numpy()[owner],
             transform,
         )
     return result
-
-
-class Conditioner:
-    """One image's predictions given the landmarks a person confirmed.
-
-    The LA pass runs once; each new set of confirmed landmarks costs only the SC
-    pass on the small, downsampled LA heatmaps and the decoding, so an annotator's
-    every correction can re-place the other landmarks at once. A confirmed landmark
-    is shown to the SC component as the ideal LA response: a Gaussian of the
-    landmark's learned sigma at the confirmed position, with the height and sign of
-    that landmark's own strongest LA response (only LA x SC is fitted, so each
-    channel's sign is the network's choice). Confirmed landmarks come back exactly
-    as given.
-
-    The conditioned SC pass is good at telling *which* structure a landmark is on and
-    worse than the plain prediction at *where exactly* (a clean Gaussian is not what
-    SC was trained on). So an unconfirmed landmark whose conditioned peak lies within
-    ``keep_within`` of its sigmas of the plain peak keeps the plain position; only a
-    jump to another structure is taken. ``keep_within=0`` takes every conditioned peak.
-
-    A model trained with hint channels (``TrainConfig.hint_rate``) learned what a
-    confirmed landmark looks like: there the Gaussians go into its hint channels and
-    the LA heatmaps stay as they are (``method="trained"``, the default for such a
-    model; ``"replace"`` forces the training-free way, for comparison).
-    """
-
-    def __init__(
-        self,
-        predictor: Predictor,
-        image: Radiograph,
-        keep_within: float = KEEP_WITHIN,
-        method: ConditioningMethod | str = ConditioningMethod.AUTO,
-    ) -> None:
-        try:
-            method = ConditioningMethod(method)
-        except ValueError:
-            choices = ", ".join(ConditioningMethod)
-            raise ScnError(f"unknown conditioning method {method!r}; choose one of {choices}") from None
-        trained = predictor.model.config.hint_channels
-        if method == ConditioningMethod.TRAINED and not trained:
-            raise ScnError("this model was trained without hint channels; condition it with method 'replace'")
-        if method == ConditioningMethod.AUTO:
-            method = ConditioningMethod.TRAINED if trained else ConditioningMethod.REPLACE
-        self.method = method
-        self.predictor, self.image, self.keep_within = predictor, image, keep_within
-        p = predictor
-        net_input, self.transform = prepare_input(image, p.input_size, p.normalisation, p.device)
-        with torch.inference_mode():
-            self.output = p.model(net_input[None, None].to(p.device))
-        local = self.output.local[0].float()
-        n, h, w = local.shape
-        flat = local.reshape(n, -1)
-        self.amplitude = flat.gather(1, flat.abs().argmax(dim=1, keepdim=True))[:, 0]  # signed strongest LA value
-        self._grid = (
-            torch.arange(h, device=local.device, dtype=torch.float32)[:, None],
-            torch.arange(w, device=local.device, dtype=torch.float32)[None, :],
-        )
-        self._sigma = torch.as_tensor(p.sigma, dtype=torch.float32, device=local.device)
-        self._hints: dict[tuple[int, float, float], torch.Tensor] = {}
-        self._fine = p.fine_input(image)
-        self._refined: dict[tuple[int, float, float], np.ndarray] = {}
-        self._plain = decode_peaks(self.output.heatmaps.float())  # (points, values), network px
-
-    def _hint(self, k: int, position: np.ndarray) -> torch.Tensor:
-        """A Gaussian of peak 1 and landmark ``k``'s sigma at ``position`` (original px), cached per position."""
-        key = (k, float(position[0]), float(position[1]))
-        cached = self._hints.get(key)
-        if cached is None:
-            x, y = self.transform.to_network(np.asarray(position, dtype=np.float64)[None])[0]
-            ys, xs = self._grid
-            two_s2 = 2 * float(self._sigma[k]) ** 2
-            cached = torch.exp(-((ys - y) ** 2) / two_s2) * torch.exp(-((xs - x) ** 2) / two_s2)
-            self._hints[key] = cached
-        return cached
-
-    def _refine(self, points: np.ndarray, confirmed: np.ndarray) -> np.ndarray:
-        """The local stage's positions, run only for landmarks whose coarse position is new to this image.
-
-        A correction usually moves few of the other coarse peaks, and a patch's refined
-        position depends on nothing but the landmark and where the patch is, so most
-        landmarks reuse the answer of an earlier call (the local stage was 80 % of a
-        spine re-prediction's time).
-        """
-        if self._fine is None:
-            return points
-        keys = {
-            k: (k, float(points[k, 0]), float(points[k, 1]))
-            for k in np.flatnonzero(~confirmed & ~np.isnan(points).any(axis=1))
-        }
-        new = [k for k, key in keys.items() if key not in self._refined]
-        if new:
-            skip = np.ones(len(points), dtype=bool)
-            skip[new] = False
-            moved = self.predictor.refine(self._fine, points, skip=skip)
-            self._refined.update((keys[k], moved[k]) for k in new)
-        out = points.copy()
-        for k, key in keys.items():
-            out[k] = self._refined[key]
-        return out
-
-    def predict(self, hints: np.ndarray | None, heatmaps: bool = False) -> Prediction:
-        """Every landmark, the confirmed ones (non-NaN rows of ``hints``, original px) as given."""
-        start = time.perf_counter()
-        p, out = self.predictor, self.output
-        n = p.num_landmarks
-        hints = np.full((n, 2), np.nan) if hints is None else np.asarray(hints, dtype=np.float64)
-        if hints.shape != (n, 2):
-            raise ScnError(f"hints for {hints.shape[0]} landmarks given to a model of {n}")
-        confirmed = ~np.isnan(hints).any(axis=1)
-        with torch.inference_mode():
-            if confirmed.any():
-                local = out.local.float()
-                if self.method == ConditioningMethod.TRAINED:  # the hint channels the net was trained with; LA as it is
-                    given = torch.zeros_like(local)
-                    for k in np.flatnonzero(confirmed):
-                        given[0, k] = self._hint(int(k), hints[k])
-                    out = p.model.reconfigure(local, local, given)
-                else:  # training-free: the confirmed LA channels become the ideal LA response
-                    conditioned = local.clone()
-                    for k in np.flatnonzero(confirmed):  # only the confirmed channels; a Gaussian is separable
-                        conditioned[0, k] = self.amplitude[k] * self._hint(int(k), hints[k])
-                    out = p.model.reconfigure(local, conditioned)
-            points, values = decode_peaks(out.heatmaps.float())
-            if confirmed.any() and self.keep_within > 0 and self.method == ConditioningMethod.REPLACE:
-                # a small shift is not a better answer: keep the plain
-                plain, plain_values = self._plain
-                near = (points - plain).norm(dim=-1) <= self.keep_within * self._sigma
-                points, values = torch.where(near[..., None], plain, points), torch.where(near, plain_values, values)
-        result = _prediction(self.image, self.transform, points, values, out, heatmaps)
-        result.points = self._refine(result.points, confirmed)
-        result.points[confirmed] = hints[confirmed]
-        result.seconds = time.perf_counter() - start
-        return result

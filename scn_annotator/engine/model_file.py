@@ -24,6 +24,7 @@ from ..errors import CheckpointError
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import RefineConfig, SCNConfig, TrainConfig
 from .data import Normalisation
+from .objects import ObjectLayout
 
 __all__ = ["LocalStage", "ModelFile", "TrainingMetrics"]
 
@@ -69,6 +70,9 @@ class ModelFile:
     train_config: TrainConfig | None = None  # None: a model file from elsewhere that does not say
     metrics: TrainingMetrics = field(default_factory=TrainingMetrics)
     local_stage: LocalStage | None = None
+    #: Where the landmarks come in objects: the network finds the M object centres, not the N landmarks
+    #: (``network.num_landmarks`` is M), and the local stage places each object's members (stage 2).
+    objects: ObjectLayout | None = None
     created: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
     version: str = __version__
 
@@ -89,6 +93,8 @@ class ModelFile:
             payload["train_config"] = self.train_config.to_dict()
         if self.local_stage is not None:
             payload["refiner"] = self.local_stage.to_payload()
+        if self.objects is not None:
+            payload["objects"] = self.objects.to_payload()
         return payload
 
     @classmethod
@@ -117,6 +123,18 @@ class ModelFile:
                 model.local_stage = LocalStage.from_payload(data["refiner"])
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 raise CheckpointError(f"{path}: its local refinement stage does not load ({exc})") from None
+        if "objects" in data:
+            try:
+                model.objects = ObjectLayout.from_payload(data["objects"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise CheckpointError(f"{path}: its landmark objects do not load ({exc})") from None
+        expected = len(model.objects.objects) if model.objects is not None else len(model.landmark_names)
+        if model.objects is not None and model.objects.objects.num_landmarks != len(model.landmark_names):
+            raise CheckpointError(f"{path}: its objects cover another number of landmarks than it names")
+        if model.network.num_landmarks != expected:
+            raise CheckpointError(
+                f"{path}: its network has {model.network.num_landmarks} outputs for {expected} landmarks or objects"
+            )
         return model
 
     def save(self, path: str | Path) -> Path:

@@ -20,6 +20,7 @@ on the validation images (``train`` compares the errors with and without).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -31,8 +32,9 @@ from .data import BACKGROUND
 from .geometry import InputTransform
 from .heatmaps import decode_peaks
 from .network import SpatialConfigurationNet
+from .objects import LandmarkObjects, ObjectLayout, chain_frames
 
-__all__ = ["Refiner", "extract_patches", "patch_targets"]
+__all__ = ["Refiner", "extract_patches", "member_table", "object_patch_size", "patch_targets"]
 
 
 class Refiner(nn.Module):
@@ -47,10 +49,14 @@ class Refiner(nn.Module):
         self.net = SpatialConfigurationNet(net).local
 
     def forward(self, patches: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
-        """Each patch's heatmap for its own landmark: (P, patch, patch)."""
+        """Each patch's heatmaps for its own landmarks: (P, patch, patch) for ``landmarks`` (P,), one per patch;
+        (P, K, patch, patch) for (P, K), an object's K members per patch."""
         out = self.net(patches)
-        index = landmarks.to(out.device)[:, None, None, None].expand(-1, 1, *out.shape[-2:])
-        return out.gather(1, index)[:, 0]
+        single = landmarks.dim() == 1
+        chosen = landmarks.to(out.device).reshape(landmarks.shape[0], -1)
+        index = chosen[:, :, None, None].expand(-1, -1, *out.shape[-2:])
+        heat = out.gather(1, index)
+        return heat[:, 0] if single else heat
 
     @torch.inference_mode()
     def refine(self, fine: torch.Tensor, points: np.ndarray, skip: np.ndarray | None = None) -> np.ndarray:
@@ -84,6 +90,73 @@ class Refiner(nn.Module):
     ) -> np.ndarray:
         """:meth:`refine` for ``points`` in the original image's pixels; ``transform`` maps them onto ``fine``."""
         return transform.from_network(self.refine(fine, transform.to_network(points), skip))
+
+    def place_image(
+        self,
+        fine: torch.Tensor,
+        transform: InputTransform,
+        objects: LandmarkObjects,
+        centres: np.ndarray,
+        fallback: np.ndarray,
+        layout: ObjectLayout | None = None,
+        scale: float = 1.0,
+    ) -> np.ndarray:
+        """:meth:`place` for object ``centres`` (M, 2) in the original image's pixels; (N, 2) there.
+
+        A member stage 2 has no clear answer for keeps its ``fallback`` position (the template's).
+        ``layout`` (its template and gap in network px, ``scale`` fine px per network px)
+        keeps each member's search within its reach.
+        """
+        c = transform.to_network(centres)
+        expected, gap = (None, 0.0) if layout is None else (layout.template * scale, layout.gap * scale)
+        out = transform.from_network(self.place(fine, c, chain_frames(c), objects, expected, gap))
+        missing = np.isnan(out).any(axis=1)
+        out[missing] = np.asarray(fallback, dtype=np.float64)[missing]
+        return out
+
+    @torch.inference_mode()
+    def place(
+        self,
+        fine: torch.Tensor,
+        centres: np.ndarray,
+        frames: np.ndarray,
+        objects: LandmarkObjects,
+        expected: np.ndarray | None = None,
+        gap: float = 0.0,
+    ) -> np.ndarray:
+        """Stage 2: every object's members from a crop at its centre, turned to its frame; (N, 2) in ``fine``'s px.
+
+        ``centres`` (M, 2) in ``fine``'s pixels, ``frames`` (M, 2, 2) rotations (columns:
+        across, along). A member whose heatmap has no clear peak, and every member of an
+        object with a NaN centre, comes back NaN (the caller keeps the template's position).
+        ``expected`` (N, 2): each member's mean offset from its centre in the object's
+        frame (``fine``'s px); a member's peak is then looked for only within half the
+        ``gap`` between neighbouring centres (``fine``'s px) around it, not on the
+        neighbouring object's look-alike corner that the crop also shows.
+        """
+        cfg = self.config
+        out = np.full((objects.num_landmarks, 2), np.nan)
+        todo = np.flatnonzero(~np.isnan(np.asarray(centres, dtype=np.float64)).any(axis=1))
+        if not todo.size:
+            return out
+        device = next(self.parameters()).device
+        members, mask = member_table(objects, todo)
+        c = torch.as_tensor(np.asarray(centres, dtype=np.float64)[todo], dtype=torch.float32, device=device)
+        linear = torch.as_tensor(np.asarray(frames, dtype=np.float64)[todo], dtype=torch.float32, device=device)
+        patches = extract_patches(fine.to(device), c, cfg.patch, linear)
+        heat = self(patches, torch.as_tensor(members, device=device)).float()  # (P, K, s, s)
+        if expected is not None and gap > 0:
+            heat = _within_reach(heat, np.asarray(expected, dtype=np.float64)[members], 0.5 * gap)
+        peaks, values = decode_peaks(heat)
+        half = (cfg.patch - 1) / 2
+        offsets = (peaks.double().cpu().numpy() - half)[..., None]  # (P, K, 2, 1) patch px from the centre
+        placed = (
+            np.asarray(centres, dtype=np.float64)[todo][:, None]
+            + (np.asarray(frames, dtype=np.float64)[todo][:, None] @ offsets)[..., 0]
+        )
+        clear = (values.cpu().numpy() >= cfg.min_peak) & mask
+        out[members[clear]] = placed[clear]
+        return out
 
 
 def extract_patches(
@@ -159,3 +232,85 @@ def random_patches(
         landmarks.append(k)
         targets.append(patch_targets((s - 1) / 2 - shift, s, cfg.sigma))
     return torch.cat(patches), torch.cat(landmarks), torch.cat(targets)
+
+
+def member_table(objects: LandmarkObjects, chosen: np.ndarray | Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(P, K) landmark indices of the chosen objects' members, padded with the first, and which are real."""
+    rows = [objects.members[o] for o in chosen]
+    k = max(len(m) for m in rows)
+    table = np.array([list(m) + [m[0]] * (k - len(m)) for m in rows], dtype=np.int64)
+    mask = np.array([[j < len(m) for j in range(k)] for m in rows], dtype=bool)
+    return table, mask
+
+
+def object_patch_size(layout: ObjectLayout, cache_factor: float, cfg: RefineConfig) -> int:
+    """The stage-2 crop (refinement px) that holds an object's members when its centre is off by up to
+    ``object_reach`` of the gap between centres, with a margin; at least the single-landmark patch."""
+    multiple = 2 ** (cfg.levels - 1)
+    half = float(np.abs(layout.template).max()) if layout.template.size else 0.0
+    needed = 2 * (half + cfg.object_reach * layout.gap) * cache_factor + 8
+    return max(cfg.patch, min(cfg.max_object_patch, multiple * math.ceil(needed / multiple)))
+
+
+def random_object_patches(
+    caches: list[torch.Tensor],
+    points: list[torch.Tensor],
+    valid: list[torch.Tensor],
+    objects: LandmarkObjects,
+    cfg: RefineConfig,
+    gen: torch.Generator,
+    reach: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One stage-2 batch: (crops (P, 1, s, s), members (P, K), targets (P, K, s, s), real member (P, K)).
+
+    Crops of objects whose members are all labelled, centred on the true centre moved
+    by up to ``reach`` crop pixels (stage 1's error, which stage 2 corrects),
+    turned to the true frame and a little more, scaled at random.
+    """
+    device = caches[0].device
+    s = cfg.patch
+    chosen = torch.randperm(len(caches), generator=gen, device=gen.device)[: cfg.images].tolist()
+    per_image = max(1, math.ceil(cfg.object_crops / len(chosen)))
+    crops, tables, targets, masks = [], [], [], []
+
+    def uniform(low: float, high: float, shape: tuple[int, ...]) -> torch.Tensor:
+        return (low + (high - low) * torch.rand(shape, generator=gen, device=gen.device)).to(device)
+
+    for i in chosen:
+        truth = points[i].double().cpu().numpy().copy()
+        truth[~valid[i].cpu().numpy()] = np.nan
+        centres = objects.centres(truth)
+        complete = np.flatnonzero(~np.isnan(centres).any(axis=1))
+        if not complete.size:
+            continue
+        pick = complete[torch.randint(complete.size, (per_image,), generator=gen, device=gen.device).cpu().numpy()]
+        table, mask = member_table(objects, pick)
+        frames = torch.as_tensor(chain_frames(centres)[pick], dtype=torch.float32, device=device)
+        n = len(pick)
+        angle = uniform(-cfg.rotate, cfg.rotate, (n,))
+        scale = uniform(cfg.scale[0], cfg.scale[1], (n,))
+        cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
+        linear = frames @ torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
+        shift = uniform(-reach, reach, (n, 2))  # patch px from the truth's centre
+        centre = torch.as_tensor(centres[pick], dtype=torch.float32, device=device)
+        centre = centre + (linear @ shift[..., None])[..., 0]
+        crop = extract_patches(caches[i], centre, s, linear)
+        contrast = uniform(0.8, 1.2, (n, 1, 1, 1))
+        crops.append((crop * contrast + uniform(-0.1, 0.1, (n, 1, 1, 1))).clamp(-1.5, 1.5))
+        member_xy = points[i][torch.as_tensor(table, device=points[i].device)].to(device)  # (n, K, 2)
+        local = torch.linalg.solve(linear[:, None], (member_xy - centre[:, None])[..., None])[..., 0]
+        targets.append(patch_targets(local.reshape(-1, 2) + (s - 1) / 2, s, cfg.sigma).reshape(n, -1, s, s))
+        tables.append(torch.as_tensor(table, device=device))
+        masks.append(torch.as_tensor(mask, device=device))
+    return torch.cat(crops), torch.cat(tables), torch.cat(targets), torch.cat(masks)
+
+
+def _within_reach(heat: torch.Tensor, offsets: np.ndarray, radius: float) -> torch.Tensor:
+    """``heat`` (P, K, s, s) with everything further than ``radius`` from each member's expected place lowered
+    below any peak (``offsets`` (P, K, 2): from the crop's centre, crop px)."""
+    s = heat.shape[-1]
+    axis = torch.arange(s, device=heat.device, dtype=torch.float32) - (s - 1) / 2
+    e = torch.as_tensor(offsets, dtype=torch.float32, device=heat.device)
+    dx = axis[None, None, None, :] - e[..., 0, None, None]
+    dy = axis[None, None, :, None] - e[..., 1, None, None]
+    return torch.where(dx**2 + dy**2 <= radius**2, heat, torch.full_like(heat, -1e4))

@@ -23,12 +23,12 @@ from .evaluation import mean_error
 from .inference import predict_samples, sample_errors
 from .model_file import LocalStage, ModelFile
 from .network import SpatialConfigurationNet
-from .refinement import Refiner, random_patches
+from .refinement import Refiner, object_patch_size, random_object_patches, random_patches
 from .rng import private_rng, seeded_rng
 from .time_plan import TimePlan
 from .trainer import Trainer, TrainProgress, optimiser_step
 
-__all__ = ["RefineResult", "train_refiner"]
+__all__ = ["RefineResult", "record_template_error", "selected_model", "train_refiner"]
 
 
 @dataclass
@@ -66,6 +66,8 @@ def train_refiner(
     """
     cfg, device, rc = trainer.cfg, trainer.device, trainer.cfg.refine
     assert rc is not None
+    if trainer.objects is not None:  # stage 2: a crop that holds a whole object
+        rc = rc.replace(patch=object_patch_size(trainer.objects, cfg.cache_factor, rc))
     rng = seeded_rng(cfg.seed + 1, device)
     with private_rng(rng, device):
         refiner = Refiner(rc, len(trainer.names)).to(device, memory_format=trainer.layout)
@@ -74,7 +76,7 @@ def train_refiner(
     asked = min(rc.steps, max(10, round(rc.per_step * trainer.plan.total)))  # in proportion to the coarse run
     plan = TimePlan(asked, warmup_steps=min(50, asked // 10), schedule="cosine", max_minutes=max_minutes)
     with private_rng(rng, device):
-        step = _loop(trainer, refiner, plan, progress, should_stop)
+        step = _loop(trainer, refiner, rc, plan, progress, should_stop)
     refiner.eval()
     selected = ModelFile.load(trainer.out) if trainer.out is not None and trainer.out.exists() else None
     coarse_error, refined_error = _compare_refinement(trainer, refiner, selected)
@@ -104,13 +106,14 @@ def _warm_start(refiner: Refiner, rc: RefineConfig, start: ModelFile) -> None:
 def _loop(
     trainer: Trainer,
     refiner: Refiner,
+    rc: RefineConfig,
     plan: TimePlan,
     progress: Callable[[TrainProgress], None] | None,
     should_stop: Callable[[], bool] | None,
 ) -> int:
-    rc, device = trainer.cfg.refine, trainer.device
-    assert rc is not None
-    caches, points, valid = list(trainer.caches[:, 0]), list(trainer.cache_points), list(trainer.cache_valid)
+    device = trainer.device
+    caches, points, valid = list(trainer.caches[:, 0]), list(trainer.member_points), list(trainer.member_valid)
+    scale = trainer.cfg.cache_factor  # cache px per network px
     optimizer = torch.optim.AdamW(refiner.parameters(), lr=rc.lr, weight_decay=1e-5)
     scaler = torch.amp.GradScaler("cuda", enabled=trainer.amp_dtype == torch.float16)
     gen = random_generator(trainer.cfg.seed + 1, device)
@@ -118,12 +121,21 @@ def _loop(
     while step < plan.total:
         if (should_stop is not None and should_stop()) or plan.out_of_time(step):
             break
-        patches, landmarks, target = random_patches(caches, points, valid, rc, gen)
+        if trainer.objects is None:
+            patches, landmarks, target = random_patches(caches, points, valid, rc, gen)
+            real = torch.ones_like(landmarks, dtype=torch.bool)
+        else:
+            patches, landmarks, target, real = random_object_patches(
+                caches, points, valid, trainer.objects.objects, rc, gen, rc.object_reach * trainer.objects.gap * scale
+            )
         for group in optimizer.param_groups:
             group["lr"] = rc.lr * plan.lr_factor(step)
         with torch.autocast(device.type, dtype=trainer.amp_dtype, enabled=trainer.amp_dtype is not None):
             heat = refiner(patches.contiguous(memory_format=trainer.layout), landmarks)
-        loss = 0.5 * ((heat.float() - target) ** 2).sum() / landmarks.numel()
+        squared = (heat.float() - target) ** 2
+        if trainer.objects is not None:
+            squared = squared * real[..., None, None]
+        loss = 0.5 * squared.sum() / real.sum()
         optimiser_step(loss, optimizer, scaler)
         step += 1
         plan.replan(step)
@@ -151,16 +163,48 @@ def _compare_refinement(
 
     ``selected`` is the model file of the selected step (None without an output file: the last step).
     """
-    samples = [s for s in trainer.val_samples if s.cache is not None and s.cache_transform is not None]
+    samples = [s for s in trainer.member_val_samples if s.cache is not None and s.cache_transform is not None]
     if not samples:
         return None, None
-    model = trainer.model
-    if selected is not None:  # the selected step, not the last one
-        model = SpatialConfigurationNet(trainer.cfg.network_for(len(trainer.names))).to(trainer.device)
-        model.load_state_dict(selected.weights)
-    coarse = predict_samples(model, samples, trainer.device)
-    refined = [
-        refiner.refine_image(s.cache, s.cache_transform, points)  # type: ignore[arg-type]
-        for s, points in zip(samples, coarse)
-    ]
+    model = selected_model(trainer, selected)
+    coarse = predict_samples(model, samples, trainer.device, objects=trainer.objects)
+    if trainer.objects is None:
+        refined = [
+            refiner.refine_image(s.cache, s.cache_transform, points)  # type: ignore[arg-type]
+            for s, points in zip(samples, coarse)
+        ]
+    else:
+        objects = trainer.objects.objects
+        centres = predict_samples(model, [s.of_objects(objects) for s in samples], trainer.device)
+        refined = [
+            refiner.place_image(
+                s.cache, s.cache_transform, objects, c, template, trainer.objects, trainer.cfg.cache_factor
+            )  # type: ignore[arg-type]
+            for s, c, template in zip(samples, centres, coarse)
+        ]
     return mean_error(sample_errors(samples, coarse)[0]), mean_error(sample_errors(samples, refined)[0])
+
+
+def selected_model(trainer: Trainer, selected: ModelFile | None) -> SpatialConfigurationNet:
+    """The network of the selected step (``selected``'s weights), or the trainer's own when there is no file."""
+    if selected is None:
+        return trainer.model
+    model = SpatialConfigurationNet(trainer.cfg.network_for(trainer.channels)).to(trainer.device)
+    model.load_state_dict(selected.weights)
+    return model
+
+
+def record_template_error(trainer: Trainer) -> float | None:
+    """An object model without stage 2: its validation error on the landmarks (the template on the centres),
+    not on the centres the loop selected by, goes into its file."""
+    if trainer.objects is None or trainer.out is None or not trainer.out.exists():
+        return None
+    selected = ModelFile.load(trainer.out)
+    samples = trainer.member_val_samples
+    if not samples:
+        return None
+    points = predict_samples(selected_model(trainer, selected), samples, trainer.device, objects=trainer.objects)
+    error = mean_error(sample_errors(samples, points)[0])
+    selected.metrics = selected.metrics.replace(val_error=error, val_error_coarse=error)
+    selected.save(trainer.out)
+    return error

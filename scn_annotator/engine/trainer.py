@@ -37,6 +37,7 @@ from .heatmaps import GaussianTargets, heatmap_loss
 from .inference import validation_errors
 from .model_file import ModelFile, TrainingMetrics
 from .network import SpatialConfigurationNet
+from .objects import CROWDED, LandmarkObjects, ObjectLayout, crowding
 from .rng import private_rng, seeded_rng
 from .time_plan import TimePlan
 
@@ -117,11 +118,16 @@ def _make_optimizer(cfg: TrainConfig, model: torch.nn.Module, targets: GaussianT
 
 
 def model_file(
-    cfg: TrainConfig, names: Sequence[str], model: torch.nn.Module, targets: GaussianTargets, metrics: TrainingMetrics
+    cfg: TrainConfig,
+    names: Sequence[str],
+    model: torch.nn.Module,
+    targets: GaussianTargets,
+    metrics: TrainingMetrics,
+    objects: ObjectLayout | None = None,
 ) -> ModelFile:
     """The model file of ``model`` as it is now (weights copied to the CPU)."""
     return ModelFile(
-        network=cfg.network_for(len(names)),
+        network=cfg.network_for(len(objects.objects) if objects is not None else len(names)),
         landmark_names=list(names),
         input_size=cfg.input_size,
         normalisation=Normalisation(*cfg.normalisation),
@@ -129,6 +135,7 @@ def model_file(
         sigmas=targets.sigmas().detach().cpu().clone(),
         train_config=cfg,
         metrics=metrics,
+        objects=objects,
     )
 
 
@@ -194,7 +201,9 @@ class Trainer:
         names: Sequence[str],
         out: Path | None,
         device: torch.device,
+        objects: LandmarkObjects | None = None,
     ) -> None:
+        """``objects``: which landmarks belong together (default: from the names, when ``cfg.objects``)."""
         if not train_samples:
             raise ScnError("no training images: nothing to train on")
         if any(s.cache is None for s in train_samples):
@@ -202,7 +211,18 @@ class Trainer:
         for s in [*train_samples, *val_samples]:
             if s.points.shape[0] != len(names):
                 raise ScnError(f"image {s.id} has {s.points.shape[0]} landmarks, the model {len(names)}")
-        net_cfg = cfg.network_for(len(names))
+        if objects is None or not cfg.objects:
+            objects = LandmarkObjects.infer(names) if cfg.objects else LandmarkObjects.singles(names)
+        #: Stage 1 of an object layout learns the objects' centres; the full samples stay for stage 2.
+        self.objects: ObjectLayout | None = None
+        self.member_samples, self.member_val_samples = list(train_samples), list(val_samples)
+        labels = [s.transform.to_network(s.points) for s in train_samples]
+        if objects.grouped and crowding(objects, labels) < CROWDED:
+            self.objects = ObjectLayout.fit(objects, labels)
+            train_samples = [s.of_objects(objects) for s in train_samples]
+            val_samples = [s.of_objects(objects) for s in val_samples]
+        self.channels = len(objects) if self.objects is not None else len(names)
+        net_cfg = cfg.network_for(self.channels)
         if cfg.input_size[0] % net_cfg.size_multiple or cfg.input_size[1] % net_cfg.size_multiple:
             raise ScnError(f"input size {cfg.input_size} must be a multiple of {net_cfg.size_multiple}")
         self.cfg, self.names, self.out, self.device = cfg, list(names), out, device
@@ -211,7 +231,7 @@ class Trainer:
         self.layout = training_layout(device)
         with private_rng(self.rng, device):
             self.model = SpatialConfigurationNet(net_cfg).to(device, memory_format=self.layout)
-        self.targets = GaussianTargets(len(names), cfg.sigma, cfg.heatmap_scale, cfg.learn_sigma).to(device)
+        self.targets = GaussianTargets(self.channels, cfg.sigma, cfg.heatmap_scale, cfg.learn_sigma).to(device)
         self.optimizer = _make_optimizer(cfg, self.model, self.targets)
         self.amp_dtype = mixed_precision(device) if cfg.amp else None
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
@@ -219,6 +239,11 @@ class Trainer:
         self.caches = torch.stack([s.cache for s in train_samples])[:, None].to(device)
         self.cache_points = torch.stack([s.cache_points for s in train_samples]).to(device)
         self.cache_valid = torch.from_numpy(np.stack([s.valid for s in train_samples])).to(device)
+        #: Every landmark in cache pixels, for stage 2 (the same as ``cache_points`` without objects).
+        self.member_points, self.member_valid = self.cache_points, self.cache_valid
+        if self.objects is not None:
+            self.member_points = torch.stack([s.cache_points for s in self.member_samples]).to(device)
+            self.member_valid = torch.from_numpy(np.stack([s.valid for s in self.member_samples])).to(device)
         self.batches = _Batches(len(train_samples), cfg.batch_size, self.gen)
         self.unit = error_unit([s.spacing for s in val_samples])
         self.step, self.best_step, self.best_error, self.stale = 0, 0, math.inf, 0
@@ -245,7 +270,7 @@ class Trainer:
             arch = (
                 f"filters={net.filters}, sc_filters={net.sc_filters}, sc_kernel={net.sc_kernel}, spatial={net.spatial}"
             )
-            mine = self.cfg.network_for(len(self.names))
+            mine = self.cfg.network_for(self.channels)
             raise CheckpointError(
                 f"{path}: cannot {what}: it holds another network ({arch}) than the one "
                 f"being trained (filters={mine.filters}, sc_filters={mine.sc_filters}, sc_kernel={mine.sc_kernel}, "
@@ -291,7 +316,7 @@ class Trainer:
             train_images=self.batches.n,
             val_images=len(self.val_samples),
         )
-        return model_file(self.cfg, self.names, self.model, self.targets, metrics)
+        return model_file(self.cfg, self.names, self.model, self.targets, metrics, self.objects)
 
     def save_best(self) -> None:
         if self.out is not None:

@@ -20,7 +20,8 @@ from .data import LabelledImage, Sample
 from .device import best_device
 from .geometry import choose_input_size
 from .model_file import ModelFile
-from .refiner_training import train_refiner
+from .objects import LandmarkObjects
+from .refiner_training import record_template_error, train_refiner
 from .trainer import Trainer, TrainProgress, TrainResult
 
 __all__ = ["fit_input_to_data", "train", "warm_startable"]
@@ -54,16 +55,19 @@ def train(
     resume: bool = False,
     init_from: str | Path | None = None,
     device: torch.device | str | None = None,
+    objects: LandmarkObjects | None = None,
 ) -> TrainResult:
     """Train on ``train_samples``, select the best step on ``val_samples``, write ``out``.
 
     ``init_from`` warm-starts from another checkpoint's weights (the active-learning
     rounds); ``resume`` continues ``out``'s own interrupted run exactly where it
     stopped (same batches, same random numbers). Without validation samples the
-    last step is kept. ``should_stop`` is polled before every step.
+    last step is kept. ``should_stop`` is polled before every step. ``objects``: which
+    landmarks belong together (default: inferred from ``names``); a layout with
+    objects learns in two stages (``objects.py``).
     """
     device = torch.device(device) if device is not None else best_device()
-    trainer = Trainer(cfg, train_samples, val_samples, names, Path(out) if out else None, device)
+    trainer = Trainer(cfg, train_samples, val_samples, names, Path(out) if out else None, device, objects)
     if init_from is not None:
         trainer.warm_start(init_from)
     if resume:
@@ -74,6 +78,8 @@ def train(
     if refine and result.stopped != "cancelled":
         left = max(0.0, max_minutes - result.seconds / 60) if max_minutes else None
         result.refine = train_refiner(trainer, init_from, progress=progress, should_stop=should_stop, max_minutes=left)
+    elif trainer.objects is not None:
+        record_template_error(trainer)
     return result
 
 

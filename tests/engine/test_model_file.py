@@ -35,7 +35,8 @@ def test_a_model_file_written_before_the_class_existed_loads_and_predicts_as_it_
     generate_sample(tmp_path, count=2, seed=expected["sample_seed"])
     image = read_image(sorted((tmp_path / "images").iterdir())[expected["image"]])
     points = Predictor.from_checkpoint(OLD, device="cpu").predict(image).points
-    np.testing.assert_allclose(points, np.array(expected["points"]), atol=1e-6)
+    # the same to a thousandth of a pixel (float arithmetic differs a little between CPUs)
+    np.testing.assert_allclose(points, np.array(expected["points"]), atol=1e-3)
 
 
 def test_an_old_training_state_reads_and_an_old_model_warm_starts_a_network_like_it():
