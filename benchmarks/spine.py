@@ -48,7 +48,7 @@ def patient(name: str) -> str:
 
 def spine_metrics(predicted: dict, truth: dict, heights: dict) -> dict:
     """Point errors relative to the image height, vertebrae nearer a neighbour than their own, Cobb SMAPE."""
-    rel, px, swapped, vertebrae = [], [], 0, 0
+    rel, px, swapped, vertebrae, shifted = [], [], 0, 0, 0
     cobb_pred, cobb_true = [], []
     for name, true in truth.items():
         pred = predicted[name]
@@ -58,10 +58,14 @@ def spine_metrics(predicted: dict, truth: dict, heights: dict) -> dict:
         rel += (e[ok] / heights[name]).tolist()
         centres_true = np.nanmean(true.reshape(-1, 4, 2), axis=1)
         centres_pred = np.nanmean(pred.reshape(-1, 4, 2), axis=1)
+        offsets = []
         for k, c in enumerate(centres_pred):
             d = np.linalg.norm(centres_true - c, axis=1)
             vertebrae += 1
             swapped += int(np.nanargmin(d) != k)
+            offsets.append(int(np.nanargmin(d)) - k)
+        values, counts = np.unique(offsets, return_counts=True)
+        shifted += int(values[counts.argmax()] != 0 and counts.max() >= 0.8 * len(offsets))  # the whole column
         if not (np.isnan(pred).any() or np.isnan(true).any()):  # the challenge's rule needs every corner
             cobb_pred.append(cobb_angles(pred, heights[name]))
             cobb_true.append(cobb_angles(true, heights[name]))
@@ -75,6 +79,7 @@ def spine_metrics(predicted: dict, truth: dict, heights: dict) -> dict:
         "mean_pct_height": float(100 * rel.mean()),
         "within_1pct_height": float((rel <= 0.01).mean()),
         "vertebrae_nearer_a_neighbour": swapped / max(vertebrae, 1),
+        "images_whole_column_shifted": shifted,
         "cobb_smape_pct": smape(cobb_pred, cobb_true) if cobb_true else None,
         "cobb_main_abs_error_deg_median": (
             float(np.median([abs(p.main - q.main) for p, q in zip(cobb_pred, cobb_true)])) if cobb_true else None
@@ -106,6 +111,7 @@ def _arguments() -> argparse.Namespace:
     ap.add_argument("--sc-downsample", type=int, help="the SC component's pooling (default: the preset's 16)")
     ap.add_argument("--sc-kernel", type=int, help="the SC component's kernel (default: the preset's 11)")
     ap.add_argument("--hint-rate", type=float, help="train with hint channels (trained conditioning)")
+    ap.add_argument("--objects", choices=["on", "off"], default="on", help="two stages by vertebra (default) or none")
     return ap.parse_args()
 
 
@@ -121,6 +127,8 @@ def _config(args: argparse.Namespace) -> TrainConfig:
     for key in ("sc_downsample", "sc_kernel", "hint_rate"):
         if getattr(args, key) is not None:
             changes[key] = getattr(args, key)
+    if args.objects == "off":
+        changes["objects"] = False
     if args.refine != "preset":
         changes["refine"] = RefineConfig() if args.refine == "on" else None
     return preset("cpu", **changes)
@@ -198,10 +206,11 @@ def main() -> None:
     }
     atomic_write_text(out / f"{args.tag}.json", json.dumps(record, indent=2))
     print(
-        f"{args.tag}: {result.describe()}; test on {metrics['images']} images of other patients: median "
+        f"{args.tag}: {result.describe()}; {record['refine']}; test on {metrics['images']} images of other patients: median "
         f"{metrics['median_px']:.1f} px ({metrics['median_pct_height']:.2f} % of the height), mean "
         f"{metrics['mean_pct_height']:.2f} %, {100 * metrics['within_1pct_height']:.0f} % within 1 %, "
-        f"{100 * metrics['vertebrae_nearer_a_neighbour']:.0f} % of vertebrae nearer a neighbour, Cobb SMAPE "
+        f"{100 * metrics['vertebrae_nearer_a_neighbour']:.1f} % of vertebrae nearer a neighbour "
+        f"({metrics['images_whole_column_shifted']} images with the whole column shifted), Cobb SMAPE "
         f"{metrics['cobb_smape_pct']:.1f} % (main angle {metrics['cobb_main_abs_error_deg_median']:.1f} deg off, "
         "median); "
         f"{record['inference_ms_median']:.0f} ms/image",
@@ -210,7 +219,9 @@ def main() -> None:
     if coarse_metrics is not None:
         print(
             f"{args.tag}: the coarse SCN alone: median {coarse_metrics['median_pct_height']:.2f} % of the height, "
-            f"{100 * coarse_metrics['within_1pct_height']:.0f} % within 1 %",
+            f"{100 * coarse_metrics['within_1pct_height']:.0f} % within 1 %, "
+            f"{100 * coarse_metrics['vertebrae_nearer_a_neighbour']:.1f} % of vertebrae nearer a neighbour, "
+            f"Cobb SMAPE {coarse_metrics['cobb_smape_pct']:.1f} %",
             flush=True,
         )
 

@@ -40,6 +40,7 @@ from ..engine.evaluation import error_unit, mean_error
 from ..engine.geometry import SpacingRule
 from ..engine.inference import Predictor, validation_errors
 from ..engine.model_file import ModelFile
+from ..engine.objects import LandmarkObjects
 from ..engine.trainer import Trainer
 from ..engine.training import fit_input_to_data
 from ..errors import ScnError
@@ -236,7 +237,7 @@ class CampaignRun:
             )
         by_id = {i: p for p, i in pairs}
         items = labelled_images([(by_id[i], i) for i in test_ids + self.pool_ids], table)
-        self.cfg = fit_input_to_data(cfg, items)
+        self.cfg = fit_input_to_data(cfg, items, LandmarkObjects.infer(table.names))
         notes: list[str] = []
         samples = build_samples(
             items,

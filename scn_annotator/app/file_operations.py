@@ -20,6 +20,7 @@ from ..engine.data import Normalisation, Sample, build_samples, labelled_images,
 from ..engine.evaluation import EvaluationReport, align_tables, evaluate
 from ..engine.geometry import SpacingRule
 from ..engine.inference import Prediction, Predictor
+from ..engine.objects import LandmarkObjects
 from ..engine.training import fit_input_to_data
 from ..errors import ImageReadError, ScnError
 from ..io.images import SpacingSource, find_images, image_id, read_image_info
@@ -69,7 +70,7 @@ def load_training_data(
     train_ids, val_ids = split_samples([i for _, i in pairs], val_fraction, cfg.seed)
     notes: list[str] = []
     items = labelled_images(pairs, table)
-    cfg = fit_input_to_data(cfg, items)
+    cfg = fit_input_to_data(cfg, items, LandmarkObjects.infer(table.names))
     samples = build_samples(
         items,
         cfg.input_size,

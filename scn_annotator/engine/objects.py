@@ -30,7 +30,16 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CROWDED", "LandmarkObjects", "ObjectLayout", "chain_frames", "object_prefix", "crowding"]
+__all__ = [
+    "CROWDED",
+    "LandmarkObjects",
+    "ObjectLayout",
+    "chain_frames",
+    "crowding",
+    "nearest_gap",
+    "object_prefix",
+    "uses_objects",
+]
 
 #: Objects are used where :func:`crowding` is below this (spines 0.34, generated spines 0.36, generated hands 0.99).
 CROWDED = 0.6
@@ -229,6 +238,11 @@ def crowding(objects: LandmarkObjects, points: Sequence[np.ndarray]) -> float:
         if d.size:
             ratios.append(float(np.median(d)) / gap)
     return float(np.median(ratios)) if ratios else math.inf
+
+
+def uses_objects(objects: LandmarkObjects, points: Sequence[np.ndarray]) -> bool:
+    """Is a layout with these labels (original or network px) learned by its objects, in two stages?"""
+    return objects.grouped and crowding(objects, points) < CROWDED
 
 
 def nearest_gap(centres: np.ndarray) -> float:

@@ -37,7 +37,7 @@ from .heatmaps import GaussianTargets, heatmap_loss
 from .inference import validation_errors
 from .model_file import ModelFile, TrainingMetrics
 from .network import SpatialConfigurationNet
-from .objects import CROWDED, LandmarkObjects, ObjectLayout, crowding
+from .objects import LandmarkObjects, ObjectLayout, uses_objects
 from .rng import private_rng, seeded_rng
 from .time_plan import TimePlan
 
@@ -217,7 +217,7 @@ class Trainer:
         self.objects: ObjectLayout | None = None
         self.member_samples, self.member_val_samples = list(train_samples), list(val_samples)
         labels = [s.transform.to_network(s.points) for s in train_samples]
-        if objects.grouped and crowding(objects, labels) < CROWDED:
+        if uses_objects(objects, labels):
             self.objects = ObjectLayout.fit(objects, labels)
             train_samples = [s.of_objects(objects) for s in train_samples]
             val_samples = [s.of_objects(objects) for s in val_samples]

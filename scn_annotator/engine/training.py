@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..errors import CheckpointError
@@ -20,7 +21,7 @@ from .data import LabelledImage, Sample
 from .device import best_device
 from .geometry import choose_input_size
 from .model_file import ModelFile
-from .objects import LandmarkObjects
+from .objects import LandmarkObjects, nearest_gap, uses_objects
 from .refiner_training import record_template_error, train_refiner
 from .trainer import Trainer, TrainProgress, TrainResult
 
@@ -83,17 +84,39 @@ def train(
     return result
 
 
-def fit_input_to_data(cfg: TrainConfig, items: Sequence[LabelledImage]) -> TrainConfig:
+def fit_input_to_data(
+    cfg: TrainConfig, items: Sequence[LabelledImage], objects: LandmarkObjects | None = None
+) -> TrainConfig:
     """``cfg`` with its input chosen from the images and landmarks (unless the preset or user fixed it).
 
     Tall spines get a tall input, wide images a wide one; the area grows from the
     preset's until neighbouring landmarks are distinct (:func:`~.geometry.choose_input_size`).
-    Reads only the image headers. The choice and its reasons go into the config, and
-    so into the checkpoint, from which prediction takes the input size.
+    For a layout learned by its ``objects`` (:func:`~.objects.uses_objects`) it is the
+    object centres that must be distinct, and the SC component's pooling is chosen
+    so that neighbouring centres lie at least two SC cells apart (a vertebra per
+    cell at 16x pooling is one the SC cannot order). Reads only the image headers.
+    The choice and its reasons go into the config, and so into the checkpoint, from
+    which prediction takes the input size.
     """
     if not cfg.auto_input_growth or not items:
         return cfg
     sizes = [read_image_info(item.path).size for item in items]
+    points = [item.points for item in items]
+    grouped = objects is not None and cfg.objects and uses_objects(objects, points)
+    if grouped:
+        points = [objects.centres(p) for p in points]  # type: ignore[union-attr]
     multiple = cfg.network_for(1).size_multiple
-    choice = choose_input_size(sizes, [item.points for item in items], cfg.input_size, multiple, cfg.auto_input_growth)
-    return cfg.replace(input_size=choice.input_size, input_rule={**choice.to_dict(), "text": choice.describe()})
+    choice = choose_input_size(sizes, points, cfg.input_size, multiple, cfg.auto_input_growth)
+    rule = {**choice.to_dict(), "text": choice.describe()}
+    cfg = cfg.replace(input_size=choice.input_size)
+    if grouped and cfg.network.spatial:
+        scales = [min(choice.input_size[1] / w, choice.input_size[0] / h) for w, h in sizes]
+        gap = float(np.median([nearest_gap(p) * s for p, s in zip(points, scales) if np.isfinite(nearest_gap(p))]))
+        pooling = cfg.network.sc_downsample
+        while pooling > 4 and gap / pooling < 2:
+            pooling //= 2
+        if pooling != cfg.network.sc_downsample:
+            cfg = cfg.replace(sc_downsample=pooling)
+            rule["text"] += f"; SC pooling {pooling}x: object centres {gap:.1f} network px apart"
+        rule["objects"] = True
+    return cfg.replace(input_rule=rule)
