@@ -206,7 +206,8 @@ def main() -> None:
     }
     atomic_write_text(out / f"{args.tag}.json", json.dumps(record, indent=2))
     print(
-        f"{args.tag}: {result.describe()}; {record['refine']}; test on {metrics['images']} images of other patients: median "
+        f"{args.tag}: {result.describe()}; {record['refine']}; "
+        f"test on {metrics['images']} images of other patients: median "
         f"{metrics['median_px']:.1f} px ({metrics['median_pct_height']:.2f} % of the height), mean "
         f"{metrics['mean_pct_height']:.2f} %, {100 * metrics['within_1pct_height']:.0f} % within 1 %, "
         f"{100 * metrics['vertebrae_nearer_a_neighbour']:.1f} % of vertebrae nearer a neighbour "

@@ -37,7 +37,7 @@ def test_the_names_file_overrides_the_inferred_objects():
 def test_a_tilted_object_is_placed_tilted_by_its_template():
     objects = LandmarkObjects.infer(spine_names(3))
     box = np.array([[-4, -2], [4, -2], [-4, 2], [4, 2]], dtype=float)
-    upright = np.concatenate([box + [0, 10 * v] for v in range(3)])
+    upright = np.concatenate([box + np.array([0.0, 10.0 * v]) for v in range(3)])
     layout = ObjectLayout.fit(objects, [upright])
     assert layout.gap == pytest.approx(10.0)
     np.testing.assert_allclose(layout.place(objects.centres(upright)), upright, atol=1e-9)
