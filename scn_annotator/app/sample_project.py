@@ -13,7 +13,7 @@ as a DICOM would carry it, so errors come out in millimetres.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,7 +27,15 @@ from ..io.landmark_files import write_landmarks
 if TYPE_CHECKING:
     from ..db.store import Project
 
-__all__ = ["FINGERS", "LANDMARK_NAMES", "annotate_from_truth", "generate_sample", "render_hand", "sample_project"]
+__all__ = [
+    "FINGERS",
+    "LANDMARK_NAMES",
+    "annotate_from_truth",
+    "generate_sample",
+    "render_hand",
+    "sample_project",
+    "write_phantoms",
+]
 
 FINGERS = ("thumb", "index", "middle", "ring", "little")
 LANDMARK_NAMES = [f"{f}_{part}" for f in FINGERS for part in ("base", "joint", "tip")]
@@ -125,19 +133,31 @@ def generate_sample(
 
     ``suffix`` ``.mha`` stores the spacing in each header; ``.png`` stores none.
     """
+    rng = np.random.default_rng(seed)
+    renders = (render_hand(rng, size, spacing) for _ in range(count))
+    return write_phantoms(folder, "hand", LANDMARK_NAMES, renders, spacing, suffix)
+
+
+def write_phantoms(
+    folder: str | Path,
+    prefix: str,
+    names: Sequence[str],
+    renders: Iterable[tuple[np.ndarray, np.ndarray]],
+    spacing: float,
+    suffix: str = ".mha",
+) -> Path:
+    """``images/<prefix>000<suffix>, ...`` and their ``labels.csv`` from (pixels, landmarks) pairs; the labels path."""
     folder = Path(folder)
     (folder / "images").mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
     labels = {}
-    for i in range(count):
-        pixels, points = render_hand(rng, size, spacing)
+    for i, (pixels, points) in enumerate(renders):
         image = sitk.GetImageFromArray(pixels)
         image.SetSpacing((spacing, spacing))
-        name = f"hand{i:03d}"
+        name = f"{prefix}{i:03d}"
         sitk.WriteImage(image, str(folder / "images" / f"{name}{suffix}"), useCompression=True)
         labels[name] = points
     path = folder / "labels.csv"
-    write_landmarks(path, LANDMARK_NAMES, labels)
+    write_landmarks(path, names, labels)
     return path
 
 

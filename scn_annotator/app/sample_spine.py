@@ -13,11 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
 from skimage.draw import polygon
 from skimage.filters import gaussian
 
-from ..io.landmark_files import write_landmarks
+from .sample_project import write_phantoms
 
 __all__ = ["CORNERS", "generate_spine_sample", "render_spine", "spine_names"]
 
@@ -71,17 +70,6 @@ def generate_spine_sample(
     spacing: float = 0.5,
 ) -> Path:
     """Write ``count`` generated spines (``.mha`` with spacing) and ``labels.csv`` into ``folder``; returns it."""
-    folder = Path(folder)
-    (folder / "images").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    labels = {}
-    for i in range(count):
-        pixels, points = render_spine(rng, size, vertebrae)
-        image = sitk.GetImageFromArray(pixels)
-        image.SetSpacing((spacing, spacing))
-        name = f"spine{i:03d}"
-        sitk.WriteImage(image, str(folder / "images" / f"{name}.mha"), useCompression=True)
-        labels[name] = points
-    path = folder / "labels.csv"
-    write_landmarks(path, spine_names(vertebrae), labels)
-    return path
+    renders = (render_spine(rng, size, vertebrae) for _ in range(count))
+    return write_phantoms(folder, "spine", spine_names(vertebrae), renders, spacing)

@@ -163,8 +163,7 @@ class Conditioner:
         if new:
             subset = np.full_like(c, np.nan)
             subset[new] = c[new]
-            scale = p.fine_scale
-            placed = p.refiner.place(fine, subset, frames, objects, p.objects.template * scale, p.objects.gap * scale)
+            placed = p.refiner.place(fine, subset, frames, p.objects, p.fine_scale)
             self._placed.update((keys[o], placed[list(objects.members[o])]) for o in new)
         out = np.full((objects.num_landmarks, 2), np.nan)
         for o, key in enumerate(keys):

@@ -164,7 +164,7 @@ class Predictor:
         if fine is None or self.refiner is None:
             return template
         centres = transform.from_network(centres)
-        return self.refiner.place_image(*fine, self.objects.objects, centres, template, self.objects, self.fine_scale)
+        return self.refiner.place_image(*fine, self.objects, self.fine_scale, centres, template)
 
     @property
     def fine_scale(self) -> float:
@@ -354,7 +354,7 @@ def network_prediction(
     """
     centres = points[0].cpu().double().numpy()
     confidence = values[0].cpu().numpy().astype(np.float64)
-    owner = slice(None) if objects is None else objects.objects.object_of()
+    owner = slice(None) if objects is None else objects.objects.owner
     result = Prediction(
         image.id,
         image.path,

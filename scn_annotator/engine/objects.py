@@ -21,6 +21,7 @@ process read objects too.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import warnings
@@ -113,11 +114,13 @@ class LandmarkObjects:
     def __len__(self) -> int:
         return len(self.members)
 
-    def object_of(self) -> np.ndarray:
-        """(N,) the object index of every landmark."""
+    @functools.cached_property
+    def owner(self) -> np.ndarray:
+        """(N,) the object index of every landmark (once: every prediction and correction indexes by it)."""
         out = np.zeros(self.num_landmarks, dtype=np.int64)
         for o, members in enumerate(self.members):
             out[list(members)] = o
+        out.flags.writeable = False
         return out
 
     def centres(self, points: np.ndarray) -> np.ndarray:
@@ -182,7 +185,7 @@ class ObjectLayout:
         """
         centres = np.asarray(centres, dtype=np.float64)
         frames = self.frames(centres) if frames is None else frames
-        owner = self.objects.object_of()
+        owner = self.objects.owner
         return centres[owner] + scale * np.einsum("nij,nj->ni", frames[owner], self.template)
 
     def centre_hints(self, hints: np.ndarray, frames: np.ndarray) -> np.ndarray:
@@ -192,7 +195,7 @@ class ObjectLayout:
         an object with several confirmed members takes their mean. NaN where none is.
         """
         hints = np.asarray(hints, dtype=np.float64)
-        owner = self.objects.object_of()
+        owner = self.objects.owner
         implied = hints - np.einsum("nij,nj->ni", frames[owner], self.template)
         out = np.full((len(self.objects), 2), np.nan)
         for o, members in enumerate(self.objects.members):
@@ -224,7 +227,7 @@ def crowding(objects: LandmarkObjects, points: Sequence[np.ndarray]) -> float:
     the landmarks, and the layout is learned landmark by landmark. Infinite without
     two complete objects.
     """
-    owner = objects.object_of()
+    owner = objects.owner
     foreign = owner[:, None] != owner[None, :]
     ratios = []
     for p in points:
@@ -271,13 +274,11 @@ def chain_frames(centres: np.ndarray) -> np.ndarray:
     for o in range(m):
         before = present[present < o]
         after = present[present > o]
-        a = centres[before[-1]] if before.size else centres[o]
-        b = centres[after[0]] if after.size else centres[o]
-        if np.isnan(a).any() or np.isnan(b).any():
-            a = centres[before[-1]] if before.size else None
-            b = centres[after[0]] if after.size else None
-            if a is None or b is None:
-                continue
+        own = None if np.isnan(centres[o]).any() else centres[o]
+        a = centres[before[-1]] if before.size else own
+        b = centres[after[0]] if after.size else own
+        if a is None or b is None:  # a missing end of the chain: no direction to take
+            continue
         d = b - a
         length = float(np.hypot(*d))
         if length < 1e-9:
@@ -289,5 +290,5 @@ def chain_frames(centres: np.ndarray) -> np.ndarray:
 
 def local_offsets(objects: LandmarkObjects, points: np.ndarray, centres: np.ndarray, frames: np.ndarray) -> np.ndarray:
     """(N, 2) every member's offset from its object's centre, in the object's frame."""
-    owner = objects.object_of()
+    owner = objects.owner
     return np.einsum("nji,nj->ni", frames[owner], np.asarray(points, dtype=np.float64) - centres[owner])

@@ -20,7 +20,7 @@ on the validation images (``train`` compares the errors with and without).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -95,21 +95,17 @@ class Refiner(nn.Module):
         self,
         fine: torch.Tensor,
         transform: InputTransform,
-        objects: LandmarkObjects,
+        layout: ObjectLayout,
+        scale: float,
         centres: np.ndarray,
         fallback: np.ndarray,
-        layout: ObjectLayout | None = None,
-        scale: float = 1.0,
     ) -> np.ndarray:
         """:meth:`place` for object ``centres`` (M, 2) in the original image's pixels; (N, 2) there.
 
         A member stage 2 has no clear answer for keeps its ``fallback`` position (the template's).
-        ``layout`` (its template and gap in network px, ``scale`` fine px per network px)
-        keeps each member's search within its reach.
         """
         c = transform.to_network(centres)
-        expected, gap = (None, 0.0) if layout is None else (layout.template * scale, layout.gap * scale)
-        out = transform.from_network(self.place(fine, c, chain_frames(c), objects, expected, gap))
+        out = transform.from_network(self.place(fine, c, chain_frames(c), layout, scale))
         missing = np.isnan(out).any(axis=1)
         out[missing] = np.asarray(fallback, dtype=np.float64)[missing]
         return out
@@ -120,21 +116,21 @@ class Refiner(nn.Module):
         fine: torch.Tensor,
         centres: np.ndarray,
         frames: np.ndarray,
-        objects: LandmarkObjects,
-        expected: np.ndarray | None = None,
-        gap: float = 0.0,
+        layout: ObjectLayout,
+        scale: float,
     ) -> np.ndarray:
         """Stage 2: every object's members from a crop at its centre, turned to its frame; (N, 2) in ``fine``'s px.
 
         ``centres`` (M, 2) in ``fine``'s pixels, ``frames`` (M, 2, 2) rotations (columns:
-        across, along). A member whose heatmap has no clear peak, and every member of an
-        object with a NaN centre, comes back NaN (the caller keeps the template's position).
-        ``expected`` (N, 2): each member's mean offset from its centre in the object's
-        frame (``fine``'s px); a member's peak is then looked for only within half the
-        ``gap`` between neighbouring centres (``fine``'s px) around it, not on the
+        across, along), ``scale`` ``fine``'s pixels per network pixel (the unit of the
+        layout's template and gap). A member whose heatmap has no clear peak, and every
+        member of an object with a NaN centre, comes back NaN (the caller keeps the
+        template's position). A member's peak is looked for only within half the gap
+        between neighbouring centres around its place in the template, not on the
         neighbouring object's look-alike corner that the crop also shows.
         """
         cfg = self.config
+        objects = layout.objects
         out = np.full((objects.num_landmarks, 2), np.nan)
         todo = np.flatnonzero(~np.isnan(np.asarray(centres, dtype=np.float64)).any(axis=1))
         if not todo.size:
@@ -145,8 +141,8 @@ class Refiner(nn.Module):
         linear = torch.as_tensor(np.asarray(frames, dtype=np.float64)[todo], dtype=torch.float32, device=device)
         patches = extract_patches(fine.to(device), c, cfg.patch, linear)
         heat = self(patches, torch.as_tensor(members, device=device)).float()  # (P, K, s, s)
-        if expected is not None and gap > 0:
-            heat = _within_reach(heat, np.asarray(expected, dtype=np.float64)[members], 0.5 * gap)
+        if layout.gap > 0:
+            heat = _within_reach(heat, scale * layout.template[members], 0.5 * scale * layout.gap)
         peaks, values = decode_peaks(heat)
         half = (cfg.patch - 1) / 2
         offsets = (peaks.double().cpu().numpy() - half)[..., None]  # (P, K, 2, 1) patch px from the centre
@@ -205,8 +201,8 @@ def random_patches(
     ``cfg.images`` images at random, ``cfg.patches`` landmarks spread over them, each
     patch shifted, rotated and scaled at random around the landmark's true position.
     """
-    device = caches[0].device
     s = cfg.patch
+    uniform = _uniform(gen, caches[0].device)
     chosen = torch.randperm(len(caches), generator=gen, device=gen.device)[: cfg.images].tolist()
     per_image = math.ceil(cfg.patches / len(chosen))
     patches, landmarks, targets = [], [], []
@@ -216,22 +212,40 @@ def random_patches(
             continue
         k = present[torch.randint(present.numel(), (per_image,), generator=gen, device=gen.device).to(present.device)]
         n = k.numel()
-
-        def uniform(low: float, high: float, shape: tuple[int, ...]) -> torch.Tensor:
-            return (low + (high - low) * torch.rand(shape, generator=gen, device=gen.device)).to(device)
-
-        angle = uniform(-cfg.rotate, cfg.rotate, (n,))
-        scale = uniform(cfg.scale[0], cfg.scale[1], (n,))
-        cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
-        linear = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)  # (n, 2, 2)
+        linear = _random_turn(uniform, cfg, n)
         shift = uniform(-cfg.reach * s, cfg.reach * s, (n, 2))  # patch pixels from the truth to the centre
         centres = points[i][k] + (linear @ shift[..., None])[..., 0]
-        patch = extract_patches(caches[i], centres, s, linear)
-        contrast = uniform(0.8, 1.2, (n, 1, 1, 1))
-        patches.append((patch * contrast + uniform(-0.1, 0.1, (n, 1, 1, 1))).clamp(-1.5, 1.5))
+        patches.append(_random_intensity(uniform, extract_patches(caches[i], centres, s, linear)))
         landmarks.append(k)
         targets.append(patch_targets((s - 1) / 2 - shift, s, cfg.sigma))
     return torch.cat(patches), torch.cat(landmarks), torch.cat(targets)
+
+
+Uniform = Callable[[float, float, tuple[int, ...]], torch.Tensor]
+
+
+def _uniform(gen: torch.Generator, device: torch.device) -> Uniform:
+    """Uniform draws from ``gen`` (which may live on another device than the data), moved to ``device``."""
+
+    def uniform(low: float, high: float, shape: tuple[int, ...]) -> torch.Tensor:
+        return (low + (high - low) * torch.rand(shape, generator=gen, device=gen.device)).to(device)
+
+    return uniform
+
+
+def _random_turn(uniform: Uniform, cfg: RefineConfig, n: int) -> torch.Tensor:
+    """(n, 2, 2) random rotations within ``cfg.rotate``, scaled within ``cfg.scale``: a patch's augmentation."""
+    angle = uniform(-cfg.rotate, cfg.rotate, (n,))
+    scale = uniform(cfg.scale[0], cfg.scale[1], (n,))
+    cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
+    return torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
+
+
+def _random_intensity(uniform: Uniform, patches: torch.Tensor) -> torch.Tensor:
+    """(n, 1, s, s) patches with a random contrast and brightness each."""
+    n = patches.shape[0]
+    contrast = uniform(0.8, 1.2, (n, 1, 1, 1))
+    return (patches * contrast + uniform(-0.1, 0.1, (n, 1, 1, 1))).clamp(-1.5, 1.5)
 
 
 def member_table(objects: LandmarkObjects, chosen: np.ndarray | Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -269,13 +283,10 @@ def random_object_patches(
     """
     device = caches[0].device
     s = cfg.patch
+    uniform = _uniform(gen, device)
     chosen = torch.randperm(len(caches), generator=gen, device=gen.device)[: cfg.images].tolist()
     per_image = max(1, math.ceil(cfg.object_crops / len(chosen)))
     crops, tables, targets, masks = [], [], [], []
-
-    def uniform(low: float, high: float, shape: tuple[int, ...]) -> torch.Tensor:
-        return (low + (high - low) * torch.rand(shape, generator=gen, device=gen.device)).to(device)
-
     for i in chosen:
         truth = points[i].double().cpu().numpy().copy()
         truth[~valid[i].cpu().numpy()] = np.nan
@@ -287,16 +298,11 @@ def random_object_patches(
         table, mask = member_table(objects, pick)
         frames = torch.as_tensor(chain_frames(centres)[pick], dtype=torch.float32, device=device)
         n = len(pick)
-        angle = uniform(-cfg.rotate, cfg.rotate, (n,))
-        scale = uniform(cfg.scale[0], cfg.scale[1], (n,))
-        cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
-        linear = frames @ torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
+        linear = frames @ _random_turn(uniform, cfg, n)
         shift = uniform(-reach, reach, (n, 2))  # patch px from the truth's centre
         centre = torch.as_tensor(centres[pick], dtype=torch.float32, device=device)
         centre = centre + (linear @ shift[..., None])[..., 0]
-        crop = extract_patches(caches[i], centre, s, linear)
-        contrast = uniform(0.8, 1.2, (n, 1, 1, 1))
-        crops.append((crop * contrast + uniform(-0.1, 0.1, (n, 1, 1, 1))).clamp(-1.5, 1.5))
+        crops.append(_random_intensity(uniform, extract_patches(caches[i], centre, s, linear)))
         member_xy = points[i][torch.as_tensor(table, device=points[i].device)].to(device)  # (n, K, 2)
         local = torch.linalg.solve(linear[:, None], (member_xy - centre[:, None])[..., None])[..., 0]
         targets.append(patch_targets(local.reshape(-1, 2) + (s - 1) / 2, s, cfg.sigma).reshape(n, -1, s, s))

@@ -167,19 +167,19 @@ def _compare_refinement(
     if not samples:
         return None, None
     model = selected_model(trainer, selected)
-    coarse = predict_samples(model, samples, trainer.device, objects=trainer.objects)
-    if trainer.objects is None:
+    layout = trainer.objects
+    if layout is None:
+        coarse = predict_samples(model, samples, trainer.device)
         refined = [
             refiner.refine_image(s.cache, s.cache_transform, points)  # type: ignore[arg-type]
             for s, points in zip(samples, coarse)
         ]
-    else:
-        objects = trainer.objects.objects
-        centres = predict_samples(model, [s.of_objects(objects) for s in samples], trainer.device)
+    else:  # one network pass: the centres, and the template on them
+        centres = predict_samples(model, samples, trainer.device)
+        coarse = [s.transform.from_network(layout.place(s.transform.to_network(c))) for s, c in zip(samples, centres)]
+        scale = trainer.cfg.cache_factor
         refined = [
-            refiner.place_image(
-                s.cache, s.cache_transform, objects, c, template, trainer.objects, trainer.cfg.cache_factor
-            )  # type: ignore[arg-type]
+            refiner.place_image(s.cache, s.cache_transform, layout, scale, c, template)  # type: ignore[arg-type]
             for s, c, template in zip(samples, centres, coarse)
         ]
     return mean_error(sample_errors(samples, coarse)[0]), mean_error(sample_errors(samples, refined)[0])

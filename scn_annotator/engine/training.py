@@ -111,7 +111,8 @@ def fit_input_to_data(
     cfg = cfg.replace(input_size=choice.input_size)
     if grouped and cfg.network.spatial:
         scales = [min(choice.input_size[1] / w, choice.input_size[0] / h) for w, h in sizes]
-        gap = float(np.median([nearest_gap(p) * s for p, s in zip(points, scales) if np.isfinite(nearest_gap(p))]))
+        gaps = np.array([nearest_gap(p) for p in points]) * scales
+        gap = float(np.median(gaps[np.isfinite(gaps)]))
         pooling = cfg.network.sc_downsample
         while pooling > 4 and gap / pooling < 2:
             pooling //= 2
