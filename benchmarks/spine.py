@@ -31,8 +31,9 @@ import torch
 
 from scn_annotator.app.file_operations import load_training_data
 from scn_annotator.engine.config import RefineConfig, TrainConfig, preset
+from scn_annotator.engine.evaluation import cobb_report
 from scn_annotator.engine.inference import Predictor
-from scn_annotator.engine.measurements import cobb_angles, smape
+from scn_annotator.engine.measurements import spine_corners
 from scn_annotator.engine.training import train
 from scn_annotator.io.atomic import atomic_write_text
 from scn_annotator.io.images import find_images, image_id, read_image_info
@@ -46,10 +47,9 @@ def patient(name: str) -> str:
     return match.group(1) if match else name
 
 
-def spine_metrics(predicted: dict, truth: dict, heights: dict) -> dict:
+def spine_metrics(predicted: dict, truth: dict, heights: dict, names: list[str]) -> dict:
     """Point errors relative to the image height, vertebrae nearer a neighbour than their own, Cobb SMAPE."""
     rel, px, swapped, vertebrae, shifted = [], [], 0, 0, 0
-    cobb_pred, cobb_true = [], []
     for name, true in truth.items():
         pred = predicted[name]
         e = np.linalg.norm(pred - true, axis=1)
@@ -66,9 +66,7 @@ def spine_metrics(predicted: dict, truth: dict, heights: dict) -> dict:
             offsets.append(int(np.nanargmin(d)) - k)
         values, counts = np.unique(offsets, return_counts=True)
         shifted += int(values[counts.argmax()] != 0 and counts.max() >= 0.8 * len(offsets))  # the whole column
-        if not (np.isnan(pred).any() or np.isnan(true).any()):  # the challenge's rule needs every corner
-            cobb_pred.append(cobb_angles(pred, heights[name]))
-            cobb_true.append(cobb_angles(true, heights[name]))
+    cobb = cobb_report(predicted, truth, heights, spine_corners(names))  # the challenge's rule, every corner
     rel, px = np.array(rel), np.array(px)
     return {
         "images": len(truth),
@@ -80,10 +78,8 @@ def spine_metrics(predicted: dict, truth: dict, heights: dict) -> dict:
         "within_1pct_height": float((rel <= 0.01).mean()),
         "vertebrae_nearer_a_neighbour": swapped / max(vertebrae, 1),
         "images_whole_column_shifted": shifted,
-        "cobb_smape_pct": smape(cobb_pred, cobb_true) if cobb_true else None,
-        "cobb_main_abs_error_deg_median": (
-            float(np.median([abs(p.main - q.main) for p, q in zip(cobb_pred, cobb_true)])) if cobb_true else None
-        ),
+        "cobb_smape_pct": cobb.smape,
+        "cobb_main_abs_error_deg_median": cobb.main_error_median,
     }
 
 
@@ -145,12 +141,12 @@ def _test(model_path: Path, data: Path, table, test_ids: list[str]) -> tuple[dic
         seconds.append(time.perf_counter() - t)
         heights[name] = read_image_info(by_name[name]).size[1]
     truth = {n: table.points[n] for n in test_ids}
-    metrics = spine_metrics(predicted, truth, heights)
+    metrics = spine_metrics(predicted, truth, heights, table.names)
     coarse_metrics = None
     if predictor.refiner is not None:  # the same run's coarse SCN alone, on the same test images
         predictor.refiner = None
         coarse = {n: predictor.predict(by_name[n]).points for n in test_ids}
-        coarse_metrics = spine_metrics(coarse, truth, heights)
+        coarse_metrics = spine_metrics(coarse, truth, heights, table.names)
     return metrics, coarse_metrics, seconds
 
 

@@ -164,6 +164,9 @@ class Landmark(Base):
     name: Mapped[str] = mapped_column(String(128), unique=True)
     color: Mapped[str] = mapped_column(String(9))  # "#rrggbb"
     description: Mapped[str] = mapped_column(Text, default="")
+    #: The structure this landmark belongs to (a vertebra for its four corners), as the landmark-names file
+    #: gave it; None: inferred from the names (``engine.objects.LandmarkObjects.infer``).
+    object_name: Mapped[str | None] = mapped_column(String(128), nullable=True)
 
 
 class Image(Base):

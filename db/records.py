@@ -40,6 +40,7 @@ class LandmarkInfo:
     name: str
     color: str
     description: str
+    object_name: str | None = None  # as the names file gave it; None: inferred from the names
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from scn_annotator import __version__
+from scn_annotator.engine.objects import LandmarkObjects
 from scn_annotator.errors import ScnError
 from scn_annotator.io.atomic import atomic_write_text
 
@@ -101,10 +102,15 @@ class Project:
         *,
         database: str | None = None,
         descriptions: Sequence[str] | None = None,
+        objects: Sequence[str | None] | None = None,
         name: str | None = None,
         user: str | None = None,
     ) -> Project:
-        """A new project folder (SQLite inside, or ``database`` a PostgreSQL URL)."""
+        """A new project folder (SQLite inside, or ``database`` a PostgreSQL URL).
+
+        ``objects[k]``: the structure landmark k belongs to, where the names file says
+        (None: inferred from the names, :meth:`LandmarkObjects.infer`).
+        """
         if _is_url(location):
             raise ScnError("create a project in a folder; give the database URL with --db")
         folder = Path(location).resolve()
@@ -116,6 +122,10 @@ class Project:
         if len(set(names)) != len(names):
             dup = next(n for n in names if names.count(n) > 1)
             raise ScnError(f"landmark name {dup!r} is given twice")
+        given = [str(o).strip() or None if o is not None else None for o in objects or []]
+        if given and len(given) != len(names):
+            raise ScnError(f"{len(given)} object names for {len(names)} landmarks")
+        given += [None] * (len(names) - len(given))
         folder.mkdir(parents=True, exist_ok=True)
         url = database or str(folder / SQLITE_FILE)
         db = Database(url)
@@ -126,7 +136,7 @@ class Project:
             colors = landmark_colors(len(names))
             for i, n in enumerate(names):
                 desc = descriptions[i] if descriptions and i < len(descriptions) else ""
-                s.add(Landmark(index=i, name=n, color=colors[i], description=desc))
+                s.add(Landmark(index=i, name=n, color=colors[i], description=desc, object_name=given[i]))
             for key, value in {
                 "name": name or folder.name,
                 "created_at": utcnow().isoformat(timespec="seconds"),
@@ -205,8 +215,15 @@ class Project:
         if self._landmarks is None:  # fixed at creation: safe to cache
             with self.db.read() as s:
                 rows = s.scalars(select(Landmark).order_by(Landmark.index))
-                self._landmarks = [LandmarkInfo(r.id, r.index, r.name, r.color, r.description) for r in rows]
+                self._landmarks = [
+                    LandmarkInfo(r.id, r.index, r.name, r.color, r.description, r.object_name) for r in rows
+                ]
         return self._landmarks
+
+    def objects(self) -> LandmarkObjects:
+        """Which landmarks belong together: the names file's answer where it gave one, else the names'."""
+        landmarks = self.landmarks()
+        return LandmarkObjects.infer([lm.name for lm in landmarks], [lm.object_name for lm in landmarks])
 
     @property
     def landmark_names(self) -> list[str]:

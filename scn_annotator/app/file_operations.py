@@ -164,15 +164,18 @@ def _spacings(
     spacing_rule: SpacingRule | None,
     images: str | Path | None,
     user_spacing: float | None,
-) -> tuple[dict[str, tuple[float, float] | None], dict[str, str]]:
+) -> tuple[dict[str, tuple[float, float] | None], dict[str, str], dict[str, float]]:
+    """Each image's spacing and its source, and its height where the image file was found (px)."""
     spacing: dict[str, tuple[float, float] | None] = {i: None for i in ids}
     source = {i: SpacingSource.UNKNOWN.value for i in ids}
+    heights: dict[str, float] = {}
     if images is not None:
         files = {image_id(p): p for p in find_images(images)}
         for i in ids:
             if image_id(i) in files:
                 info = read_image_info(files[image_id(i)])
                 spacing[i], source[i] = info.spacing, info.spacing_source.value
+                heights[i] = float(info.size[1])
     for i in ids:
         if user_spacing is not None:
             spacing[i], source[i] = (user_spacing, user_spacing), SpacingSource.USER.value
@@ -180,7 +183,7 @@ def _spacings(
             value = spacing_rule.spacing(truth.points[i])
             if value is not None:
                 spacing[i], source[i] = (value, value), SpacingSource.LANDMARKS.value
-    return spacing, source
+    return spacing, source, heights
 
 
 def evaluate_files(
@@ -202,6 +205,6 @@ def evaluate_files(
     if not matched:
         raise ScnError(f"no image of {truth} appears in {pred}")
     ids = list(matched)
-    spacing, sources = _spacings(truth_table, ids, spacing_rule, images, user_spacing)
+    spacing, sources, heights = _spacings(truth_table, ids, spacing_rule, images, user_spacing)
     truth_points = {i: truth_table.points[i] for i in ids}
-    return evaluate(matched, truth_points, spacing, names, sources)
+    return evaluate(matched, truth_points, spacing, names, sources, heights)

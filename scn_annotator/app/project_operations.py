@@ -116,7 +116,8 @@ def train_project(
     items = {str(r.id): item for r, item in pairs}
     norm = Normalisation(*cfg.normalisation)
     ordered = [items[i] for i in train_ids + val_ids]
-    cfg = fit_input_to_data(cfg, ordered)
+    objects = project.objects()
+    cfg = fit_input_to_data(cfg, ordered, objects)
     samples = build_samples(ordered, cfg.input_size, norm, cfg.cache_factor, progress=loading)
     train_s, val_s = samples[: len(train_ids)], samples[len(train_ids) :]
     folder = project.checkpoint_dir
@@ -134,6 +135,7 @@ def train_project(
             max_minutes=max_minutes,
             init_from=init_from,
             device=device,
+            objects=objects,
         )
         if result.stopped == "cancelled":
             raise ScnError("training was cancelled; no model version was registered")
@@ -244,10 +246,11 @@ def evaluate_project(
     if not pairs:
         raise ScnError("no done image outside the model's training set to evaluate on")
     predictor = Predictor.from_checkpoint(project.models.file(version))
-    predicted, truth, spacing, sources = {}, {}, {}, {}
+    predicted, truth, spacing, sources, heights = {}, {}, {}, {}, {}
     for record, item in pairs:
         predicted[record.name] = predictor.predict(item.path).points
         truth[record.name] = item.points
         spacing[record.name] = item.spacing
         sources[record.name] = item.spacing_source.value
-    return evaluate(predicted, truth, spacing, project.landmark_names, sources)
+        heights[record.name] = float(record.height)
+    return evaluate(predicted, truth, spacing, project.landmark_names, sources, heights)

@@ -186,12 +186,13 @@ def sample_project(
     *,
     user: str = "sample",
     author: str | None = None,
+    landmark_names: Sequence[str] = LANDMARK_NAMES,
 ) -> Project:
     """A project over the images in ``images`` with ``annotated`` annotated and done (demo, tests, benchmarks)."""
     from ..db.store import Project
     from ..db.transfer import import_images
 
-    project = Project.create(folder, LANDMARK_NAMES, user=user)
+    project = Project.create(folder, landmark_names, user=user)
     import_images(project, images)
     if annotated:
         annotate_from_truth(project, truth, annotated, author)

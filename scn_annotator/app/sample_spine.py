@@ -16,11 +16,12 @@ import numpy as np
 from skimage.draw import polygon
 from skimage.filters import gaussian
 
+from ..engine.measurements import CORNERS
 from .sample_project import write_phantoms
 
 __all__ = ["CORNERS", "generate_spine_sample", "render_spine", "spine_names"]
 
-CORNERS = ("tl", "tr", "bl", "br")
+
 
 
 def spine_names(vertebrae: int) -> list[str]:

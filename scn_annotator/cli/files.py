@@ -175,6 +175,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             args.pred, args.truth, spacing_rule=rule(args.spacing_from), images=args.images, user_spacing=args.spacing
         )
     print(report.format(per_landmark=not args.summary))
+    if report.cobb is None:
+        from ..engine.measurements import spine_corners
+
+        if spine_corners(report.names) is not None:
+            print("  Cobb angles: give --images, the rule needs each image's height")
     if args.json:
         report.write_json(args.json)
         print(f"\nwritten to {args.json}")
@@ -323,7 +328,11 @@ def _register_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--project", help="evaluate on this project instead")
     p.add_argument("--version", type=int, help="with --project: this model version (default: the current)")
     p.add_argument("--spacing-from", metavar="A,B=MM", help="spacing from two true landmarks, e.g. 1,5=50")
-    p.add_argument("--images", type=Path, help="read pixel spacings from these images' headers")
+    p.add_argument(
+        "--images",
+        type=Path,
+        help="read pixel spacings (and, for a spine layout, the heights Cobb angles need) from these images' headers",
+    )
     p.add_argument("--spacing", type=positive(float), metavar="MM", help="one pixel spacing for all images")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the report as JSON")
     p.add_argument("--summary", action="store_true", help="leave out the per-landmark table")

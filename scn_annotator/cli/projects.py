@@ -13,22 +13,21 @@ from ._common import Progress, add_project_options, need, open_project, positive
 def cmd_init(args: argparse.Namespace) -> int:
     from ..db.store import Project
 
+    objects = None
     if args.landmark_names:
-        try:
-            lines = Path(args.landmark_names).read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ScnError(f"{args.landmark_names}: cannot read landmark names ({exc})") from None
-        names = [line.split(",")[0].strip() for line in lines if line.strip() and not line.startswith("#")]
-        descriptions = [
-            line.split(",", 1)[1].strip() if "," in line else ""
-            for line in lines
-            if line.strip() and not line.startswith("#")
-        ]
+        from ..io.landmark_names import read_landmark_names
+
+        given = read_landmark_names(args.landmark_names)
+        names, descriptions, objects = given.names, given.descriptions, given.objects
     else:
         names, descriptions = [f"L{i}" for i in range(args.landmarks)], None
-    project = Project.create(args.project, names, database=args.db, descriptions=descriptions, user=args.user)
+    project = Project.create(
+        args.project, names, database=args.db, descriptions=descriptions, objects=objects, user=args.user
+    )
     where = project.db.url.render_as_string(hide_password=True)
-    print(f"created project {project.data_dir} with {len(names)} landmarks; database {where}")
+    grouped = project.objects()
+    shape = f" in {len(grouped)} objects" if grouped.grouped else ""
+    print(f"created project {project.data_dir} with {len(names)} landmarks{shape}; database {where}")
     return 0
 
 
@@ -152,7 +151,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("project", help="folder of the new project")
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--landmarks", type=positive(int), metavar="N", help="N landmarks called L0, L1, ...")
-    group.add_argument("--landmark-names", metavar="FILE", help="text file, one landmark per line: name[, description]")
+    group.add_argument(
+        "--landmark-names", metavar="FILE", help="one landmark a line: name[, description][, object=STRUCTURE]"
+    )
     p.add_argument("--db", metavar="URL", help="a PostgreSQL URL for a team (default: project.sqlite in the folder)")
     p.add_argument("--user", help="your name in the history (default: your login)")
     p.set_defaults(func=cmd_init)

@@ -21,8 +21,9 @@ import numpy as np
 from ..errors import ScnError
 from ..io.atomic import atomic_write_text
 from ..io.landmark_files import LandmarkTable, default_names
+from .measurements import CobbAngles, cobb_angles, smape, spine_corners
 
-__all__ = ["THRESHOLDS", "EvaluationReport", "align_tables", "evaluate", "mean_error", "point_errors"]
+__all__ = ["THRESHOLDS", "CobbReport", "EvaluationReport", "align_tables", "evaluate", "mean_error", "point_errors"]
 
 THRESHOLDS = (2.0, 2.5, 3.0, 4.0, 10.0)
 
@@ -67,6 +68,65 @@ def mean_error(errors: np.ndarray) -> float | None:
 
 
 @dataclass
+class CobbReport:
+    """The Cobb angles of a spine layout, predicted against true, scored as AASCE 2019 scored them."""
+
+    image_ids: list[str]
+    predicted: list[CobbAngles]
+    truth: list[CobbAngles]
+    incomplete: int  # images left out: a corner missing in the prediction or the truth
+
+    @property
+    def smape(self) -> float | None:
+        return smape(self.predicted, self.truth) if self.truth else None
+
+    @property
+    def main_error_median(self) -> float | None:
+        errors = [abs(p.main - t.main) for p, t in zip(self.predicted, self.truth)]
+        return float(np.median(errors)) if errors else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "smape_pct": self.smape,
+            "main_angle_abs_error_deg_median": self.main_error_median,
+            "images": len(self.image_ids),
+            "incomplete_images": self.incomplete,
+            "per_image": {
+                i: {"predicted": list(p.angles), "true": list(t.angles)}
+                for i, p, t in zip(self.image_ids, self.predicted, self.truth)
+            },
+        }
+
+    def format(self) -> str:
+        if not self.truth:
+            return f"Cobb angles: no image with every corner ({self.incomplete} incomplete)"
+        left = f"; {self.incomplete} images with a missing corner left out" if self.incomplete else ""
+        return (
+            f"Cobb angles (AASCE 2019 rule) over {len(self.truth)} spines: SMAPE {self.smape:.1f} %, main angle "
+            f"{self.main_error_median:.1f} degrees off (median){left}"
+        )
+
+
+def cobb_report(
+    predicted: Mapping[str, np.ndarray],
+    truth: Mapping[str, np.ndarray],
+    heights: Mapping[str, float],
+    order: np.ndarray,
+) -> CobbReport:
+    """Cobb angles of every image with all corners in both sets; ``order`` from :func:`spine_corners`."""
+    ids, pred_angles, true_angles, incomplete = [], [], [], 0
+    for image, true in truth.items():
+        pred, true = np.asarray(predicted[image], float)[order], np.asarray(true, float)[order]
+        if np.isnan(pred).any() or np.isnan(true).any():
+            incomplete += 1
+            continue
+        ids.append(image)
+        pred_angles.append(cobb_angles(pred, heights[image]))
+        true_angles.append(cobb_angles(true, heights[image]))
+    return CobbReport(ids, pred_angles, true_angles, incomplete)
+
+
+@dataclass
 class EvaluationReport:
     """Errors of every (image, landmark) and the summaries computed from them."""
 
@@ -75,6 +135,8 @@ class EvaluationReport:
     image_ids: list[str]
     errors: np.ndarray  # (images, landmarks); NaN where the truth has no point; inf where none predicted
     spacing_sources: dict[str, str]
+    #: For a spine layout (``measurements.spine_corners``) whose images' heights are known.
+    cobb: CobbReport | None = None
 
     @property
     def _finite(self) -> np.ndarray:
@@ -131,6 +193,7 @@ class EvaluationReport:
             "summary": self.summary(),
             "per_landmark": self.per_landmark(),
             "spacing_sources": self.spacing_sources,
+            **({"cobb": self.cobb.to_dict()} if self.cobb is not None else {}),
             "per_image": {
                 image: [None if np.isnan(v) else (None if np.isinf(v) else float(v)) for v in row]
                 for image, row in zip(self.image_ids, self.errors)
@@ -153,6 +216,8 @@ class EvaluationReport:
             f"  errors > 10 {u}: {s['outliers_over_10']}"
             + (f"   missing predictions: {s['missing_predictions']}" if s["missing_predictions"] else ""),
         ]
+        if self.cobb is not None:
+            lines.append("  " + self.cobb.format())
         if per_landmark:
             lines.append("")
             lines.append(f"  {'landmark':<14}{'mean':>8}{'sd':>8}{'median':>8}{'max':>8}{'<=2':>8}{'>4':>5}")
@@ -173,12 +238,15 @@ def evaluate(
     spacing: Mapping[str, tuple[float, float] | None],
     names: Sequence[str],
     spacing_sources: Mapping[str, str] | None = None,
+    heights: Mapping[str, float] | None = None,
 ) -> EvaluationReport:
     """Compare predictions with the truth for every image of the truth that was predicted.
 
     ``spacing[id]`` is (x, y) mm per pixel or None. Images of the truth without a
     prediction are left out (the caller decides whether that is an error);
     landmarks of a predicted image that the prediction lacks count as missing.
+    A spine layout with every image's ``heights`` (pixels: the Cobb rule's upper-half
+    test needs them) also gets its Cobb angles scored.
     """
     ids = [i for i in truth if i in predicted]
     if not ids:
@@ -188,7 +256,11 @@ def evaluate(
     for row, image in enumerate(ids):
         errors[row] = point_errors(predicted[image], truth[image], spacing[image] if unit == "mm" else None)
     sources = {i: (spacing_sources or {}).get(i, "unknown") for i in ids}
-    return EvaluationReport(unit, list(names), ids, errors, sources)
+    order = spine_corners(names)
+    cobb = None
+    if order is not None and heights is not None and all(i in heights for i in ids):
+        cobb = cobb_report(predicted, {i: truth[i] for i in ids}, heights, order)
+    return EvaluationReport(unit, list(names), ids, errors, sources, cobb)
 
 
 def align_tables(pred: LandmarkTable, truth: LandmarkTable) -> tuple[dict[str, np.ndarray], list[str]]:

@@ -26,7 +26,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["CobbAngles", "cobb_angles", "smape"]
+from .objects import object_prefix
+
+__all__ = ["CORNERS", "CobbAngles", "cobb_angles", "smape", "spine_corners"]
+
+#: A vertebra's corners as the AASCE layout names them, in the order the rule reads them.
+CORNERS = ("tl", "tr", "bl", "br")
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,24 @@ class CobbAngles:
     @property
     def angles(self) -> tuple[float, float, float]:
         return self.main, self.second, self.third
+
+
+def spine_corners(names: Sequence[str]) -> np.ndarray | None:
+    """Indices that put a layout's landmarks in the rule's order (each vertebra's tl, tr, bl, br, top to bottom).
+
+    A layout is a spine when every landmark is a vertebra's corner by name
+    (``T1_tl`` .. ``L5_br``, any vertebra names, in the order they first appear)
+    and every vertebra has all four; None for any other layout (hands, faces).
+    """
+    vertebrae: dict[str, dict[str, int]] = {}
+    for k, name in enumerate(names):
+        split = object_prefix(name)
+        if split is None or split[1].lower() not in CORNERS:
+            return None
+        vertebrae.setdefault(split[0], {})[split[1].lower()] = k
+    if len(vertebrae) < 2 or any(len(v) != len(CORNERS) for v in vertebrae.values()):
+        return None
+    return np.array([v[c] for v in vertebrae.values() for c in CORNERS], dtype=np.int64)
 
 
 def cobb_angles(corners: np.ndarray, image_height: float) -> CobbAngles:

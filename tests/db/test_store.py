@@ -31,6 +31,22 @@ def test_create_and_reopen(project, backend, tmp_path):
         Project.create(folder, ["a"])
 
 
+def test_a_project_keeps_the_objects_its_names_file_gave(backend, tmp_path):
+    names = ["V1_tl", "V1_tr", "V2_tl", "V2_tr", "tip_a", "tip_b", "nose"]
+    given = [None, None, None, None, "tooth", "tooth", None]
+    folder = tmp_path / "grouped"
+    Project.create(folder, names, database=backend, objects=given).close()
+    again = Project.open(backend or folder)
+    objects = again.objects()
+    # the names file's group, the names' own groups (a repeated V*_tl/tr pattern), and a single
+    assert set(objects.members) == {(0, 1), (2, 3), (4, 5), (6,)}
+    assert objects.names[objects.owner[4]] == "tooth"
+    assert [lm.object_name for lm in again.landmarks()] == given
+    again.close()
+    with pytest.raises(ScnError, match="3 object names for 2 landmarks"):
+        Project.create(tmp_path / "bad", ["a", "b"], objects=["x", "x", "y"])
+
+
 def test_opening_what_is_not_a_project(tmp_path):
     with pytest.raises(ScnError, match="not a project"):
         Project.open(tmp_path)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scn_annotator.engine.measurements import CobbAngles, cobb_angles, smape
+from scn_annotator.engine.evaluation import evaluate
+from scn_annotator.engine.measurements import CobbAngles, cobb_angles, smape, spine_corners
 
 
 def spine(tilts_deg, xs=None, height=40.0, width=60.0, gap=10.0) -> np.ndarray:
@@ -64,3 +65,29 @@ def test_smape_by_hand():
     )
     with pytest.raises(ValueError, match="as many"):
         smape([a(1, 1, 1)], [])
+
+
+def test_a_layout_is_a_spine_by_its_corner_names_in_any_order():
+    names = ["T1_tr", "T1_tl", "T1_bl", "T1_br", "T2_br", "T2_tl", "T2_tr", "T2_bl"]  # vertebrae as they come
+    np.testing.assert_array_equal(spine_corners(names), [1, 0, 2, 3, 5, 6, 7, 4])
+    assert spine_corners([f"L{i}" for i in range(8)]) is None  # a hand
+    assert spine_corners(["T1_tl", "T1_tr", "T1_bl", "T1_br"]) is None  # one vertebra: no angle
+    assert spine_corners(["T1_tl", "T1_tr", "T1_bl", "T1_br", "T2_tl", "T2_tr", "T2_bl"]) is None  # a corner short
+
+
+def test_evaluate_scores_the_cobb_angles_of_a_spine_layout():
+    names = [f"V{v}_{c}" for v in range(1, 18) for c in ("tl", "tr", "bl", "br")]
+    tilts = [0, 5, 10, 15, 20, 10, 0, -10, -15, -10, -5, 0, 0, 0, 0, 0, 0]
+    xs = 500 + 60 * np.sin(np.linspace(0, 2 * np.pi, 17))
+    truth = {"a": spine(tilts, xs), "b": spine([0.0] * 17)}
+    steeper = [2 * t for t in tilts]  # every angle of image a doubled: |a - b| / (a + b) = 1/3
+    predicted = {"a": spine(steeper, xs), "b": spine([0.0] * 17)}
+    report = evaluate(predicted, truth, {"a": None, "b": None}, names, heights={"a": 2000.0, "b": 2000.0})
+    assert report.cobb is not None and report.cobb.image_ids == ["a", "b"]
+    assert report.cobb.smape == pytest.approx(100 * (1 / 3) / 2)  # image b: straight and straight, no error
+    assert report.cobb.main_error_median == pytest.approx(35.0 / 2)  # 35 off on a, 0 on b
+    assert "SMAPE 16.7 %" in report.format() and report.to_dict()["cobb"]["images"] == 2
+    # no heights (a file evaluated without its images) or no spine: no Cobb angles
+    assert evaluate(predicted, truth, {"a": None, "b": None}, names).cobb is None
+    hand = evaluate(predicted, truth, {"a": None, "b": None}, [f"L{i}" for i in range(68)], heights={"a": 1, "b": 1})
+    assert hand.cobb is None

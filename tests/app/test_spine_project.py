@@ -1,0 +1,41 @@
+"""A project of look-alike vertebrae: its objects reach training, and its evaluation scores Cobb angles."""
+
+from __future__ import annotations
+
+import pytest
+
+from scn_annotator.app.project_operations import evaluate_project, train_project
+from scn_annotator.app.sample_project import sample_project
+from scn_annotator.app.sample_spine import generate_spine_sample, spine_names
+from scn_annotator.engine.config import preset
+from scn_annotator.engine.model_file import ModelFile
+from scn_annotator.io.landmark_files import read_landmarks
+
+
+@pytest.fixture(scope="module")
+def spine_project(tmp_path_factory):
+    root = tmp_path_factory.mktemp("spines")
+    truth = read_landmarks(generate_spine_sample(root / "sample", count=12, seed=2, vertebrae=6))
+    names = sorted(truth.points)
+    project = sample_project(
+        root / "project", root / "sample" / "images", truth.points, names, user="t", landmark_names=spine_names(6)
+    )
+    yield project
+    project.close()
+
+
+def test_a_spine_project_trains_on_vertebra_centres_and_reports_cobb_angles(spine_project):
+    assert len(spine_project.objects()) == 6
+    cfg = preset(
+        "cpu", filters=8, sc_filters=8, sc_kernel=5, steps=30, warmup_steps=5, validate_every=10, refine=None
+    )  # fmt: skip
+    result = train_project(spine_project, cfg, val_fraction=0.25)
+    version = spine_project.models.current()
+    held = ModelFile.load(spine_project.models.file(version))
+    # stage 1 learns the 6 centres, not the 24 corners; the input rule fitted them (and says so)
+    assert held.objects is not None and held.network.num_landmarks == 6 and result.version_id == version.id
+    assert held.train_config.input_rule is not None and held.train_config.input_rule.get("objects")
+    report = evaluate_project(spine_project, held_out_only=True)
+    assert report.cobb is not None and len(report.cobb.image_ids) == len(report.image_ids) > 0
+    assert report.cobb.smape is not None and 0 <= report.cobb.smape <= 100
+    assert "Cobb angles (AASCE 2019 rule)" in report.format()
