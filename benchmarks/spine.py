@@ -107,6 +107,7 @@ def _arguments() -> argparse.Namespace:
     ap.add_argument("--sc-downsample", type=int, help="the SC component's pooling (default: the preset's 16)")
     ap.add_argument("--sc-kernel", type=int, help="the SC component's kernel (default: the preset's 11)")
     ap.add_argument("--hint-rate", type=float, help="train with hint channels (trained conditioning)")
+    ap.add_argument("--cache-factor", type=float, help="the local stage's resolution, times the network's (2)")
     ap.add_argument("--objects", choices=["on", "off"], default="on", help="two stages by vertebra (default) or none")
     return ap.parse_args()
 
@@ -120,7 +121,7 @@ def _config(args: argparse.Namespace) -> TrainConfig:
         changes["auto_input_growth"] = 0.0
     if args.filters:
         changes["filters"] = changes["sc_filters"] = args.filters
-    for key in ("sc_downsample", "sc_kernel", "hint_rate"):
+    for key in ("sc_downsample", "sc_kernel", "hint_rate", "cache_factor"):
         if getattr(args, key) is not None:
             changes[key] = getattr(args, key)
     if args.objects == "off":

@@ -464,3 +464,15 @@ def test_one_spelling_works_in_every_command(capsys, sample_dir, tmp_path):
     with pytest.raises(SystemExit):
         run(capsys, "export", project)  # nothing to write to
     assert "export needs OUT (or --out)" in capsys.readouterr().err
+
+
+def test_init_groups_landmarks_into_the_objects_the_names_file_gives(capsys, tmp_path):
+    names = tmp_path / "names.txt"
+    names.write_text("tip_a, mesial cusp, object=tooth\ntip_b, object=tooth\nV1_tl\nV1_tr\nV2_tl\nV2_tr\nnose\n")
+    code, out, err = run(capsys, "init", tmp_path / "p", "--landmark-names", names)
+    assert code == 0 and "7 landmarks in 4 objects" in out, err  # tooth, V1, V2 and the nose alone
+    bad = tmp_path / "bad.txt"
+    bad.write_text("a\nb\na\n")
+    code, _, err = run(capsys, "init", tmp_path / "q", "--landmark-names", bad)
+    assert code == 2 and f"{bad}: line 3: landmark 'a' is given twice" in err and err.count("\n") == 1
+    assert not (tmp_path / "q").exists()  # nothing half-made

@@ -22,8 +22,6 @@ from .sample_project import write_phantoms
 __all__ = ["CORNERS", "generate_spine_sample", "render_spine", "spine_names"]
 
 
-
-
 def spine_names(vertebrae: int) -> list[str]:
     return [f"V{v + 1}_{c}" for v in range(vertebrae) for c in CORNERS]
 

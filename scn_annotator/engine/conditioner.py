@@ -14,8 +14,8 @@ import torch
 from ..configs import TextEnum
 from ..errors import ScnError
 from ..io.images import Radiograph
+from .chain import decode_centres
 from .data import prepare_input
-from .heatmaps import decode_peaks
 from .inference import Prediction, Predictor, network_prediction
 from .objects import chain_frames
 
@@ -95,7 +95,7 @@ class Conditioner:
         self._fine = p.fine_input(image)
         self._refined: dict[tuple[int, float, float], np.ndarray] = {}
         self._placed: dict[tuple[int, float, float, float, float], np.ndarray] = {}
-        self._plain = decode_peaks(self.output.heatmaps.float())  # (points, values), network px
+        self._plain = decode_centres(self.output.heatmaps.float(), p.objects)  # (points, values), network px
 
     def _hint(self, k: int, position: np.ndarray) -> torch.Tensor:
         """A Gaussian of peak 1 and landmark ``k``'s sigma at ``position`` (original px), cached per position."""
@@ -197,7 +197,7 @@ class Conditioner:
                     for k in np.flatnonzero(chosen):  # only the confirmed channels; a Gaussian is separable
                         conditioned[0, k] = self.amplitude[k] * self._hint(int(k), wanted[k])
                     out = p.model.reconfigure(local, conditioned)
-            points, values = decode_peaks(out.heatmaps.float())
+            points, values = decode_centres(out.heatmaps.float(), p.objects)
             if chosen.any() and self.keep_within > 0 and self.method == ConditioningMethod.REPLACE:
                 # a small shift is not a better answer: keep the plain
                 plain, plain_values = self._plain

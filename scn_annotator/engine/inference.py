@@ -22,12 +22,12 @@ import torch
 from ..errors import CheckpointError, ImageReadError, ScnError
 from ..io.heatmap_cache import Heatmaps
 from ..io.images import Radiograph, SpacingSource, read_image
+from .chain import decode_centres
 from .config import TrainConfig
 from .data import Normalisation, Sample, prepare_input
 from .device import best_device
 from .evaluation import error_unit, mean_error, point_errors
 from .geometry import InputTransform
-from .heatmaps import decode_peaks
 from .model_file import ModelFile, TrainingMetrics
 from .network import SCNOutput, SpatialConfigurationNet
 from .objects import ObjectLayout
@@ -179,7 +179,7 @@ class Predictor:
     def forward(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, SCNOutput]:
         """Batch of (B, 1, H, W) inputs -> (points (B, N, 2) in network px, confidence (B, N), raw output)."""
         out = self.model(inputs.to(self.device))
-        points, values = decode_peaks(out.heatmaps.float())
+        points, values = decode_centres(out.heatmaps.float(), self.objects)
         return points, values, out
 
     @torch.inference_mode()
@@ -196,7 +196,7 @@ class Predictor:
                 for m in dropouts:
                     m.train()
                 out = self.model(net_input[None, None].expand(passes, 1, *net_input.shape))
-                return decode_peaks(out.heatmaps.float())[0]
+                return decode_centres(out.heatmaps.float(), self.objects)[0]
             finally:
                 for m in dropouts:
                     m.eval()
@@ -312,7 +312,7 @@ def predict_samples(
         for i in range(0, len(samples), batch_size):
             chunk = samples[i : i + batch_size]
             inputs = torch.stack([s.input for s in chunk])[:, None].to(device)
-            points, _ = decode_peaks(model(inputs).heatmaps.float())
+            points, _ = decode_centres(model(inputs).heatmaps.float(), objects)
             for sample, pts in zip(chunk, points.cpu().double().numpy()):
                 predicted.append(sample.transform.from_network(pts if objects is None else objects.place(pts)))
     model.train(was_training)

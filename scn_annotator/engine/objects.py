@@ -33,6 +33,7 @@ import numpy as np
 
 __all__ = [
     "CROWDED",
+    "ChainPrior",
     "LandmarkObjects",
     "ObjectLayout",
     "chain_frames",
@@ -138,6 +139,49 @@ class LandmarkObjects:
 
 
 @dataclass(frozen=True)
+class ChainPrior:
+    """How each object's centre follows the previous one in the training labels (network pixels).
+
+    ``steps[o]``: the median displacement from centre ``o`` to centre ``o + 1``;
+    ``spread[o]``: how far a step departs from it (per axis, as a Gaussian's sigma,
+    from the median departure, so that one mislabelled image does not widen it).
+    ``weight`` scales the step cost against the heatmap cost in the chain decoding
+    (``chain.chain_peaks``).
+    """
+
+    steps: np.ndarray  # (M - 1, 2)
+    spread: np.ndarray  # (M - 1,)
+    weight: float = 1.0
+
+    #: The median distance of a 2-D Gaussian's draws from its centre, in sigmas (sqrt(2 ln 2)).
+    _MEDIAN_RADIUS = 1.1774
+    MIN_SPREAD = 1.0
+
+    @classmethod
+    def fit(cls, centres: Sequence[np.ndarray]) -> ChainPrior | None:
+        """From (M, 2) centres per image (NaN where missing); None unless every step is seen in two images."""
+        if not centres or len(centres[0]) < 3:
+            return None
+        stacked = np.stack([np.asarray(c, dtype=np.float64) for c in centres])  # (I, M, 2)
+        steps = stacked[:, 1:] - stacked[:, :-1]
+        if ((~np.isnan(steps).any(axis=-1)).sum(axis=0) < 2).any():
+            return None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            median = np.nanmedian(steps, axis=0)
+            departure = np.nanmedian(np.linalg.norm(steps - median, axis=-1), axis=0)
+        return cls(median, np.maximum(departure / cls._MEDIAN_RADIUS, cls.MIN_SPREAD))
+
+    def to_payload(self) -> dict[str, Any]:
+        return {"steps": self.steps.tolist(), "spread": self.spread.tolist(), "weight": self.weight}
+
+    @classmethod
+    def from_payload(cls, data: dict[str, Any]) -> ChainPrior:
+        steps = np.asarray(data["steps"], dtype=np.float64).reshape(-1, 2)
+        return cls(steps, np.asarray(data["spread"], dtype=np.float64), float(data.get("weight", 1.0)))
+
+
+@dataclass(frozen=True)
 class ObjectLayout:
     """Objects and where each member sits on its object: the mean shape, learned from the training labels.
 
@@ -154,6 +198,8 @@ class ObjectLayout:
     #: The median distance from an object's centre to the nearest other one (network px): the scale of
     #: stage 1's job (which object) and of stage 2's reach (how far off a centre it corrects).
     gap: float = 0.0
+    #: How the centres follow each other along the chain, for decoding them jointly (None: each on its own).
+    chain: ChainPrior | None = None
 
     @classmethod
     def fit(cls, objects: LandmarkObjects, points: Sequence[np.ndarray]) -> ObjectLayout:
@@ -168,7 +214,8 @@ class ObjectLayout:
             warnings.simplefilter("ignore", RuntimeWarning)
             template = np.nanmean(stacked, axis=0)
         gaps = [g for g in (nearest_gap(objects.centres(p)) for p in points) if np.isfinite(g)]
-        return cls(objects, np.nan_to_num(template, nan=0.0), float(np.median(gaps)) if gaps else 0.0)
+        chain = ChainPrior.fit([objects.centres(p) for p in points])
+        return cls(objects, np.nan_to_num(template, nan=0.0), float(np.median(gaps)) if gaps else 0.0, chain)
 
     @property
     def grouped(self) -> bool:
@@ -206,13 +253,15 @@ class ObjectLayout:
         return out
 
     def to_payload(self) -> dict[str, Any]:
-        return {**self.objects.to_payload(), "template": self.template.tolist(), "gap": self.gap}
+        chain = {"chain": self.chain.to_payload()} if self.chain is not None else {}
+        return {**self.objects.to_payload(), "template": self.template.tolist(), "gap": self.gap, **chain}
 
     @classmethod
     def from_payload(cls, data: dict[str, Any]) -> ObjectLayout:
         objects = LandmarkObjects.from_payload(data)
         template = np.asarray(data["template"], dtype=np.float64).reshape(objects.num_landmarks, 2)
-        return cls(objects, template, float(data.get("gap", 0.0)))
+        chain = ChainPrior.from_payload(data["chain"]) if data.get("chain") else None
+        return cls(objects, template, float(data.get("gap", 0.0)), chain)
 
 
 def crowding(objects: LandmarkObjects, points: Sequence[np.ndarray]) -> float:

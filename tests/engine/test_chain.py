@@ -1,0 +1,72 @@
+"""Decoding a chain of object centres jointly: a weaker peak that fits the chain beats a strong one that breaks it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from scn_annotator.app.sample_spine import spine_names
+from scn_annotator.engine.chain import chain_peaks, decode_centres
+from scn_annotator.engine.heatmaps import decode_peaks
+from scn_annotator.engine.objects import ChainPrior, LandmarkObjects, ObjectLayout
+
+
+def _blob(x: float, y: float, size=(64, 32), sigma=1.5, peak=1.0) -> torch.Tensor:
+    ys, xs = torch.meshgrid(torch.arange(size[0]), torch.arange(size[1]), indexing="ij")
+    return peak * torch.exp(-((xs - x) ** 2 + (ys - y) ** 2) / (2 * sigma**2))
+
+
+def _column(m: int = 5, gap: float = 10.0) -> np.ndarray:
+    return np.array([[16.0, 8.0 + gap * k] for k in range(m)])
+
+
+def test_a_centre_that_clumps_onto_its_neighbour_takes_its_own_weaker_peak():
+    truth = _column()
+    heat = torch.stack([_blob(*p) for p in truth])
+    heat[2] = _blob(*truth[1], peak=1.0) + _blob(*truth[2], peak=0.4)  # channel 2 prefers vertebra 1
+    prior = ChainPrior.fit([truth, truth + 0.5, truth - 0.5])
+    plain, _ = decode_peaks(heat)
+    assert np.allclose(plain[2].numpy(), truth[1], atol=0.1)  # on its neighbour, read alone
+    joint, values = chain_peaks(heat, prior)
+    np.testing.assert_allclose(joint.numpy(), truth, atol=0.1)
+    assert values[2] == pytest.approx(0.4, abs=0.05)
+    # a batch of two images decodes each on its own
+    both, _ = chain_peaks(torch.stack([heat, torch.stack([_blob(*p) for p in truth])]), prior)
+    assert both.shape == (2, 5, 2) and np.allclose(both.numpy(), truth[None], atol=0.1)
+
+
+def test_clear_peaks_on_a_plausible_chain_decode_as_alone_sub_pixel_and_all():
+    truth = _column() + [[0.3, -0.2]]
+    heat = torch.stack([_blob(*p) for p in truth])
+    prior = ChainPrior.fit([_column(), _column() + 1.0])
+    np.testing.assert_allclose(chain_peaks(heat, prior)[0].numpy(), decode_peaks(heat)[0].numpy(), atol=1e-6)
+
+
+def test_the_prior_is_the_median_step_and_one_bad_label_does_not_widen_it():
+    good = [_column() + np.random.default_rng(i).normal(0, 0.5, (5, 2)) for i in range(9)]
+    bad = _column()
+    bad[4] = [16.0, 0.0]  # the last centre labelled at the top of the image
+    prior = ChainPrior.fit([*good, bad])
+    np.testing.assert_allclose(prior.steps, [[0.0, 10.0]] * 4, atol=0.6)
+    assert prior.spread.max() < 1.5
+    missing = [_column() for _ in range(3)]
+    missing[0][2] = np.nan
+    assert ChainPrior.fit(missing) is not None  # a step seen in two images is enough
+    assert ChainPrior.fit([_column()]) is None and ChainPrior.fit([_column(2), _column(2)]) is None
+
+
+def test_the_layout_keeps_its_chain_and_an_older_layout_decodes_alone():
+    objects = LandmarkObjects.infer(spine_names(5))
+    box = np.array([[-4, -2], [4, -2], [-4, 2], [4, 2]], dtype=float)
+    labels = [np.concatenate([box + c for c in _column() + shift]) for shift in (0.0, 0.7, -0.7)]
+    layout = ObjectLayout.fit(objects, labels)
+    assert layout.chain is not None
+    again = ObjectLayout.from_payload(layout.to_payload())
+    np.testing.assert_allclose(again.chain.steps, layout.chain.steps)
+    older = {k: v for k, v in layout.to_payload().items() if k != "chain"}  # a model file of stop 27
+    assert ObjectLayout.from_payload(older).chain is None
+    heat = torch.stack([_blob(*p) for p in _column()])
+    heat[2] = _blob(*_column()[1]) + _blob(*_column()[2], peak=0.4)
+    assert np.allclose(decode_centres(heat, ObjectLayout.from_payload(older))[0][2].numpy(), _column()[1], atol=0.1)
+    assert np.allclose(decode_centres(heat, again)[0][2].numpy(), _column()[2], atol=0.1)
