@@ -37,7 +37,7 @@ def test_a_centre_that_clumps_onto_its_neighbour_takes_its_own_weaker_peak():
 
 
 def test_clear_peaks_on_a_plausible_chain_decode_as_alone_sub_pixel_and_all():
-    truth = _column() + [[0.3, -0.2]]
+    truth = _column() + np.array([0.3, -0.2])
     heat = torch.stack([_blob(*p) for p in truth])
     prior = ChainPrior.fit([_column(), _column() + 1.0])
     np.testing.assert_allclose(chain_peaks(heat, prior)[0].numpy(), decode_peaks(heat)[0].numpy(), atol=1e-6)
