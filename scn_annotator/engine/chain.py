@@ -68,11 +68,13 @@ def chain_peaks(
         unary = -np.log(np.clip(values / np.where(strongest > 0, strongest, 1.0), FLOOR, 1.0))
         xy = np.stack([index % w, index // w], axis=-1).astype(np.float64)
         chosen.append(index[_viterbi(unary, xy, prior)])
-    # keep a 3 x 3 window around each chosen pixel, so decode_peaks finds it and refines it as always
+    # keep a 3 x 3 window around each chosen pixel, so decode_peaks finds it and refines it as always; the
+    # rest is lowered to the map's own minimum (finite: a parabola through it stays a number)
     keep = torch.zeros_like(flat, dtype=torch.bool)
     keep.scatter_(-1, torch.as_tensor(np.stack(chosen), device=maps.device)[..., None], True)
     keep = F.max_pool2d(keep.reshape(-1, m, h, w).float(), 3, stride=1, padding=1) > 0
-    points, values = decode_peaks(torch.where(keep, maps, torch.full_like(maps, -torch.inf)))
+    lowest = maps.amin(dim=(-2, -1), keepdim=True).expand_as(maps)
+    points, values = decode_peaks(torch.where(keep, maps, lowest))
     return points.reshape(*lead, m, 2), values.reshape(*lead, m)
 
 

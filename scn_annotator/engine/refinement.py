@@ -34,7 +34,7 @@ from .heatmaps import decode_peaks
 from .network import SpatialConfigurationNet
 from .objects import LandmarkObjects, ObjectLayout, chain_frames
 
-__all__ = ["Refiner", "extract_patches", "member_table", "object_patch_size", "patch_targets"]
+__all__ = ["Refiner", "extract_patches", "member_table", "object_patch_size", "patch_targets", "within_reach"]
 
 
 class Refiner(nn.Module):
@@ -311,12 +311,23 @@ def random_object_patches(
     return torch.cat(crops), torch.cat(tables), torch.cat(targets), torch.cat(masks)
 
 
-def _within_reach(heat: torch.Tensor, offsets: np.ndarray, radius: float) -> torch.Tensor:
-    """``heat`` (P, K, s, s) with everything further than ``radius`` from each member's expected place lowered
-    below any peak (``offsets`` (P, K, 2): from the crop's centre, crop px)."""
-    s = heat.shape[-1]
-    axis = torch.arange(s, device=heat.device, dtype=torch.float32) - (s - 1) / 2
-    e = torch.as_tensor(offsets, dtype=torch.float32, device=heat.device)
+def within_reach(size: int, offsets: np.ndarray, radius: float, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(P, K, size, size) True within ``radius`` of each member's expected place in its crop (``offsets``
+    (P, K, 2): from the crop's centre, crop px): where stage 2 looks for a member, and so where it learns to.
+
+    The crop also shows the neighbouring objects' look-alike members (the next vertebra's
+    top-left corner, a gap below this one's); inference never looks there, and a loss
+    that asked for zero there and a peak here, on two patches that look the same, would
+    only teach the net to hesitate.
+    """
+    axis = torch.arange(size, device=device, dtype=torch.float32) - (size - 1) / 2
+    e = torch.as_tensor(offsets, dtype=torch.float32, device=device)
     dx = axis[None, None, None, :] - e[..., 0, None, None]
     dy = axis[None, None, :, None] - e[..., 1, None, None]
-    return torch.where(dx**2 + dy**2 <= radius**2, heat, torch.full_like(heat, -1e4))
+    return dx**2 + dy**2 <= radius**2
+
+
+def _within_reach(heat: torch.Tensor, offsets: np.ndarray, radius: float) -> torch.Tensor:
+    """``heat`` (P, K, s, s) with everything out of :func:`within_reach` lowered below any peak."""
+    inside = within_reach(heat.shape[-1], offsets, radius, heat.device)
+    return torch.where(inside, heat, torch.full_like(heat, -1e4))

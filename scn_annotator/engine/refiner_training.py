@@ -23,7 +23,7 @@ from .evaluation import mean_error
 from .inference import predict_samples, sample_errors
 from .model_file import LocalStage, ModelFile
 from .network import SpatialConfigurationNet
-from .refinement import Refiner, object_patch_size, random_object_patches, random_patches
+from .refinement import Refiner, object_patch_size, random_object_patches, random_patches, within_reach
 from .rng import private_rng, seeded_rng
 from .time_plan import TimePlan
 from .trainer import Trainer, TrainProgress, optimiser_step
@@ -133,8 +133,11 @@ def _loop(
         with torch.autocast(device.type, dtype=trainer.amp_dtype, enabled=trainer.amp_dtype is not None):
             heat = refiner(patches.contiguous(memory_format=trainer.layout), landmarks)
         squared = (heat.float() - target) ** 2
-        if trainer.objects is not None:
-            squared = squared * real[..., None, None]
+        if trainer.objects is not None:  # only where inference looks for each member
+            layout, scale = trainer.objects, trainer.cfg.cache_factor
+            offsets = scale * layout.template[landmarks.cpu().numpy()]
+            inside = within_reach(rc.patch, offsets, 0.5 * scale * layout.gap, device) if layout.gap > 0 else True
+            squared = squared * (real[..., None, None] & inside)
         loss = 0.5 * squared.sum() / real.sum()
         optimiser_step(loss, optimizer, scaler)
         step += 1

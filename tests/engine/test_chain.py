@@ -70,3 +70,12 @@ def test_the_layout_keeps_its_chain_and_an_older_layout_decodes_alone():
     heat[2] = _blob(*_column()[1]) + _blob(*_column()[2], peak=0.4)
     assert np.allclose(decode_centres(heat, ObjectLayout.from_payload(older))[0][2].numpy(), _column()[1], atol=0.1)
     assert np.allclose(decode_centres(heat, again)[0][2].numpy(), _column()[2], atol=0.1)
+
+
+def test_a_centre_taken_from_another_channels_peak_is_a_number():
+    truth = _column()
+    heat = torch.stack([_blob(*p) for p in truth])
+    heat[3] = _blob(*truth[2], peak=1.0) + 0.01 * _blob(truth[3][0] + 1.0, truth[3][1], sigma=6.0)  # a slope only
+    points, values = chain_peaks(heat, ChainPrior.fit([truth, truth + 0.5, truth - 0.5]))
+    assert torch.isfinite(points).all() and torch.isfinite(values).all()
+    assert np.linalg.norm(points[3].numpy() - truth[3]) < 2.0
