@@ -34,7 +34,15 @@ from .heatmaps import decode_peaks
 from .network import SpatialConfigurationNet
 from .objects import LandmarkObjects, ObjectLayout, chain_frames
 
-__all__ = ["Refiner", "extract_patches", "member_table", "object_patch_size", "patch_targets", "within_reach"]
+__all__ = [
+    "Refiner",
+    "extract_patches",
+    "fit_shape",
+    "member_table",
+    "object_patch_size",
+    "patch_targets",
+    "within_reach",
+]
 
 
 class Refiner(nn.Module):
@@ -123,11 +131,12 @@ class Refiner(nn.Module):
 
         ``centres`` (M, 2) in ``fine``'s pixels, ``frames`` (M, 2, 2) rotations (columns:
         across, along), ``scale`` ``fine``'s pixels per network pixel (the unit of the
-        layout's template and gap). A member whose heatmap has no clear peak, and every
-        member of an object with a NaN centre, comes back NaN (the caller keeps the
-        template's position). A member's peak is looked for only within half the gap
+        layout's template and gap). A member's peak is looked for only within half the gap
         between neighbouring centres around its place in the template, not on the
-        neighbouring object's look-alike corner that the crop also shows.
+        neighbouring object's look-alike corner that the crop also shows; the object's
+        members are then its mean shape fitted to the peaks found (:func:`fit_shape`).
+        Every member of an object with no clear peak, or with a NaN centre, comes back
+        NaN (the caller keeps the template's position).
         """
         cfg = self.config
         objects = layout.objects
@@ -150,9 +159,36 @@ class Refiner(nn.Module):
             np.asarray(centres, dtype=np.float64)[todo][:, None]
             + (np.asarray(frames, dtype=np.float64)[todo][:, None] @ offsets)[..., 0]
         )
-        clear = (values.cpu().numpy() >= cfg.min_peak) & mask
-        out[members[clear]] = placed[clear]
+        clear = (values.cpu().numpy() >= cfg.object_min_peak) & mask
+        for row, o in enumerate(todo):
+            local = np.einsum("ji,kj->ki", frames[o], placed[row] - centres[o])  # (K, 2) in the object's frame
+            fitted = fit_shape(scale * layout.template[members[row]], local, clear[row])
+            if fitted is not None:
+                out[members[row][mask[row]]] = (centres[o] + fitted @ np.asarray(frames[o]).T)[mask[row]]
         return out
+
+
+def fit_shape(template: np.ndarray, found: np.ndarray, clear: np.ndarray) -> np.ndarray | None:
+    """An object's members (K, 2), its mean shape ``template`` moved and stretched onto the members found.
+
+    In the object's frame (x across the structure, y along it) each axis gets a scale and
+    a shift by least squares over the ``clear`` members of ``found`` (three or more; one
+    or two give a shift only; none, None). Each corner stage 2 finds is a few pixels
+    off on its own, and a vertebra's tilt from two such corners is noisy (on real spines
+    the corners alone cost 1.8 points of Cobb SMAPE); the fitted shape keeps the
+    chain's tilt and takes the size and place the corners say.
+    """
+    if not clear.any():
+        return None
+    t, f = template[clear], found[clear]
+    if clear.sum() < 3:
+        return template + (f - t).mean(axis=0)
+    out = np.empty_like(template)
+    for axis in range(2):
+        design = np.stack([t[:, axis], np.ones(len(t))], axis=1)
+        (stretch, shift), *_ = np.linalg.lstsq(design, f[:, axis], rcond=None)
+        out[:, axis] = stretch * template[:, axis] + shift
+    return out
 
 
 def extract_patches(

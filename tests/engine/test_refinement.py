@@ -9,7 +9,7 @@ from scn_annotator.engine.checkpoint import load_checkpoint
 from scn_annotator.engine.config import RefineConfig, TrainConfig, preset
 from scn_annotator.engine.data import BACKGROUND, Normalisation, cache_size
 from scn_annotator.engine.inference import Predictor
-from scn_annotator.engine.refinement import extract_patches, patch_targets
+from scn_annotator.engine.refinement import extract_patches, fit_shape, patch_targets
 from scn_annotator.engine.refiner_training import train_refiner
 from scn_annotator.engine.trainer import Trainer
 from scn_annotator.engine.training import train
@@ -136,3 +136,15 @@ def test_conditioning_refines_each_landmark_position_once_and_gives_what_a_fresh
         np.testing.assert_allclose(got, fresh, atol=1e-4)
         np.testing.assert_array_equal(got[: k + 1], hints[: k + 1])
         assert all(skip[: k + 1].all() for skip in runs[before:])  # confirmed landmarks are never refined
+
+
+def test_an_objects_shape_is_fitted_to_the_members_stage_2_found():
+    template = np.array([[-4.0, -2.0], [4.0, -2.0], [-4.0, 2.0], [4.0, 2.0]])
+    found = template * [1.5, 0.5] + [1.0, -3.0]  # wider, flatter and moved: stretched and shifted per axis
+    noisy = found.copy()
+    noisy[3] += [40.0, 40.0]  # a corner it did not find (NaN-free but not clear): not used
+    clear = np.array([True, True, True, False])
+    np.testing.assert_allclose(fit_shape(template, noisy, clear), found, atol=1e-9)
+    two = np.array([True, False, False, True])  # too few to stretch: the mean shape, shifted
+    np.testing.assert_allclose(fit_shape(template, found, two), template + (found[[0, 3]] - template[[0, 3]]).mean(0))
+    assert fit_shape(template, found, np.zeros(4, dtype=bool)) is None
