@@ -12,6 +12,7 @@ corners) is nearer another vertebra's true centre than its own: a vertebra label
 as its neighbour, the ambiguity the SCN exists to resolve.
 
     python benchmarks/spine.py --minutes 30 --tag spine-cpu
+    python benchmarks/spine.py --evaluate benchmarks/out/spine-cpu.pt --tag spine-cpu-retest
 
 Results go to benchmarks/out/<tag>.json and a summary to stdout.
 """
@@ -109,6 +110,7 @@ def _arguments() -> argparse.Namespace:
     ap.add_argument("--hint-rate", type=float, help="train with hint channels (trained conditioning)")
     ap.add_argument("--cache-factor", type=float, help="the local stage's resolution, times the network's (2)")
     ap.add_argument("--objects", choices=["on", "off"], default="on", help="two stages by vertebra (default) or none")
+    ap.add_argument("--evaluate", type=Path, metavar="MODEL", help="test this model file instead of training one")
     return ap.parse_args()
 
 
@@ -151,25 +153,25 @@ def _test(model_path: Path, data: Path, table, test_ids: list[str]) -> tuple[dic
     return metrics, coarse_metrics, seconds
 
 
-def main() -> None:
-    args = _arguments()
-    cfg = _config(args)
-    table = read_landmarks(args.data / "landmarks.csv")
+def _split(table, seed: int, test_share: float) -> tuple[list[str], list[str], int, int]:
+    """Test and training image ids, split by patient; and how many patients in all and in the test set."""
     patients = sorted({patient(n) for n in table.points})
-    shuffled = np.random.default_rng(args.seed).permutation(patients)
-    test_patients = set(shuffled[: round(len(patients) * args.test_share)])
+    shuffled = np.random.default_rng(seed).permutation(patients)
+    test_patients = set(shuffled[: round(len(patients) * test_share)])
     test_ids = sorted(n for n in table.points if patient(n) in test_patients)
     train_ids = sorted(n for n in table.points if patient(n) not in test_patients)
-    out = Path(__file__).parent / "out"
-    out.mkdir(exist_ok=True)
+    return test_ids, train_ids, len(patients), len(test_patients)
+
+
+def _train(args: argparse.Namespace, table, train_ids: list[str], out: Path, note: str) -> tuple[Path, dict]:
+    cfg = _config(args)
     train_csv = out / f"{args.tag}-train.csv"
     write_landmarks(train_csv, table.names, {i: table.points[i] for i in train_ids})
     t0 = time.perf_counter()
     data = load_training_data(args.data / "images", train_csv, cfg, val_fraction=0.05, outside="missing")
-    cfg = data.config
+    cfg, loaded = data.config, time.perf_counter() - t0
     print(
-        f"{args.tag}: {len(patients)} patients, {len(test_ids)} test images of {len(test_patients)} patients; "
-        f"loaded {len(data.train)} train / {len(data.val)} val in {time.perf_counter() - t0:.0f} s; "
+        f"{args.tag}: {note}; loaded {len(data.train)} train / {len(data.val)} val in {loaded:.0f} s; "
         f"{cfg.input_rule['text'] if cfg.input_rule else cfg.input_size}; {len(data.outside)} labels outside "
         f"their image treated as missing",
         flush=True,
@@ -179,12 +181,10 @@ def main() -> None:
     result = train(
         cfg, data.train, data.val, data.names, model_path, progress=progress, max_minutes=args.minutes, device="cpu"
     )
-    metrics, coarse_metrics, seconds = _test(model_path, args.data, table, test_ids)
+    print(f"{args.tag}: {result.describe()}; {'' if result.refine is None else result.refine.describe()}", flush=True)
     record = {
-        "tag": args.tag,
         "config": cfg.to_dict(),
         "train_images": len(data.train),
-        "test_images": len(test_ids),
         "train": {
             "steps": result.steps,
             "planned_steps": result.planned_steps,
@@ -193,35 +193,58 @@ def main() -> None:
             "best_step": result.best_step,
             "best_val_px": result.best_val_error,
         },
+        "refine": None if result.refine is None else result.refine.describe(),
+    }
+    return model_path, record
+
+
+def _print(tag: str, metrics: dict, coarse: dict | None, ms: float) -> None:
+    print(
+        f"{tag}: test on {metrics['images']} images of other patients: median "
+        f"{metrics['median_px']:.1f} px ({metrics['median_pct_height']:.2f} % of the height), mean "
+        f"{metrics['mean_pct_height']:.2f} %, {100 * metrics['within_1pct_height']:.0f} % within 1 %, "
+        f"{100 * metrics['vertebrae_nearer_a_neighbour']:.1f} % of vertebrae nearer a neighbour "
+        f"({metrics['images_whole_column_shifted']} images with the whole column shifted), Cobb SMAPE "
+        f"{metrics['cobb_smape_pct']:.1f} % (main angle {metrics['cobb_main_abs_error_deg_median']:.1f} deg off, "
+        f"median); {ms:.0f} ms/image",
+        flush=True,
+    )
+    if coarse is not None:
+        print(
+            f"{tag}: without stage 2 / the local stage: median {coarse['median_pct_height']:.2f} % of the height, "
+            f"{100 * coarse['within_1pct_height']:.0f} % within 1 %, "
+            f"{100 * coarse['vertebrae_nearer_a_neighbour']:.1f} % of vertebrae nearer a neighbour, "
+            f"Cobb SMAPE {coarse['cobb_smape_pct']:.1f} %",
+            flush=True,
+        )
+
+
+def main() -> None:
+    args = _arguments()
+    table = read_landmarks(args.data / "landmarks.csv")
+    test_ids, train_ids, patients, test_patients = _split(table, args.seed, args.test_share)
+    out = Path(__file__).parent / "out"
+    out.mkdir(exist_ok=True)
+    note = f"{patients} patients, {len(test_ids)} test images of {test_patients} patients"
+    if args.evaluate is not None:  # an earlier run's model, through today's predictor
+        model_path, record = args.evaluate, {"model": str(args.evaluate)}
+        print(f"{args.tag}: {note}; testing {model_path}", flush=True)
+    else:
+        model_path, record = _train(args, table, train_ids, out, note)
+    metrics, coarse_metrics, seconds = _test(model_path, args.data, table, test_ids)
+    record = {
+        "tag": args.tag,
+        **record,
+        "test_images": len(test_ids),
         "test": metrics,
         "test_coarse_only": coarse_metrics,
-        "refine": None if result.refine is None else result.refine.describe(),
         "inference_ms_median": 1000 * float(np.median(seconds)),
         "torch_threads": torch.get_num_threads(),
         "python": sys.version.split()[0],
         "torch": torch.__version__,
     }
     atomic_write_text(out / f"{args.tag}.json", json.dumps(record, indent=2))
-    print(
-        f"{args.tag}: {result.describe()}; {record['refine']}; "
-        f"test on {metrics['images']} images of other patients: median "
-        f"{metrics['median_px']:.1f} px ({metrics['median_pct_height']:.2f} % of the height), mean "
-        f"{metrics['mean_pct_height']:.2f} %, {100 * metrics['within_1pct_height']:.0f} % within 1 %, "
-        f"{100 * metrics['vertebrae_nearer_a_neighbour']:.1f} % of vertebrae nearer a neighbour "
-        f"({metrics['images_whole_column_shifted']} images with the whole column shifted), Cobb SMAPE "
-        f"{metrics['cobb_smape_pct']:.1f} % (main angle {metrics['cobb_main_abs_error_deg_median']:.1f} deg off, "
-        "median); "
-        f"{record['inference_ms_median']:.0f} ms/image",
-        flush=True,
-    )
-    if coarse_metrics is not None:
-        print(
-            f"{args.tag}: the coarse SCN alone: median {coarse_metrics['median_pct_height']:.2f} % of the height, "
-            f"{100 * coarse_metrics['within_1pct_height']:.0f} % within 1 %, "
-            f"{100 * coarse_metrics['vertebrae_nearer_a_neighbour']:.1f} % of vertebrae nearer a neighbour, "
-            f"Cobb SMAPE {coarse_metrics['cobb_smape_pct']:.1f} %",
-            flush=True,
-        )
+    _print(args.tag, metrics, coarse_metrics, record["inference_ms_median"])
 
 
 if __name__ == "__main__":
