@@ -84,6 +84,15 @@ def train(
     return result
 
 
+#: Object layouts: the input is sized so that neighbouring centres are about this many network pixels apart (a
+#: distinct blob each, and no pixel more: the time a step costs is the time the SC does not learn), and the
+#: SC pools so that they are at least ``OBJECT_SC_CELLS`` of its cells apart. Real spines, 30 CPU minutes:
+#: 368 x 144 with SC 8x (centres 18.4 px, 2.3 cells apart) left 31.6 % of vertebrae on a neighbour and a
+#: Cobb SMAPE of 15.5 %; 256 x 96 with SC 4x (12.8 px, 3.2 cells) 26.4 % and 10.6 % (benchmarks/RESULTS.md).
+OBJECT_GAP = 13.0
+OBJECT_SC_CELLS = 3.0
+
+
 def fit_input_to_data(
     cfg: TrainConfig, items: Sequence[LabelledImage], objects: LandmarkObjects | None = None
 ) -> TrainConfig:
@@ -92,11 +101,12 @@ def fit_input_to_data(
     Tall spines get a tall input, wide images a wide one; the area grows from the
     preset's until neighbouring landmarks are distinct (:func:`~.geometry.choose_input_size`).
     For a layout learned by its ``objects`` (:func:`~.objects.uses_objects`) it is the
-    object centres that must be distinct, and the SC component's pooling is chosen
-    so that neighbouring centres lie at least two SC cells apart (a vertebra per
-    cell at 16x pooling is one the SC cannot order). Reads only the image headers.
-    The choice and its reasons go into the config, and so into the checkpoint, from
-    which prediction takes the input size.
+    object centres that matter: the input shrinks until neighbouring centres are
+    ``OBJECT_GAP`` network pixels apart, the local stage's resolution (``cache_factor``)
+    grows by as much, so stage 2 sees what it would have, and the SC component pools
+    so that neighbouring centres lie ``OBJECT_SC_CELLS`` of its cells apart. Reads only
+    the image headers. The choice and its reasons go into the config, and so into the
+    checkpoint, from which prediction takes the input size.
     """
     if not cfg.auto_input_growth or not items:
         return cfg
@@ -109,15 +119,38 @@ def fit_input_to_data(
     choice = choose_input_size(sizes, points, cfg.input_size, multiple, cfg.auto_input_growth)
     rule = {**choice.to_dict(), "text": choice.describe()}
     cfg = cfg.replace(input_size=choice.input_size)
-    if grouped and cfg.network.spatial:
-        scales = [min(choice.input_size[1] / w, choice.input_size[0] / h) for w, h in sizes]
-        gaps = np.array([nearest_gap(p) for p in points]) * scales
-        gap = float(np.median(gaps[np.isfinite(gaps)]))
+    if grouped:
+        cfg, text = _fit_to_centres(cfg, sizes, points, multiple)
+        rule["text"] += text
+        rule["objects"] = True
+    return cfg.replace(input_rule=rule)
+
+
+def _fit_to_centres(
+    cfg: TrainConfig, sizes: Sequence[tuple[int, int]], centres: Sequence[np.ndarray], multiple: int
+) -> tuple[TrainConfig, str]:
+    """The input, local-stage resolution and SC pooling of an object layout (see :func:`fit_input_to_data`)."""
+
+    def median_gap(input_size: tuple[int, int]) -> float:
+        scales = [min(input_size[1] / w, input_size[0] / h) for w, h in sizes]
+        gaps = np.array([nearest_gap(c) for c in centres]) * scales
+        return float(np.median(gaps[np.isfinite(gaps)]))
+
+    height, width = cfg.input_size
+    gap = median_gap(cfg.input_size)
+    text = ""
+    if gap > OBJECT_GAP:
+        shrink = OBJECT_GAP / gap
+        new_h = max(multiple, round(height * shrink / multiple) * multiple)
+        new_w = max(multiple, round(width * new_h / height / multiple) * multiple)
+        cfg = cfg.replace(input_size=(new_h, new_w), cache_factor=cfg.cache_factor * height / new_h)
+        gap = median_gap(cfg.input_size)
+        text = f"; shrunk to {new_h} x {new_w} for the object centres, local stage at {cfg.cache_factor:.2f}x"
+    if cfg.network.spatial:
         pooling = cfg.network.sc_downsample
-        while pooling > 4 and gap / pooling < 2:
+        while pooling > 4 and gap / pooling < OBJECT_SC_CELLS:
             pooling //= 2
         if pooling != cfg.network.sc_downsample:
             cfg = cfg.replace(sc_downsample=pooling)
-            rule["text"] += f"; SC pooling {pooling}x: object centres {gap:.1f} network px apart"
-        rule["objects"] = True
-    return cfg.replace(input_rule=rule)
+            text += f"; SC pooling {pooling}x"
+    return cfg, text + f"; object centres {gap:.1f} network px apart"
