@@ -117,6 +117,10 @@ class RefineConfig(Record):
     #: Stage 2 looks for a member only within half a gap of its place, so a weaker peak than a single
     #: landmark's ``min_peak`` is still an answer (real spines: median 1.21 -> 1.02 % of the height).
     object_min_peak: float = 0.1
+    #: Whether an object's fitted shape takes the turn its found members show, or keeps the chain's (the
+    #: training run decides on validation: generated spines, whose boxes tilt against the chain, need it;
+    #: on real spines the chain's tilt was the better one, for the points and for the Cobb angles).
+    object_turn: bool = False
 
     def __post_init__(self) -> None:
         if self.patch % 2 ** (self.levels - 1):

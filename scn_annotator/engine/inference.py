@@ -299,11 +299,13 @@ def predict_samples(
     device: torch.device,
     batch_size: int = 8,
     objects: ObjectLayout | None = None,
+    as_centres: bool = False,
 ) -> list[np.ndarray]:
     """The coarse SCN's points (N, 2) of every sample, in its original pixels.
 
-    With ``objects`` the network finds object centres, and the points are the
-    template's members on them (stage 1 of an object layout, before stage 2).
+    With ``objects`` the network finds object centres (decoded along the chain), and
+    the points are the template's members on them (stage 1 of an object layout,
+    before stage 2), or with ``as_centres`` the centres themselves (M, 2).
     """
     predicted = []
     was_training = model.training
@@ -314,7 +316,8 @@ def predict_samples(
             inputs = torch.stack([s.input for s in chunk])[:, None].to(device)
             points, _ = decode_centres(model(inputs).heatmaps.float(), objects)
             for sample, pts in zip(chunk, points.cpu().double().numpy()):
-                predicted.append(sample.transform.from_network(pts if objects is None else objects.place(pts)))
+                placed = pts if objects is None or as_centres else objects.place(pts)
+                predicted.append(sample.transform.from_network(placed))
     model.train(was_training)
     return predicted
 

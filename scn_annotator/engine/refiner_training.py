@@ -10,6 +10,7 @@ from its own seed (``seed + 1``) without touching the caller's.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,7 +85,7 @@ def train_refiner(
     result = RefineResult(step, plan.elapsed, kept, coarse_error, refined_error, trainer.unit, refiner)
     if kept and selected is not None and trainer.out is not None:
         selected.local_stage = LocalStage(
-            rc,
+            refiner.config,  # with what validation chose (an object's own turn or the chain's)
             cache_size(cfg.input_size, cfg.cache_factor),
             {k: v.detach().cpu().contiguous() for k, v in refiner.state_dict().items()},
         )
@@ -98,7 +99,7 @@ def train_refiner(
 def _warm_start(refiner: Refiner, rc: RefineConfig, start: ModelFile) -> None:
     """The previous round's local stage, when it has the same config (another landmark count: afresh)."""
     held = start.local_stage
-    if held is not None and held.config == rc:
+    if held is not None and held.config.replace(object_turn=rc.object_turn) == rc:  # validation's choice aside
         with contextlib.suppress(RuntimeError):
             refiner.load_state_dict(held.weights)
 
@@ -178,13 +179,20 @@ def _compare_refinement(
             for s, points in zip(samples, coarse)
         ]
     else:  # one network pass: the centres, and the template on them
-        centres = predict_samples(model, samples, trainer.device)
+        centres = predict_samples(model, samples, trainer.device, objects=layout, as_centres=True)
         coarse = [s.transform.from_network(layout.place(s.transform.to_network(c))) for s, c in zip(samples, centres)]
         scale = trainer.cfg.cache_factor
-        refined = [
-            refiner.place_image(s.cache, s.cache_transform, layout, scale, c, template)  # type: ignore[arg-type]
-            for s, c, template in zip(samples, centres, coarse)
-        ]
+        errors = {}
+        for turn in (False, True):  # does a found object's own turn beat the chain's? (the config keeps the answer)
+            refiner.config = refiner.config.replace(object_turn=turn)
+            refined = [
+                refiner.place_image(s.cache, s.cache_transform, layout, scale, c, template)  # type: ignore[arg-type]
+                for s, c, template in zip(samples, centres, coarse)
+            ]
+            errors[turn] = mean_error(sample_errors(samples, refined)[0])
+        best = min(errors, key=lambda k: math.inf if errors[k] is None else errors[k])  # type: ignore[arg-type]
+        refiner.config = refiner.config.replace(object_turn=best)
+        return mean_error(sample_errors(samples, coarse)[0]), errors[best]
     return mean_error(sample_errors(samples, coarse)[0]), mean_error(sample_errors(samples, refined)[0])
 
 

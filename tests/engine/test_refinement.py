@@ -148,3 +148,11 @@ def test_an_objects_shape_is_fitted_to_the_members_stage_2_found():
     two = np.array([True, False, False, True])  # too few to stretch: the mean shape, shifted
     np.testing.assert_allclose(fit_shape(template, found, two), template + (found[[0, 3]] - template[[0, 3]]).mean(0))
     assert fit_shape(template, found, np.zeros(4, dtype=bool)) is None
+    # a tilted object: kept at the chain's tilt unless told to take its own turn
+    angle = 0.2
+    rot = np.array([[np.cos(angle), np.sin(angle)], [-np.sin(angle), np.cos(angle)]])
+    tilted = template @ rot + [2.0, 1.0]
+    np.testing.assert_allclose(fit_shape(template, tilted, np.ones(4, dtype=bool), turn=True), tilted, atol=1e-9)
+    level = fit_shape(template, tilted, np.ones(4, dtype=bool))
+    np.testing.assert_allclose(level.mean(axis=0), tilted.mean(axis=0), atol=1e-9)  # moved, not turned
+    assert abs(level[1, 1] - level[0, 1]) < 1e-9  # the top edge stays level in the object's frame
