@@ -29,6 +29,7 @@ from torch import nn
 
 from .config import RefineConfig, SCNConfig
 from .data import BACKGROUND
+from .device import training_layout
 from .geometry import InputTransform
 from .heatmaps import decode_peaks
 from .network import SpatialConfigurationNet
@@ -84,7 +85,7 @@ class Refiner(nn.Module):
         index = np.flatnonzero(todo)
         device = next(self.parameters()).device
         centres = torch.as_tensor(points[index], dtype=torch.float32, device=device)
-        patches = extract_patches(fine.to(device), centres, cfg.patch)
+        patches = extract_patches(fine.to(device), centres, cfg.patch).contiguous(memory_format=training_layout(device))
         heat = self(patches, torch.as_tensor(index, device=device)).float()
         peaks, values = decode_peaks(heat)
         half = (cfg.patch - 1) / 2
@@ -149,6 +150,7 @@ class Refiner(nn.Module):
         c = torch.as_tensor(np.asarray(centres, dtype=np.float64)[todo], dtype=torch.float32, device=device)
         linear = torch.as_tensor(np.asarray(frames, dtype=np.float64)[todo], dtype=torch.float32, device=device)
         patches = extract_patches(fine.to(device), c, cfg.patch, linear)
+        patches = patches.contiguous(memory_format=training_layout(device))
         heat = self(patches, torch.as_tensor(members, device=device)).float()  # (P, K, s, s)
         if layout.gap > 0:
             heat = _within_reach(heat, scale * layout.template[members], 0.5 * scale * layout.gap)
