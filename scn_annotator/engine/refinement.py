@@ -155,16 +155,11 @@ class Refiner(nn.Module):
         if layout.gap > 0:
             heat = _within_reach(heat, scale * layout.template[members], 0.5 * scale * layout.gap)
         peaks, values = decode_peaks(heat)
-        half = (cfg.patch - 1) / 2
-        offsets = (peaks.double().cpu().numpy() - half)[..., None]  # (P, K, 2, 1) patch px from the centre
-        placed = (
-            np.asarray(centres, dtype=np.float64)[todo][:, None]
-            + (np.asarray(frames, dtype=np.float64)[todo][:, None] @ offsets)[..., 0]
-        )
+        # the crop is turned to the object's frame: a peak's offset from the crop's centre is its place there
+        local = peaks.double().cpu().numpy() - (cfg.patch - 1) / 2  # (P, K, 2)
         clear = (values.cpu().numpy() >= cfg.object_min_peak) & mask
         for row, o in enumerate(todo):
-            local = np.einsum("ji,kj->ki", frames[o], placed[row] - centres[o])  # (K, 2) in the object's frame
-            fitted = fit_shape(scale * layout.template[members[row]], local, clear[row], cfg.object_turn)
+            fitted = fit_shape(scale * layout.template[members[row]], local[row], clear[row], cfg.object_turn)
             if fitted is not None:
                 out[members[row][mask[row]]] = (centres[o] + fitted @ np.asarray(frames[o]).T)[mask[row]]
         return out
