@@ -13,6 +13,7 @@ as its neighbour, the ambiguity the SCN exists to resolve.
 
     python benchmarks/spine.py --minutes 30 --tag spine-cpu
     python benchmarks/spine.py --evaluate benchmarks/out/spine-cpu.pt --tag spine-cpu-retest
+    python benchmarks/spine.py --evaluate benchmarks/out/spine-cpu.pt --refit-places --tag spine-cpu-places
 
 Results go to benchmarks/out/<tag>.json and a summary to stdout.
 """
@@ -20,6 +21,7 @@ Results go to benchmarks/out/<tag>.json and a summary to stdout.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import sys
@@ -33,8 +35,10 @@ import torch
 from scn_annotator.app.file_operations import load_training_data
 from scn_annotator.engine.config import RefineConfig, TrainConfig, preset
 from scn_annotator.engine.evaluation import cobb_report
+from scn_annotator.engine.geometry import fit_transform, inside_image
 from scn_annotator.engine.inference import Predictor
 from scn_annotator.engine.measurements import spine_corners
+from scn_annotator.engine.objects import ChainPrior
 from scn_annotator.engine.training import train
 from scn_annotator.io.atomic import atomic_write_text
 from scn_annotator.io.images import find_images, image_id, read_image_info
@@ -111,6 +115,11 @@ def _arguments() -> argparse.Namespace:
     ap.add_argument("--cache-factor", type=float, help="the local stage's resolution, times the network's (2)")
     ap.add_argument("--objects", choices=["on", "off"], default="on", help="two stages by vertebra (default) or none")
     ap.add_argument("--evaluate", type=Path, metavar="MODEL", help="test this model file instead of training one")
+    ap.add_argument(
+        "--refit-places",
+        action="store_true",
+        help="with --evaluate: fit the chain's place prior from this split's training labels (model files of stop 28)",
+    )
     return ap.parse_args()
 
 
@@ -133,10 +142,30 @@ def _config(args: argparse.Namespace) -> TrainConfig:
     return preset("cpu", **changes)
 
 
-def _test(model_path: Path, data: Path, table, test_ids: list[str]) -> tuple[dict, dict | None, list[float]]:
+def _with_places(predictor: Predictor, table, train_ids: list[str], by_name: dict[str, Path]) -> None:
+    """Give an older model's chain the place prior a training run fits today, from the same training labels."""
+    layout = predictor.objects
+    if layout is None or layout.chain is None:
+        raise SystemExit("--refit-places: this model decodes no chain")
+    labels = []
+    for name in train_ids:
+        size = read_image_info(by_name[name]).size
+        points = table.points[name].copy()
+        points[~inside_image(points[:, 0], points[:, 1], size)] = np.nan  # as training treats them: missing
+        labels.append(fit_transform(size, predictor.input_size).to_network(points))
+    fitted = ChainPrior.fit([layout.objects.centres(p) for p in labels])
+    chain = dataclasses.replace(layout.chain, places=fitted.places, place_spread=fitted.place_spread)
+    predictor.objects = dataclasses.replace(layout, chain=chain)
+
+
+def _test(
+    model_path: Path, data: Path, table, test_ids: list[str], places_from: list[str] | None = None
+) -> tuple[dict, dict | None, list[float]]:
     """The test images through the app's predictor; the coarse SCN alone too, when there is a local stage."""
     predictor = Predictor.from_checkpoint(model_path, device="cpu")
     by_name = {image_id(p): p for p in find_images(data / "images")}
+    if places_from is not None:
+        _with_places(predictor, table, places_from, by_name)
     predicted, heights, seconds = {}, {}, []
     for name in test_ids:
         t = time.perf_counter()
@@ -231,7 +260,8 @@ def main() -> None:
         print(f"{args.tag}: {note}; testing {model_path}", flush=True)
     else:
         model_path, record = _train(args, table, train_ids, out, note)
-    metrics, coarse_metrics, seconds = _test(model_path, args.data, table, test_ids)
+    places_from = train_ids if args.refit_places else None
+    metrics, coarse_metrics, seconds = _test(model_path, args.data, table, test_ids, places_from)
     record = {
         "tag": args.tag,
         **record,

@@ -67,6 +67,9 @@ def chain_peaks(
         strongest = flat[b].max(dim=1).values.cpu().double().numpy()[:, None]
         unary = -np.log(np.clip(values / np.where(strongest > 0, strongest, 1.0), FLOOR, 1.0))
         xy = np.stack([index % w, index // w], axis=-1).astype(np.float64)
+        place = prior.place_cost(xy)
+        if place is not None:
+            unary = unary + place
         chosen.append(index[_viterbi(unary, xy, prior)])
     # keep a 3 x 3 window around each chosen pixel, so decode_peaks finds it and refines it as always; the
     # rest is lowered to the map's own minimum (finite: a parabola through it stays a number)

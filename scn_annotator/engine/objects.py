@@ -147,15 +147,31 @@ class ChainPrior:
     from the median departure, so that one mislabelled image does not widen it).
     ``weight`` scales the step cost against the heatmap cost in the chain decoding
     (``chain.chain_peaks``).
+
+    ``places[o]``, ``place_spread[o]``: where centre ``o`` lies in the network input, per
+    axis the median and its robust sigma, weighed by ``place_weight``. Steps alone cannot
+    tell a column from the same column one vertebra further up: every step fits, and
+    T1 sitting on C7 costs nothing. Where the images are framed alike (the spine set's
+    are cropped to the column: T1 at 5 % of the height, give or take 2 %, while a
+    vertebra is 5 % tall), the place says which end is which. Model files from before
+    have no places (None): the chain is then decoded by its steps alone.
     """
 
     steps: np.ndarray  # (M - 1, 2)
     spread: np.ndarray  # (M - 1,)
     weight: float = 1.0
+    places: np.ndarray | None = None  # (M, 2)
+    place_spread: np.ndarray | None = None  # (M, 2)
+    place_weight: float = 1.0
 
     #: The median distance of a 2-D Gaussian's draws from its centre, in sigmas (sqrt(2 ln 2)).
     _MEDIAN_RADIUS = 1.1774
+    #: A Gaussian's median absolute deviation, in sigmas.
+    _MAD_SIGMA = 0.6745
     MIN_SPREAD = 1.0
+    #: A place's sigma is at least this share of the median step: a few images framed alike (or generated
+    #: ones) must not pin a centre to where they had it, only tell one vertebra's place from the next one's.
+    PLACE_FLOOR = 0.25
 
     @classmethod
     def fit(cls, centres: Sequence[np.ndarray]) -> ChainPrior | None:
@@ -170,15 +186,46 @@ class ChainPrior:
             warnings.simplefilter("ignore", RuntimeWarning)
             median = np.nanmedian(steps, axis=0)
             departure = np.nanmedian(np.linalg.norm(steps - median, axis=-1), axis=0)
-        return cls(median, np.maximum(departure / cls._MEDIAN_RADIUS, cls.MIN_SPREAD))
+            places = np.nanmedian(stacked, axis=0)
+            place_spread = np.nanmedian(np.abs(stacked - places), axis=0) / cls._MAD_SIGMA
+        spread = np.maximum(departure / cls._MEDIAN_RADIUS, cls.MIN_SPREAD)
+        if np.isnan(places).any():  # an object no image has: no place prior at all
+            return cls(median, spread)
+        floor = max(cls.MIN_SPREAD, cls.PLACE_FLOOR * float(np.median(np.linalg.norm(median, axis=-1))))
+        return cls(median, spread, places=places, place_spread=np.maximum(place_spread, floor))
+
+    def place_cost(self, xy: np.ndarray) -> np.ndarray | None:
+        """(M, P) the cost of each candidate place (P, 2) for each object; None without places."""
+        if self.places is None or self.place_spread is None or self.place_weight == 0:
+            return None
+        z = (xy[None, :, :] - self.places[:, None, :]) / self.place_spread[:, None, :]
+        return self.place_weight * 0.5 * (z**2).sum(-1)
 
     def to_payload(self) -> dict[str, Any]:
-        return {"steps": self.steps.tolist(), "spread": self.spread.tolist(), "weight": self.weight}
+        places = {}
+        if self.places is not None and self.place_spread is not None:
+            places = {
+                "places": self.places.tolist(),
+                "place_spread": self.place_spread.tolist(),
+                "place_weight": self.place_weight,
+            }
+        return {"steps": self.steps.tolist(), "spread": self.spread.tolist(), "weight": self.weight, **places}
 
     @classmethod
     def from_payload(cls, data: dict[str, Any]) -> ChainPrior:
         steps = np.asarray(data["steps"], dtype=np.float64).reshape(-1, 2)
-        return cls(steps, np.asarray(data["spread"], dtype=np.float64), float(data.get("weight", 1.0)))
+        places = place_spread = None
+        if data.get("places") is not None:
+            places = np.asarray(data["places"], dtype=np.float64).reshape(-1, 2)
+            place_spread = np.asarray(data["place_spread"], dtype=np.float64).reshape(-1, 2)
+        return cls(
+            steps,
+            np.asarray(data["spread"], dtype=np.float64),
+            float(data.get("weight", 1.0)),
+            places,
+            place_spread,
+            float(data.get("place_weight", 1.0)),
+        )
 
 
 @dataclass(frozen=True)

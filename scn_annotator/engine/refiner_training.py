@@ -15,13 +15,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .augment import random_generator
 from .config import RefineConfig
 from .data import cache_size
-from .evaluation import mean_error
+from .evaluation import cobb_report, mean_error
 from .inference import predict_samples, sample_errors
+from .measurements import spine_corners
 from .model_file import LocalStage, ModelFile
 from .network import SpatialConfigurationNet
 from .refinement import Refiner, object_patch_size, random_object_patches, random_patches, within_reach
@@ -182,7 +184,7 @@ def _compare_refinement(
         centres = predict_samples(model, samples, trainer.device, objects=layout, as_centres=True)
         coarse = [s.transform.from_network(layout.place(s.transform.to_network(c))) for s, c in zip(samples, centres)]
         scale = trainer.cfg.cache_factor
-        errors = {}
+        errors, judged = {}, {}
         for turn in (False, True):  # does a found object's own turn beat the chain's? (the config keeps the answer)
             refiner.config = refiner.config.replace(object_turn=turn)
             refined = [
@@ -190,10 +192,29 @@ def _compare_refinement(
                 for s, c, template in zip(samples, centres, coarse)
             ]
             errors[turn] = mean_error(sample_errors(samples, refined)[0])
-        best = min(errors, key=lambda k: math.inf if errors[k] is None else errors[k])  # type: ignore[arg-type]
+            judged[turn] = _turn_judgement(trainer.names, samples, refined, errors[turn])
+        best = min(judged, key=lambda k: math.inf if judged[k] is None else judged[k])  # type: ignore[arg-type]
         refiner.config = refiner.config.replace(object_turn=best)
         return mean_error(sample_errors(samples, coarse)[0]), errors[best]
     return mean_error(sample_errors(samples, coarse)[0]), mean_error(sample_errors(samples, refined)[0])
+
+
+def _turn_judgement(
+    names: list[str], samples: list, refined: list[np.ndarray], point_error: float | None
+) -> float | None:
+    """What the turn of the shape fit is chosen by: a spine's Cobb SMAPE, any other layout's point error.
+
+    A vertebra's own turn, from its four corners found one by one, follows each corner's
+    error; the chain's tilt is smoother. On real spines the own turn lowered the point
+    error a little and cost Cobb SMAPE (15.2 -> 16.9 % on 82 test spines): the angles are
+    what a spine's landmarks are for.
+    """
+    order = spine_corners(names)
+    if order is None:
+        return point_error
+    truth = {s.id: s.points for s in samples}
+    report = cobb_report(dict(zip(truth, refined)), truth, {s.id: s.transform.image_size[1] for s in samples}, order)
+    return report.smape if report.image_ids else point_error
 
 
 def selected_model(trainer: Trainer, selected: ModelFile | None) -> SpatialConfigurationNet:

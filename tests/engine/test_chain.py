@@ -79,3 +79,18 @@ def test_a_centre_taken_from_another_channels_peak_is_a_number():
     points, values = chain_peaks(heat, ChainPrior.fit([truth, truth + 0.5, truth - 0.5]))
     assert torch.isfinite(points).all() and torch.isfinite(values).all()
     assert np.linalg.norm(points[3].numpy() - truth[3]) < 2.0
+
+
+def test_where_every_step_fits_two_chains_the_place_in_the_image_picks_the_one_labelled():
+    """A column one vertebra off fits every step: only where the training images had each centre tells."""
+    truth = _column(6)
+    heat = torch.stack([_blob(*truth[k], peak=0.8) + _blob(*truth[k + 1]) for k in range(5)])  # each prefers the next
+    prior = ChainPrior.fit([truth[:5], truth[:5] + 0.5, truth[:5] - 0.5])
+    assert prior.places is not None and (prior.place_spread >= 0.25 * 10.0 - 1e-9).all()  # a quarter step at least
+    steps_only = ChainPrior(prior.steps, prior.spread)
+    np.testing.assert_allclose(chain_peaks(heat, steps_only)[0].numpy(), truth[1:], atol=0.1)  # one off
+    np.testing.assert_allclose(chain_peaks(heat, prior)[0].numpy(), truth[:5], atol=0.1)
+    again = ChainPrior.from_payload(prior.to_payload())
+    np.testing.assert_allclose(again.places, prior.places)
+    older = {k: v for k, v in prior.to_payload().items() if not k.startswith("place")}  # a model file of stop 28
+    assert ChainPrior.from_payload(older).places is None and ChainPrior.from_payload(older).place_cost(truth) is None

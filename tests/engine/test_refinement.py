@@ -1,16 +1,20 @@
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
 
 from scn_annotator.app.file_operations import load_training_data
+from scn_annotator.app.sample_spine import render_spine, spine_names
 from scn_annotator.engine.checkpoint import load_checkpoint
 from scn_annotator.engine.config import RefineConfig, TrainConfig, preset
 from scn_annotator.engine.data import BACKGROUND, Normalisation, cache_size
+from scn_annotator.engine.geometry import fit_transform
 from scn_annotator.engine.inference import Predictor
 from scn_annotator.engine.refinement import extract_patches, fit_shape, patch_targets
-from scn_annotator.engine.refiner_training import train_refiner
+from scn_annotator.engine.refiner_training import _turn_judgement, train_refiner
 from scn_annotator.engine.trainer import Trainer
 from scn_annotator.engine.training import train
 
@@ -156,3 +160,20 @@ def test_an_objects_shape_is_fitted_to_the_members_stage_2_found():
     level = fit_shape(template, tilted, np.ones(4, dtype=bool))
     np.testing.assert_allclose(level.mean(axis=0), tilted.mean(axis=0), atol=1e-9)  # moved, not turned
     assert abs(level[1, 1] - level[0, 1]) < 1e-9  # the top edge stays level in the object's frame
+
+
+def test_a_spines_shape_fit_is_judged_by_its_cobb_angles_any_other_layout_by_its_points():
+    """Corners each a little off tilt the endplates (Cobb SMAPE) more than a whole column moved by 3 px does."""
+    rng = np.random.default_rng(3)
+    samples, jittered, moved = [], [], []
+    for k in range(4):
+        image, corners = render_spine(rng)
+        transform = fit_transform((image.shape[1], image.shape[0]), (192, 80))
+        samples.append(SimpleNamespace(id=f"s{k}", points=corners, transform=transform))
+        jittered.append(corners + rng.normal(0, 1.5, corners.shape))  # ~1.9 px off, endplates tilted
+        moved.append(corners + np.array([3.0, 0.0]))  # 3 px off, every angle kept
+    names = spine_names(8)
+    assert _turn_judgement(names, samples, moved, 3.0) < _turn_judgement(names, samples, jittered, 1.9)
+    assert _turn_judgement(names, samples, moved, 3.0) == pytest.approx(0.0, abs=1e-6)
+    hand = [f"p{k}" for k in range(32)]  # not a spine: the point error decides
+    assert _turn_judgement(hand, samples, jittered, 1.9) == 1.9
