@@ -380,3 +380,20 @@ class ArtifactChunk(Base):
     artifact_id: Mapped[int] = mapped_column(ForeignKey("artifacts.id", ondelete="CASCADE"), primary_key=True)
     seq: Mapped[int] = mapped_column(Integer, primary_key=True)
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Embedding(Base):
+    """What one image looks like as a vector (``active/embeddings.py``), for ranking a pool by typicality.
+
+    ``model_version_id`` is NULL for the model-free ``pixels`` kind (a project's images
+    are ranked right after the import, before any model) and the version that computed
+    them for the ``features`` kind, kept beside that version's scores.
+    """
+
+    __tablename__ = "embeddings"
+    __table_args__ = (Index("ix_embeddings_lookup", "kind", "model_version_id", "image_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    vector: Mapped[bytes] = mapped_column(LargeBinary)  # float32, little-endian

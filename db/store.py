@@ -38,6 +38,7 @@ from scn_annotator.io.atomic import atomic_write_text
 
 from . import artifacts, migrate
 from .annotations import Annotations, record_event
+from .embeddings import Embeddings
 from .jobs import JobQueue
 from .models import EventKind, Image, ImageStatus, Landmark, Setting, utcnow
 from .predictions import Predictions
@@ -90,6 +91,7 @@ class Project:
         self.annotations = Annotations(self)
         self.models = Models(self)
         self.predictions = Predictions(self)
+        self.embeddings = Embeddings(self)
         self._landmarks: list[LandmarkInfo] | None = None
 
     # -- opening -------------------------------------------------------------

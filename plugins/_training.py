@@ -28,6 +28,7 @@ from napari.utils.notifications import show_info
 from qtpy.QtCore import QTimer
 
 from scn_annotator.active.policy import RoundPolicy
+from scn_annotator.active.pool import POOL_STRATEGIES
 from scn_annotator.active.scores import STRATEGIES
 from scn_annotator.app.annotation_session import AnnotationSession
 from scn_annotator.app.worker import HEARTBEAT_S, STALE_AFTER_S, ensure_worker
@@ -46,7 +47,7 @@ class TrainingPanel(Container):
         self.model_label = Label(value="no project")
         self.versions = ComboBox(label="versions", choices=[])
         self.rollback = PushButton(text="Make this version current")
-        self.strategy = ComboBox(label="rank by", choices=list(STRATEGIES))
+        self.strategy = ComboBox(label="rank by", choices=[*STRATEGIES, *POOL_STRATEGIES])
         self.auto_every = SpinBox(
             label="retrain after (0: never)",
             min=0,
@@ -100,7 +101,7 @@ class TrainingPanel(Container):
         self.session, self.location = session, location
         policy = RoundPolicy.of(session.project)
         with self.strategy.changed.blocked(), self.auto_every.changed.blocked():
-            self.strategy.value = session.strategy if session.strategy in STRATEGIES else policy.strategy
+            self.strategy.value = session.strategy if session.strategy in self.strategy.choices else policy.strategy
             self.auto_every.value = policy.auto_every
         running = session.project.jobs.list(PENDING, kind=JobKind.ROUND)
         self.job_id = running[-1].id if running else None

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..db.store import Project
+from .pool import AUTO_SWITCH
 
 if TYPE_CHECKING:
     from ..engine.config import TrainConfig
@@ -28,6 +29,8 @@ class RoundPolicy:
     overrides: dict[str, Any] = field(default_factory=dict)  # any TrainConfig field
     strategy: str = "residual_ambiguity"
     auto_every: int = 0  # queue a round after this many newly done images; 0: only on request
+    batch: int = 8  # images asked for at once: the clusters a pool strategy (``typical``) covers next
+    auto_switch: int = AUTO_SWITCH  # ``auto`` ranks by typicality below this many labelled images
 
     @classmethod
     def of(cls, project: Project) -> RoundPolicy:

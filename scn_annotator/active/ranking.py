@@ -1,9 +1,12 @@
-"""The annotation queue: a project's images, the most doubtful first.
+"""The annotation queue: a project's images, the most doubtful (or, with few labels, the most typical) first.
 
 Shared by ``scn-annotator rank`` and the napari app's queue. Scores come from the
 current model version's predictions, under the project's strategy (or one named);
 images without a score (not yet predicted) come after the scored ones, and done
-images last.
+images last. A pool strategy (``typical``, ``coverage``, ``dense_disagreement``,
+``auto``: :mod:`.pool`) ranks the open images together from their embeddings, so a
+project just imported, with no model and no labels, already has an order: the images
+to annotate first.
 """
 
 from __future__ import annotations
@@ -12,8 +15,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..db.records import ImageRecord
 from ..db.store import Project
+from ..io.images import read_image
+from .embeddings import FEATURES, PIXELS, pixel_embedding
 from .policy import RoundPolicy
+from .pool import DISAGREEMENT, PoolInput, is_pool_strategy, pick
 
 __all__ = ["QueueRow", "RankedQueue", "ranked_queue"]
 
@@ -28,6 +35,7 @@ class QueueRow:
     score: float | None
     doubtful: list[tuple[str, float]] = field(default_factory=list)  # (landmark, value), most doubtful first
     per_landmark: list[float | None] = field(default_factory=list)
+    reason: str = ""  # why a pool strategy put it here
 
 
 @dataclass
@@ -56,6 +64,9 @@ class RankedQueue:
         return rows[0] if rows else None
 
 
+#: What orders a project's images before any model exists, whatever strategy the project ranks by later.
+COLD_START = "typical"
+
 #: Landmarks in the top share of all per-landmark values of the project are "doubtful".
 DOUBTFUL_SHARE = 0.1
 
@@ -67,9 +78,14 @@ def ranked_queue(project: Project, strategy: str | None = None) -> RankedQueue:
     ``DOUBTFUL_SHARE`` of the whole project's under this strategy, so the number of
     doubtful landmarks differs from image to image and says how much needs a look.
     """
-    strategy = strategy or RoundPolicy.of(project).strategy
-    names = project.landmark_names
+    policy = RoundPolicy.of(project)
+    strategy = strategy or policy.strategy
     current = project.models.current()
+    if is_pool_strategy(strategy):
+        return _pool_queue(project, strategy, policy)
+    if current is None and project.images():  # no model, nothing to score: the typical images first
+        return _pool_queue(project, COLD_START, policy)
+    names = project.landmark_names
     scored = project.predictions.scores(strategy, current.id) if current is not None else {}
     unit = next((sc.unit for sc in scored.values() if sc.unit), "")
     values = [v for sc in scored.values() for v in sc.per_landmark if v is not None]
@@ -84,3 +100,53 @@ def ranked_queue(project: Project, strategy: str | None = None) -> RankedQueue:
         rows.append(QueueRow(image.id, image.name, image.status, score.value if score else None, doubts, per))
     rows.sort(key=lambda r: (STATUS_ORDER.get(r.status, 9) == 3, r.score is None, -(r.score or 0.0), r.name))
     return RankedQueue(strategy, current.id if current else None, unit, rows, threshold)
+
+
+def image_embeddings(project: Project, images: list[ImageRecord], version_id: int | None) -> tuple[str, dict]:
+    """(kind, vectors by image id) for ``images``: the model version's features where it stored them for
+    every image, else the model-free thumbnails, computed (and stored) for the images that lack one."""
+    if version_id is not None:
+        features = project.embeddings.get(FEATURES, version_id)
+        if images and all(im.id in features for im in images):
+            return FEATURES, features
+    vectors = project.embeddings.get(PIXELS, None)
+    missing = {im.id: pixel_embedding(read_image(project.resolve(im)).pixels) for im in images if im.id not in vectors}
+    project.embeddings.put(PIXELS, None, missing)
+    return PIXELS, {**vectors, **missing}
+
+
+def _pool_queue(project: Project, strategy: str, policy: RoundPolicy) -> RankedQueue:
+    """The open images ranked together by a pool strategy; in-progress ones first, done ones last."""
+    names = project.landmark_names
+    current = project.models.current()
+    version = current.id if current is not None else None
+    scored = project.predictions.scores(DISAGREEMENT, version) if version is not None else {}
+    images = project.images()
+    kind, vectors = image_embeddings(project, images, version)
+    done = [im for im in images if im.status == "done"]
+    open_ = [im for im in images if im.status != "done"]
+    scores = None
+    if scored:
+        scores = np.array([scored[im.id].value if im.id in scored else 0.0 for im in open_], dtype=np.float64)
+    dims = len(next(iter(vectors.values()))) if vectors else 0
+    x = PoolInput(
+        np.array([vectors[im.id] for im in open_]).reshape(len(open_), dims),
+        np.array([vectors[im.id] for im in done]).reshape(len(done), dims),
+        batch=policy.batch,
+        scores=scores,
+    )
+    ranked = pick(strategy, x, switch=policy.auto_switch) if open_ else []
+    values = [v for sc in scored.values() for v in sc.per_landmark if v is not None and np.isfinite(v)]
+    threshold = float(np.quantile(values, 1 - DOUBTFUL_SHARE)) if values else float("inf")
+    rows = []
+    for r in ranked:
+        image = open_[r.index]
+        score = scored.get(image.id)
+        per = score.per_landmark if score is not None else []
+        doubts = [(names[i], v) for i, v in enumerate(per[: len(names)]) if v is not None and v >= threshold]
+        doubts.sort(key=lambda item: -item[1])
+        rows.append(QueueRow(image.id, image.name, image.status, r.value, doubts, per, f"{r.reason} ({kind})"))
+    rows.sort(key=lambda r: STATUS_ORDER.get(r.status, 9) != 0)  # stable: in progress first, then the ranking
+    rows += [QueueRow(im.id, im.name, im.status, None) for im in sorted(done, key=lambda im: im.name)]
+    unit = next((sc.unit for sc in scored.values() if sc.unit), "")
+    return RankedQueue(strategy, version, unit, rows, threshold)

@@ -48,7 +48,10 @@ from ..io.atomic import atomic_write_text
 from ..io.images import Radiograph, find_images, read_image
 from ..io.landmark_files import read_landmarks
 from .effort import MODES, Tolerance, measure_effort
+from .embeddings import FEATURES, KINDS, pixel_embedding
+from .pool import DISAGREEMENT, POOL_STRATEGIES, PoolInput, is_pool_strategy, pick
 from .scores import STRATEGIES, Scoring, mc_passes_for, select_batch
+from .summary import StrategySummary, summarise
 
 __all__ = [
     "Campaign",
@@ -83,6 +86,10 @@ class Campaign(Record):
     effort: str | None = None  # count the oracle's corrections within this tolerance ("2mm", "1%")
     effort_test: int | None = None  # ... on this many test images per budget (None: all, 0: none)
     group: str | None = None  # a regex whose first group names the patient: the test split keeps patients whole
+    #: how the first images are chosen, before any model: "random", or a pool strategy on the pixel embeddings
+    initial_strategy: str = "random"
+    #: what pool strategies cluster once a model exists: "features" (the model's) or "pixels" (model-free)
+    embedding: str = FEATURES
 
     def budgets(self) -> list[int]:
         """The number of labelled images after each round, starting with the random images."""
@@ -140,24 +147,6 @@ class CampaignResult(Record):
     def spend(self, what: str, started: float) -> None:
         """Add the time since ``started`` to ``what`` (loading, training, scoring, effort)."""
         self.seconds[what] = self.seconds.get(what, 0.0) + time.perf_counter() - started
-
-
-@dataclass(frozen=True)
-class StrategySummary(Record):
-    """One strategy over its seeds: mean (SD) test error per budget, and what it saves against random."""
-
-    budgets: list[int]
-    mean: list[float]
-    sd: list[float]
-    over_4: list[float]
-    auc: float  # the mean curve's mean height (trapezoids over the budgets)
-    #: landmarks placed to label the images of the first k budgets, summed over rounds, per effort mode
-    corrections: dict[str, list[float]] | None = None
-    corrections_sd: dict[str, list[float]] | None = None
-    test_effort: dict[str, list[float]] | None = None  # corrections per test image at each budget
-    #: labelled images at which the mean curve first reaches random's final error (interpolated)
-    labels_to_reach_random_final: float | None = None
-    saving_vs_random: float | None = None  # 1 - that / random's final budget
 
 
 def _image(s: Sample) -> Radiograph:
@@ -218,9 +207,13 @@ class CampaignRun:
         log: Callable[[str], None] = print,
         outside: str = "error",
     ) -> None:
-        unknown = [s for s in campaign.strategies if s not in STRATEGIES]
+        known = [*STRATEGIES, *POOL_STRATEGIES]
+        unknown = [s for s in [*campaign.strategies, campaign.initial_strategy] if s not in known]
         if unknown:
-            raise ScnError(f"unknown strategies {unknown}; known: {', '.join(STRATEGIES)}")
+            raise ScnError(f"unknown strategies {unknown}; known: {', '.join(known)}")
+        if campaign.embedding not in KINDS:
+            raise ScnError(f"unknown embedding {campaign.embedding!r}; known: {', '.join(KINDS)}")
+        self._pixels: dict[str, np.ndarray] = {}
         self.campaign, self.log, self.budgets = campaign, log, campaign.budgets()
         self.tolerance = Tolerance.parse(campaign.effort) if campaign.effort else None
         self.started = time.perf_counter()
@@ -311,9 +304,27 @@ class CampaignRun:
         self.result.spend("effort", t)
         return counts
 
+    def pixels(self, ids: Sequence[str]) -> np.ndarray:
+        """(len(ids), D) the model-free embeddings of these images (computed once per campaign)."""
+        for i in ids:
+            if i not in self._pixels:
+                self._pixels[i] = pixel_embedding(_image(self.by_id[i]).pixels)
+        return np.array([self._pixels[i] for i in ids])
+
+    def first_images(self, seed: int) -> list[str]:
+        """The images labelled before any model: random (seeded), or the campaign's initial pool strategy's."""
+        if self.campaign.initial_strategy == "random":
+            rng = np.random.default_rng(1000 + seed)
+            return rng.choice(self.pool_ids, self.budgets[0], replace=False).tolist()
+        x = PoolInput(self.pixels(self.pool_ids), np.empty((0, 0)), batch=self.budgets[0], seed=seed)
+        ranked = pick(self.campaign.initial_strategy, x)
+        return [self.pool_ids[r.index] for r in ranked[: self.budgets[0]]]
+
     def choose(self, trainer: Trainer, strategy: str, labelled: list[str], count: int, round_: int) -> list[str]:
         """The ``count`` pool images ``strategy`` asks for next, scored as the worker scores them."""
         unlabelled = [i for i in self.pool_ids if i not in labelled]
+        if is_pool_strategy(strategy):
+            return self._choose_from_pool(trainer, strategy, labelled, unlabelled, count, round_)
         t = time.perf_counter()
         mc = self.campaign.mc_passes if mc_passes_for([strategy]) else 0
         scoring = Scoring(mc_passes=mc, round=round_, strategies=[strategy])
@@ -328,6 +339,29 @@ class CampaignRun:
         self.result.spend("scoring", t)
         return picked
 
+    def _choose_from_pool(
+        self, trainer: Trainer, strategy: str, labelled: list[str], unlabelled: list[str], count: int, round_: int
+    ) -> list[str]:
+        """A pool strategy's ``count`` images: the pool's embeddings and disagreement scores, as the app ranks."""
+        t = time.perf_counter()
+        predictor = _predictor(trainer)
+        scoring = Scoring(round=round_, strategies=[DISAGREEMENT])
+        features = self.campaign.embedding == FEATURES
+        scores, vectors = [], []
+        for i in unlabelled:
+            prediction = predictor.predict(_image(self.by_id[i]), heatmaps=True, embed=features)
+            scores.append(scoring(prediction)[DISAGREEMENT].value)
+            vectors.append(prediction.embedding)
+        if features:
+            candidates = np.array(vectors)
+            known = np.array([predictor.embed(_image(self.by_id[i])) for i in labelled])
+        else:
+            candidates, known = self.pixels(unlabelled), self.pixels(labelled)
+        x = PoolInput(candidates, known, batch=count, scores=np.array(scores), seed=round_)
+        picked = [unlabelled[r.index] for r in pick(strategy, x)[:count]]
+        self.result.spend("scoring", t)
+        return picked
+
     # -- the campaign ----------------------------------------------------------------
 
     def run(self, checkpoint: Path | None = None) -> CampaignResult:
@@ -338,9 +372,9 @@ class CampaignRun:
             todo = [name for name in campaign.strategies if (name, seed) not in done]
             if not todo:
                 continue
-            rng = np.random.default_rng(1000 + seed)
-            initial = rng.choice(self.pool_ids, self.budgets[0], replace=False).tolist()
-            self.log(f"seed {seed}: first model on {len(initial)} random images, {campaign.initial_steps} steps")
+            initial = self.first_images(seed)
+            how = campaign.initial_strategy
+            self.log(f"seed {seed}: first model on {len(initial)} {how} images, {campaign.initial_steps} steps")
             first = self.fit(initial, campaign.initial_steps, seed, None)
             start_effort = self.annotate(None, [self.by_id[i] for i in initial])  # no model yet: all placed
             start = self.evaluate(first, len(initial), initial, start_effort)
@@ -423,59 +457,3 @@ def _resume(
     if done:
         log(f"resuming: {len(done)} finished curves taken from {checkpoint}")
     return done
-
-
-def summarise(result: CampaignResult) -> dict[str, StrategySummary]:
-    """Per strategy: mean (and SD over seeds) error at each budget, area under the curve, and how many
-    labelled images it needs to reach the error random selection reaches at its final budget."""
-    by_strategy: dict[str, list[list[CurvePoint]]] = {}
-    for curve in result.curves:
-        by_strategy.setdefault(curve.strategy, []).append(curve.points)
-    out = {name: _summary(curves) for name, curves in by_strategy.items()}
-    if "random" in out:
-        target, final = out["random"].mean[-1], out["random"].budgets[-1]
-        for name, s in out.items():
-            reach = _first_reaching(s.budgets, s.mean, target)
-            saving = None if reach is None else 1.0 - reach / final
-            out[name] = s.replace(labels_to_reach_random_final=reach, saving_vs_random=saving)
-    return out
-
-
-def _summary(curves: list[list[CurvePoint]]) -> StrategySummary:
-    budgets = [p.labelled for p in curves[0]]
-    errors = np.array([[p.mean for p in c] for c in curves], dtype=float)  # (seeds, budgets)
-    mean = errors.mean(axis=0)
-    b = np.asarray(budgets, dtype=float)
-    area = float(((mean[1:] + mean[:-1]) / 2 * np.diff(b)).sum())  # trapezoids
-    corrections = corrections_sd = test_effort = None
-    if all(p.effort for c in curves for p in c):
-        # landmarks placed to label the first k budgets' images, summed over rounds; mean (SD) over seeds
-        totals = {str(m): np.cumsum([[p.effort[m] for p in c] for c in curves], axis=1) for m in MODES}  # type: ignore[index]
-        corrections = {m: t.mean(axis=0).tolist() for m, t in totals.items()}
-        corrections_sd = {m: t.std(axis=0).tolist() for m, t in totals.items()}
-    if all(p.test_effort is not None for c in curves for p in c):
-        test_effort = {
-            str(m): np.mean([[p.test_effort[m] for p in c] for c in curves], axis=0).tolist()  # type: ignore[index]
-            for m in MODES
-        }
-    return StrategySummary(
-        budgets=budgets,
-        mean=mean.tolist(),
-        sd=errors.std(axis=0).tolist(),
-        over_4=np.array([[p.over_4 for p in c] for c in curves]).mean(axis=0).tolist(),
-        auc=area / (b[-1] - b[0]) if len(b) > 1 else float(mean[0]),  # the curve's mean height
-        corrections=corrections,
-        corrections_sd=corrections_sd,
-        test_effort=test_effort,
-    )
-
-
-def _first_reaching(budgets: list[int], errors: list[float], target: float) -> float | None:
-    """The (interpolated) number of labelled images at which the curve first gets to ``target``."""
-    for i, e in enumerate(errors):
-        if e <= target:
-            if i == 0:
-                return float(budgets[0])
-            b0, b1, e0, e1 = budgets[i - 1], budgets[i], errors[i - 1], errors[i]
-            return float(b0 + (b1 - b0) * (e0 - target) / (e0 - e1)) if e0 != e1 else float(b1)
-    return None

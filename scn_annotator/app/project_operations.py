@@ -10,6 +10,7 @@ them for its rounds.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..active.embeddings import FEATURES
 from ..active.scores import Scoring
 from ..db.records import ImageRecord, ModelRecord, TrainingSet, VersionMetrics
 from ..db.store import Project
@@ -200,10 +202,13 @@ def predict_project(
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     device: str | None = None,
+    embed: bool = False,
 ) -> tuple[int, list[tuple[str, str]]]:
     """Predict every image of these statuses with a model version (the current one by default).
 
     Stores landmarks, scores and heatmap caches; annotations are not touched.
+    ``embed``: also store what every image of the project (done ones too) looks like to
+    this model, for the pool strategies (``active/pool.py``).
     Returns (images predicted, [(image, reason) for unreadable ones]).
     """
     model = project.models.get(version_id)
@@ -213,12 +218,13 @@ def predict_project(
         raise ScnError(f"model version {version_id} predicts other landmarks than this project has")
     images = project.images(list(statuses))
     done, failed = 0, []
+    vectors: dict[int, np.ndarray] = {}
     for i, image in enumerate(images):
         if should_stop is not None and should_stop():
             break
         try:
             mc = scorer.mc_passes if scorer is not None else 0
-            prediction = predictor.predict(project.resolve(image), heatmaps=True, mc_passes=mc)
+            prediction = predictor.predict(project.resolve(image), heatmaps=True, mc_passes=mc, embed=embed)
         except ImageReadError as exc:
             failed.append((image.name, exc.reason))
             continue
@@ -230,9 +236,18 @@ def predict_project(
         project.predictions.store(
             version_id, image.id, prediction.points, prediction.confidence, heatmaps=cache, scores=scores
         )
+        if prediction.embedding is not None:
+            vectors[image.id] = prediction.embedding
         done += 1
         if progress:
             progress(i + 1, len(images))
+    if embed and not (should_stop is not None and should_stop()):
+        for image in project.images([s for s in ("new", "in_progress", "skipped", "done") if s not in statuses]):
+            with contextlib.suppress(ImageReadError):  # an unreadable image has no place in a ranking anyway
+                vector = predictor.embed(project.resolve(image))
+                if vector is not None:
+                    vectors[image.id] = vector
+        project.embeddings.put(FEATURES, version_id, vectors)
     return done, failed
 
 

@@ -300,6 +300,7 @@ class Worker:
         return {"result_model_id": version, **self._predict(job)}
 
     def _predict(self, job: JobRecord) -> dict[str, Any]:
+        from ..active.pool import is_pool_strategy
         from ..active.scores import Scoring, mc_passes_for
         from .project_operations import predict_project
 
@@ -312,7 +313,12 @@ class Worker:
             self.report("predicting", start + (1 - start) * done / max(total, 1))
 
         count, failed = predict_project(
-            self.project, progress=progress, should_stop=self._check, scorer=scoring, device=self.device
+            self.project,
+            progress=progress,
+            should_stop=self._check,
+            scorer=scoring,
+            device=self.device,
+            embed=is_pool_strategy(policy.strategy),  # the pool ranks by what the images look like to the model
         )
         if self._check():
             raise _StoppedError

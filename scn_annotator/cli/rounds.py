@@ -134,6 +134,16 @@ def cmd_rank(args: argparse.Namespace) -> int:
         print("nothing to rank yet: run a round (scn-annotator round PROJECT) first")
         return 0
     unit = queue.unit
+    if any(row.reason for row in queue.rows):  # a pool strategy: each row says why it is where it is
+        model = "no model yet" if queue.model_version is None else f"model version {queue.model_version}"
+        print(f"next images by {queue.strategy} ({model})")
+        print(f"  {'image':<20}{'status':<13}{'value':>9}  why")
+        for row in queue.rows[: args.top]:
+            value = f"{row.score:>9.3f}" if row.score is not None else f"{'-':>9}"
+            print(f"  {row.name:<20}{row.status:<13}{value}  {row.reason}")
+        if args.json:
+            atomic_write_text(args.json, json.dumps([r.__dict__ for r in queue.rows], indent=2, default=str))
+        return 0
     print(
         f"next images by {queue.strategy} (model version {queue.model_version}); "
         f"doubtful landmarks have the highest per-landmark values"
@@ -179,6 +189,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         effort=args.effort,
         effort_test=args.effort_test,
         group=args.group,
+        initial_strategy=args.initial_strategy,
+        embedding=args.embedding,
     )
     args.out.mkdir(parents=True, exist_ok=True)
     result = run_campaign(
@@ -332,7 +344,10 @@ def _register_round(sub: argparse._SubParsersAction) -> None:
 def _register_rank(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("rank", help="the images the model is least sure about, with their doubtful landmarks")
     p.add_argument("project", help="project folder or database URL")
-    p.add_argument("--strategy", help="rank by this strategy (default: the project's)")
+    p.add_argument(
+        "--strategy",
+        help="rank by this strategy (default: the project's; before any model, typical images first)",
+    )
     p.add_argument("--top", type=positive(int), default=10, help="how many to list (default 10)")
     p.add_argument("--json", type=Path, metavar="FILE", help="write the whole ranking as JSON")
     add_project_options(p)
@@ -340,6 +355,7 @@ def _register_rank(sub: argparse._SubParsersAction) -> None:
 
 
 def _register_simulate(sub: argparse._SubParsersAction) -> None:
+    from ..active.pool import POOL_STRATEGIES
     from ..active.scores import STRATEGIES
 
     p = sub.add_parser(
@@ -355,7 +371,7 @@ def _register_simulate(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--strategies",
         default="random,least_confident,sc_la_mass",
-        help=f"comma-separated, of: {', '.join(STRATEGIES)}",
+        help=f"comma-separated, of: {', '.join([*STRATEGIES, *POOL_STRATEGIES])}",
     )
     p.add_argument("--seeds", type=positive(int), default=3)
     p.add_argument("--first-seed", type=int, default=0, help="run seeds FIRST .. FIRST+SEEDS-1 (to split a campaign)")
@@ -380,6 +396,18 @@ def _register_simulate(sub: argparse._SubParsersAction) -> None:
         "--group",
         metavar="REGEX",
         help="a regex whose first group names the patient; the test split keeps patients whole",
+    )
+    p.add_argument(
+        "--initial-strategy",
+        default="random",
+        help="how the first images are chosen before any model: random (default) or a pool strategy (typical, "
+        "coverage) on the model-free embeddings",
+    )
+    p.add_argument(
+        "--embedding",
+        choices=["features", "pixels"],
+        default="features",
+        help="what pool strategies cluster once a model exists (default: the model's features)",
     )
     from ._common import add_train_options
 

@@ -9,6 +9,7 @@ prediction peaks at ``100 / (2 pi sigma^2)``, about 2.5.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -69,6 +70,9 @@ class Prediction:
     seconds: float = 0.0
     #: (M, 2) stage 1's object centres, original pixels, when the model learns objects (``objects.py``).
     centres: np.ndarray | None = None
+    #: What the image looks like to the model (``predict(embed=True)``): the local-appearance component's
+    #: deepest level, its mean and maximum over the image per channel (``active/embeddings.py``).
+    embedding: np.ndarray | None = None
 
     @property
     def points_mm(self) -> np.ndarray | None:
@@ -208,8 +212,11 @@ class Predictor:
         heatmaps: bool = False,
         mc_passes: int = 0,
         hints: np.ndarray | None = None,
+        embed: bool = False,
     ) -> Prediction:
         """Landmarks of one image (read from disk when given a path).
+
+        ``embed``: also what the image looks like to the model, from the same pass (``Prediction.embedding``).
 
         ``mc_passes`` > 0 also returns the positions of that many passes with dropout
         on, whose spread is the MC-dropout uncertainty baseline. ``hints`` (N, 2),
@@ -225,8 +232,10 @@ class Predictor:
         if not isinstance(image, Radiograph):
             image = read_image(image)
         net_input, transform = prepare_input(image, self.input_size, self.normalisation, self.device)
-        points, values, out = self.forward(net_input[None, None])
+        with self._deepest_features(embed) as features:
+            points, values, out = self.forward(net_input[None, None])
         result = network_prediction(image, transform, points, values, out, heatmaps, self.objects)
+        result.embedding = features[0] if features else None
         if self.objects is None:
             result.points = self.refine(self.fine_input(image), result.points)
         else:
@@ -240,6 +249,35 @@ class Predictor:
             result.mc_points = transform.from_network(mc)
         result.seconds = time.perf_counter() - start
         return result
+
+    @torch.inference_mode()
+    def embed(self, image: Radiograph | str | Path) -> np.ndarray | None:
+        """What an image looks like to the model (as ``predict(embed=True)`` gives it), from one pass only."""
+        if not isinstance(image, Radiograph):
+            image = read_image(image)
+        net_input, _ = prepare_input(image, self.input_size, self.normalisation, self.device)
+        with self._deepest_features(True) as features:
+            self.model(net_input[None, None].to(self.device))
+        return features[0] if features else None
+
+    @contextlib.contextmanager
+    def _deepest_features(self, wanted: bool) -> Iterator[list[np.ndarray]]:
+        """Collect the local-appearance component's deepest level (mean and max per channel) while a pass runs."""
+        caught: list[np.ndarray] = []
+        blocks = getattr(getattr(self.model, "local", None), "blocks", None)
+        if not wanted or not blocks:
+            yield caught
+            return
+
+        def hook(_module: torch.nn.Module, _inputs: object, output: torch.Tensor) -> None:
+            pooled = torch.cat([output.float().mean(dim=(-2, -1)), output.float().amax(dim=(-2, -1))], dim=1)
+            caught.append(pooled[0].cpu().numpy().astype(np.float32))
+
+        handle = blocks[-1].register_forward_hook(hook)
+        try:
+            yield caught
+        finally:
+            handle.remove()
 
     def conditioner(
         self,

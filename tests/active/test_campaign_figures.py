@@ -6,14 +6,8 @@ import numpy as np
 import pytest
 
 from scn_annotator.active.effort import EffortMode, _corrections, oracle_corrections
-from scn_annotator.active.simulate import (
-    Campaign,
-    CampaignResult,
-    Curve,
-    CurvePoint,
-    _first_reaching,
-    summarise,
-)
+from scn_annotator.active.simulate import Campaign, CampaignResult, Curve, CurvePoint, summarise
+from scn_annotator.active.summary import _first_reaching
 from scn_annotator.engine.config import TrainConfig
 
 

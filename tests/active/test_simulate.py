@@ -145,3 +145,32 @@ def test_an_interrupted_campaign_resumes_from_its_finished_curves(sample_dir, ti
             log=lines.append,
             checkpoint=checkpoint,
         )
+
+
+def test_a_campaign_starts_from_typical_images_and_runs_the_pool_strategies(sample_dir, tiny_cfg):
+    from scn_annotator.active.pool import PoolInput, pick
+    from scn_annotator.active.simulate import CampaignRun
+
+    cfg = tiny_cfg.replace(input_size=(64, 48))
+    campaign = Campaign(
+        strategies=["typical", "coverage", "dense_disagreement", "auto"],
+        seeds=[0],
+        schedule=[4, 6],
+        test=4,
+        initial_steps=4,
+        round_steps=2,
+        initial_strategy="typical",
+        embedding="features",
+    )
+    quiet = {"device": "cpu", "log": lambda _m: None}
+    run = CampaignRun(sample_dir / "images", sample_dir / "labels.csv", cfg, campaign, **quiet)
+    first = run.first_images(0)
+    expected = pick("typical", PoolInput(run.pixels(run.pool_ids), np.empty((0, 0)), batch=4, seed=0))
+    assert first == [run.pool_ids[r.index] for r in expected[:4]]
+    result = run.run()
+    assert sorted(c.strategy for c in result.curves) == sorted(campaign.strategies)
+    for curve in result.curves:
+        assert curve.points[0].picked == first  # every strategy of the seed starts from the same typical images
+        assert len(curve.points[1].picked) == 2 and not set(curve.points[1].picked) & set(first)
+    with pytest.raises(ScnError, match="unknown strategies"):
+        CampaignRun(sample_dir / "images", sample_dir / "labels.csv", cfg, campaign.replace(initial_strategy="nope"))

@@ -1,0 +1,111 @@
+"""Pool strategies: typical images first, coverage, disagreement weighed by typicality, and the switch between."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from scn_annotator.active.embeddings import pixel_embedding, project
+from scn_annotator.active.pool import POOL_STRATEGIES, PoolInput, kmeans, pick, typicality
+from scn_annotator.app.sample_spine import render_spine
+
+
+def _clustered_pool(sizes=(10, 7, 5), seed=0) -> tuple[np.ndarray, np.ndarray]:
+    """Phantom spines in tight clusters: each cluster one rendered spine, its members that image with a
+    little noise and brightness change. Returns (embeddings, cluster of each)."""
+    rng = np.random.default_rng(seed)
+    bases = [render_spine(np.random.default_rng(100 + c))[0].astype(float) for c in range(len(sizes))]
+    vectors, labels = [], []
+    for c, size in enumerate(sizes):
+        for _ in range(size):
+            image = bases[c] * rng.uniform(0.95, 1.05) + rng.normal(0, 3, bases[c].shape)
+            vectors.append(pixel_embedding(image))
+            labels.append(c)
+    return np.array(vectors), np.array(labels)
+
+
+def test_typical_takes_one_image_of_each_tight_cluster_and_random_does_not():
+    vectors, clusters = _clustered_pool()
+    ranked = pick("typical", PoolInput(vectors, np.empty((0, vectors.shape[1])), batch=3))
+    first = [r.index for r in ranked[:3]]
+    assert sorted(clusters[first].tolist()) == [0, 1, 2]
+    assert sorted(r.index for r in ranked) == list(range(len(vectors)))  # every candidate, once
+    assert all("typical" in r.reason for r in ranked) and "no labelled image covers" in ranked[0].reason
+    draws = [np.random.default_rng(s).choice(len(vectors), 3, replace=False) for s in range(10)]
+    assert any(len(set(clusters[d].tolist())) < 3 for d in draws)  # random misses a cluster
+    # with the biggest cluster labelled already, the next batch of two covers the other two
+    labelled = vectors[clusters == 0][:2]
+    rest = np.flatnonzero(~np.isin(np.arange(len(vectors)), np.flatnonzero(clusters == 0)[:2]))
+    again = pick("typical", PoolInput(vectors[rest], labelled, batch=2))
+    assert sorted(clusters[rest][[r.index for r in again[:2]]].tolist()) == [1, 2]
+
+
+def test_coverage_is_k_centre_greedy():
+    points = np.array([[0.0, 0.0], [1.0, 0.0], [10.0, 0.0], [10.0, 1.0], [5.0, 8.0]])
+    labelled = np.array([[0.0, 0.5]])
+    x = PoolInput(points, labelled, batch=2)
+    # the projection is a rotation and per-axis scaling of these points: check the greedy rule in its space
+    cand, lab = x.joint()
+    ranked = POOL_STRATEGIES["coverage"].rank(x)
+    chosen, nearest = [], np.linalg.norm(cand[:, None] - lab[None], axis=-1).min(axis=1)
+    for r in ranked:
+        expected = int(np.where(np.isin(np.arange(len(cand)), chosen), -np.inf, nearest).argmax())
+        assert r.index == expected and "coverage" in r.reason
+        chosen.append(r.index)
+        nearest = np.minimum(nearest, np.linalg.norm(cand - cand[r.index], axis=1))
+    assert ranked[-1].index in (0, 1)  # the images next to the labelled one come last
+
+
+def test_dense_disagreement_ranks_a_doubtful_typical_image_above_an_equally_doubtful_outlier():
+    rng = np.random.default_rng(1)
+    crowd = rng.normal(0, 0.3, (20, 4))
+    outlier = np.array([[8.0, 8.0, 8.0, 8.0]])
+    vectors = np.concatenate([crowd, outlier])
+    scores = np.full(len(vectors), 0.1)
+    scores[[0, 20]] = 0.9  # one doubtful image in the crowd, the outlier as doubtful
+    ranked = pick("dense_disagreement", PoolInput(vectors, np.empty((0, 4)), batch=2, scores=scores))
+    order = [r.index for r in ranked]
+    assert order[0] == 0 and order.index(0) < order.index(20)
+    assert "disagreement 0.90" in ranked[0].reason and "typicality" in ranked[0].reason
+    # without a model there is nothing to disagree about: the typical images, said so
+    cold = pick("dense_disagreement", PoolInput(vectors, np.empty((0, 4)), batch=2))
+    assert "no model yet" in cold[0].reason
+
+
+def test_auto_switches_from_typical_to_disagreement_at_the_configured_size():
+    vectors, _ = _clustered_pool((6, 6), seed=2)
+    scores = np.linspace(0, 1, len(vectors) - 4)
+    labelled, cand = vectors[:4], vectors[4:]
+    below = pick("auto", PoolInput(cand, labelled, batch=2, scores=scores), switch=5)
+    assert "auto, 4 labelled (< 5) -> typical" in below[0].reason
+    at = pick("auto", PoolInput(cand, labelled, batch=2, scores=scores), switch=4)
+    assert "auto, 4 labelled -> disagreement" in at[0].reason
+    assert [r.index for r in at] == [r.index for r in pick("dense_disagreement", PoolInput(cand, labelled, 2, scores))]
+
+
+def test_typicality_kmeans_and_projection_on_known_cases():
+    points = np.array([[0.0], [0.1], [0.2], [5.0]])
+    dense = typicality(points, neighbours=2)
+    assert dense.argmax() == 1 and dense.argmin() == 3
+    labels = kmeans(np.array([[0.0], [0.1], [9.0], [9.1]]), 2, seed=0)
+    assert labels[0] == labels[1] != labels[2] == labels[3]
+    assert project(np.ones((5, 7))).shape[0] == 5  # constant vectors: no division by zero
+    with pytest.raises(ValueError, match="2-D"):
+        pixel_embedding(np.zeros(5))
+
+
+def test_a_fresh_project_without_a_model_is_ranked_by_typicality(sample_dir, tmp_path):
+    """Right after the import: no model, no labels; ``rank`` orders the images and says why."""
+    from scn_annotator.active.ranking import ranked_queue
+    from scn_annotator.db.store import Project
+    from scn_annotator.db.transfer import import_images
+
+    project = Project.create(tmp_path / "fresh", [f"L{k}" for k in range(8)])
+    import_images(project, sample_dir / "images")
+    queue = ranked_queue(project, "typical")
+    assert len(queue.rows) == 24 and queue.model_version is None
+    assert all("typical" in r.reason and "(pixels)" in r.reason for r in queue.rows)
+    assert len(project.embeddings.get("pixels", None)) == 24  # computed once, stored
+    again = ranked_queue(project, "typical")
+    assert [r.name for r in again.rows] == [r.name for r in queue.rows]
+    project.close()
