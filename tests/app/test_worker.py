@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import numpy as np
+
 from scn_annotator.active.policy import RoundPolicy
 from scn_annotator.active.ranking import ranked_queue
 from scn_annotator.app.worker import Worker, maybe_enqueue_round
@@ -164,3 +166,28 @@ def test_a_worker_leaves_the_callers_sigterm_handler_as_it_was(labelled_project)
         assert signal.getsignal(signal.SIGTERM) is mine
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+def test_a_round_under_a_pool_strategy_stores_the_models_view_of_every_image_and_ranks_by_it(
+    labelled_project, tiny_policy
+):
+    """Before the round: the typical images first, from thumbnails; after it: the model's features, every image."""
+    from scn_annotator.engine.inference import Predictor
+
+    project, _ = labelled_project
+    RoundPolicy(initial_steps=40, round_steps=20, overrides=tiny_policy, strategy="auto", auto_switch=4).save(project)
+    cold = ranked_queue(project)
+    assert cold.model_version is None and all("(pixels)" in r.reason for r in cold.rows if r.status != "done")
+    project.jobs.enqueue("round")
+    Worker(project.data_dir, device="cpu").run(once=True)
+    version = project.models.current().id
+    features = project.embeddings.get("features", version)
+    assert len(features) == 24  # the 16 predicted and the 8 done ones
+    queue = ranked_queue(project)
+    open_rows = [r for r in queue.rows if r.status != "done"]
+    assert len(open_rows) == 16 and all("(features)" in r.reason for r in open_rows)
+    assert all("auto, 8 labelled -> disagreement" in r.reason for r in open_rows)  # 8 done >= the switch at 4
+    predictor = Predictor.from_checkpoint(project.models.file(project.models.current()), device="cpu")
+    image = project.images(["new"])[0]
+    np.testing.assert_allclose(predictor.predict(project.resolve(image), embed=True).embedding, features[image.id])
+    np.testing.assert_allclose(predictor.embed(project.resolve(image)), features[image.id], rtol=1e-5, atol=1e-6)
