@@ -397,3 +397,26 @@ class Embedding(Base):
     model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(32))
     vector: Mapped[bytes] = mapped_column(LargeBinary)  # float32, little-endian
+
+
+class Reading(Base):
+    """One reader's own point for one landmark in one image, beside the project's consensus (``annotations``).
+
+    Several readers read an image independently (double reading); each keeps their
+    own row, which only they (or an import in their name) change, never another
+    reader. The consensus the model trains on and the export carries stays in
+    ``annotations``, decided from the readings (``db/readings.py``).
+    """
+
+    __tablename__ = "readings"
+    __table_args__ = (UniqueConstraint("image_id", "landmark_id", "reader"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    landmark_id: Mapped[int] = mapped_column(ForeignKey("landmarks.id"))
+    reader: Mapped[str] = mapped_column(String(128), index=True)
+    x: Mapped[float | None] = mapped_column(Float)  # original pixels; None when absent
+    y: Mapped[float | None] = mapped_column(Float)
+    state: Mapped[LandmarkState] = mapped_column(_enum(LandmarkState, "landmark_state"))
+    #: who wrote it: the reader, or who imported it in the reader's name
+    author: Mapped[str] = mapped_column(String(128))
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

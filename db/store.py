@@ -42,6 +42,7 @@ from .embeddings import Embeddings
 from .jobs import JobQueue
 from .models import EventKind, Image, ImageStatus, Landmark, Setting, utcnow
 from .predictions import Predictions
+from .readings import Readings
 from .records import ImageRecord, LandmarkInfo
 from .rows import image_row, user_name
 from .session import Database
@@ -92,6 +93,7 @@ class Project:
         self.models = Models(self)
         self.predictions = Predictions(self)
         self.embeddings = Embeddings(self)
+        self.readings = Readings(self)
         self._landmarks: list[LandmarkInfo] | None = None
 
     # -- opening -------------------------------------------------------------

@@ -270,7 +270,22 @@ def import_labels(
     landmark a person already placed differently is a conflict: reported, and
     nothing changes unless ``overwrite``. Re-importing the same file changes nothing.
     """
-    table = read_landmarks(path)
+    return import_table(
+        project, read_landmarks(path), spacing_rule=spacing_rule, overwrite=overwrite, author=author, outside=outside
+    )
+
+
+def import_table(
+    project: Project,
+    table: LandmarkTable,
+    *,
+    spacing_rule: SpacingRule | None = None,
+    overwrite: bool = False,
+    author: str | None = None,
+    outside: str = "error",
+) -> LabelImportReport:
+    """:func:`import_labels` of a table already read (a file, or a consensus decided from readings)."""
+    path = table.path or Path("consensus")
     author = user_name(author or project.user)
     names = {lm.id: lm.name for lm in project.landmarks()}
     report = LabelImportReport()
@@ -302,6 +317,33 @@ def import_labels(
             if event is not None:
                 groups.setdefault(row.id, event.group_id)
                 report.set += 1
+        report.names = sorted({r.name for r, _, _ in plan})
+        report.images = len(report.names)
+    return report
+
+
+def import_readings(
+    project: Project,
+    path: str | Path,
+    reader: str,
+    *,
+    spacing_rule: SpacingRule | None = None,
+    author: str | None = None,
+    outside: str = "error",
+) -> LabelImportReport:
+    """Import a landmark file as ``reader``'s own reading of its images (checked as :func:`import_labels` does).
+
+    The reader's earlier points of these images are replaced; another reader's are never
+    touched, and the consensus (``annotations``) is not changed: ``consensus`` decides it.
+    """
+    reader = reader.strip()
+    if not reader:
+        raise ScnError("a reading needs a reader's name (--reader NAME)")
+    table = read_landmarks(path)
+    report = LabelImportReport()
+    with project.db.write() as s:
+        plan = _plan(project, s, table, spacing_rule, outside, report.outside)
+        report.set = project.readings.replace(s, reader, user_name(author or project.user), plan)
         report.names = sorted({r.name for r, _, _ in plan})
         report.images = len(report.names)
     return report

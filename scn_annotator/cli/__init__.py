@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import ScnError
-from . import files, projects, rounds
+from . import files, projects, readers, rounds
 
 __all__ = ["build_parser", "main"]
 
@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens in detail")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (files, projects, rounds):
+    for module in (files, projects, rounds, readers):
         module.register(sub)
     for command in sub.choices.values():
         _same_spellings(command)

@@ -32,7 +32,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from ..db.transfer import import_images, import_labels
+    from ..db.transfer import import_images, import_labels, import_readings
 
     need(args.images or args.labels, "import needs --images, --labels or both")
     project = open_project(args.project, args)
@@ -50,7 +50,13 @@ def cmd_import(args: argparse.Namespace) -> int:
             "images: {} added, {} already there, {} duplicates, {} changed".format(*counts)
             + f", {len(report.failed)} unreadable"
         )
-    if args.labels:
+    if args.labels and args.reader:
+        result = import_readings(
+            project, args.labels, args.reader, spacing_rule=rule(args.spacing_from), outside=args.outside
+        )
+        report_outside(result.outside)
+        print(f"reading of {args.reader}: {result.set} landmarks in {result.images} images (the consensus unchanged)")
+    elif args.labels:
         result = import_labels(
             project, args.labels, spacing_rule=rule(args.spacing_from), overwrite=args.overwrite, outside=args.outside
         )
@@ -178,6 +184,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="a landmark outside its image: refuse the file (default), or leave it unannotated (each one is listed)",
     )
     p.add_argument("--mark-done", action="store_true", help="mark the images of the landmark file done")
+    p.add_argument(
+        "--reader",
+        metavar="NAME",
+        help="import the landmark file as NAME's own reading (several readers per image; see `agreement`)",
+    )
     add_project_options(p)
     p.set_defaults(func=cmd_import)
 

@@ -15,20 +15,31 @@ compare with the published ones (Cobb-angle SMAPE):
   spine's are the largest above and below the main curve (which one depends on
   whether the main curve lies in the upper half of the image).
 
-One place for the rule: the benchmarks, the evaluation and (later) the exports take
-it from here.
+One place for the rule: the benchmarks, the evaluation, the exports and the
+readers' agreement take it from here. Besides the Cobb angles, a project may define
+its own measurements (distances and angles between named landmarks, e.g. for
+cephalograms; ``io/measurement_file.py``): :class:`Measurement`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
 from .objects import object_prefix
 
-__all__ = ["CORNERS", "CobbAngles", "cobb_angles", "smape", "spine_corners"]
+__all__ = [
+    "CORNERS",
+    "CobbAngles",
+    "Measurement",
+    "builtin_measurements",
+    "cobb_angles",
+    "smape",
+    "spine_corners",
+]
 
 #: A vertebra's corners as the AASCE layout names them, in the order the rule reads them.
 CORNERS = ("tl", "tr", "bl", "br")
@@ -131,3 +142,53 @@ def smape(predicted: Sequence[CobbAngles], truth: Sequence[CobbAngles]) -> float
         total = float((a + b).sum())
         terms.append(float(np.abs(a - b).sum()) / total if total > 0 else 0.0)
     return 100.0 * float(np.mean(terms))
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One derived measurement of a layout: what clinicians read off the landmarks.
+
+    ``kind``: ``distance`` (two landmarks; mm where the spacing is known, px otherwise),
+    ``angle`` (three: the angle at the middle one, degrees; cephalometry's SNA is
+    ``angle(S, N, A)``), ``line_angle`` (four: between the line of the first two and of
+    the last two, 0-90 degrees) or ``cobb_main`` / ``cobb_second`` / ``cobb_third`` (a
+    spine layout's Cobb angles by the one rule above; ``landmarks`` lists the corners).
+    """
+
+    name: str
+    kind: str
+    landmarks: tuple[int, ...]
+
+    ARITY: ClassVar[dict[str, int]] = {"distance": 2, "angle": 3, "line_angle": 4}
+    COBB: ClassVar[tuple[str, ...]] = ("cobb_main", "cobb_second", "cobb_third")
+
+    @property
+    def unit(self) -> str:
+        return "deg" if self.kind != "distance" else "length"
+
+    def value(self, points: np.ndarray, spacing: tuple[float, float] | None = None, height: float = 0.0) -> float:
+        """The measurement on (N, 2) original-pixel points; NaN where a landmark it needs is missing."""
+        p = np.asarray(points, dtype=np.float64)[list(self.landmarks)]
+        if np.isnan(p).any():
+            return float("nan")
+        if self.kind in self.COBB:
+            return float(cobb_angles(p, height).angles[self.COBB.index(self.kind)])
+        if self.kind == "distance":
+            factor = np.ones(2) if spacing is None else np.asarray(spacing, dtype=np.float64)
+            return float(np.linalg.norm((p[1] - p[0]) * factor))
+        if self.kind == "angle":
+            u, v = p[0] - p[1], p[2] - p[1]
+        else:
+            u, v = p[1] - p[0], p[3] - p[2]
+        cos = float(u @ v / max(np.linalg.norm(u) * np.linalg.norm(v), 1e-12))
+        angle = float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
+        return min(angle, 180.0 - angle) if self.kind == "line_angle" else angle
+
+
+def builtin_measurements(names: Sequence[str]) -> list[Measurement]:
+    """The measurements a layout gets without a file: a spine layout's three Cobb angles, else none."""
+    order = spine_corners(names)
+    if order is None:
+        return []
+    corners = tuple(int(k) for k in order)
+    return [Measurement(kind.replace("cobb_", "Cobb ") + " angle", kind, corners) for kind in Measurement.COBB]

@@ -29,11 +29,18 @@ def upgrade() -> None:
         sa.Column("model_version_id", sa.Integer(), nullable=True),
         sa.Column("kind", sa.String(length=32), nullable=False),
         sa.Column("vector", sa.LargeBinary(), nullable=False),
-        sa.ForeignKeyConstraint(["image_id"], ["images.id"], ondelete="CASCADE"),
-        sa.ForeignKeyConstraint(["model_version_id"], ["model_versions.id"], ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("id"),
+        sa.ForeignKeyConstraint(
+            ["image_id"], ["images.id"], name=op.f("fk_embeddings_image_id_images"), ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["model_version_id"],
+            ["model_versions.id"],
+            name=op.f("fk_embeddings_model_version_id_model_versions"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_embeddings")),
     )
-    op.create_index("ix_embeddings_lookup", "embeddings", ["kind", "model_version_id", "image_id"])
+    op.create_index("ix_embeddings_lookup", "embeddings", ["kind", "model_version_id", "image_id"], unique=False)
 
 
 def downgrade() -> None:

@@ -1,0 +1,79 @@
+"""A project's readings: each reader's own points, kept apart from the consensus in ``annotations``.
+
+A reader's points are changed only in that reader's name (a re-import by the same
+reader replaces them; another reader's import never touches them). The consensus
+the model trains on is decided from them (:meth:`Readings.consensus_table`) and
+imported into ``annotations`` through the same checks as any landmark file, so a
+human correction there is never overwritten without ``--overwrite``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+from sqlalchemy import delete, select
+
+from scn_annotator.io.landmark_files import LandmarkTable
+
+from .models import Image, LandmarkState, Reading
+
+if TYPE_CHECKING:
+    from .store import Project
+
+__all__ = ["Readings"]
+
+
+class Readings:
+    """``project.readings``: every reader's points, by reader and image."""
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+
+    def readers(self) -> list[str]:
+        with self.project.db.read() as s:
+            return sorted(set(s.scalars(select(Reading.reader).distinct())))
+
+    def all(self) -> dict[str, dict[str, np.ndarray]]:
+        """``{reader: {image name: (N, 2) original pixels, NaN where not placed or absent}}``."""
+        index = {lm.id: lm.index for lm in self.project.landmarks()}
+        n = len(index)
+        out: dict[str, dict[str, np.ndarray]] = {}
+        with self.project.db.read() as s:
+            rows = s.execute(select(Reading, Image.name).join(Image, Image.id == Reading.image_id))
+            for reading, image in rows:
+                points = out.setdefault(reading.reader, {}).setdefault(image, np.full((n, 2), np.nan))
+                if reading.x is not None:
+                    points[index[reading.landmark_id]] = (reading.x, reading.y)
+        return out
+
+    def replace(self, s, reader: str, author: str, plan: list) -> int:  # noqa: ANN001 - a session and a transfer plan
+        """Within the caller's transaction: ``reader``'s points of the plan's images become the plan's."""
+        images = {row.id for row, _, _ in plan}
+        s.execute(delete(Reading).where(Reading.reader == reader, Reading.image_id.in_(images)))
+        s.add_all(
+            Reading(
+                image_id=row.id, landmark_id=lm_id, reader=reader, x=x, y=y, state=LandmarkState(state), author=author
+            )
+            for row, lm_id, (x, y, state, _source) in plan
+        )
+        return len(plan)
+
+    def consensus_table(self) -> LandmarkTable | None:
+        """The mean of every landmark over the readers who placed it, for every image read by two or more
+        (an image read once has no consensus to decide: its reading is what there is). None without such images."""
+        by_reader = self.all()
+        images = sorted({i for r in by_reader.values() for i in r})
+        names = self.project.landmark_names
+        points: dict[str, np.ndarray] = {}
+        for image in images:
+            stack = np.stack([r[image] for r in by_reader.values() if image in r])
+            if len(stack) < 2:
+                continue
+            placed = ~np.isnan(stack[..., 0])
+            total = np.where(placed[..., None], stack, 0.0).sum(axis=0)
+            count = placed.sum(axis=0)[:, None]
+            points[image] = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+        if not points:
+            return None
+        return LandmarkTable(names=list(names), points=points, unit="px", layout="wide", path=None)

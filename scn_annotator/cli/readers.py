@@ -1,0 +1,89 @@
+"""Commands for several readers: their agreement, and the consensus decided from their readings."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..io.atomic import atomic_write_text
+from ._common import add_project_options, open_project
+
+__all__ = ["register"]
+
+
+def cmd_agreement(args: argparse.Namespace) -> int:
+    from ..app.agreement_report import agreement_report, bland_altman_plots
+    from ..io.measurement_file import read_measurements
+
+    project = open_project(args.project, args)
+    measurements = None
+    if args.measurements is not None:
+        measurements = read_measurements(args.measurements, project.landmark_names)
+    report = agreement_report(project, measurements)
+    if len(report.readers) < 2:
+        print(
+            f"{len(report.readers)} reader(s) in this project: import each reader's landmarks with "
+            "`scn-annotator import PROJECT --labels CSV --reader NAME` first"
+        )
+        return 0
+    print(report.table())
+    if args.json:
+        atomic_write_text(args.json, json.dumps(report.to_dict(), indent=2))
+        print(f"wrote {args.json}")
+    if args.plots:
+        for path in bland_altman_plots(report, args.plots):
+            print(f"wrote {path}")
+    return 0
+
+
+def cmd_consensus(args: argparse.Namespace) -> int:
+    from ..db.transfer import import_table
+
+    project = open_project(args.project, args)
+    table = project.readings.consensus_table()
+    if table is None:
+        print("no image is read by two readers yet: nothing to decide")
+        return 0
+    readers = ", ".join(project.readings.readers())
+    result = import_table(project, table, overwrite=args.overwrite, author=f"consensus ({readers})")
+    print(
+        f"consensus (mean of the readers' points): {result.set} landmarks set, {result.unchanged} unchanged, "
+        f"in {result.images} images"
+    )
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "agreement",
+        help="how far the readers' points (and the model's) lie apart, per landmark; measurements' ICC",
+        description="Per landmark and overall: the distance between every two readers on the images both "
+        "read (mean, median, 95th percentile; mm where every such image has a spacing), the current model "
+        "against each reader and the consensus, and each measurement's intraclass correlation (ICC(2,1)) "
+        "and Bland-Altman limits. Readers come from `import --reader NAME`.",
+    )
+    p.add_argument("project", help="project folder or database URL")
+    p.add_argument("--json", type=Path, metavar="FILE", help="write the report as JSON")
+    p.add_argument("--plots", type=Path, metavar="DIR", help="write a Bland-Altman PNG per measurement and pair")
+    p.add_argument(
+        "--measurements",
+        type=Path,
+        metavar="FILE",
+        help="NAME = distance(A, B) | angle(A, B, C) | line_angle(A, B, C, D), one a line "
+        "(default: a spine layout's Cobb angles)",
+    )
+    add_project_options(p)
+    p.set_defaults(func=cmd_agreement)
+
+    p = sub.add_parser(
+        "consensus",
+        help="decide the consensus of every image read twice or more: the mean of the readers' points",
+        description="Writes the mean of the readers' points into the project's annotations (what the model "
+        "trains on and export writes), through the same checks as an import: a human correction there is "
+        "never replaced without --overwrite.",
+    )
+    p.add_argument("project", help="project folder or database URL")
+    p.add_argument("--overwrite", action="store_true", help="let the consensus replace human corrections")
+    add_project_options(p)
+    p.set_defaults(func=cmd_consensus)
