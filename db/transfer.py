@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from scn_annotator import __version__
 from scn_annotator.engine.geometry import SpacingRule, inside_image
+from scn_annotator.engine.measurements import Measurement, builtin_measurements
 from scn_annotator.errors import ImageReadError, LabelFileError, ScnError
 from scn_annotator.io.atomic import atomic_write_text
 from scn_annotator.io.images import find_images, image_id, read_image_info
@@ -349,11 +350,19 @@ def import_readings(
     return report
 
 
-def export(project: Project, out: str | Path, *, layout: str = "wide", include_all: bool = False) -> dict[str, Any]:
+def export(
+    project: Project,
+    out: str | Path,
+    *,
+    layout: str = "wide",
+    include_all: bool = False,
+    measurements: Sequence[Measurement] | None = None,
+) -> dict[str, Any]:
     """Write the curated landmarks as CSV (px and mm, state, spacing) and a JSON manifest beside it.
 
-    By default only images marked done. Writes exactly two files, ``out`` and
-    ``<out>.manifest.json``, each atomically. Returns the manifest.
+    By default only images marked done. Writes ``out`` and ``<out>.manifest.json``, each
+    atomically; and where the layout has measurements (``measurements``, by default a
+    spine's Cobb angles), ``<out>.measurements.csv`` with one row per image. Returns the manifest.
     """
     out = Path(out)
     if layout not in ("wide", "long"):
@@ -421,6 +430,23 @@ def export(project: Project, out: str | Path, *, layout: str = "wide", include_a
         "exported_at": utcnow().isoformat(timespec="seconds") + "Z",
         "app_version": __version__,
     }
+    defs = builtin_measurements([lm.name for lm in lms]) if measurements is None else list(measurements)
+    if defs:
+        manifest["measurements"] = _export_measurements(project, out, images, defs)
     write_csv(out, header, lines)
     atomic_write_text(out.with_name(out.stem + ".manifest.json"), json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def _export_measurements(project: Project, out: Path, images: list, defs: list[Measurement]) -> dict[str, Any]:
+    """``<out>.measurements.csv``: each measurement of each image from its consensus points (empty where a
+    landmark it needs is missing); mm where the image has a spacing, px otherwise (the unit column says)."""
+    header = ["image", "length_unit", *[f"{m.name} ({'deg' if m.unit == 'deg' else 'length'})" for m in defs]]
+    rows = []
+    for image in images:
+        points = project.annotations.points(image.id)
+        values = [m.value(points, image.spacing, image.height) for m in defs]
+        rows.append([image.name, "mm" if image.spacing else "px", *("" if np.isnan(v) else f"{v:.4f}" for v in values)])
+    path = out.with_name(out.stem + ".measurements.csv")
+    write_csv(path, header, rows)
+    return {"file": path.name, "definitions": [{"name": m.name, "kind": m.kind} for m in defs]}

@@ -106,10 +106,17 @@ def cmd_export(args: argparse.Namespace) -> int:
     from ..db.transfer import export
 
     project = open_project(args.project, args)
-    manifest = export(project, args.out, layout=args.layout, include_all=args.all)
+    measurements = None
+    if args.measurements is not None:
+        from ..io.measurement_file import read_measurements
+
+        measurements = read_measurements(args.measurements, project.landmark_names)
+    manifest = export(project, args.out, layout=args.layout, include_all=args.all, measurements=measurements)
     states = ", ".join(f"{n} {k}" for k, n in manifest["annotations"].items())
     which = "all" if args.all else "done"
     print(f"exported {manifest['images']} {which} images ({states}) to {args.out} and its manifest")
+    if "measurements" in manifest:
+        print(f"measurements ({len(manifest['measurements']['definitions'])}) in {manifest['measurements']['file']}")
     return 0
 
 
@@ -218,5 +225,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--format", dest="layout", choices=["wide", "long"], help=argparse.SUPPRESS)  # its old name
     p.add_argument("--all", action="store_true", help="every image, not only those marked done")
+    p.add_argument(
+        "--measurements",
+        type=Path,
+        metavar="FILE",
+        help="also write these measurements per image (NAME = distance(A, B) | angle(A, B, C) | ...); "
+        "a spine layout gets its Cobb angles without a file",
+    )
     add_project_options(p)
     p.set_defaults(func=cmd_export)

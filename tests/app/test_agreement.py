@@ -160,3 +160,18 @@ def test_the_model_is_set_against_each_reader_and_the_consensus(trained, sample_
     text = report.table()
     assert "model-readers" in text and "within" in text
     project.close()
+
+
+def test_export_writes_the_measurements_beside_the_landmarks(labelled_project, tmp_path):
+    project, truth = labelled_project
+    names_file = tmp_path / "m.txt"
+    names_file.write_text(f"span = distance({truth.names[0]}, {truth.names[-1]})\n")
+    out = tmp_path / "export.csv"
+    assert main(["export", str(project.data_dir), str(out), "--measurements", str(names_file)]) == 0
+    rows = (tmp_path / "export.measurements.csv").read_text().splitlines()
+    assert rows[0] == "image,length_unit,span (length)" and len(rows) == 1 + 8  # the 8 done images
+    image, unit, value = rows[1].split(",")
+    expected = np.linalg.norm((truth.points[image][-1] - truth.points[image][0]) * 0.6)
+    assert unit == "mm" and float(value) == pytest.approx(expected, abs=1e-3)
+    manifest = json.loads((tmp_path / "export.manifest.json").read_text())
+    assert manifest["measurements"]["definitions"] == [{"name": "span", "kind": "distance"}]
