@@ -380,25 +380,7 @@ def export(
         by_image: dict[int, dict[int, Annotation]] = {}
         for a in rows:
             by_image.setdefault(a.image_id, {})[a.landmark_id] = a
-    if layout == "wide":
-        header = ["image", "status", "width", "height", "spacing_mm_x", "spacing_mm_y", "spacing_source"]
-        for lm in lms:
-            header += [f"{lm.name}_{column}" for column in ("x", "y", "x_mm", "y_mm", "state")]
-    else:
-        header = [
-            "image",
-            "landmark",
-            "x",
-            "y",
-            "x_mm",
-            "y_mm",
-            "state",
-            "source",
-            "author",
-            "spacing_mm_x",
-            "spacing_mm_y",
-            "spacing_source",
-        ]
+    header = _export_header(layout, [lm.name for lm in lms])
     for image in images:
         sx, sy = image.spacing or (None, None)
         spacing_cells = [fmt(sx) if sx else "", fmt(sy) if sy else "", image.spacing_source]
@@ -436,6 +418,14 @@ def export(
     write_csv(out, header, lines)
     atomic_write_text(out.with_name(out.stem + ".manifest.json"), json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def _export_header(layout: str, names: list[str]) -> list[str]:
+    if layout == "wide":
+        header = ["image", "status", "width", "height", "spacing_mm_x", "spacing_mm_y", "spacing_source"]
+        return header + [f"{name}_{column}" for name in names for column in ("x", "y", "x_mm", "y_mm", "state")]
+    spacing = ["spacing_mm_x", "spacing_mm_y", "spacing_source"]
+    return ["image", "landmark", "x", "y", "x_mm", "y_mm", "state", "source", "author", *spacing]
 
 
 def _export_measurements(project: Project, out: Path, images: list, defs: list[Measurement]) -> dict[str, Any]:
