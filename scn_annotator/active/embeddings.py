@@ -21,11 +21,25 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["FEATURES", "KINDS", "PIXELS", "THUMBNAIL", "pixel_embedding", "project"]
+__all__ = [
+    "FEATURES",
+    "GRADIENTS",
+    "KINDS",
+    "MODEL_FREE",
+    "PIXELS",
+    "THUMBNAIL",
+    "gradient_embedding",
+    "model_free_embedding",
+    "pixel_embedding",
+    "project",
+]
 
 PIXELS = "pixels"
+GRADIENTS = "gradients"
 FEATURES = "features"
-KINDS = (PIXELS, FEATURES)
+KINDS = (PIXELS, GRADIENTS, FEATURES)
+#: The embeddings that need no model.
+MODEL_FREE = (PIXELS, GRADIENTS)
 #: The model-free embedding's grid (height, width): a thumbnail, aspect kept.
 THUMBNAIL = (24, 24)
 
@@ -54,6 +68,24 @@ def pixel_embedding(pixels: np.ndarray, grid: tuple[int, int] = THUMBNAIL) -> np
     top, left = (gh - small.shape[0]) // 2, (gw - small.shape[1]) // 2
     out[top : top + small.shape[0], left : left + small.shape[1]] = small
     return out.ravel()
+
+
+def gradient_embedding(pixels: np.ndarray, grid: tuple[int, int] = (64, 64)) -> np.ndarray:
+    """Histograms of oriented gradients (Dalal and Triggs 2005) of a 64 x 64 thumbnail: where edges run which
+    way (a hand's fingers, a column's tilt), not how bright the exposure is."""
+    from skimage.feature import hog
+
+    thumb = pixel_embedding(pixels, grid).reshape(grid)
+    return hog(thumb, orientations=8, pixels_per_cell=(8, 8), cells_per_block=(2, 2)).astype(np.float32)
+
+
+def model_free_embedding(kind: str, pixels: np.ndarray) -> np.ndarray:
+    """The ``kind`` (``pixels`` or ``gradients``) embedding of an image, for a pool without a model."""
+    if kind == PIXELS:
+        return pixel_embedding(pixels)
+    if kind == GRADIENTS:
+        return gradient_embedding(pixels)
+    raise ValueError(f"{kind!r} is not a model-free embedding ({', '.join(MODEL_FREE)})")
 
 
 def project(vectors: np.ndarray, components: int = 16) -> np.ndarray:

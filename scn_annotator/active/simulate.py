@@ -48,7 +48,7 @@ from ..io.atomic import atomic_write_text
 from ..io.images import Radiograph, find_images, read_image
 from ..io.landmark_files import read_landmarks
 from .effort import MODES, Tolerance, measure_effort
-from .embeddings import FEATURES, KINDS, pixel_embedding
+from .embeddings import FEATURES, KINDS, MODEL_FREE, PIXELS, model_free_embedding
 from .pool import DISAGREEMENT, POOL_STRATEGIES, PoolInput, is_pool_strategy, pick
 from .scores import STRATEGIES, Scoring, mc_passes_for, select_batch
 from .summary import StrategySummary, summarise
@@ -90,6 +90,8 @@ class Campaign(Record):
     initial_strategy: str = "random"
     #: what pool strategies cluster once a model exists: "features" (the model's) or "pixels" (model-free)
     embedding: str = FEATURES
+    #: the model-free embedding of the images before any model ("pixels" or "gradients")
+    cold_embedding: str = PIXELS
 
     def budgets(self) -> list[int]:
         """The number of labelled images after each round, starting with the random images."""
@@ -211,8 +213,8 @@ class CampaignRun:
         unknown = [s for s in [*campaign.strategies, campaign.initial_strategy] if s not in known]
         if unknown:
             raise ScnError(f"unknown strategies {unknown}; known: {', '.join(known)}")
-        if campaign.embedding not in KINDS:
-            raise ScnError(f"unknown embedding {campaign.embedding!r}; known: {', '.join(KINDS)}")
+        if campaign.embedding not in KINDS or campaign.cold_embedding not in MODEL_FREE:
+            raise ScnError(f"unknown embedding {campaign.embedding!r} or {campaign.cold_embedding!r}")
         self._pixels: dict[str, np.ndarray] = {}
         self.campaign, self.log, self.budgets = campaign, log, campaign.budgets()
         self.tolerance = Tolerance.parse(campaign.effort) if campaign.effort else None
@@ -305,10 +307,10 @@ class CampaignRun:
         return counts
 
     def pixels(self, ids: Sequence[str]) -> np.ndarray:
-        """(len(ids), D) the model-free embeddings of these images (computed once per campaign)."""
+        """(len(ids), D) the campaign's model-free embeddings of these images (computed once per campaign)."""
         for i in ids:
             if i not in self._pixels:
-                self._pixels[i] = pixel_embedding(_image(self.by_id[i]).pixels)
+                self._pixels[i] = model_free_embedding(self.campaign.cold_embedding, _image(self.by_id[i]).pixels)
         return np.array([self._pixels[i] for i in ids])
 
     def first_images(self, seed: int) -> list[str]:

@@ -191,6 +191,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         group=args.group,
         initial_strategy=args.initial_strategy,
         embedding=args.embedding,
+        cold_embedding=args.cold_embedding,
     )
     args.out.mkdir(parents=True, exist_ok=True)
     result = run_campaign(
@@ -408,6 +409,12 @@ def _register_simulate(sub: argparse._SubParsersAction) -> None:
         choices=["features", "pixels"],
         default="features",
         help="what pool strategies cluster once a model exists (default: the model's features)",
+    )
+    p.add_argument(
+        "--cold-embedding",
+        choices=["pixels", "gradients"],
+        default="pixels",
+        help="the model-free embedding before any model: a thumbnail (default) or its oriented gradients",
     )
     from ._common import add_train_options
 

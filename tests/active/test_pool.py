@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scn_annotator.active.embeddings import pixel_embedding, project
+from scn_annotator.active.embeddings import model_free_embedding, pixel_embedding, project
 from scn_annotator.active.pool import POOL_STRATEGIES, PoolInput, kmeans, pick, typicality
 from scn_annotator.app.sample_spine import render_spine
 
@@ -92,6 +92,11 @@ def test_typicality_kmeans_and_projection_on_known_cases():
     assert project(np.ones((5, 7))).shape[0] == 5  # constant vectors: no division by zero
     with pytest.raises(ValueError, match="2-D"):
         pixel_embedding(np.zeros(5))
+    image = np.random.default_rng(0).random((120, 80))
+    assert model_free_embedding("gradients", image).shape == (8 * 7 * 7 * 4,)  # oriented gradients, 64 x 64
+    np.testing.assert_array_equal(model_free_embedding("pixels", image), pixel_embedding(image))
+    with pytest.raises(ValueError, match="not a model-free embedding"):
+        model_free_embedding("features", image)
 
 
 def test_a_fresh_project_without_a_model_is_ranked_by_typicality(sample_dir, tmp_path):
