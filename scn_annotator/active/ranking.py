@@ -4,13 +4,14 @@ Shared by ``scn-annotator rank`` and the napari app's queue. Scores come from th
 current model version's predictions, under the project's strategy (or one named);
 images without a score (not yet predicted) come after the scored ones, and done
 images last. A pool strategy (``typical``, ``coverage``, ``dense_disagreement``,
-``auto``: :mod:`.pool`) ranks the open images together from their embeddings, so a
-project just imported, with no model and no labels, already has an order: the images
-to annotate first.
+``auto``: :mod:`.pool`) ranks the open images together from their embeddings (``rank --strategy typical`` on a
+project just imported says which images are typical). Before any model, the default
+queue is a random order (:func:`_cold_queue` says why).
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -64,8 +65,11 @@ class RankedQueue:
         return rows[0] if rows else None
 
 
-#: What orders a project's images before any model exists, whatever strategy the project ranks by later.
-COLD_START = "typical"
+#: Why a project without a model is in a random order, not by typicality: what the cold-start campaigns measured.
+COLD_START_REASON = (
+    "no model yet: a random order (the typical images of a thumbnail embedding were no better on real hands; "
+    "rank --strategy typical orders by them)"
+)
 
 #: Landmarks in the top share of all per-landmark values of the project are "doubtful".
 DOUBTFUL_SHARE = 0.1
@@ -83,8 +87,8 @@ def ranked_queue(project: Project, strategy: str | None = None) -> RankedQueue:
     current = project.models.current()
     if is_pool_strategy(strategy):
         return _pool_queue(project, strategy, policy)
-    if current is None and project.images():  # no model, nothing to score: the typical images first
-        return _pool_queue(project, COLD_START, policy)
+    if current is None and project.images():  # no model, nothing to score yet
+        return _cold_queue(project, strategy)
     names = project.landmark_names
     scored = project.predictions.scores(strategy, current.id) if current is not None else {}
     unit = next((sc.unit for sc in scored.values() if sc.unit), "")
@@ -150,3 +154,20 @@ def _pool_queue(project: Project, strategy: str, policy: RoundPolicy) -> RankedQ
     rows += [QueueRow(im.id, im.name, im.status, None) for im in sorted(done, key=lambda im: im.name)]
     unit = next((sc.unit for sc in scored.values() if sc.unit), "")
     return RankedQueue(strategy, version, unit, rows, threshold)
+
+
+def _cold_queue(project: Project, strategy: str) -> RankedQueue:
+    """Before any model: a random order (fixed per image name), in-progress images first, done ones last.
+
+    Not file order: a folder sorted by date or patient puts a series of alike images first.
+    Not typicality: over five seeds on real hands, eight typical images (thumbnails or their
+    oriented gradients) gave a first model no better than eight random ones (benchmarks/RESULTS.md).
+    """
+    rows = []
+    for image in project.images():
+        digest = hashlib.sha256(f"{image.name}:0".encode()).digest()
+        value = int.from_bytes(digest[:8], "little") / 2**64
+        done = image.status == "done"
+        rows.append(QueueRow(image.id, image.name, image.status, None if done else value, reason=COLD_START_REASON))
+    rows.sort(key=lambda r: (STATUS_ORDER.get(r.status, 9) == 3, STATUS_ORDER.get(r.status, 9) != 0, -(r.score or 0)))
+    return RankedQueue(strategy, None, "", rows)

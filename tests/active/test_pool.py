@@ -113,4 +113,9 @@ def test_a_fresh_project_without_a_model_is_ranked_by_typicality(sample_dir, tmp
     assert len(project.embeddings.get("pixels", None)) == 24  # computed once, stored
     again = ranked_queue(project, "typical")
     assert [r.name for r in again.rows] == [r.name for r in queue.rows]
+    # the default queue before any model: a fixed random order, saying why (typical images measured no better)
+    default = ranked_queue(project)
+    order = [r.name for r in default.rows]
+    assert all("no model yet: a random order" in r.reason for r in default.rows)
+    assert order == [r.name for r in ranked_queue(project).rows] and order != sorted(order)
     project.close()
