@@ -11,17 +11,17 @@ queue is a random order (:func:`_cold_queue` says why).
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..db.records import ImageRecord
+from ..db.records import ImageRecord, ScoreRecord
 from ..db.store import Project
 from ..io.images import read_image
 from .embeddings import FEATURES, PIXELS, pixel_embedding
 from .policy import RoundPolicy
 from .pool import DISAGREEMENT, PoolInput, is_pool_strategy, pick
+from .scores import random_value
 
 __all__ = ["QueueRow", "RankedQueue", "ranked_queue"]
 
@@ -85,25 +85,45 @@ def ranked_queue(project: Project, strategy: str | None = None) -> RankedQueue:
     policy = RoundPolicy.of(project)
     strategy = strategy or policy.strategy
     current = project.models.current()
+    version = current.id if current is not None else None
+    images = project.images()
     if is_pool_strategy(strategy):
-        return _pool_queue(project, strategy, policy)
-    if current is None and project.images():  # no model, nothing to score yet
-        return _cold_queue(project, strategy)
-    names = project.landmark_names
-    scored = project.predictions.scores(strategy, current.id) if current is not None else {}
-    unit = next((sc.unit for sc in scored.values() if sc.unit), "")
-    values = [v for sc in scored.values() for v in sc.per_landmark if v is not None]
-    finite_values = np.array([v for v in values if np.isfinite(v)])
-    threshold = float(np.quantile(finite_values, 1 - DOUBTFUL_SHARE)) if finite_values.size else float("inf")
+        return _pool_queue(project, images, strategy, policy, version)
+    if version is None and images:  # no model, nothing to score yet
+        return _cold_queue(images, strategy)
+    scored = project.predictions.scores(strategy, version) if version is not None else {}
+    threshold = _threshold(scored)
     rows = []
-    for image in project.images():
+    for image in images:
         score = scored.get(image.id)
-        per = score.per_landmark if score is not None else []
-        doubts = [(names[i], v) for i, v in enumerate(per[: len(names)]) if v is not None and v >= threshold]
-        doubts.sort(key=lambda item: -item[1])
-        rows.append(QueueRow(image.id, image.name, image.status, score.value if score else None, doubts, per))
+        rows.append(_row(project.landmark_names, image, score.value if score else None, score, threshold))
     rows.sort(key=lambda r: (STATUS_ORDER.get(r.status, 9) == 3, r.score is None, -(r.score or 0.0), r.name))
-    return RankedQueue(strategy, current.id if current else None, unit, rows, threshold)
+    return RankedQueue(strategy, version, _unit(scored), rows, threshold)
+
+
+def _threshold(scored: dict[int, ScoreRecord]) -> float:
+    """The per-landmark value from which a landmark is doubtful: the top ``DOUBTFUL_SHARE`` of the project's."""
+    values = np.array([v for sc in scored.values() for v in sc.per_landmark if v is not None and np.isfinite(v)])
+    return float(np.quantile(values, 1 - DOUBTFUL_SHARE)) if values.size else float("inf")
+
+
+def _unit(scored: dict[int, ScoreRecord]) -> str:
+    return next((sc.unit for sc in scored.values() if sc.unit), "")
+
+
+def _row(
+    names: list[str],
+    image: ImageRecord,
+    value: float | None,
+    score: ScoreRecord | None,
+    threshold: float,
+    reason: str = "",
+) -> QueueRow:
+    """A queue row at ``value``, with the landmarks ``score`` finds doubtful, most doubtful first."""
+    per = score.per_landmark if score is not None else []
+    doubts = [(names[i], v) for i, v in enumerate(per[: len(names)]) if v is not None and v >= threshold]
+    doubts.sort(key=lambda item: -item[1])
+    return QueueRow(image.id, image.name, image.status, value, doubts, per, reason)
 
 
 def image_embeddings(project: Project, images: list[ImageRecord], version_id: int | None) -> tuple[str, dict]:
@@ -119,13 +139,11 @@ def image_embeddings(project: Project, images: list[ImageRecord], version_id: in
     return PIXELS, {**vectors, **missing}
 
 
-def _pool_queue(project: Project, strategy: str, policy: RoundPolicy) -> RankedQueue:
+def _pool_queue(
+    project: Project, images: list[ImageRecord], strategy: str, policy: RoundPolicy, version: int | None
+) -> RankedQueue:
     """The open images ranked together by a pool strategy; in-progress ones first, done ones last."""
-    names = project.landmark_names
-    current = project.models.current()
-    version = current.id if current is not None else None
     scored = project.predictions.scores(DISAGREEMENT, version) if version is not None else {}
-    images = project.images()
     kind, vectors = image_embeddings(project, images, version)
     done = [im for im in images if im.status == "done"]
     open_ = [im for im in images if im.status != "done"]
@@ -140,34 +158,33 @@ def _pool_queue(project: Project, strategy: str, policy: RoundPolicy) -> RankedQ
         scores=scores,
     )
     ranked = pick(strategy, x, switch=policy.auto_switch) if open_ else []
-    values = [v for sc in scored.values() for v in sc.per_landmark if v is not None and np.isfinite(v)]
-    threshold = float(np.quantile(values, 1 - DOUBTFUL_SHARE)) if values else float("inf")
-    rows = []
-    for r in ranked:
-        image = open_[r.index]
-        score = scored.get(image.id)
-        per = score.per_landmark if score is not None else []
-        doubts = [(names[i], v) for i, v in enumerate(per[: len(names)]) if v is not None and v >= threshold]
-        doubts.sort(key=lambda item: -item[1])
-        rows.append(QueueRow(image.id, image.name, image.status, r.value, doubts, per, f"{r.reason} ({kind})"))
+    threshold = _threshold(scored)
+    names = project.landmark_names
+    rows = [
+        _row(names, open_[r.index], r.value, scored.get(open_[r.index].id), threshold, f"{r.reason} ({kind})")
+        for r in ranked
+    ]
     rows.sort(key=lambda r: STATUS_ORDER.get(r.status, 9) != 0)  # stable: in progress first, then the ranking
     rows += [QueueRow(im.id, im.name, im.status, None) for im in sorted(done, key=lambda im: im.name)]
-    unit = next((sc.unit for sc in scored.values() if sc.unit), "")
-    return RankedQueue(strategy, version, unit, rows, threshold)
+    return RankedQueue(strategy, version, _unit(scored), rows, threshold)
 
 
-def _cold_queue(project: Project, strategy: str) -> RankedQueue:
+def _cold_queue(images: list[ImageRecord], strategy: str) -> RankedQueue:
     """Before any model: a random order (fixed per image name), in-progress images first, done ones last.
 
     Not file order: a folder sorted by date or patient puts a series of alike images first.
     Not typicality: over five seeds on real hands, eight typical images (thumbnails or their
     oriented gradients) gave a first model no better than eight random ones (benchmarks/RESULTS.md).
     """
-    rows = []
-    for image in project.images():
-        digest = hashlib.sha256(f"{image.name}:0".encode()).digest()
-        value = int.from_bytes(digest[:8], "little") / 2**64
-        done = image.status == "done"
-        rows.append(QueueRow(image.id, image.name, image.status, None if done else value, reason=COLD_START_REASON))
+    rows = [
+        QueueRow(
+            image.id,
+            image.name,
+            image.status,
+            None if image.status == "done" else random_value(image.name, 0),
+            reason=COLD_START_REASON,
+        )
+        for image in images
+    ]
     rows.sort(key=lambda r: (STATUS_ORDER.get(r.status, 9) == 3, STATUS_ORDER.get(r.status, 9) != 0, -(r.score or 0)))
     return RankedQueue(strategy, None, "", rows)

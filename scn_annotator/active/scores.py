@@ -55,6 +55,7 @@ __all__ = [
     "Scored",
     "Scoring",
     "mc_passes_for",
+    "random_value",
     "Strategy",
     "register",
     "score_all",
@@ -180,9 +181,13 @@ class Random(Strategy):
     description = "random order"
 
     def score(self, x: ScoreInput) -> Scored:
-        digest = hashlib.sha256(f"{x.image}:{x.round}".encode()).digest()
-        value = int.from_bytes(digest[:8], "little") / 2**64
-        return Scored(value, np.full(len(x.points), np.nan))
+        return Scored(random_value(x.image, x.round), np.full(len(x.points), np.nan))
+
+
+def random_value(image: str, round: int) -> float:
+    """A value in [0, 1) fixed by the image's name and the round: a random order nobody's RNG state changes."""
+    digest = hashlib.sha256(f"{image}:{round}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") / 2**64
 
 
 @register
