@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
-from sqlalchemy import delete, select
+from sqlalchemy import ColumnElement, delete, select
 
 from .models import Embedding
 
@@ -27,12 +27,7 @@ class Embeddings:
         if not vectors:
             return
         with self.project.db.write() as s:
-            same = (
-                Embedding.model_version_id.is_(None)
-                if version_id is None
-                else (Embedding.model_version_id == version_id)
-            )
-            s.execute(delete(Embedding).where(Embedding.kind == kind, same, Embedding.image_id.in_(list(vectors))))
+            s.execute(delete(Embedding).where(*_of(kind, version_id), Embedding.image_id.in_(list(vectors))))
             s.add_all(
                 Embedding(
                     image_id=int(i),
@@ -46,10 +41,11 @@ class Embeddings:
     def get(self, kind: str, version_id: int | None) -> dict[int, np.ndarray]:
         """Every stored vector of ``kind`` and model version, by image id."""
         with self.project.db.read() as s:
-            same = (
-                Embedding.model_version_id.is_(None)
-                if version_id is None
-                else (Embedding.model_version_id == version_id)
-            )
-            rows = s.execute(select(Embedding.image_id, Embedding.vector).where(Embedding.kind == kind, same))
+            rows = s.execute(select(Embedding.image_id, Embedding.vector).where(*_of(kind, version_id)))
             return {int(i): np.frombuffer(v, dtype="<f4").copy() for i, v in rows}
+
+
+def _of(kind: str, version_id: int | None) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
+    """The rows of ``kind`` and model version (``None``: the model-free ones, whose version is NULL)."""
+    version = Embedding.model_version_id.is_(None) if version_id is None else Embedding.model_version_id == version_id
+    return Embedding.kind == kind, version

@@ -19,7 +19,10 @@ from scn_annotator.io.landmark_files import LandmarkTable
 from .models import Image, LandmarkState, Reading
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from .store import Project
+    from .transfer import Change
 
 __all__ = ["Readings"]
 
@@ -47,7 +50,7 @@ class Readings:
                     points[index[reading.landmark_id]] = (reading.x, reading.y)
         return out
 
-    def replace(self, s, reader: str, author: str, plan: list) -> int:  # noqa: ANN001 - a session and a transfer plan
+    def replace(self, s: Session, reader: str, author: str, plan: list[Change]) -> int:
         """Within the caller's transaction: ``reader``'s points of the plan's images become the plan's."""
         images = {row.id for row, _, _ in plan}
         s.execute(delete(Reading).where(Reading.reader == reader, Reading.image_id.in_(images)))

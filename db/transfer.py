@@ -29,6 +29,7 @@ from scn_annotator.io.landmark_files import LandmarkTable, default_names, read_l
 
 from .annotations import apply_change, record_event
 from .models import Annotation, EventKind, Image, ImageStatus, LandmarkState, Source, utcnow
+from .records import ImageRecord
 from .rows import user_name
 from .store import Project
 
@@ -414,7 +415,7 @@ def export(
     }
     defs = builtin_measurements([lm.name for lm in lms]) if measurements is None else list(measurements)
     if defs:
-        manifest["measurements"] = _export_measurements(project, out, images, defs)
+        manifest["measurements"] = _export_measurements(out, images, [lm.id for lm in lms], by_image, defs)
     write_csv(out, header, lines)
     atomic_write_text(out.with_name(out.stem + ".manifest.json"), json.dumps(manifest, indent=2) + "\n")
     return manifest
@@ -428,13 +429,26 @@ def _export_header(layout: str, names: list[str]) -> list[str]:
     return ["image", "landmark", "x", "y", "x_mm", "y_mm", "state", "source", "author", *spacing]
 
 
-def _export_measurements(project: Project, out: Path, images: list, defs: list[Measurement]) -> dict[str, Any]:
-    """``<out>.measurements.csv``: each measurement of each image from its consensus points (empty where a
+def _export_measurements(
+    out: Path,
+    images: list[ImageRecord],
+    landmark_ids: list[int],
+    by_image: dict[int, dict[int, Annotation]],
+    defs: list[Measurement],
+) -> dict[str, Any]:
+    """``<out>.measurements.csv``: each measurement of each image from the exported points (empty where a
     landmark it needs is missing); mm where the image has a spacing, px otherwise (the unit column says)."""
     header = ["image", "length_unit", *[f"{m.name} ({'deg' if m.unit == 'deg' else 'length'})" for m in defs]]
     rows = []
     for image in images:
-        points = project.annotations.points(image.id)
+        annotations = by_image.get(image.id, {})
+        points = np.array(
+            [
+                (a.x, a.y) if (a := annotations.get(lm)) is not None and a.x is not None else (np.nan, np.nan)
+                for lm in landmark_ids
+            ],
+            dtype=np.float64,
+        ).reshape(-1, 2)
         values = [m.value(points, image.spacing, image.height) for m in defs]
         rows.append([image.name, "mm" if image.spacing else "px", *("" if np.isnan(v) else f"{v:.4f}" for v in values)])
     path = out.with_name(out.stem + ".measurements.csv")

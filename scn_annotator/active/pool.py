@@ -26,7 +26,6 @@ it is, which ``scn-annotator rank`` prints. No torch, no database here.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -43,7 +42,6 @@ __all__ = [
     "Ranked",
     "is_pool_strategy",
     "kmeans",
-    "order_ids",
     "pick",
     "register_pool",
     "typicality",
@@ -94,8 +92,6 @@ class PoolStrategy:
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
-    #: Whether it uses the per-image disagreement scores (a model must exist).
-    needs_scores: ClassVar[bool] = False
 
     def rank(self, x: PoolInput) -> list[Ranked]:  # pragma: no cover - interface
         raise NotImplementedError
@@ -218,7 +214,6 @@ class DenseDisagreement(PoolStrategy):
 
     name = "dense_disagreement"
     description = f"{DISAGREEMENT} x typicality (information density)"
-    needs_scores = True
 
     def rank(self, x: PoolInput) -> list[Ranked]:
         if x.scores is None:  # no model yet: nothing disagrees; the typical images are what to ask for
@@ -240,7 +235,9 @@ class Auto(PoolStrategy):
 
     name = "auto"
     description = f"typical below {AUTO_SWITCH} labelled images, then dense_disagreement"
-    switch: int = AUTO_SWITCH
+
+    def __init__(self, switch: int = AUTO_SWITCH) -> None:
+        self.switch = switch
 
     def rank(self, x: PoolInput) -> list[Ranked]:
         if len(x.labelled) < self.switch or x.scores is None:
@@ -254,10 +251,5 @@ def pick(name: str, x: PoolInput, switch: int | None = None) -> list[Ranked]:
     """Rank ``x`` with the pool strategy ``name`` (``switch`` overrides ``auto``'s)."""
     strategy = POOL_STRATEGIES[name]
     if isinstance(strategy, Auto) and switch is not None:
-        strategy = Auto()
-        strategy.switch = switch
+        strategy = Auto(switch)
     return strategy.rank(x)
-
-
-def order_ids(ids: Sequence[str], ranked: list[Ranked]) -> list[str]:
-    return [ids[r.index] for r in ranked]

@@ -356,6 +356,7 @@ def _register_rank(sub: argparse._SubParsersAction) -> None:
 
 
 def _register_simulate(sub: argparse._SubParsersAction) -> None:
+    from ..active.embeddings import MODEL_FREE
     from ..active.pool import POOL_STRATEGIES
     from ..active.scores import STRATEGIES
 
@@ -412,7 +413,7 @@ def _register_simulate(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--cold-embedding",
-        choices=["pixels", "gradients"],
+        choices=list(MODEL_FREE),
         default="pixels",
         help="the model-free embedding before any model: a thumbnail (default) or its oriented gradients",
     )
