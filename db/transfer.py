@@ -438,7 +438,7 @@ def _export_measurements(
 ) -> dict[str, Any]:
     """``<out>.measurements.csv``: each measurement of each image from the exported points (empty where a
     landmark it needs is missing); mm where the image has a spacing, px otherwise (the unit column says)."""
-    header = ["image", "length_unit", *[f"{m.name} ({'deg' if m.unit == 'deg' else 'length'})" for m in defs]]
+    header = ["image", "length_unit", *[f"{m.name} ({m.unit})" for m in defs]]
     rows = []
     for image in images:
         annotations = by_image.get(image.id, {})

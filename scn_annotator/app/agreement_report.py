@@ -20,6 +20,7 @@ import numpy as np
 
 from ..db.store import Project
 from ..engine.agreement import BlandAltman, Spread, bland_altman, icc, pairwise_distances, spread
+from ..engine.evaluation import error_unit
 from ..engine.measurements import Measurement, builtin_measurements
 
 __all__ = ["AgreementReport", "MeasurementAgreement", "agreement_report", "bland_altman_plots"]
@@ -135,16 +136,15 @@ def agreement_report(project: Project, measurements: Sequence[Measurement] | Non
     images = {im.name: im for im in project.images()}
     read_twice = sorted(i for i in images if sum(i in r for r in readings.values()) >= 2)
     spacing = {i: images[i].spacing for i in images}
-    mm = bool(read_twice) and all(spacing[i] is not None for i in read_twice)
-    unit = "mm" if mm else "px"
-    scale = {i: (spacing[i] if mm else None) for i in images}
+    unit = error_unit(spacing[i] for i in read_twice)
+    scale = {i: (spacing[i] if unit == "mm" else None) for i in images}
     distances = pairwise_distances(readings, scale)
     per = [spread(n, distances[:, k] if len(distances) else np.array([]), unit) for k, n in enumerate(names)]
     overall = spread("all", distances.ravel(), unit)
     report = AgreementReport(readers, unit, len(read_twice), per, overall)
     report.model_version, report.model = _model_against(project, readings, read_twice, scale, unit)
     defs = builtin_measurements(names) if measurements is None else list(measurements)
-    report.measurements = [_measurement(m, readings, read_twice, images, scale) for m in defs]
+    report.measurements = [_measurement(m, readings, read_twice, images, scale, unit) for m in defs]
     return report
 
 
@@ -177,8 +177,10 @@ def _consensus(project: Project, readings: dict, image: str) -> np.ndarray:
         return np.nanmean(np.stack([r[image] for r in readings.values() if image in r]), axis=0)
 
 
-def _measurement(m: Measurement, readings: dict, read: list[str], images: dict, scale: dict) -> MeasurementAgreement:
-    unit = "deg" if m.unit == "deg" else ("mm" if all(scale.get(i) is not None for i in read) else "px")
+def _measurement(
+    m: Measurement, readings: dict, read: list[str], images: dict, scale: dict, length_unit: str
+) -> MeasurementAgreement:
+    unit = "deg" if m.unit == "deg" else length_unit
     values: dict[str, dict[str, float]] = {}
     for reader, by_image in readings.items():
         for image in read:
