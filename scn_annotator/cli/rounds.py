@@ -135,12 +135,16 @@ def cmd_rank(args: argparse.Namespace) -> int:
         return 0
     unit = queue.unit
     if any(row.reason for row in queue.rows):  # a pool strategy: each row says why it is where it is
-        model = "no model yet" if queue.model_version is None else f"model version {queue.model_version}"
-        print(f"next images by {queue.strategy} ({model})")
-        print(f"  {'image':<20}{'status':<13}{'value':>9}  why")
+        reasons = {row.reason for row in queue.rows}
+        if len(reasons) == 1:  # one reason for all (before any model: a random order): said once
+            print(f"next images: {reasons.pop()}")
+        else:
+            model = "no model yet" if queue.model_version is None else f"model version {queue.model_version}"
+            print(f"next images by {queue.strategy} ({model})")
+        print(f"  {'image':<20}{'status':<13}{'value':>9}" + ("  why" if reasons else ""))
         for row in queue.rows[: args.top]:
             value = f"{row.score:>9.3f}" if row.score is not None else f"{'-':>9}"
-            print(f"  {row.name:<20}{row.status:<13}{value}  {row.reason}")
+            print(f"  {row.name:<20}{row.status:<13}{value}" + (f"  {row.reason}" if reasons else ""))
         if args.json:
             atomic_write_text(args.json, json.dumps([r.__dict__ for r in queue.rows], indent=2, default=str))
         return 0
