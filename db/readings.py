@@ -39,15 +39,24 @@ class Readings:
 
     def all(self) -> dict[str, dict[str, np.ndarray]]:
         """``{reader: {image name: (N, 2) original pixels, NaN where not placed or absent}}``."""
+        return {reader: table.points for reader, table in self.tables().items()}
+
+    def tables(self) -> dict[str, LandmarkTable]:
+        """Every reader's reading as a table keyed by image name, each landmark's state in ``extra`` (for exports)."""
         index = {lm.id: lm.index for lm in self.project.landmarks()}
-        n = len(index)
-        out: dict[str, dict[str, np.ndarray]] = {}
+        names = self.project.landmark_names
+        out: dict[str, LandmarkTable] = {}
         with self.project.db.read() as s:
             rows = s.execute(select(Reading, Image.name).join(Image, Image.id == Reading.image_id))
             for reading, image in rows:
-                points = out.setdefault(reading.reader, {}).setdefault(image, np.full((n, 2), np.nan))
+                table = out.setdefault(reading.reader, LandmarkTable(list(names), {}, "px", None, layout="exchange"))
+                if image not in table.points:
+                    table.points[image] = np.full((len(names), 2), np.nan)
+                    table.extra[image] = {"state": np.full(len(names), "", dtype=object)}
+                j = index[reading.landmark_id]
+                table.extra[image]["state"][j] = reading.state.value
                 if reading.x is not None:
-                    points[index[reading.landmark_id]] = (reading.x, reading.y)
+                    table.points[image][j] = (reading.x, reading.y)
         return out
 
     def replace(self, s: Session, reader: str, author: str, plan: list[Change]) -> int:

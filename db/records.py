@@ -15,6 +15,7 @@ import numpy as np
 
 from scn_annotator.configs import Record
 from scn_annotator.engine.config import TrainConfig
+from scn_annotator.engine.geometry import ImageGeometry
 
 from .models import Event, EventKind, Image, Job, JobKind, JobState, LandmarkState, ModelVersion, Score, Source, Worker
 
@@ -56,10 +57,16 @@ class ImageRecord:
     last_author: str | None
     checksum: str
     updated_at: dt.datetime
+    #: where the file's header puts its pixels (for physical coordinates); None for images imported before it was kept
+    geometry: ImageGeometry | None = None
+    #: the id an exchange file (COCO) gave the image, kept so that it round-trips
+    exchange_id: int | None = None
 
     @classmethod
     def of(cls, row: Image) -> ImageRecord:
         spacing = (row.spacing_x, row.spacing_y) if row.spacing_x and row.spacing_y else None
+        meta = row.meta or {}
+        geometry = ImageGeometry.from_dict(meta["geometry"]) if isinstance(meta.get("geometry"), dict) else None
         return cls(
             row.id,
             row.name,
@@ -72,6 +79,8 @@ class ImageRecord:
             row.last_author,
             row.checksum,
             row.updated_at,
+            geometry,
+            meta.get("exchange_id"),
         )
 
 

@@ -9,7 +9,6 @@ export writes exactly the CSV and its manifest, each atomically.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,21 +18,18 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from scn_annotator import __version__
 from scn_annotator.engine.geometry import SpacingRule, inside_image
-from scn_annotator.engine.measurements import Measurement, builtin_measurements
 from scn_annotator.errors import ImageReadError, LabelFileError, ScnError
-from scn_annotator.io.atomic import atomic_write_text
 from scn_annotator.io.images import find_images, image_id, read_image_info
-from scn_annotator.io.landmark_files import LandmarkTable, default_names, read_landmarks, write_csv
+from scn_annotator.io.landmark_files import LandmarkTable, default_names, read_landmarks
 
 from .annotations import apply_change, record_event
-from .models import Annotation, EventKind, Image, ImageStatus, LandmarkState, Source, utcnow
+from .models import Annotation, EventKind, Image, ImageStatus, Source, utcnow
 from .records import ImageRecord
 from .rows import user_name
 from .store import Project
 
-__all__ = ["ImportConflictError", "ImportReport", "LabelImportReport", "export", "import_images", "import_labels"]
+__all__ = ["ImportConflictError", "ImportReport", "LabelImportReport", "import_images", "import_labels"]
 
 
 @dataclass
@@ -91,6 +87,23 @@ def import_images(
     paths = find_images(folder)
     if project.image_root is None:
         project.set_image_root(folder)
+    return import_image_files(project, paths, progress)
+
+
+def import_image_files(
+    project: Project, paths: Sequence[Path], progress: Callable[[int, int], None] | None = None
+) -> ImportReport:
+    """:func:`import_images` of the files given (those an exchange file names, or embeds)."""
+    report, rows, changed = scan_images(project, paths, progress)
+    with project.db.write() as s:
+        add_images(project, s, rows, changed)
+    return report
+
+
+def scan_images(
+    project: Project, paths: Sequence[Path], progress: Callable[[int, int], None] | None
+) -> tuple[ImportReport, list[dict[str, Any]], list[dict[str, Any]]]:
+    """Read the headers of ``paths``: the report, the new images' rows and the changed files, nothing written."""
     report = ImportReport()
     with project.db.read() as s:
         known = {row.checksum: (row.name, row.path) for row in s.scalars(select(Image))}
@@ -136,33 +149,41 @@ def import_images(
                 spacing_x=info.spacing[0] if info.spacing else None,
                 spacing_y=info.spacing[1] if info.spacing else None,
                 spacing_source=info.spacing_source.value,
-                meta=dict(info.meta),
+                meta={**info.meta, "geometry": info.geometry.to_dict()},
                 status=ImageStatus.NEW,
                 created_at=utcnow(),
                 updated_at=utcnow(),
             )
         )
         report.added.append(rel)
-    with project.db.write() as s:
-        if rows:
-            s.execute(Image.__table__.insert(), rows)
-        for c in changed:  # the file behind a known image changed: keep its annotations, note it
-            image = s.scalar(select(Image).where(Image.path == c["path"]))
-            old = image.checksum
-            image.checksum, image.file_size = c["checksum"], c["size"]
-            image.width, image.height = c["info"].size
-            image.meta = {**image.meta, "previous_checksum": old, "changed_at": utcnow().isoformat()}
-            image.updated_at = utcnow()
-            record_event(
-                s, "file", image.id, author=project.user, old_status=image.status.value, new_status=image.status.value
-            )
-    return report
+    return report, rows, changed
+
+
+def add_images(project: Project, s: Session, rows: list[dict[str, Any]], changed: list[dict[str, Any]]) -> None:
+    """Within the caller's transaction: insert the scanned images and note the changed files."""
+    if rows:
+        s.execute(Image.__table__.insert(), rows)
+    for c in changed:  # the file behind a known image changed: keep its annotations, note it
+        image = s.scalar(select(Image).where(Image.path == c["path"]))
+        old = image.checksum
+        image.checksum, image.file_size = c["checksum"], c["size"]
+        image.width, image.height = c["info"].size
+        image.meta = {
+            **image.meta,
+            "geometry": c["info"].geometry.to_dict(),
+            "previous_checksum": old,
+            "changed_at": utcnow().isoformat(),
+        }
+        image.updated_at = utcnow()
+        record_event(
+            s, "file", image.id, author=project.user, old_status=image.status.value, new_status=image.status.value
+        )
 
 
 def _columns(project: Project, table: LandmarkTable) -> list[int]:
     """The project landmark index of every column of ``table``."""
     names = project.landmark_names
-    if set(table.names) == set(names) or (table.layout == "long" and set(table.names) <= set(names)):
+    if set(table.names) == set(names) or (table.partial and set(table.names) <= set(names)):
         return [names.index(n) for n in table.names]
     if table.names == default_names(table.num_landmarks) and table.num_landmarks == len(names):
         return list(range(len(names)))
@@ -176,6 +197,16 @@ def _columns(project: Project, table: LandmarkTable) -> list[int]:
             + (f"; missing: {', '.join(missing[:5])}" if missing else "")
         ],
     )
+
+
+def image_matcher(s: Session) -> Callable[[str], Image | None]:
+    """The project image a file's label means: the same name, else the same file stem (when only one has it)."""
+    images = {row.name: row for row in s.scalars(select(Image))}
+    stems: dict[str, Image | None] = {}
+    for row in images.values():
+        key = image_id(row.name)
+        stems[key] = None if key in stems else row  # an ambiguous stem matches nothing
+    return lambda label: images.get(label) or stems.get(image_id(label))
 
 
 Change = tuple[Image, int, tuple[float | None, float | None, str, str]]  # image, landmark id, (x, y, state, source)
@@ -196,16 +227,12 @@ def _plan(
     """
     order = _columns(project, table)
     landmark_ids = [lm.id for lm in project.landmarks()]
-    images = {row.name: row for row in s.scalars(select(Image))}
-    stems: dict[str, Image | None] = {}
-    for row in images.values():
-        key = image_id(row.name)
-        stems[key] = None if key in stems else row  # an ambiguous stem matches nothing
+    match = image_matcher(s)
     problems: list[str] = []
     plan: list[Change] = []
     for label, points in table.points.items():
-        where = f"row {table.rows.get(label, '?')}"
-        row = images.get(label) or stems.get(image_id(label))
+        where = table.entry(label)
+        row = match(label)
         if row is None:
             problems.append(f"{where}: image {label!r} is not in the project")
             continue
@@ -214,6 +241,10 @@ def _plan(
             spacing = (rule, rule)
             row.spacing_x = row.spacing_y = rule
             row.spacing_source = "landmarks"
+        if table.unit == "lps":  # physical positions (3D Slicer): onto the image through its header geometry
+            points = _to_pixels(project, row, points, where, problems)
+            if points is None:
+                continue
         if table.unit == "mm":
             if spacing is None:
                 problems.append(f"{where}: image {row.name!r} has no pixel spacing for mm coordinates")
@@ -246,6 +277,25 @@ def _plan(
     if problems:
         raise LabelFileError(table.path, problems)
     return plan
+
+
+def _to_pixels(project: Project, row: Image, points: np.ndarray, where: str, problems: list[str]) -> np.ndarray | None:
+    """(N, 3) LPS millimetres -> (N, 2) pixels of ``row``'s file; None, with the problem noted, where that cannot be."""
+    record = ImageRecord.of(row)
+    geometry = record.geometry
+    if geometry is None:  # imported before the header geometry was kept: read it now
+        try:
+            geometry = read_image_info(project.resolve(record)).geometry
+        except ImageReadError as exc:
+            problems.append(f"{where}: physical positions need image {row.name!r}'s header, but {exc}")
+            return None
+    off = geometry.off_plane(points)
+    placed = ~np.isnan(off)
+    if (off[placed] > max(geometry.spacing)).any():
+        worst = float(off[placed].max())
+        problems.append(f"{where}: a point lies {worst:.2f} mm off the plane of image {row.name!r}: not on this image")
+        return None
+    return geometry.to_index(points)
 
 
 def _same(a: Annotation, new: tuple[float | None, float | None, str, str], tolerance: float = 0.0) -> bool:
@@ -287,41 +337,58 @@ def import_table(
     outside: str = "error",
 ) -> LabelImportReport:
     """:func:`import_labels` of a table already read (a file, or a consensus decided from readings)."""
+    report = LabelImportReport()
+    with project.db.write() as s:
+        write_consensus(
+            project, s, table, report, spacing_rule=spacing_rule, overwrite=overwrite, author=author, outside=outside
+        )
+    return report
+
+
+def write_consensus(
+    project: Project,
+    s: Session,
+    table: LandmarkTable,
+    report: LabelImportReport,
+    *,
+    spacing_rule: SpacingRule | None = None,
+    overwrite: bool = False,
+    author: str | None = None,
+    outside: str = "error",
+) -> None:
+    """Within the caller's transaction: check ``table`` whole and write it into the consensus (``annotations``)."""
     path = table.path or Path("consensus")
     author = user_name(author or project.user)
     names = {lm.id: lm.name for lm in project.landmarks()}
-    report = LabelImportReport()
-    with project.db.write() as s:
-        plan = _plan(project, s, table, spacing_rule, outside, report.outside)
-        current = {
-            (a.image_id, a.landmark_id): a
-            for a in s.scalars(select(Annotation).where(Annotation.image_id.in_({r.id for r, _, _ in plan})))
-        }
-        conflicts = [
-            f"{row.name}/{names[lm_id]}: {a.source.value} by {a.author}"
-            for row, lm_id, new in plan
-            if (a := current.get((row.id, lm_id))) is not None
-            and a.source != Source.IMPORTED
-            and not _same(a, new, tolerance=1e-3)
-        ]
-        if conflicts and not overwrite:
-            raise ImportConflictError(path, conflicts)
-        report.overwritten = conflicts
-        groups: dict[int, int] = {}
-        for row, lm_id, new in plan:
-            a = current.get((row.id, lm_id))
-            if a is not None and _same(a, new):
-                report.unchanged += 1
-                continue
-            event = apply_change(
-                s, row, lm_id, new, kind=EventKind.IMPORT, author=author, group_id=groups.get(row.id), current=a
-            )
-            if event is not None:
-                groups.setdefault(row.id, event.group_id)
-                report.set += 1
-        report.names = sorted({r.name for r, _, _ in plan})
-        report.images = len(report.names)
-    return report
+    plan = _plan(project, s, table, spacing_rule, outside, report.outside)
+    current = {
+        (a.image_id, a.landmark_id): a
+        for a in s.scalars(select(Annotation).where(Annotation.image_id.in_({r.id for r, _, _ in plan})))
+    }
+    conflicts = [
+        f"{row.name}/{names[lm_id]}: {a.source.value} by {a.author}"
+        for row, lm_id, new in plan
+        if (a := current.get((row.id, lm_id))) is not None
+        and a.source != Source.IMPORTED
+        and not _same(a, new, tolerance=1e-3)
+    ]
+    if conflicts and not overwrite:
+        raise ImportConflictError(path, conflicts)
+    report.overwritten += conflicts
+    groups: dict[int, int] = {}
+    for row, lm_id, new in plan:
+        a = current.get((row.id, lm_id))
+        if a is not None and _same(a, new):
+            report.unchanged += 1
+            continue
+        event = apply_change(
+            s, row, lm_id, new, kind=EventKind.IMPORT, author=author, group_id=groups.get(row.id), current=a
+        )
+        if event is not None:
+            groups.setdefault(row.id, event.group_id)
+            report.set += 1
+    report.names = sorted({*report.names, *(r.name for r, _, _ in plan)})
+    report.images = len(report.names)
 
 
 def import_readings(
@@ -338,119 +405,29 @@ def import_readings(
     The reader's earlier points of these images are replaced; another reader's are never
     touched, and the consensus (``annotations``) is not changed: ``consensus`` decides it.
     """
-    reader = reader.strip()
-    if not reader:
-        raise ScnError("a reading needs a reader's name (--reader NAME)")
     table = read_landmarks(path)
     report = LabelImportReport()
     with project.db.write() as s:
-        plan = _plan(project, s, table, spacing_rule, outside, report.outside)
-        report.set = project.readings.replace(s, reader, user_name(author or project.user), plan)
-        report.names = sorted({r.name for r, _, _ in plan})
-        report.images = len(report.names)
+        write_reading(project, s, reader, table, report, spacing_rule=spacing_rule, author=author, outside=outside)
     return report
 
 
-def export(
+def write_reading(
     project: Project,
-    out: str | Path,
+    s: Session,
+    reader: str,
+    table: LandmarkTable,
+    report: LabelImportReport,
     *,
-    layout: str = "wide",
-    include_all: bool = False,
-    measurements: Sequence[Measurement] | None = None,
-) -> dict[str, Any]:
-    """Write the curated landmarks as CSV (px and mm, state, spacing) and a JSON manifest beside it.
-
-    By default only images marked done. Writes ``out`` and ``<out>.manifest.json``, each
-    atomically; and where the layout has measurements (``measurements``, by default a
-    spine's Cobb angles), ``<out>.measurements.csv`` with one row per image. Returns the manifest.
-    """
-    out = Path(out)
-    if layout not in ("wide", "long"):
-        raise ScnError(f"export layout must be wide or long, not {layout!r}")
-    if out.suffix.lower() != ".csv":
-        raise ScnError(f"{out}: the export file must end in .csv")
-    lms = project.landmarks()
-    statuses = None if include_all else ["done"]
-    images = project.images(statuses)
-    fmt = "{:.3f}".format
-    lines: list[list[str]] = []
-    states = {s.value: 0 for s in LandmarkState}
-    with project.db.read() as s:
-        rows = s.scalars(select(Annotation).where(Annotation.image_id.in_([i.id for i in images])))
-        by_image: dict[int, dict[int, Annotation]] = {}
-        for a in rows:
-            by_image.setdefault(a.image_id, {})[a.landmark_id] = a
-    header = _export_header(layout, [lm.name for lm in lms])
-    for image in images:
-        sx, sy = image.spacing or (None, None)
-        spacing_cells = [fmt(sx) if sx else "", fmt(sy) if sy else "", image.spacing_source]
-        wide = [image.name, image.status, str(image.width), str(image.height), *spacing_cells]
-        for lm in lms:
-            a = by_image.get(image.id, {}).get(lm.id)
-            if a is not None:
-                states[a.state.value] += 1
-            has_xy = a is not None and a.x is not None
-            xy = [fmt(a.x), fmt(a.y)] if has_xy else ["", ""]
-            mm = [f"{a.x * sx:.4f}", f"{a.y * sy:.4f}"] if has_xy and sx else ["", ""]
-            state = a.state.value if a is not None else ""
-            if layout == "wide":
-                wide += [*xy, *mm, state]
-            elif a is not None:
-                lines.append([image.name, lm.name, *xy, *mm, state, a.source.value, a.author, *spacing_cells])
-        if layout == "wide":
-            lines.append(wide)
-    current = project.models.current()
-    manifest = {
-        "file": out.name,
-        "layout": layout,
-        "images": len(images),
-        "only_done": not include_all,
-        "landmarks": [{"name": lm.name, "color": lm.color, "description": lm.description} for lm in lms],
-        "annotations": states,
-        "units": "x, y in pixels of the image file (origin at the centre of the top-left pixel); _mm in mm",
-        "model_version": current.id if current else None,
-        "exported_at": utcnow().isoformat(timespec="seconds") + "Z",
-        "app_version": __version__,
-    }
-    defs = builtin_measurements([lm.name for lm in lms]) if measurements is None else list(measurements)
-    if defs:
-        manifest["measurements"] = _export_measurements(out, images, [lm.id for lm in lms], by_image, defs)
-    write_csv(out, header, lines)
-    atomic_write_text(out.with_name(out.stem + ".manifest.json"), json.dumps(manifest, indent=2) + "\n")
-    return manifest
-
-
-def _export_header(layout: str, names: list[str]) -> list[str]:
-    if layout == "wide":
-        header = ["image", "status", "width", "height", "spacing_mm_x", "spacing_mm_y", "spacing_source"]
-        return header + [f"{name}_{column}" for name in names for column in ("x", "y", "x_mm", "y_mm", "state")]
-    spacing = ["spacing_mm_x", "spacing_mm_y", "spacing_source"]
-    return ["image", "landmark", "x", "y", "x_mm", "y_mm", "state", "source", "author", *spacing]
-
-
-def _export_measurements(
-    out: Path,
-    images: list[ImageRecord],
-    landmark_ids: list[int],
-    by_image: dict[int, dict[int, Annotation]],
-    defs: list[Measurement],
-) -> dict[str, Any]:
-    """``<out>.measurements.csv``: each measurement of each image from the exported points (empty where a
-    landmark it needs is missing); mm where the image has a spacing, px otherwise (the unit column says)."""
-    header = ["image", "length_unit", *[f"{m.name} ({m.unit})" for m in defs]]
-    rows = []
-    for image in images:
-        annotations = by_image.get(image.id, {})
-        points = np.array(
-            [
-                (a.x, a.y) if (a := annotations.get(lm)) is not None and a.x is not None else (np.nan, np.nan)
-                for lm in landmark_ids
-            ],
-            dtype=np.float64,
-        ).reshape(-1, 2)
-        values = [m.value(points, image.spacing, image.height) for m in defs]
-        rows.append([image.name, "mm" if image.spacing else "px", *("" if np.isnan(v) else f"{v:.4f}" for v in values)])
-    path = out.with_name(out.stem + ".measurements.csv")
-    write_csv(path, header, rows)
-    return {"file": path.name, "definitions": [{"name": m.name, "kind": m.kind} for m in defs]}
+    spacing_rule: SpacingRule | None = None,
+    author: str | None = None,
+    outside: str = "error",
+) -> None:
+    """Within the caller's transaction: check ``table`` whole and make it ``reader``'s reading of its images."""
+    reader = reader.strip()
+    if not reader:
+        raise ScnError("a reading needs a reader's name (--reader NAME)")
+    plan = _plan(project, s, table, spacing_rule, outside, report.outside)
+    report.set += project.readings.replace(s, reader, user_name(author or project.user), plan)
+    report.names = sorted({*report.names, *(r.name for r, _, _ in plan)})
+    report.images = len(report.names)

@@ -466,8 +466,8 @@ class AnnotationSession:
         return following, accepted
 
     def export(self, path: str | Path, include_all: bool = False) -> dict[str, Any]:
-        """Write the curated landmarks as CSV with a manifest (see ``db.transfer.export``); returns the manifest."""
-        from ..db.transfer import export
+        """Write the curated landmarks as CSV with a manifest (see ``db.exports.export``); returns the manifest."""
+        from ..db.exports import export
 
         return export(self.project, path, include_all=include_all)
 

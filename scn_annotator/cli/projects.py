@@ -5,9 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import ScnError
 from ._common import Progress, add_project_options, need, open_project, positive, report_outside, rule
+
+if TYPE_CHECKING:
+    from ..db.store import Project
+
+#: the exchange formats of other tools (io/formats), named here so that --help needs no import of them
+EXCHANGE = ("coco", "labelme", "slicer", "fcsv", "dlc")
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -50,7 +57,10 @@ def cmd_import(args: argparse.Namespace) -> int:
             "images: {} added, {} already there, {} duplicates, {} changed".format(*counts)
             + f", {len(report.failed)} unreadable"
         )
-    if args.labels and args.reader:
+    exchange = _exchange_format(args.labels, args.format) if args.labels else None
+    if exchange is not None:
+        _import_exchange(project, args, exchange)
+    elif args.labels and args.reader:
         result = import_readings(
             project, args.labels, args.reader, spacing_rule=rule(args.spacing_from), outside=args.outside
         )
@@ -72,6 +82,48 @@ def cmd_import(args: argparse.Namespace) -> int:
                 project.set_status(name, "done")
             print("those images are marked done")
     return 0
+
+
+def _exchange_format(path: Path, given: str | None) -> str | None:
+    """The exchange format of a --labels file or folder (None: the project's own CSV)."""
+    if given == "csv":
+        return None
+    if given:
+        return given
+    from ..io.formats import detect
+
+    found = detect(path)
+    return found.name if found is not None else None
+
+
+def _import_exchange(project: Project, args: argparse.Namespace, format_name: str) -> None:
+    from ..db.exchange import import_exchange
+
+    report = import_exchange(
+        project,
+        args.labels,
+        format_name,
+        reader=args.reader,
+        spacing_rule=rule(args.spacing_from),
+        overwrite=args.overwrite,
+        outside=args.outside,
+    )
+    report_outside(report.labels.outside)
+    images = report.images
+    if images.added or images.duplicates:
+        counts = len(images.added), len(images.unchanged), len(images.duplicates)
+        print("images: {} added, {} already there, {} duplicates".format(*counts))
+    if report.labels.overwritten:
+        print(f"overwrote {len(report.labels.overwritten)} human corrections", file=sys.stderr)
+    readers = f"; readings of {', '.join(report.readers)}" if report.readers else ""
+    labels = report.labels
+    print(
+        f"{report.format}: {labels.set} landmarks set, {labels.unchanged} unchanged, in {labels.images} images{readers}"
+    )
+    if args.mark_done:
+        for name in report.labels.names:
+            project.set_status(name, "done")
+        print("those images are marked done")
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -103,7 +155,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ..db.transfer import export
+    from ..db.exports import export
 
     project = open_project(args.project, args)
     measurements = None
@@ -111,7 +163,15 @@ def cmd_export(args: argparse.Namespace) -> int:
         from ..io.measurement_file import read_measurements
 
         measurements = read_measurements(args.measurements, project.landmark_names)
-    manifest = export(project, args.out, layout=args.layout, include_all=args.all, measurements=measurements)
+    if args.format in EXCHANGE:
+        from ..db.exports import export_exchange
+
+        files = export_exchange(project, args.out, args.format, include_all=args.all)
+        where = args.out if len(files) == 1 else f"{len(files)} files in {args.out}"
+        print(f"exported {'all' if args.all else 'done'} images as {args.format} to {where}")
+        return 0
+    layout = args.format if args.format in ("wide", "long") else args.layout
+    manifest = export(project, args.out, layout=layout, include_all=args.all, measurements=measurements)
     states = ", ".join(f"{n} {k}" for k, n in manifest["annotations"].items())
     which = "all" if args.all else "done"
     print(f"exported {manifest['images']} {which} images ({states}) to {args.out} and its manifest")
@@ -171,6 +231,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--user", help="your name in the history (default: your login)")
     p.set_defaults(func=cmd_init)
 
+    _register_import(sub)
+
+    p = sub.add_parser("gui", help="open the napari app with the annotator docked (and a project loaded)")
+    p.add_argument("project", nargs="?", help="project folder or database URL")
+    add_project_options(p)
+    p.set_defaults(func=cmd_gui)
+
+    p = sub.add_parser("status", help="images per status, the current model, running jobs")
+    p.add_argument("project", help="project folder or database URL")
+    add_project_options(p)
+    p.set_defaults(func=cmd_status)
+
+    _register_export(sub)
+
+
+def _register_import(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "import",
         help="add images and/or landmark files to a project",
@@ -181,7 +257,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("project", help="project folder or database URL")
     p.add_argument("--images", type=Path, metavar="DIR", help="folder of images (recursive)")
-    p.add_argument("--labels", type=Path, metavar="CSV", help="landmarks of images already in the project")
+    p.add_argument(
+        "--labels",
+        type=Path,
+        metavar="FILE",
+        help="landmarks: a CSV of images already in the project, or another tool's file or folder (see --format)",
+    )
+    p.add_argument(
+        "--format",
+        choices=["csv", *EXCHANGE],
+        help="the --labels file's format (default: detected from the file); coco, labelme (a folder of files, "
+        "images found beside them or embedded), slicer (.mrk.json), fcsv, dlc (CollectedData_<scorer>.csv)",
+    )
     p.add_argument("--spacing-from", metavar="A,B=MM", help="set each image's spacing from two of its landmarks")
     p.add_argument("--overwrite", action="store_true", help="let the file replace human corrections")
     p.add_argument(
@@ -199,16 +286,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_project_options(p)
     p.set_defaults(func=cmd_import)
 
-    p = sub.add_parser("gui", help="open the napari app with the annotator docked (and a project loaded)")
-    p.add_argument("project", nargs="?", help="project folder or database URL")
-    add_project_options(p)
-    p.set_defaults(func=cmd_gui)
 
-    p = sub.add_parser("status", help="images per status, the current model, running jobs")
-    p.add_argument("project", help="project folder or database URL")
-    add_project_options(p)
-    p.set_defaults(func=cmd_status)
-
+def _register_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export",
         help="write the curated landmarks as CSV with a JSON manifest",
@@ -223,7 +302,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="wide",
         help="wide: a row per image; long: a row per landmark (default wide)",
     )
-    p.add_argument("--format", dest="layout", choices=["wide", "long"], help=argparse.SUPPRESS)  # its old name
+    p.add_argument(
+        "--format",
+        choices=["csv", *EXCHANGE, "wide", "long"],
+        default="csv",
+        help="csv (default, with its manifest), or another tool's: coco (one .json), labelme, slicer (.mrk.json) "
+        "and fcsv (a folder, a file per image), dlc (CollectedData_<scorer>.csv)",
+    )
     p.add_argument("--all", action="store_true", help="every image, not only those marked done")
     p.add_argument(
         "--measurements",

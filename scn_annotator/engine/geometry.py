@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import ScnError
 
-__all__ = ["InputTransform", "SpacingRule", "fit_transform"]
+__all__ = ["ImageGeometry", "InputTransform", "SpacingRule", "fit_transform"]
 
 
 @dataclass(frozen=True)
@@ -151,6 +151,68 @@ def clamp_to_image(x: float, y: float, size: tuple[int, int]) -> tuple[float, fl
     """The nearest point on the image: where a point dragged, accepted or marked beyond the edge goes."""
     w, h = size
     return min(max(float(x), -0.5), w - 0.5), min(max(float(y), -0.5), h - 0.5)
+
+
+_IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class ImageGeometry:
+    """Where an image file's pixels lie in the scanner's (LPS, mm) space, as its header says.
+
+    ``physical = origin + direction @ (spacing * index)``: ITK's rule, which 3D Slicer
+    and every DICOM viewer apply, so that a landmark exported in physical coordinates
+    lands on the same pixel when the image file is opened there. A file without such
+    a header (PNG, JPEG) has unit spacing, origin 0 and no rotation, as ITK reads it.
+    Kept in 3-D (``direction`` row-major 3 x 3) because a radiograph's plane need not be
+    the scanner's x-y plane. This is the header's geometry, which a spacing given by
+    the user or fixed from two landmarks does not change: those say what a pixel
+    measures, not where the file puts it.
+    """
+
+    spacing: tuple[float, float] = (1.0, 1.0)
+    origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    direction: tuple[float, ...] = _IDENTITY
+
+    @classmethod
+    def from_itk(
+        cls, spacing: tuple[float, ...], origin: tuple[float, ...], direction: tuple[float, ...]
+    ) -> ImageGeometry:
+        """From SimpleITK's values for a 2-D or 3-D image (a 2-D one padded into the x-y plane)."""
+        dimension = len(origin)
+        matrix = np.eye(3)
+        matrix[:dimension, :dimension] = np.asarray(direction, dtype=np.float64).reshape(dimension, dimension)
+        padded = [float(v) for v in origin] + [0.0] * (3 - dimension)
+        return cls((float(spacing[0]), float(spacing[1])), tuple(padded[:3]), tuple(matrix.ravel().tolist()))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ImageGeometry:
+        return cls(tuple(data["spacing"]), tuple(data["origin"]), tuple(data["direction"]))
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {"spacing": list(self.spacing), "origin": list(self.origin), "direction": list(self.direction)}
+
+    def _matrix(self) -> np.ndarray:
+        """index (x, y, 0) -> physical offset from the origin."""
+        return np.asarray(self.direction, dtype=np.float64).reshape(3, 3) @ np.diag([*self.spacing, 1.0])
+
+    def to_physical(self, points: np.ndarray) -> np.ndarray:
+        """(N, 2) pixel positions -> (N, 3) physical ones (LPS, mm); NaN stays NaN."""
+        xy = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+        index = np.column_stack([xy, np.zeros(len(xy))])
+        return np.asarray(self.origin) + index @ self._matrix().T
+
+    def to_index(self, points: np.ndarray) -> np.ndarray:
+        """(N, 3) physical positions (LPS, mm) -> (N, 2) pixel positions, projected onto the image plane."""
+        xyz = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+        index = (xyz - np.asarray(self.origin)) @ np.linalg.inv(self._matrix()).T
+        return index[:, :2]
+
+    def off_plane(self, points: np.ndarray) -> np.ndarray:
+        """How far (mm) each physical point lies off the image's plane: a point far off it is not on this image."""
+        xyz = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+        normal = np.asarray(self.direction, dtype=np.float64).reshape(3, 3)[:, 2]
+        return np.abs((xyz - np.asarray(self.origin)) @ normal)
 
 
 #: The closest pair of different landmarks must stay this far apart in network pixels (in

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from ..engine.geometry import ImageGeometry
 from ..errors import ImageReadError
 
 __all__ = [
@@ -111,6 +112,9 @@ class ImageInfo:
     spacing: tuple[float, float] | None  # (x, y) mm per pixel
     spacing_source: SpacingSource
     meta: dict[str, str] = field(default_factory=dict)
+    geometry: ImageGeometry = field(
+        default_factory=ImageGeometry
+    )  # where the header puts the pixels (for physical coordinates)
 
 
 @dataclass
@@ -369,7 +373,20 @@ def read_image_info(path: str | Path) -> ImageInfo:
     spacing = _header_spacing(path, reader, meta)
     w, h = reader.GetSize()[:2]
     source = SpacingSource.HEADER if spacing else SpacingSource.UNKNOWN
-    return ImageInfo(path, (int(w), int(h)), spacing, source, meta)
+    return ImageInfo(path, (int(w), int(h)), spacing, source, meta, _header_geometry(reader))
+
+
+def _header_geometry(reader: sitk.ImageFileReader) -> ImageGeometry:
+    """The header's spacing, origin and direction as ITK (and so 3D Slicer) reads them; unit values where they
+    are unusable (a zero or infinite spacing, a singular direction), which is what a viewer falls back to as well."""
+    spacing, origin, direction = reader.GetSpacing(), reader.GetOrigin(), reader.GetDirection()
+    values = np.asarray([*spacing, *origin, *direction], dtype=np.float64)
+    if not np.isfinite(values).all() or min(spacing[:2]) <= 0:
+        return ImageGeometry()
+    geometry = ImageGeometry.from_itk(spacing, origin, direction)
+    if abs(np.linalg.det(np.asarray(geometry.direction).reshape(3, 3))) < 1e-6:
+        return ImageGeometry()
+    return geometry
 
 
 def read_image(

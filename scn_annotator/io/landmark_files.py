@@ -57,22 +57,32 @@ class LandmarkTable:
     points: dict[str, np.ndarray]
     unit: str = "px"
     path: Path | None = None
-    rows: dict[str, int] = field(default_factory=dict)
+    rows: dict[str, int | str] = field(default_factory=dict)  # a CSV row number, or an exchange file's entry
     extra: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
-    layout: str = "wide"  # headerless, wide or long; a long file may name only some landmarks
+    #: headerless, wide or long (CSV), or exchange (io/formats); a long or exchange file may name only some landmarks
+    layout: str = "wide"
 
     @property
     def num_landmarks(self) -> int:
         return len(self.names)
 
+    @property
+    def partial(self) -> bool:
+        """May an image's entry name only some of the landmarks (the rest not annotated)?"""
+        return self.layout in ("long", "exchange")
+
     def ids(self) -> list[str]:
         return list(self.points)
 
+    def entry(self, image: str) -> str:
+        """``row N`` (CSV) or the exchange file's entry (``annotation 3``, ``007.json``) of an image, for messages."""
+        row = self.rows.get(image, "?")
+        return f"row {row}" if isinstance(row, int) or row == "?" else row
+
     def where(self, image: str) -> str:
         """``file, row N`` for messages."""
-        row = self.rows.get(image)
         name = str(self.path) if self.path else "<labels>"
-        return f"{name}, row {row}" if row else name
+        return f"{name}, {self.entry(image)}" if image in self.rows else name
 
     def subset(self, ids: Iterable[str]) -> LandmarkTable:
         keep = list(ids)

@@ -7,8 +7,9 @@ import pytest
 import SimpleITK as sitk
 
 from scn_annotator.app.sample_project import LANDMARK_NAMES
+from scn_annotator.db.exports import export
 from scn_annotator.db.store import Project
-from scn_annotator.db.transfer import ImportConflictError, export, import_images, import_labels
+from scn_annotator.db.transfer import ImportConflictError, import_images, import_labels
 from scn_annotator.engine.geometry import SpacingRule
 from scn_annotator.errors import LabelFileError
 from scn_annotator.io.landmark_files import read_landmarks
