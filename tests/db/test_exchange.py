@@ -139,3 +139,35 @@ def test_slicer_export_places_points_by_the_image_header(tmp_path):
     assert points[0]["label"] == "a" and points[0]["position"] == [8.0, 22.0, 0.0]
     assert points[1]["position"] == [10.0, 20.0, 0.0] and points[1]["description"] == "occluded"
     project.close()
+
+
+def test_coco_and_deeplabcut_bring_the_images_beside_them(tmp_path):
+    """A dataset as it ships (images beside the annotation file) goes into an empty project in one import."""
+    folder = tmp_path / "dataset"
+    (folder / "img").mkdir(parents=True)
+    for i in range(2):
+        sitk.WriteImage(sitk.GetImageFromArray(np.full((30, 40), 40 * i, np.uint8)), str(folder / "img" / f"f{i}.png"))
+    coco = {
+        "images": [{"id": 10 + i, "file_name": f"img/f{i}.png", "width": 40, "height": 30} for i in range(2)],
+        "annotations": [
+            {"id": i, "image_id": 10 + i, "category_id": 3, "keypoints": [5, 6, 2, 7, 8, 1]} for i in range(2)
+        ],
+        "categories": [{"id": 3, "name": "x", "keypoints": ["a", "b"]}],
+    }
+    (folder / "coco.json").write_text(json.dumps(coco))
+    project = Project.create(tmp_path / "p", ["a", "b"], user="x")
+    report = import_exchange(project, folder / "coco.json")
+    assert report.images.added == [
+        "f0.png",
+        "f1.png",
+    ]  # the image root: the folder that holds them and report.labels.set == 4
+    assert [i.exchange_id for i in project.images()] == [10, 11]
+    assert project.annotations.of("f1")[1].state.value == "occluded"
+    (folder / "img" / "CollectedData_ann.csv").write_text(
+        "scorer,,,ann,ann,ann,ann\nbodyparts,,,a,a,b,b\ncoords,,,x,y,x,y\nlabeled-data,img,f0.png,1.5,2.5,,\n"
+    )
+    other = Project.create(tmp_path / "q", ["a", "b"], user="x")
+    report = import_exchange(other, folder / "img" / "CollectedData_ann.csv")
+    assert report.images.added == ["f0.png"] and other.annotations.points("f0")[0].tolist() == [1.5, 2.5]
+    project.close()
+    other.close()

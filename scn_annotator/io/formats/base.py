@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -24,6 +24,7 @@ import numpy as np
 from ...engine.geometry import ImageGeometry
 from ...errors import LabelFileError
 from ..atomic import atomic_write_text
+from ..images import image_id
 from ..landmark_files import LandmarkTable
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "ExchangeSet",
     "ImageSource",
     "Problems",
+    "found_beside",
     "new_table",
     "put",
     "read_json",
@@ -131,6 +133,16 @@ def read_json(path: Path) -> Any:
         raise LabelFileError(path, [f"cannot be read ({exc})"]) from None
     except ValueError as exc:
         raise LabelFileError(path, [f"is not valid JSON ({exc})"]) from None
+
+
+def found_beside(path: Path, file_names: Iterable[str]) -> list[ImageSource]:
+    """The images a one-file format names that lie beside it (relative to its folder): added with its points."""
+    sources = []
+    for name in file_names:
+        found = path.parent / name.replace("\\", "/")
+        if found.is_file():
+            sources.append(ImageSource(image_id(found), path=found.resolve()))
+    return sources
 
 
 def write_json(path: Path, doc: Any) -> None:

@@ -24,7 +24,18 @@ from typing import Any
 import numpy as np
 
 from ..landmark_files import LandmarkTable
-from .base import ExchangeFormat, ExchangeImport, ExchangeSet, Problems, new_table, put, read_json, state_of, write_json
+from .base import (
+    ExchangeFormat,
+    ExchangeImport,
+    ExchangeSet,
+    Problems,
+    found_beside,
+    new_table,
+    put,
+    read_json,
+    state_of,
+    write_json,
+)
 
 __all__ = ["CocoKeypoints"]
 
@@ -114,7 +125,8 @@ class CocoKeypoints(ExchangeFormat):
             self._annotation(annotation, where, files, keypoint_names, names, table, problems)
         problems.raise_any()
         keys = {name: key for key, name in files.items() if isinstance(key, int)}
-        return ExchangeImport(consensus if consensus.points else None, readings, keys=keys)
+        sources = found_beside(path, files.values())
+        return ExchangeImport(consensus if consensus.points else None, readings, sources, keys)
 
     @staticmethod
     def _annotation(

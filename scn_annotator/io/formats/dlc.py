@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 
 from ..atomic import atomic_write_text
 from ..images import image_id
-from .base import ExchangeFormat, ExchangeImport, ExchangeSet, Problems, new_table, put, state_of
+from .base import ExchangeFormat, ExchangeImport, ExchangeSet, Problems, found_beside, new_table, put, state_of
 
 __all__ = ["DeepLabCut"]
 
@@ -87,6 +87,7 @@ class DeepLabCut(ExchangeFormat):
                 problems.add(f"rows 2-3: bodypart {names[index]!r} needs both an x and a y column")
         problems.raise_any()
         table = new_table(names, path)
+        names_of: dict[str, str] = {}  # image label -> its file name (beside the CSV in a DeepLabCut project)
         for number, row in enumerate(rows[3:], start=4):
             if not any(c.strip() for c in row):
                 continue
@@ -97,11 +98,13 @@ class DeepLabCut(ExchangeFormat):
                     f"{where}: {len(row)} cells and an image path are expected like the header's {len(coords)}"
                 )
                 continue
-            label = image_id(PurePosixPath(index_cells[-1].replace("\\", "/")).name)
+            file_name = PurePosixPath(index_cells[-1].replace("\\", "/")).name
+            label = image_id(file_name)
             if label in table.points:
                 problems.add(f"{where}: image {label!r} again (first in {table.rows[label]})")
                 continue
             points, states = put(table, label, where)
+            names_of[label] = file_name
             for index, (cx, cy) in columns.items():
                 x, y = _value(row[cx], where, problems), _value(row[cy], where, problems)
                 if math.isnan(x) != math.isnan(y):
@@ -109,7 +112,7 @@ class DeepLabCut(ExchangeFormat):
                 elif not math.isnan(x):
                     points[index], states[index] = (x, y), "placed"
         problems.raise_any()
-        return ExchangeImport(table)
+        return ExchangeImport(table, sources=found_beside(path, names_of.values()))
 
     def write(self, out: Path, data: ExchangeSet) -> list[Path]:
         if out.suffix.lower() != ".csv":
