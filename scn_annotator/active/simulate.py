@@ -271,7 +271,7 @@ class CampaignRun:
 
     def evaluate(self, trainer: Trainer, labelled: int, picked: list[str], effort: dict[str, int] | None) -> CurvePoint:
         """The model's errors on the test images (and the oracle's corrections per test image)."""
-        errors, _ = validation_errors(trainer.model, self.test, self.device)
+        errors, _ = validation_errors(trainer.model, self.test, self.device, objects=trainer.objects)
         errors = errors[~np.isnan(errors)]  # landmarks the test images lack are no error
         test_effort = None
         if self.tolerance is not None and self.campaign.effort_test != 0:

@@ -174,3 +174,18 @@ def test_a_campaign_starts_from_typical_images_and_runs_the_pool_strategies(samp
         assert len(curve.points[1].picked) == 2 and not set(curve.points[1].picked) & set(first)
     with pytest.raises(ScnError, match="unknown strategies"):
         CampaignRun(sample_dir / "images", sample_dir / "labels.csv", cfg, campaign.replace(initial_strategy="nope"))
+
+
+def test_a_campaign_on_an_object_layout_measures_every_landmark(tmp_path, tiny_cfg):
+    """Stage 1 of a spine learns the vertebrae's centres; the campaign's errors are still of all the corners."""
+    from scn_annotator.app.sample_spine import generate_spine_sample
+
+    labels = generate_spine_sample(tmp_path / "spines", count=12, vertebrae=4)
+    cfg = tiny_cfg.replace(input_size=(96, 48))
+    campaign = Campaign(
+        strategies=["random", "dense_disagreement"], seeds=[0], schedule=[4, 6], test=3, initial_steps=4, round_steps=2
+    )
+    result = run_campaign(tmp_path / "spines" / "images", labels, cfg, campaign, device="cpu", log=lambda _m: None)
+    for curve in result.curves:
+        assert [p.labelled for p in curve.points] == [4, 6]
+        assert all(np.isfinite(p.mean) for p in curve.points)
