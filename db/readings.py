@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from sqlalchemy import delete, select
+from sqlalchemy.exc import DBAPIError
 
+from scn_annotator.errors import ScnError
 from scn_annotator.io.landmark_files import LandmarkTable
 
 from .models import Image, LandmarkState, Reading
@@ -60,15 +62,36 @@ class Readings:
         return out
 
     def replace(self, s: Session, reader: str, author: str, plan: list[Change]) -> int:
-        """Within the caller's transaction: ``reader``'s points of the plan's images become the plan's."""
+        """Within the caller's transaction: ``reader``'s points of the plan's images become the plan's.
+
+        On PostgreSQL the author is the connecting role, and the database refuses a role that
+        is neither ``reader`` nor a reviewer (migration 0010): said here in one line.
+        """
+        from .roles import REVIEWER, connected_role
+
+        role = connected_role(self.project, s)
         images = {row.id for row, _, _ in plan}
         s.execute(delete(Reading).where(Reading.reader == reader, Reading.image_id.in_(images)))
         s.add_all(
             Reading(
-                image_id=row.id, landmark_id=lm_id, reader=reader, x=x, y=y, state=LandmarkState(state), author=author
+                image_id=row.id,
+                landmark_id=lm_id,
+                reader=reader,
+                x=x,
+                y=y,
+                state=LandmarkState(state),
+                author=role or author,
             )
             for row, lm_id, (x, y, state, _source) in plan
         )
+        try:
+            s.flush()  # here, so that a refusal is said here (the caller's transaction is rolled back)
+        except DBAPIError as exc:
+            if "row-level security" not in str(exc.orig):
+                raise
+            raise ScnError(
+                f"role {role!r} may not write the reading of {reader!r}: only {reader!r} or a member of {REVIEWER} may"
+            ) from None
         return len(plan)
 
     def consensus_table(self) -> LandmarkTable | None:

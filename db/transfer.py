@@ -431,3 +431,20 @@ def write_reading(
     report.set += project.readings.replace(s, reader, user_name(author or project.user), plan)
     report.names = sorted({*report.names, *(r.name for r, _, _ in plan)})
     report.images = len(report.names)
+
+
+def decide_consensus(project: Project, *, overwrite: bool = False) -> LabelImportReport | None:
+    """The readers' mean becomes the consensus of every image read by two or more (None: no such image yet).
+
+    Adjudication: on PostgreSQL only a reviewer (``scn_reviewer``), the project's owner or a
+    superuser may; a human correction in the consensus is kept unless ``overwrite``.
+    """
+    from .roles import REVIEWER, can_adjudicate
+
+    if not can_adjudicate(project):
+        raise ScnError(f"deciding the consensus is a reviewer's: ask for membership of {REVIEWER}")
+    table = project.readings.consensus_table()
+    if table is None:
+        return None
+    readers = ", ".join(project.readings.readers())
+    return import_table(project, table, overwrite=overwrite, author=f"consensus ({readers})")

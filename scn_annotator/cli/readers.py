@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from ..errors import ScnError
 from ..io.atomic import atomic_write_text
 from ._common import add_project_options, open_project
 
@@ -38,19 +39,32 @@ def cmd_agreement(args: argparse.Namespace) -> int:
 
 
 def cmd_consensus(args: argparse.Namespace) -> int:
-    from ..db.transfer import import_table
+    from ..db.transfer import decide_consensus
 
     project = open_project(args.project, args)
-    table = project.readings.consensus_table()
-    if table is None:
+    result = decide_consensus(project, overwrite=args.overwrite)
+    if result is None:
         print("no image is read by two readers yet: nothing to decide")
         return 0
-    readers = ", ".join(project.readings.readers())
-    result = import_table(project, table, overwrite=args.overwrite, author=f"consensus ({readers})")
     print(
         f"consensus (mean of the readers' points): {result.set} landmarks set, {result.unchanged} unchanged, "
         f"in {result.images} images"
     )
+    return 0
+
+
+def cmd_grant(args: argparse.Namespace) -> int:
+    import os
+
+    from ..db.roles import grant
+
+    project = open_project(args.project, args)
+    password = os.environ.get(args.password_env) if args.password_env else None
+    if args.password_env and password is None:
+        raise ScnError(f"--password-env {args.password_env}: no such environment variable")
+    grant(project, args.role, reviewer=args.reviewer, password=password)
+    what = "annotate and review" if args.reviewer else "annotate"
+    print(f"role {args.role} may {what} this project; it connects with its own name and password in the URL")
     return 0
 
 
@@ -87,3 +101,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="let the consensus replace human corrections")
     add_project_options(p)
     p.set_defaults(func=cmd_consensus)
+
+    p = sub.add_parser(
+        "grant",
+        help="PostgreSQL: let a database role annotate (or review) the project",
+        description="One role per annotator: the role that connects is the reader, and the database refuses a "
+        "reading written in another reader's name unless the role reviews (scn_reviewer). Creates the role, "
+        "and the group roles scn_annotator and scn_reviewer, where they do not exist. Run it as the project's "
+        "owner or an administrator.",
+    )
+    p.add_argument("project", help="the project's database URL")
+    p.add_argument("role", help="the annotator's role (their name as a reader)")
+    p.add_argument("--reviewer", action="store_true", help="may also adjudicate and import in a reader's name")
+    p.add_argument("--password-env", metavar="VAR", help="set the role's password from this environment variable")
+    add_project_options(p)
+    p.set_defaults(func=cmd_grant)
