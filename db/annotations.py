@@ -38,7 +38,7 @@ from .rows import current_run, image_row, user_name
 if TYPE_CHECKING:
     from .store import Project
 
-__all__ = ["Annotations", "apply_change", "record_event"]
+__all__ = ["Annotations", "apply_change", "check_position", "record_event"]
 
 UNDOABLE = (EventKind.EDIT, EventKind.IMPORT, EventKind.UNDO, EventKind.REDO)
 
@@ -126,6 +126,18 @@ def apply_change(
     return event
 
 
+def check_position(image: Image, x: float | None, y: float | None, state: str) -> None:
+    """A human point's one check, for the consensus and a reader's reading alike: on its image, or absent."""
+    if state == LandmarkState.ABSENT.value:
+        if x is not None or y is not None:
+            raise ScnError("an absent landmark has no position")
+        return
+    if x is None or y is None or not (math.isfinite(x) and math.isfinite(y)):
+        raise ScnError(f"a {state} landmark needs a finite position, not ({x}, {y})")
+    if not inside_image(x, y, (image.width, image.height)):
+        raise ScnError(f"({x:.1f}, {y:.1f}) lies outside image {image.name} ({image.width} x {image.height})")
+
+
 class Annotations:
     """``project.annotations``: read, change, undo and redo the landmarks of the project's images."""
 
@@ -159,16 +171,6 @@ class Annotations:
                 out[i] = (a.x, a.y)
         return out
 
-    def _check_position(self, image: Image, x: float | None, y: float | None, state: str) -> None:
-        if state == LandmarkState.ABSENT.value:
-            if x is not None or y is not None:
-                raise ScnError("an absent landmark has no position")
-            return
-        if x is None or y is None or not (math.isfinite(x) and math.isfinite(y)):
-            raise ScnError(f"a {state} landmark needs a finite position, not ({x}, {y})")
-        if not inside_image(x, y, (image.width, image.height)):
-            raise ScnError(f"({x:.1f}, {y:.1f}) lies outside image {image.name} ({image.width} x {image.height})")
-
     def set(
         self,
         image: int | str,
@@ -190,7 +192,7 @@ class Annotations:
         source = Source(source).value
         with self.project.db.write() as s:
             row = image_row(s, image)
-            self._check_position(row, x, y, state)
+            check_position(row, x, y, state)
             author = user_name(author or self.project.user)
             prediction_id = self._provenance(s, prediction_id, row.id, lm.id)
             event = apply_change(

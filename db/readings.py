@@ -9,16 +9,20 @@ human correction there is never overwritten without ``--overwrite``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import numpy as np
 from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 
 from scn_annotator.errors import ScnError
 from scn_annotator.io.landmark_files import LandmarkTable
 
-from .models import Image, LandmarkState, Reading
+from .models import Image, LandmarkState, Reading, utcnow
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -61,13 +65,52 @@ class Readings:
                     table.points[image][j] = (reading.x, reading.y)
         return out
 
+    def set(
+        self,
+        image: int | str,
+        landmark: int | str,
+        x: float | None,
+        y: float | None,
+        *,
+        state: str = "placed",
+        reader: str | None = None,
+    ) -> None:
+        """Place, move or mark one landmark of a reader's own reading (default: this user's); durable on return.
+
+        One row per image, landmark and reader, written in one statement (insert or
+        update), so two readers saving the same image at once never touch each other's
+        rows, and the same reader's two windows cannot make a duplicate. On PostgreSQL
+        the reader defaults to, and is checked against, the connecting role.
+        """
+        from .annotations import check_position
+        from .roles import connected_role
+        from .rows import image_row, user_name
+
+        lm = self.project.landmark(landmark)
+        state = LandmarkState(state).value
+        with self.project.db.write() as s:
+            row = image_row(s, image)
+            check_position(row, x, y, state)
+            role = connected_role(self.project, s)
+            who = (reader or role or user_name(self.project.user)).strip()
+            values = {"x": x, "y": y, "state": LandmarkState(state), "author": role or user_name(self.project.user)}
+            insert = (sqlite_insert if self.project.db.is_sqlite else pg_insert)(Reading).values(
+                image_id=row.id, landmark_id=lm.id, reader=who, updated_at=utcnow(), **values
+            )
+            with self._refused(role, who):
+                s.execute(
+                    insert.on_conflict_do_update(
+                        index_elements=["image_id", "landmark_id", "reader"], set_={**values, "updated_at": utcnow()}
+                    )
+                )
+
     def replace(self, s: Session, reader: str, author: str, plan: list[Change]) -> int:
         """Within the caller's transaction: ``reader``'s points of the plan's images become the plan's.
 
         On PostgreSQL the author is the connecting role, and the database refuses a role that
         is neither ``reader`` nor a reviewer (migration 0010): said here in one line.
         """
-        from .roles import REVIEWER, connected_role
+        from .roles import connected_role
 
         role = connected_role(self.project, s)
         images = {row.id for row, _, _ in plan}
@@ -84,15 +127,24 @@ class Readings:
             )
             for row, lm_id, (x, y, state, _source) in plan
         )
-        try:
+        with self._refused(role, reader):
             s.flush()  # here, so that a refusal is said here (the caller's transaction is rolled back)
+        return len(plan)
+
+    @staticmethod
+    @contextmanager
+    def _refused(role: str | None, reader: str) -> Iterator[None]:
+        """The database's refusal of another reader's name (PostgreSQL's row-level security), said in one line."""
+        from .roles import REVIEWER
+
+        try:
+            yield
         except DBAPIError as exc:
             if "row-level security" not in str(exc.orig):
                 raise
             raise ScnError(
                 f"role {role!r} may not write the reading of {reader!r}: only {reader!r} or a member of {REVIEWER} may"
             ) from None
-        return len(plan)
 
     def consensus_table(self) -> LandmarkTable | None:
         """The mean of every landmark over the readers who placed it, for every image read by two or more

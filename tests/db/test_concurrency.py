@@ -159,3 +159,76 @@ def test_app_and_worker_write_at_once_without_errors_or_lost_rows(loaded, backen
     assert loaded.predictions.latest("hand005").scores["disagreement"].value == max(
         i for i in range(n_predictions) if i % 24 == 5
     )
+
+
+def _reader(location, reader: str, count: int, start: mp.Event, result: mp.Queue) -> None:
+    """A reader saving their own points on the same three images the other reader is reading."""
+    project = Project.open(location, user=reader)
+    start.wait()
+    try:
+        for i in range(count):
+            project.readings.set(f"hand{i % 3:03d}", i % 15, float(i % 200), float(len(reader)), reader=reader)
+        result.put(("ok", reader))
+    except Exception as exc:
+        result.put(("error", repr(exc)))
+
+
+def test_two_readers_saving_the_same_image_at_once_lose_nothing(loaded, backend):
+    location = _location(loaded, backend)
+    start, result = FORK.Event(), FORK.Queue()
+    count = 450  # each (image, landmark) of three images ten times
+    procs = [FORK.Process(target=_reader, args=(location, r, count, start, result)) for r in ("ann", "bernadette")]
+    for p in procs:
+        p.start()
+    start.set()
+    outcomes = [result.get(timeout=600) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    assert all(kind == "ok" for kind, _ in outcomes), outcomes
+    tables = loaded.readings.tables()
+    assert sorted(tables) == ["ann", "bernadette"]
+    last = {(i % 3, i % 15): float(i % 200) for i in range(count)}  # each reader's final write per point
+    for reader, table in tables.items():
+        assert sorted(table.points) == ["hand000", "hand001", "hand002"]
+        for (image, landmark), x in last.items():
+            assert tuple(table.points[f"hand{image:03d}"][landmark]) == (x, float(len(reader)))
+
+
+def _reading_writer(location, run: int, ack_fd: int) -> None:
+    """Each (image, landmark) once per run, x = the run: a stored x below an acknowledged one is a lost write."""
+    project = Project.open(location, user="reader")
+    for i in range(24 * 15):
+        project.readings.set(f"hand{i % 24:03d}", i % 15, float(run), float(i % 250), reader="reader")
+        os.write(ack_fd, f"{i % 24} {i % 15} {run} {i % 250}\n".encode())
+    time.sleep(3600)
+
+
+def test_every_acknowledged_reading_survives_sigkill(loaded, backend):
+    """A reader's process killed again and again: each point it said was saved is there (or a later one)."""
+    location = _location(loaded, backend)
+    rng = random.Random(1)
+    acked: dict[tuple[int, int], tuple[int, int]] = {}
+    for run in range(40 if backend is None else 20):
+        read_fd, write_fd = os.pipe()
+        child = FORK.Process(target=_reading_writer, args=(location, run, write_fd))
+        child.start()
+        os.close(write_fd)
+        ready, _, _ = wait_readable([read_fd], [], [], 60.0)
+        data = os.read(read_fd, 65536) if ready else b""
+        time.sleep(rng.uniform(0.0, 0.1))
+        os.kill(child.pid, signal.SIGKILL)
+        child.join()
+        while chunk := os.read(read_fd, 65536):
+            data += chunk
+        os.close(read_fd)
+        for line in data.decode().splitlines():
+            image, landmark, x, y = (int(v) for v in line.split())
+            acked[image, landmark] = (x, y)  # the later run's write wins
+    points = loaded.readings.tables()["reader"].points
+    lost = [
+        key
+        for key, (x, y) in acked.items()
+        if (found := points.get(f"hand{key[0]:03d}")) is None
+        or not (found[key[1]][0] > x or tuple(found[key[1]]) == (float(x), float(y)))
+    ]
+    assert acked and not lost, f"{len(lost)} acknowledged readings lost"

@@ -48,6 +48,10 @@ def test_a_role_writes_its_own_reading_and_is_refused_anothers(team, sample_dir)
     with pytest.raises(ScnError, match=f"role '{roles['alice']}' may not write the reading of '{roles['bob']}'"):
         import_readings(alice, labels, roles["bob"])
     assert owner.readings.readers() == [roles["alice"]]  # nothing of the refused file is there
+    with pytest.raises(ScnError, match="may not write"):  # nor one point, as the app saves them
+        alice.readings.set("hand003", 0, 5.0, 5.0, reader=roles["bob"])
+    alice.readings.set("hand003", 0, 5.0, 5.0)  # her own: the role that connects, whatever --user said
+    assert owner.readings.tables()[roles["alice"]].points["hand003"][0].tolist() == [5.0, 5.0]
     # bob's own import works, and cannot replace alice's either
     import_readings(bob, labels, roles["bob"])
     with pytest.raises(ScnError, match="may not write"):
