@@ -420,3 +420,37 @@ class Reading(Base):
     #: who wrote it: the reader, or who imported it in the reader's name
     author: Mapped[str] = mapped_column(String(128))
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Assignment(Base):
+    """An image a named reader is asked to read (double reading: two or more readers per image).
+
+    ``finished_at`` is set when the reader finishes their reading; until then the
+    reader is blind to the other readers' points on that image.
+    """
+
+    __tablename__ = "assignments"
+    __table_args__ = (UniqueConstraint("image_id", "reader"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    reader: Mapped[str] = mapped_column(String(128), index=True)
+    assigned_by: Mapped[str] = mapped_column(String(128))
+    assigned_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+
+
+class ReviewStatus(TextEnum):
+    REVIEWED = "reviewed"  # a reviewer checked the image's landmarks and accepts them
+    NEEDS_CHANGES = "needs_changes"  # a reviewer asks for changes (the note says which)
+
+
+class Review(Base):
+    """A reviewer's verdict on an image; the latest row is its review status, the earlier ones its history."""
+
+    __tablename__ = "reviews"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    status: Mapped[ReviewStatus] = mapped_column(_enum(ReviewStatus, "review_status"))
+    note: Mapped[str] = mapped_column(Text, default="")
+    reviewer: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

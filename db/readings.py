@@ -83,7 +83,7 @@ class Readings:
         the reader defaults to, and is checked against, the connecting role.
         """
         from .annotations import check_position
-        from .roles import connected_role
+        from .roles import connected_role, reader_name
         from .rows import image_row, user_name
 
         lm = self.project.landmark(landmark)
@@ -92,7 +92,7 @@ class Readings:
             row = image_row(s, image)
             check_position(row, x, y, state)
             role = connected_role(self.project, s)
-            who = (reader or role or user_name(self.project.user)).strip()
+            who = (reader or reader_name(self.project, s)).strip()
             values = {"x": x, "y": y, "state": LandmarkState(state), "author": role or user_name(self.project.user)}
             insert = (sqlite_insert if self.project.db.is_sqlite else pg_insert)(Reading).values(
                 image_id=row.id, landmark_id=lm.id, reader=who, updated_at=utcnow(), **values
@@ -103,6 +103,17 @@ class Readings:
                         index_elements=["image_id", "landmark_id", "reader"], set_={**values, "updated_at": utcnow()}
                     )
                 )
+
+    def visible(self, image: str, reader: str | None = None) -> dict[str, np.ndarray]:
+        """The readings of ``image`` that ``reader`` (default: who is connected) may see: their own, and the
+        others' only once their own assigned reading of it is finished (blind double reading)."""
+        who = self.project.assignments.who(reader)
+        others = self.project.assignments.may_see_others(image, who)
+        return {
+            name: table.points[image]
+            for name, table in self.tables().items()
+            if image in table.points and (others or name == who)
+        }
 
     def replace(self, s: Session, reader: str, author: str, plan: list[Change]) -> int:
         """Within the caller's transaction: ``reader``'s points of the plan's images become the plan's.

@@ -9,14 +9,17 @@ are no roles: the login is the name, and everyone may do everything.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from scn_annotator.errors import ScnError
 
-from .store import Project
+if TYPE_CHECKING:
+    from .store import Project
 
-__all__ = ["ANNOTATOR", "REVIEWER", "can_adjudicate", "connected_role", "grant"]
+__all__ = ["ANNOTATOR", "REVIEWER", "can_adjudicate", "connected_role", "grant", "reader_name"]
 
 ANNOTATOR = "scn_annotator"
 REVIEWER = "scn_reviewer"
@@ -31,6 +34,13 @@ def _quoted(name: str) -> str:
 def connected_role(project: Project, s: Session) -> str | None:
     """The PostgreSQL role this connection acts as (None on SQLite)."""
     return None if project.db.is_sqlite else s.scalar(text("SELECT current_user"))
+
+
+def reader_name(project: Project, s: Session) -> str:
+    """Whose reading this connection writes: the PostgreSQL role that connects, or on SQLite the user's name."""
+    from .rows import user_name
+
+    return connected_role(project, s) or user_name(project.user)
 
 
 def can_adjudicate(project: Project) -> bool:

@@ -38,12 +38,14 @@ from scn_annotator.io.atomic import atomic_write_text
 
 from . import artifacts, migrate
 from .annotations import Annotations, record_event
+from .assignments import Assignments
 from .embeddings import Embeddings
 from .jobs import JobQueue
 from .models import EventKind, Image, ImageStatus, Landmark, Setting, utcnow
 from .predictions import Predictions
 from .readings import Readings
 from .records import ImageRecord, LandmarkInfo
+from .reviews import Reviews
 from .rows import image_row, user_name
 from .session import Database
 from .versions import Models
@@ -94,6 +96,8 @@ class Project:
         self.predictions = Predictions(self)
         self.embeddings = Embeddings(self)
         self.readings = Readings(self)
+        self.assignments = Assignments(self)
+        self.reviews = Reviews(self)
         self._landmarks: list[LandmarkInfo] | None = None
 
     # -- opening -------------------------------------------------------------

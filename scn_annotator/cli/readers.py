@@ -68,6 +68,48 @@ def cmd_grant(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_assign(args: argparse.Namespace) -> int:
+    project = open_project(args.project, args)
+    readers = [r.strip() for r in args.readers.split(",")]
+    images = [i.strip() for i in args.images.split(",")] if args.images else None
+    chosen = project.assignments.assign(readers, images=images, share=args.share, seed=args.seed)
+    print(f"{len(chosen)} images to be read by {', '.join(readers)} (each blind to the others until finished)")
+    return 0
+
+
+def cmd_assigned(args: argparse.Namespace) -> int:
+    project = open_project(args.project, args)
+    who = project.assignments.who(args.reader)
+    if args.finish:
+        project.assignments.finish(args.finish, who)
+        print(f"{who} finished {args.finish}: the other readers' points are visible to {who} now")
+        return 0
+    images = project.assignments.queue(who, unfinished=not args.all)
+    print(f"{len(images)} images for {who}" + (":" if images else ""))
+    for image in images:
+        print(f"  {image}")
+    return 0
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    from ..app.review_queue import review_queue
+
+    project = open_project(args.project, args)
+    if args.image:
+        if not args.status:
+            raise ScnError("review IMAGE needs --status reviewed|needs_changes")
+        verdict = project.reviews.set(args.image, args.status, args.note or "")
+        print(
+            f"{verdict.image}: {verdict.status} by {verdict.reviewer}" + (f" ({verdict.note})" if verdict.note else "")
+        )
+        return 0
+    items = review_queue(project)
+    print(f"{len(items)} images to review, most likely to need it first:")
+    for item in items[: args.limit]:
+        print(f"  {item.image:<24} {item.status or 'not reviewed':<14} {item.reason}")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "agreement",
@@ -116,3 +158,46 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--password-env", metavar="VAR", help="set the role's password from this environment variable")
     add_project_options(p)
     p.set_defaults(func=cmd_grant)
+
+    _register_double_reading(sub)
+
+
+def _register_double_reading(sub: argparse._SubParsersAction) -> None:
+    """``assign``, ``assigned``, ``review``: double reading and its review."""
+    p = sub.add_parser(
+        "assign",
+        help="ask named readers to read a share (or a list) of the images: double reading",
+        description="Every reader gets the same images; each reads blind to the others' points until they "
+        "finish the image (`assigned --finish IMAGE`). Assignments already there stay.",
+    )
+    p.add_argument("project", help="project folder or database URL")
+    p.add_argument("--readers", required=True, metavar="A,B", help="the readers (on PostgreSQL: their roles)")
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--share", type=float, help="a seeded random share of the project's images, e.g. 0.2")
+    group.add_argument("--images", metavar="NAME,NAME", help="these images")
+    p.add_argument("--seed", type=int, default=0, help="which share (default 0)")
+    add_project_options(p)
+    p.set_defaults(func=cmd_assign)
+
+    p = sub.add_parser("assigned", help="a reader's images to read (or --finish one)")
+    p.add_argument("project", help="project folder or database URL")
+    p.add_argument("--reader", help="whose (default: you; on PostgreSQL the role that connects)")
+    p.add_argument("--all", action="store_true", help="finished ones too")
+    p.add_argument("--finish", metavar="IMAGE", help="you have finished reading IMAGE")
+    add_project_options(p)
+    p.set_defaults(func=cmd_assigned)
+
+    p = sub.add_parser(
+        "review",
+        help="the review queue (readers' disagreement, likely label errors), or a verdict on one image",
+        description="Without IMAGE: every image with readings or human points, those most likely to need a "
+        "reviewer first (read twice: by the readers' disagreement; read once: by how little of the model's "
+        "final heatmap lies under the human point). With IMAGE --status: record a verdict.",
+    )
+    p.add_argument("project", help="project folder or database URL")
+    p.add_argument("image", nargs="?", help="the image to give a verdict")
+    p.add_argument("--status", choices=["reviewed", "needs_changes"])
+    p.add_argument("--note", help="what needs changing")
+    p.add_argument("--limit", type=int, default=30, help="show this many (default 30)")
+    add_project_options(p)
+    p.set_defaults(func=cmd_review)
