@@ -17,7 +17,7 @@ import numpy as np
 from sqlalchemy import select
 
 from scn_annotator import __version__
-from scn_annotator.engine.measurements import Measurement, builtin_measurements
+from scn_annotator.engine.measurements import Measurement
 from scn_annotator.errors import ImageReadError, ScnError
 from scn_annotator.io.atomic import atomic_write_text
 from scn_annotator.io.formats import ExchangeImage, ExchangeSet, exchange_format
@@ -89,7 +89,7 @@ def export(
         "exported_at": utcnow().isoformat(timespec="seconds") + "Z",
         "app_version": __version__,
     }
-    defs = builtin_measurements([lm.name for lm in lms]) if measurements is None else list(measurements)
+    defs = project.measurements() if measurements is None else list(measurements)
     if defs:
         manifest["measurements"] = _export_measurements(out, images, [lm.id for lm in lms], by_image, defs)
     write_csv(out, header, lines)

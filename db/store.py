@@ -32,9 +32,11 @@ from typing import Any
 from sqlalchemy import func, select
 
 from scn_annotator import __version__
+from scn_annotator.engine.measurements import Measurement, builtin_measurements
 from scn_annotator.engine.objects import LandmarkObjects
 from scn_annotator.errors import ScnError
 from scn_annotator.io.atomic import atomic_write_text
+from scn_annotator.io.measurement_file import parse_measurements, read_measurements
 
 from . import artifacts, migrate
 from .annotations import Annotations, record_event
@@ -232,6 +234,21 @@ class Project:
         """Which landmarks belong together: the names file's answer where it gave one, else the names'."""
         landmarks = self.landmarks()
         return LandmarkObjects.infer([lm.name for lm in landmarks], [lm.object_name for lm in landmarks])
+
+    def measurements(self) -> list[Measurement]:
+        """The measurements taken from the landmarks: the project's own definitions where it has them
+        (``scn-annotator measurements PROJECT FILE``), else its layout's built-in ones (a spine's Cobb angles)."""
+        text = self.settings().get("measurements")
+        if text:
+            return parse_measurements(text, self.landmark_names, "the project's measurements")
+        return builtin_measurements(self.landmark_names)
+
+    def set_measurements(self, path: str | Path) -> list[Measurement]:
+        """Check a measurement file against the landmarks and keep its definitions with the project."""
+        text = Path(path).read_text(encoding="utf-8-sig") if Path(path).is_file() else None
+        defs = read_measurements(path, self.landmark_names)  # refuses a bad file naming its line
+        self.set_setting("measurements", text)
+        return defs
 
     @property
     def landmark_names(self) -> list[str]:

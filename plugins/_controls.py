@@ -103,6 +103,7 @@ class Controls:
             ("Queue (most doubtful first)", queue.native),
             ("Landmarks", edit.native),
             ("Heatmaps", view.native),
+            ("Measurements and readers", self._build_readers_panel()),
             ("Training", training),
             ("Export", export.native),
         ):

@@ -28,6 +28,7 @@ from . import _keys as keys
 from ._canvas import Canvas
 from ._controls import Controls
 from ._layers import update_layers
+from ._readers import ReadersPanel
 from ._training import TrainingPanel
 
 __all__ = ["AnnotatorWidget"]
@@ -42,7 +43,7 @@ class _Arrivals(QObject):
     proposals = Signal(object)
 
 
-class AnnotatorWidget(Controls, Canvas, QWidget):
+class AnnotatorWidget(ReadersPanel, Controls, Canvas, QWidget):
     """The dock widget; ``napari_viewer`` is passed by napari."""
 
     def __init__(self, napari_viewer, project: str | Path | None = None) -> None:  # noqa: ANN001
@@ -166,6 +167,7 @@ class AnnotatorWidget(Controls, Canvas, QWidget):
         )
         if first:
             self.layers["points"].events.data.connect(self._points_changed)
+            self.layers["points"].events.data.connect(self._measure_live)  # measurements follow a drag
             keys.bind(self.layers["points"], self)  # the landmarks layer has keys of its own; ours win
         v = self.view
         spacing = f"{v.spacing[0]:.3f} mm/px ({v.record.spacing_source})" if v.spacing_known else "spacing unknown (px)"
@@ -173,6 +175,7 @@ class AnnotatorWidget(Controls, Canvas, QWidget):
         self.image_label.value = f"{v.record.name}: {v.record.status.replace('_', ' ')}{score}; {spacing}"
         self._show_row_status(v.record.id, v.record.status)
         self._describe_landmark()
+        self._draw_readers()
 
     def _describe_landmark(self) -> None:
         if self.view is None or self.landmark.value is None:
@@ -322,6 +325,7 @@ class AnnotatorWidget(Controls, Canvas, QWidget):
         if self.selected_only.value:
             self._redraw()
         self._describe_landmark()
+        self.readers_label.value = self._spread_text(self._readers_view())
 
     def _act(
         self, action: Callable[[AnnotationSession], T], *, redraw: bool = True, repropose: bool = True
@@ -470,6 +474,7 @@ class AnnotatorWidget(Controls, Canvas, QWidget):
         points = self.layers.get("points")
         if points is not None:
             points.events.data.disconnect(self._points_changed)
+            points.events.data.disconnect(self._measure_live)
             keys.unbind(points)
 
     def closeEvent(self, event) -> None:  # noqa: ANN001, N802 - Qt's name

@@ -21,7 +21,7 @@ import numpy as np
 from ..db.store import Project
 from ..engine.agreement import BlandAltman, Spread, bland_altman, icc, pairwise_distances, spread
 from ..engine.evaluation import error_unit
-from ..engine.measurements import Measurement, builtin_measurements
+from ..engine.measurements import Measurement
 
 __all__ = ["AgreementReport", "MeasurementAgreement", "agreement_report", "bland_altman_plots"]
 
@@ -143,7 +143,7 @@ def agreement_report(project: Project, measurements: Sequence[Measurement] | Non
     overall = spread("all", distances.ravel(), unit)
     report = AgreementReport(readers, unit, len(read_twice), per, overall)
     report.model_version, report.model = _model_against(project, readings, read_twice, scale, unit)
-    defs = builtin_measurements(names) if measurements is None else list(measurements)
+    defs = project.measurements() if measurements is None else list(measurements)
     report.measurements = [_measurement(m, readings, read_twice, images, scale, unit) for m in defs]
     return report
 

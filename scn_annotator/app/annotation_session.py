@@ -113,6 +113,7 @@ class AnnotationSession:
         conditioning: ConditioningClient | None = None,
     ) -> None:
         self.project = project
+        self.measurements = project.measurements()  # shown live while points move
         self.conditioning = conditioning
         self.follow = conditioning is not None  # re-place the proposals after each edit (the app's switch)
         self.proposals: ConditionedProposals | None = None  # the open image's, when they follow the annotator

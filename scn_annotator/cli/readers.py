@@ -110,6 +110,17 @@ def cmd_review(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_measurements(args: argparse.Namespace) -> int:
+    project = open_project(args.project, args)
+    defs = project.set_measurements(args.file) if args.file else project.measurements()
+    print(f"{len(defs)} measurements" + (" (kept with the project)" if args.file else "") + (":" if defs else ""))
+    names = project.landmark_names
+    for m in defs:
+        shown = ", ".join(names[k] for k in m.landmarks[:4]) + (", ..." if len(m.landmarks) > 4 else "")
+        print(f"  {m.name} = {m.kind}({shown})")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "agreement",
@@ -201,3 +212,15 @@ def _register_double_reading(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=30, help="show this many (default 30)")
     add_project_options(p)
     p.set_defaults(func=cmd_review)
+
+    p = sub.add_parser(
+        "measurements",
+        help="the measurements taken from the landmarks (shown live in the app, exported, in agreement)",
+        description="Without FILE: the project's measurements. With FILE (NAME = distance(A, B) | angle(A, B, C) | "
+        "line_angle(A, B, C, D), one a line): check it and keep it with the project, so that the app, export "
+        "and agreement use it. A spine layout has its three Cobb angles without a file.",
+    )
+    p.add_argument("project", help="project folder or database URL")
+    p.add_argument("file", nargs="?", type=Path, help="the definitions to keep with the project")
+    add_project_options(p)
+    p.set_defaults(func=cmd_measurements)

@@ -21,7 +21,7 @@ from pathlib import Path
 from ..engine.measurements import Measurement
 from ..errors import LabelFileError
 
-__all__ = ["read_measurements"]
+__all__ = ["parse_measurements", "read_measurements"]
 
 _LINE = re.compile(r"^\s*(?P<name>[^=]+?)\s*=\s*(?P<kind>\w+)\s*\((?P<args>[^)]*)\)\s*$")
 
@@ -30,9 +30,15 @@ def read_measurements(path: str | Path, landmark_names: Sequence[str]) -> list[M
     """The measurements ``path`` defines over ``landmark_names``; :class:`LabelFileError` naming the line."""
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise LabelFileError(path, [f"cannot read measurements ({exc})"]) from None
+    return parse_measurements(text, landmark_names, path)
+
+
+def parse_measurements(text: str, landmark_names: Sequence[str], path: object = "measurements") -> list[Measurement]:
+    """:func:`read_measurements` of a file's text (a project keeps its definitions as text, in its settings)."""
+    lines = text.splitlines()
     index = {name: k for k, name in enumerate(landmark_names)}
     out: list[Measurement] = []
     seen: dict[str, int] = {}

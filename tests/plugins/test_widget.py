@@ -202,7 +202,8 @@ def test_the_napari_process_never_imports_torch(trained):
         "widget.training.close(); viewer.close()\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert result.stdout.splitlines()[-1].split()[:2] == ["False", "4"], (result.stdout, result.stderr[-2000:])
+    # image, LA x SC, doubt halos, landmarks, measurement lines
+    assert result.stdout.splitlines()[-1].split()[:2] == ["False", "5"], (result.stdout, result.stderr[-2000:])
 
 
 def test_a_store_failure_is_reported_and_the_screen_shows_what_is_saved(widget, monkeypatch):
@@ -487,3 +488,32 @@ def test_ctrl_z_right_after_done_reopens_the_image_no_longer_done(widget, monkey
     assert not widget.session.project.annotations.of(image)  # the proposals D accepted are taken back
     row = widget._table_ids.index(image)
     assert widget.table.native.item(row, 1).text() == "new"
+
+
+def test_measurements_follow_a_drag_and_readers_are_drawn_and_adjudicated(widget, trained, tmp_path):
+    project = Project.open(trained)
+    names = project.landmark_names
+    definitions = tmp_path / "measurements.txt"
+    definitions.write_text(f"thumb = distance({names[0]}, {names[2]})\n")
+    project.set_measurements(definitions)
+    image = widget.view.record.name
+    for reader, shift in (("ann", 0.0), ("ben", 2.0)):
+        for j in range(len(names)):
+            project.readings.set(image, j, 20.0 + j + shift, 30.0, reader=reader)
+    widget.open_project(str(trained))
+    assert widget.view.record.name == image
+    assert widget.measure_table.value["data"][0][0] == "thumb"
+    before = widget.measure_table.value["data"][0][1]
+    points = widget.layers["points"]
+    index = list(points.features["landmark"]).index(2)
+    drag(points, index, 5.0, 5.0)
+    assert widget.measure_table.value["data"][0][1] != before  # the table follows the point
+    assert len(widget.layers["measurements"].data) == 1  # the distance's line on the image
+    readers = [layer.name for layer in widget.viewer.layers if layer.name.startswith("reader: ")]
+    assert readers == ["reader: ann", "reader: ben"]
+    widget.landmark.value = 4
+    assert "1.20 mm apart" in widget.readers_label.value  # 2 px at 0.6 mm/px
+    widget.reader_choice.value = "ben"
+    widget._adjudicate("take")
+    decided = Project.open(trained).annotations.of(image)[4]
+    assert (decided.x, decided.y) == (26.0, 30.0) and decided.source == "human"

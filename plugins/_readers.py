@@ -1,0 +1,154 @@
+"""The readers and measurements panel of the dock widget (a mixin of ``_widget.py``).
+
+Measurements: a table of the project's measurements (a spine's Cobb angles, a
+cephalogram's angles and distances) and the lines they are read from, drawn on the
+image and recomputed from the landmarks layer on every change of its data, so they
+follow a point while it is dragged. Readers: each reader's points in the reader's
+colour (only what blind double reading lets this user see), how far apart they are
+on the selected landmark, and one button per adjudication action. Thin: the values,
+the visibility and the decisions are the app layer's (``measurement_view``,
+``adjudication``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton, Table
+from qtpy.QtWidgets import QWidget
+
+from scn_annotator.app.adjudication import Adjudication, ReadersView
+from scn_annotator.app.annotation_session import ImageView
+from scn_annotator.app.measurement_view import measure
+
+__all__ = ["ReadersPanel"]
+
+LINE_COLOR = "#ffd700"
+READER_LAYER = "reader: "
+
+
+class ReadersPanel:
+    """Mixin: ``_build_readers_panel`` makes the controls; ``_draw_readers`` and ``_measure_live`` keep them current."""
+
+    def _build_readers_panel(self) -> QWidget:
+        self.measure_table = Table(value={"measurement": [], "value": []})
+        self.measure_table.read_only = True
+        self.measure_table.native.verticalHeader().setVisible(False)
+        self.measure_table.native.setMinimumHeight(110)
+        self.readers_label = Label(value="no other readings of this image")
+        self.show_readers = CheckBox(text="readers' points", value=True)
+        self.reader_choice = ComboBox(label="take from", choices=[])
+        self.take_button = PushButton(text="Take this reader's point")
+        self.mean_button = PushButton(text="Take the mean")
+        self.anew_button = PushButton(text="Place anew")
+        self.show_readers.changed.connect(lambda _: self._draw_readers())
+        self.take_button.changed.connect(lambda: self._adjudicate("take"))
+        self.mean_button.changed.connect(lambda: self._adjudicate("mean"))
+        self.anew_button.changed.connect(lambda: self._adjudicate("anew"))
+        actions = Container(widgets=[self.take_button, self.mean_button, self.anew_button], layout="horizontal")
+        actions.labels = False
+        return Container(
+            widgets=[self.measure_table, self.show_readers, self.readers_label, self.reader_choice, actions]
+        ).native
+
+    # -- drawing -----------------------------------------------------------------
+
+    def _readers_view(self) -> ReadersView | None:
+        if self.session is None or self.view is None:
+            return None
+        return Adjudication(self.session.project).view(self.view.record.name)
+
+    def _draw_readers(self) -> None:
+        """The readers' points and their spread on the selected landmark; the measurements of what is shown."""
+        view: ImageView | None = self.view
+        if view is None:
+            return
+        self._measure_live()
+        readers = self._readers_view()
+        shown = readers.readers if readers is not None and self.show_readers.value else []
+        scale = (view.spacing[1], view.spacing[0])
+        size = 0.015 * max(view.record.height * scale[0], view.record.width * scale[1])
+        for layer in [layer for layer in self.viewer.layers if layer.name.startswith(READER_LAYER)]:
+            if layer.name[len(READER_LAYER) :] not in shown:
+                self.viewer.layers.remove(layer)
+        for reader in shown:
+            points = readers.points[reader]
+            placed = ~np.isnan(points[:, 0])
+            data = points[placed][:, ::-1]  # (row, col)
+            name = READER_LAYER + reader
+            if name in self.viewer.layers:
+                layer = self.viewer.layers[name]
+                layer.data, layer.scale, layer.size = data, scale, size
+            else:
+                self.viewer.add_points(
+                    data, name=name, scale=scale, size=size, symbol="cross", face_color=readers.color(reader)
+                )
+        self._ready_to_correct()  # adding a layer selects it: hand the mouse back to the landmarks
+        with self.reader_choice.changed.blocked():
+            self.reader_choice.choices = readers.readers if readers is not None else []
+        self.readers_label.value = self._spread_text(readers)
+
+    def _spread_text(self, readers: ReadersView | None) -> str:
+        if readers is None or len(readers.readers) < 1:
+            return "no other readings of this image (or not yet visible: finish your own reading first)"
+        landmark = int(self.landmark.value)
+        spread = readers.spread[landmark]
+        names = ", ".join(readers.readers)
+        if np.isnan(spread):
+            return f"readers: {names}"
+        name = self.session.project.landmark_names[landmark]
+        return (
+            f"readers: {names}; on {name} {spread:.2f} {readers.unit} apart (most on the image: "
+            f"{np.nanmax(readers.spread):.2f} {readers.unit})"
+        )
+
+    def _measure_live(self, event=None) -> None:  # noqa: ANN001 - napari's event, or none
+        """The measurements of the landmarks as the layer shows them now (during a drag too), and their lines."""
+        view: ImageView | None = self.view
+        points_layer = self.layers.get("points") if self.layers else None
+        if view is None or points_layer is None or self.session is None:
+            return
+        n = len(view.landmarks)
+        points = np.full((n, 2), np.nan)
+        if len(points_layer.data):
+            index = np.asarray(points_layer.features["landmark"], dtype=int)
+            points[index] = np.asarray(points_layer.data)[:, ::-1]
+        spacing = view.spacing if view.spacing_known else None
+        shown = measure(self.session.measurements, points, spacing, view.record.height)
+        self.measure_table.value = {
+            "measurement": [r.name for r in shown.rows],
+            "value": [r.text for r in shown.rows],
+        }
+        lines = [line[:, ::-1] for line in shown.lines]  # (row, col)
+        scale = (view.spacing[1], view.spacing[0])
+        width = 0.003 * max(view.record.height * scale[0], view.record.width * scale[1])
+        layer = self.layers.get("measurements")
+        if layer is None or layer not in self.viewer.layers:
+            layer = self.viewer.add_shapes(
+                lines, shape_type="line", edge_color=LINE_COLOR, edge_width=width, scale=scale, name="measurements"
+            )
+            self.layers["measurements"] = layer
+            self._ready_to_correct()
+        else:
+            layer.data = []
+            if lines:
+                layer.add_lines(lines, edge_color=LINE_COLOR, edge_width=width)
+            layer.scale = scale
+
+    # -- adjudication ------------------------------------------------------------------
+
+    def _adjudicate(self, action: str) -> None:
+        if self.session is None or self.view is None:
+            return
+        adjudication = Adjudication(self.session.project)
+        image, landmark = self.view.record.name, int(self.landmark.value)
+
+        def run(_session) -> None:  # noqa: ANN001
+            if action == "take":
+                adjudication.take(image, landmark, str(self.reader_choice.value))
+            elif action == "mean":
+                adjudication.take_mean(image, landmark)
+            else:
+                adjudication.place_anew(image, landmark)
+            self.session.reload()
+
+        self._act(run)
