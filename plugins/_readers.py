@@ -66,7 +66,7 @@ class ReadersPanel:
         readers = self._readers_view()
         shown = readers.readers if readers is not None and self.show_readers.value else []
         scale = (view.spacing[1], view.spacing[0])
-        size = 0.015 * max(view.record.height * scale[0], view.record.width * scale[1])
+        size = 0.016 * max(view.record.height * scale[0], view.record.width * scale[1])  # a cross inside the disc
         for layer in [layer for layer in self.viewer.layers if layer.name.startswith(READER_LAYER)]:
             if layer.name[len(READER_LAYER) :] not in shown:
                 self.viewer.layers.remove(layer)
@@ -118,6 +118,7 @@ class ReadersPanel:
             "measurement": [r.name for r in shown.rows],
             "value": [r.text for r in shown.rows],
         }
+        self.measure_table.native.resizeColumnsToContents()
         lines = [line[:, ::-1] for line in shown.lines]  # (row, col)
         scale = (view.spacing[1], view.spacing[0])
         width = 0.003 * max(view.record.height * scale[0], view.record.width * scale[1])
