@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton, Table
+from napari.utils.notifications import show_info
 from qtpy.QtWidgets import QWidget
 
 from scn_annotator.app.adjudication import Adjudication, ReadersView
-from scn_annotator.app.annotation_session import ImageView
+from scn_annotator.app.annotation_session import AnnotationSession, ImageView
+from scn_annotator.app.conditioning import ConditioningClient
 from scn_annotator.app.measurement_view import measure
+from scn_annotator.app.reading_session import ReadingSession
+from scn_annotator.db.store import Project
 
 __all__ = ["ReadersPanel"]
 
@@ -35,20 +39,41 @@ class ReadersPanel:
         self.measure_table.native.verticalHeader().setVisible(False)
         self.measure_table.native.setMinimumHeight(110)
         self.readers_label = Label(value="no other readings of this image")
+        self.read_mine = CheckBox(text="my own reading of my assigned images (blind to the others')", value=False)
+        self.show_model = CheckBox(text="with the model's proposals", value=True)
         self.show_readers = CheckBox(text="readers' points", value=True)
         self.reader_choice = ComboBox(label="take from", choices=[])
         self.take_button = PushButton(text="Take this reader's point")
         self.mean_button = PushButton(text="Take the mean")
         self.anew_button = PushButton(text="Place anew")
         self.show_readers.changed.connect(lambda _: self._draw_readers())
+        for box in (self.read_mine, self.show_model):
+            box.changed.connect(lambda _: self.location and self.open_project(self.location))
         self.take_button.changed.connect(lambda: self._adjudicate("take"))
         self.mean_button.changed.connect(lambda: self._adjudicate("mean"))
         self.anew_button.changed.connect(lambda: self._adjudicate("anew"))
         actions = Container(widgets=[self.take_button, self.mean_button, self.anew_button], layout="horizontal")
         actions.labels = False
         return Container(
-            widgets=[self.measure_table, self.show_readers, self.readers_label, self.reader_choice, actions]
+            widgets=[
+                self.read_mine,
+                self.show_model,
+                self.measure_table,
+                self.show_readers,
+                self.readers_label,
+                self.reader_choice,
+                actions,
+            ]
         ).native
+
+    def _new_session(self, project: Project, helper: ConditioningClient) -> AnnotationSession:
+        """The session the switches ask for: on the consensus, or on this user's own reading."""
+        if self.read_mine.value:
+            session = ReadingSession(project, show_model=self.show_model.value, conditioning=helper)
+            if not session.queue.rows:
+                show_info(f"no images are assigned to {session.reader} (scn-annotator assign)")
+            return session
+        return AnnotationSession(project, conditioning=helper)
 
     # -- drawing -----------------------------------------------------------------
 

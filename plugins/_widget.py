@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from operator import methodcaller
 from pathlib import Path
 from typing import TypeVar
 
@@ -111,7 +112,7 @@ class AnnotatorWidget(ReadersPanel, Controls, Canvas, QWidget):
         if self.session is not None:
             self.session.close()
         helper = ConditioningClient(location, data_dir=project.data_dir, image_root=project.image_root)
-        self.session = AnnotationSession(project, conditioning=helper)
+        self.session = self._new_session(project, helper)  # the consensus, or my own reading
         self.session.set_follow(self.follow.value)
         self.location = location
         if "://" not in location:  # a database URL is not a folder the file picker could show
@@ -352,7 +353,7 @@ class AnnotatorWidget(ReadersPanel, Controls, Canvas, QWidget):
         return result
 
     def accept_all(self) -> None:
-        count = self._act(AnnotationSession.accept_all)
+        count = self._act(methodcaller("accept_all"))
         if count is not None:
             show_info(f"accepted {count} proposals")
 
@@ -370,24 +371,24 @@ class AnnotatorWidget(ReadersPanel, Controls, Canvas, QWidget):
 
     def undo(self) -> None:
         if self.session is not None and self.session.can_undo_done:  # Ctrl+Z right after D: back to that image
-            image = self._act(AnnotationSession.undo_done, redraw=False, repropose=False)
+            image = self._act(methodcaller("undo_done"), redraw=False, repropose=False)
             if image is not None:
                 self._fill_table()
                 self.open_image(image)
                 show_info(f"{self.view.record.name} is no longer done")
             return
-        if self._act(AnnotationSession.undo) == 0:
+        if self._act(methodcaller("undo")) == 0:
             show_info("nothing to undo for this image")
 
     def redo(self) -> None:
-        if self._act(AnnotationSession.redo) == 0:
+        if self._act(methodcaller("redo")) == 0:
             show_info("nothing to redo")
 
     def mark_done(self) -> None:
         if self.session is None or self.view is None:
             return
         name = self.view.record.name
-        done = self._act(AnnotationSession.mark_done, redraw=False, repropose=False)
+        done = self._act(methodcaller("mark_done"), redraw=False, repropose=False)
         if done is None:
             return
         following, accepted = done

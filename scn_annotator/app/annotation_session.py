@@ -113,6 +113,7 @@ class AnnotationSession:
         conditioning: ConditioningClient | None = None,
     ) -> None:
         self.project = project
+        self.store: Any = project.annotations  # what edits go to: the consensus (a reading: reading_session)
         self.measurements = project.measurements()  # shown live while points move
         self.conditioning = conditioning
         self.follow = conditioning is not None  # re-place the proposals after each edit (the app's switch)
@@ -204,8 +205,8 @@ class AnnotationSession:
         return self.current
 
     def _view(self, record: ImageRecord, image: Radiograph, contrast: tuple[float, float] | None = None) -> ImageView:
-        annotations = self.project.annotations.of(record.id)
-        prediction = self.project.predictions.latest(record.id)
+        annotations = self.store.of(record.id)
+        prediction = self._prediction(record)
         heatmaps = None
         per_landmark: list[float | None] = []
         score = None
@@ -248,6 +249,10 @@ class AnnotationSession:
             score=score,
             strategy=self.strategy,
         )
+
+    def _prediction(self, record: ImageRecord) -> PredictionRecord | None:
+        """The proposals shown on an image: the current model's latest."""
+        return self.project.predictions.latest(record.id)
 
     def _heatmaps(self, prediction: PredictionRecord) -> Heatmaps | None:
         """The run's heatmaps, read once per run: a correction re-reads the view, not the cache file."""
@@ -305,7 +310,7 @@ class AnnotationSession:
         x, y = clamp_to_image(x, y, (view.record.width, view.record.height))  # dropped off the edge
         state = lm.state if lm.kind == Shown.ANNOTATION and lm.state == "occluded" else "placed"
         # the prediction a correction started from stays recorded however often it is moved
-        self.project.annotations.set(view.record.id, landmark, x, y, state=state, prediction_id=lm.prediction_id)
+        self.store.set(view.record.id, landmark, x, y, state=state, prediction_id=lm.prediction_id)
         return self.reload()
 
     def mark(self, landmark: int, state: str) -> ImageView:
@@ -314,12 +319,12 @@ class AnnotationSession:
         view = self._image()
         lm = view.landmarks[landmark]
         if state == "absent":
-            self.project.annotations.set(view.record.id, landmark, None, None, state="absent")
+            self.store.set(view.record.id, landmark, None, None, state="absent")
         elif state in ("occluded", "placed"):
             if lm.x is None:
                 raise ScnError(f"{lm.info.name} has no position to mark {state}; place it first")
             x, y = clamp_to_image(lm.x, lm.y, (view.record.width, view.record.height))  # as a drag would
-            self.project.annotations.set(
+            self.store.set(
                 view.record.id,
                 landmark,
                 x,
@@ -333,13 +338,13 @@ class AnnotationSession:
 
     def clear(self, landmark: int) -> ImageView:
         self._last_done = None  # Ctrl+Z is about this change now
-        self.project.annotations.clear(self._image().record.id, landmark)
+        self.store.clear(self._image().record.id, landmark)
         return self.reload()
 
     def accept_all(self) -> int:
         """Accept the proposal shown for every landmark without an annotation."""
         self._last_done = None  # Ctrl+Z is about this change now
-        count = self.project.annotations.accept_predictions(self._image().record.id, run_id=self._shown_run())
+        count = self.store.accept_predictions(self._image().record.id, run_id=self._shown_run())
         self.reload()
         return count
 
@@ -401,13 +406,13 @@ class AnnotationSession:
     def undo(self) -> int:
         """Undo this person's last change to the open image (see :meth:`undo_done` for a D just pressed)."""
         self._last_done = None
-        count = self.project.annotations.undo(self._image().record.id)
+        count = self.store.undo(self._image().record.id)
         self.reload()
         return count
 
     def redo(self) -> int:
         self._last_done = None
-        count = self.project.annotations.redo(self._image().record.id)
+        count = self.store.redo(self._image().record.id)
         self.reload()
         return count
 
@@ -428,7 +433,7 @@ class AnnotationSession:
         self._last_done = None
         self.project.set_status(image_id, status)
         if accepted:
-            self.project.annotations.undo(image_id)  # the one step that accepted them
+            self.store.undo(image_id)  # the one step that accepted them
         self.refresh_queue()
         return image_id
 
@@ -453,9 +458,7 @@ class AnnotationSession:
                 f"image {view.record.name} has no landmark to confirm: place them (or mark them absent) "
                 "before marking it done"
             )
-        accepted = (
-            self.project.annotations.accept_predictions(view.record.id, run_id=self._shown_run()) if pending else 0
-        )
+        accepted = self.store.accept_predictions(view.record.id, run_id=self._shown_run()) if pending else 0
         before = view.record.status
         self.project.set_status(view.record.id, "done")
         self.refresh_queue()

@@ -517,3 +517,25 @@ def test_measurements_follow_a_drag_and_readers_are_drawn_and_adjudicated(widget
     widget._adjudicate("take")
     decided = Project.open(trained).annotations.of(image)[4]
     assert (decided.x, decided.y) == (26.0, 30.0) and decided.source == "human"
+
+
+def test_reading_mode_edits_my_own_reading_on_my_assigned_images(widget, trained):
+    from scn_annotator.app.reading_session import ReadingSession
+
+    project = Project.open(trained)
+    me = project.assignments.who()
+    images = [r.name for r in widget.session.queue.rows[:2]]
+    project.assignments.assign([me, "other"], images=images)
+    widget.show_model.value = False
+    widget.read_mine.value = True  # reopens the project in reading mode
+    assert isinstance(widget.session, ReadingSession) and not widget.session.show_model
+    assert sorted(r.name for r in widget.session.queue.rows) == sorted(images)
+    assert len(widget.layers["points"].data) == 0  # no proposals: an unprompted reading
+    widget.landmark.value = 3
+    name = widget.view.record.name
+    consensus = project.annotations.of(name)
+    widget.layers["points"].add([[40.0, 30.0]])  # a click in add mode: landmark 3 placed at (x 30, y 40)
+    assert tuple(Project.open(trained).readings.tables()[me].points[name][3]) == (30.0, 40.0)
+    assert Project.open(trained).annotations.of(name) == consensus  # the consensus is not touched
+    widget.read_mine.value = False
+    assert not isinstance(widget.session, ReadingSession)
