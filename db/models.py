@@ -118,6 +118,8 @@ class EventKind(TextEnum):
     UNDO = "undo"
     REDO = "redo"
     STATUS = "status"
+    READING = "reading"  # a change to one reader's own reading (``reader`` names whose)
+    READING_UNDO = "reading_undo"  # a reading change taken back (``reverts`` names it)
 
 
 class JobKind(TextEnum):
@@ -233,6 +235,7 @@ class Event(Base):
     prediction_id: Mapped[int | None] = mapped_column(ForeignKey("predictions.id", ondelete="SET NULL"))
     author: Mapped[str] = mapped_column(String(128))
     at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    reader: Mapped[str | None] = mapped_column(String(128))  # whose reading a reading event changed; None: consensus
 
 
 class ModelVersion(Base):

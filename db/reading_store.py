@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 
 from scn_annotator.engine.geometry import clamp_to_image
 from scn_annotator.errors import ScnError
 
 from .models import ImagePrediction, Reading, Source
+from .reading_history import clear_reading, undo_reading
 from .records import AnnotationRecord
+from .roles import reader_name
 from .rows import current_run, image_row
 
 if TYPE_CHECKING:
@@ -60,12 +62,7 @@ class ReaderAnnotations:
     def clear(self, image: int | str, landmark: int | str, author: str | None = None) -> None:
         lm = self.project.landmark(landmark)
         with self.project.db.write() as s:
-            row = image_row(s, image)
-            s.execute(
-                delete(Reading).where(
-                    Reading.image_id == row.id, Reading.landmark_id == lm.id, Reading.reader == self.reader
-                )
-            )
+            clear_reading(s, image_row(s, image), lm.id, self.reader, reader_name(self.project, s))
 
     def accept_predictions(self, image: int | str, author: str | None = None, run_id: int | None = None) -> int:
         """The shown proposals become the reader's points where the reader has none (a reader who chose to see them)."""
@@ -83,6 +80,9 @@ class ReaderAnnotations:
         return len(missing)
 
     def undo(self, image: int | str) -> int:
-        raise ScnError("a reading keeps no history of its changes: move the point back, or clear it")
+        """Take back this person's last change to the reading (per person, as in the consensus)."""
+        with self.project.db.write() as s:
+            return undo_reading(s, image_row(s, image), self.reader, reader_name(self.project, s))
 
-    redo = undo
+    def redo(self, image: int | str) -> int:
+        raise ScnError("a reading's undo is not redone: place the point again")

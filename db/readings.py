@@ -23,6 +23,7 @@ from scn_annotator.errors import ScnError
 from scn_annotator.io.landmark_files import LandmarkTable
 
 from .models import Image, LandmarkState, Reading, utcnow
+from .reading_history import current, record_reading, values_of
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -94,6 +95,7 @@ class Readings:
             role = connected_role(self.project, s)
             who = (reader or reader_name(self.project, s)).strip()
             values = {"x": x, "y": y, "state": LandmarkState(state), "author": role or user_name(self.project.user)}
+            before = values_of(current(s, row.id, lm.id, who))
             insert = (sqlite_insert if self.project.db.is_sqlite else pg_insert)(Reading).values(
                 image_id=row.id, landmark_id=lm.id, reader=who, updated_at=utcnow(), **values
             )
@@ -103,6 +105,7 @@ class Readings:
                         index_elements=["image_id", "landmark_id", "reader"], set_={**values, "updated_at": utcnow()}
                     )
                 )
+            record_reading(s, row, lm.id, who, before, (x, y, state), values["author"])
 
     def visible(self, image: str, reader: str | None = None) -> dict[str, np.ndarray]:
         """The readings of ``image`` that ``reader`` (default: who is connected) may see: their own, and the
@@ -125,6 +128,10 @@ class Readings:
 
         role = connected_role(self.project, s)
         images = {row.id for row, _, _ in plan}
+        before = {
+            (r.image_id, r.landmark_id): values_of(r)
+            for r in s.scalars(select(Reading).where(Reading.reader == reader, Reading.image_id.in_(images)))
+        }
         s.execute(delete(Reading).where(Reading.reader == reader, Reading.image_id.in_(images)))
         s.add_all(
             Reading(
@@ -140,6 +147,22 @@ class Readings:
         )
         with self._refused(role, reader):
             s.flush()  # here, so that a refusal is said here (the caller's transaction is rolled back)
+        after = {(row.id, lm_id): (x, y, state) for row, lm_id, (x, y, state, _source) in plan}
+        groups: dict[int, int] = {}
+        rows = {row.id: row for row, _, _ in plan}
+        for key in sorted(set(before) | set(after)):
+            event = record_reading(
+                s,
+                rows[key[0]],
+                key[1],
+                reader,
+                before.get(key, (None,) * 3),
+                after.get(key, (None,) * 3),
+                role or author,
+                groups.get(key[0]),
+            )
+            if event is not None:
+                groups.setdefault(key[0], event.group_id)
         return len(plan)
 
     @staticmethod

@@ -121,6 +121,7 @@ class EventRecord:
     prediction_id: int | None  # the proposal a correction started from
     author: str
     at: dt.datetime
+    reader: str | None = None  # whose reading a reading event changed; None: the consensus
 
     @classmethod
     def of(cls, row: Event, image: str, landmark: str | None) -> EventRecord:

@@ -35,12 +35,15 @@ def test_a_reading_goes_into_the_readers_own_points_not_the_consensus(project):
     assert project.annotations.of("hand001") == {}  # the consensus is not touched
     mine = project.readings.tables()["ann"]
     assert tuple(mine.points["hand001"][0]) == (12.0, 34.0) and mine.extra["hand001"]["state"][1] == "absent"
-    with pytest.raises(ScnError, match="no history"):
-        session.undo()
+    assert session.undo() == 1  # the absent mark taken back, in the reading's own history
+    assert project.readings.tables()["ann"].extra["hand001"]["state"][1] == ""
+    history = [e for e in project.annotations.history("hand001") if e.kind.startswith("reading")]
+    assert [e.kind for e in history] == ["reading_undo", "reading", "reading"]  # newest first
+    assert project.annotations.can_undo("hand001", "ann") == (False, False)  # the consensus's undo is apart
     project.readings.set("hand001", 0, 40.0, 40.0, reader="ben")
     assert list(project.readings.visible("hand001", "ann")) == ["ann"]  # blind while reading
     following, accepted = session.mark_done()  # D: the proposals shown are taken, the reading finished
-    assert accepted == 13 and following == session.queue.rows[1].image_id
+    assert accepted == 14 and following == session.queue.rows[1].image_id  # 15 less the one moved
     assert sorted(project.readings.visible("hand001", "ann")) == ["ann", "ben"]
     assert [r.status for r in session.queue.rows] == ["done", "in_progress"]
     session.close()
