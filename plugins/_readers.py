@@ -12,10 +12,14 @@ the visibility and the decisions are the app layer's (``measurement_view``,
 
 from __future__ import annotations
 
+import tempfile
+from html import escape
+from pathlib import Path
+
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton, Table
 from napari.utils.notifications import show_info
-from qtpy.QtWidgets import QWidget
+from qtpy.QtWidgets import QTextBrowser, QWidget
 
 from scn_annotator.app.adjudication import Adjudication, ReadersView
 from scn_annotator.app.annotation_session import AnnotationSession, ImageView
@@ -46,15 +50,20 @@ class ReadersPanel:
         self.take_button = PushButton(text="Take this reader's point")
         self.mean_button = PushButton(text="Take the mean")
         self.anew_button = PushButton(text="Place anew")
+        self.agreement_button = PushButton(text="Agreement of all readers (the paper's table)")
+        self.agreement_text = QTextBrowser()
+        self.agreement_text.setVisible(False)
+        self.agreement_text.setMinimumHeight(320)
         self.show_readers.changed.connect(lambda _: self._draw_readers())
         for box in (self.read_mine, self.show_model):
             box.changed.connect(lambda _: self.location and self.open_project(self.location))
         self.take_button.changed.connect(lambda: self._adjudicate("take"))
         self.mean_button.changed.connect(lambda: self._adjudicate("mean"))
         self.anew_button.changed.connect(lambda: self._adjudicate("anew"))
+        self.agreement_button.changed.connect(self._show_agreement)
         actions = Container(widgets=[self.take_button, self.mean_button, self.anew_button], layout="horizontal")
         actions.labels = False
-        return Container(
+        panel = Container(
             widgets=[
                 self.read_mine,
                 self.show_model,
@@ -63,8 +72,11 @@ class ReadersPanel:
                 self.readers_label,
                 self.reader_choice,
                 actions,
+                self.agreement_button,
             ]
         ).native
+        panel.layout().addWidget(self.agreement_text)
+        return panel
 
     def _new_session(self, project: Project, helper: ConditioningClient) -> AnnotationSession:
         """The session the switches ask for: on the consensus, or on this user's own reading."""
@@ -178,3 +190,25 @@ class ReadersPanel:
             self.session.reload()
 
         self._act(run)
+
+    def _show_agreement(self) -> None:
+        """The readers' spread per landmark beside the model's, and each measurement's ICC with its Bland-Altman
+        plots (where matplotlib is installed), for the whole project."""
+        if self.session is None:
+            return
+        from scn_annotator.app.agreement_report import agreement_report, bland_altman_plots
+
+        report = agreement_report(self.session.project)
+        if len(report.readers) < 2:
+            html = "<p>Agreement needs two readers: assign images (scn-annotator assign) or import readings.</p>"
+        else:
+            html = f"<pre>{escape(report.table())}</pre>"
+            try:
+                folder = Path(tempfile.mkdtemp(prefix="scn-bland-altman-"))
+                html += "".join(
+                    f'<p><img src="{p.as_uri()}" width="460"></p>' for p in bland_altman_plots(report, folder)
+                )
+            except ImportError:
+                html += "<p>(Bland-Altman plots need matplotlib: pip install scn-annotator[plot])</p>"
+        self.agreement_text.setHtml(html)
+        self.agreement_text.setVisible(True)

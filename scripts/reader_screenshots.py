@@ -8,7 +8,8 @@ a pixel or two of it, ``ben`` with one vertebra placed 12 px low. Writes
 docs/screenshots/readers.png (both readers' points in their colours, the spread on the
 selected landmark, the adjudication buttons, the Cobb angles and their two lines) and
 readers_dragged.png (the same after a corner of the upper end vertebra was dragged:
-the angle in the table and the line on the image have followed it).
+the angle in the table and the line on the image have followed it) and agreement.png
+(the project's agreement table and a Bland-Altman plot, in the app).
 """
 
 from __future__ import annotations
@@ -77,9 +78,15 @@ def main() -> None:
     pump(app, 1)
     after = widget.measure_table.value["data"][0][1]
     viewer.window.screenshot(str(OUT / "readers_dragged.png"), canvas_only=False)
+    widget._show_agreement()
+    pump(app, 1)  # laid out with the new text first, then scrolled to it
+    bar = widget.scroll.verticalScrollBar()
+    bar.setValue(widget.agreement_text.mapTo(widget.scroll.widget(), widget.agreement_text.rect().topLeft()).y() - 40)
+    pump(app, 1)
+    viewer.window.screenshot(str(OUT / "agreement.png"), canvas_only=False)
     widget.session.close()
     viewer.close()
-    print(f"wrote {OUT}/readers.png and readers_dragged.png ({name}; main Cobb angle {before} -> {after})")
+    print(f"wrote {OUT}/readers.png, readers_dragged.png, agreement.png ({name}; main Cobb {before} -> {after})")
 
 
 if __name__ == "__main__":

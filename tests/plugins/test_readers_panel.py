@@ -39,6 +39,10 @@ def test_measurements_follow_a_drag_and_readers_are_drawn_and_adjudicated(widget
     widget._adjudicate("take")
     decided = Project.open(trained).annotations.of(image)[4]
     assert (decided.x, decided.y) == (26.0, 30.0) and decided.source == "human"
+    widget._show_agreement()  # the project's agreement table, in the app
+    shown = widget.agreement_text.toPlainText()
+    assert not widget.agreement_text.isHidden() and "2 readers (ann, ben), 1 images read twice or more" in shown
+    assert "thumb (mm): ICC" in shown
 
 
 def test_reading_mode_edits_my_own_reading_on_my_assigned_images(widget, trained):
