@@ -36,12 +36,13 @@ def _writer(location, run: int, ack_fd: int) -> None:
         i += 1
 
 
-def _kill_repeatedly(location, kills: int) -> list[str]:
+def _kill_repeatedly(location, kills: int, writer=_writer, seed: int = 0) -> list[str]:
+    """Start ``writer`` and SIGKILL it, ``kills`` times; the lines it acknowledged, in order."""
     acked: list[str] = []
-    rng = random.Random(0)
+    rng = random.Random(seed)
     for run in range(kills):
         read_fd, write_fd = os.pipe()
-        child = FORK.Process(target=_writer, args=(location, run, write_fd))
+        child = FORK.Process(target=writer, args=(location, run, write_fd))
         child.start()
         os.close(write_fd)
         # Kill at a random moment after the child has saved something: opening a
@@ -206,24 +207,10 @@ def _reading_writer(location, run: int, ack_fd: int) -> None:
 def test_every_acknowledged_reading_survives_sigkill(loaded, backend):
     """A reader's process killed again and again: each point it said was saved is there (or a later one)."""
     location = _location(loaded, backend)
-    rng = random.Random(1)
     acked: dict[tuple[int, int], tuple[int, int]] = {}
-    for run in range(40 if backend is None else 20):
-        read_fd, write_fd = os.pipe()
-        child = FORK.Process(target=_reading_writer, args=(location, run, write_fd))
-        child.start()
-        os.close(write_fd)
-        ready, _, _ = wait_readable([read_fd], [], [], 60.0)
-        data = os.read(read_fd, 65536) if ready else b""
-        time.sleep(rng.uniform(0.0, 0.1))
-        os.kill(child.pid, signal.SIGKILL)
-        child.join()
-        while chunk := os.read(read_fd, 65536):
-            data += chunk
-        os.close(read_fd)
-        for line in data.decode().splitlines():
-            image, landmark, x, y = (int(v) for v in line.split())
-            acked[image, landmark] = (x, y)  # the later run's write wins
+    for line in _kill_repeatedly(location, 40 if backend is None else 20, _reading_writer, seed=1):
+        image, landmark, x, y = (int(v) for v in line.split())
+        acked[image, landmark] = (x, y)  # the later run's write wins
     points = loaded.readings.tables()["reader"].points
     lost = [
         key
