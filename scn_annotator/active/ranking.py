@@ -20,7 +20,7 @@ from ..db.store import Project
 from ..io.images import read_image
 from .embeddings import FEATURES, PIXELS, pixel_embedding
 from .policy import RoundPolicy
-from .pool import DISAGREEMENT, PoolInput, is_pool_strategy, pick
+from .pool import DISAGREEMENT, PoolInput, doubt_threshold, expected_corrections, is_pool_strategy, pick
 from .scores import random_value
 
 __all__ = ["QueueRow", "RankedQueue", "ranked_queue"]
@@ -103,8 +103,8 @@ def ranked_queue(project: Project, strategy: str | None = None) -> RankedQueue:
 
 def _threshold(scored: dict[int, ScoreRecord]) -> float:
     """The per-landmark value from which a landmark is doubtful: the top ``DOUBTFUL_SHARE`` of the project's."""
-    values = np.array([v for sc in scored.values() for v in sc.per_landmark if v is not None and np.isfinite(v)])
-    return float(np.quantile(values, 1 - DOUBTFUL_SHARE)) if values.size else float("inf")
+    values = [v for sc in scored.values() for v in sc.per_landmark if v is not None]
+    return doubt_threshold(np.array(values, dtype=np.float64), DOUBTFUL_SHARE)
 
 
 def _unit(scored: dict[int, ScoreRecord]) -> str:
@@ -147,18 +147,23 @@ def _pool_queue(
     kind, vectors = image_embeddings(project, images, version)
     done = [im for im in images if im.status == "done"]
     open_ = [im for im in images if im.status != "done"]
-    scores = None
+    scores = costs = None
+    threshold = _threshold(scored)
     if scored:
         scores = np.array([scored[im.id].value if im.id in scored else 0.0 for im in open_], dtype=np.float64)
+        n = len(project.landmark_names)
+        per = [scored[im.id].per_landmark if im.id in scored else [] for im in open_]
+        per_landmark = np.array([[v if v is not None else np.nan for v in p] or [np.nan] * n for p in per])
+        costs = expected_corrections(per_landmark.reshape(len(open_), -1), threshold)
     dims = len(next(iter(vectors.values()))) if vectors else 0
     x = PoolInput(
         np.array([vectors[im.id] for im in open_]).reshape(len(open_), dims),
         np.array([vectors[im.id] for im in done]).reshape(len(done), dims),
         batch=policy.batch,
         scores=scores,
+        costs=costs,
     )
     ranked = pick(strategy, x, switch=policy.auto_switch) if open_ else []
-    threshold = _threshold(scored)
     names = project.landmark_names
     rows = [
         _row(names, open_[r.index], r.value, scored.get(open_[r.index].id), threshold, f"{r.reason} ({kind})")

@@ -49,7 +49,16 @@ from ..io.images import Radiograph, find_images, read_image
 from ..io.landmark_files import read_landmarks
 from .effort import MODES, Tolerance, measure_effort
 from .embeddings import FEATURES, KINDS, MODEL_FREE, PIXELS, model_free_embedding
-from .pool import DISAGREEMENT, POOL_STRATEGIES, PoolInput, is_pool_strategy, pick
+from .pool import (
+    DISAGREEMENT,
+    POOL_STRATEGIES,
+    PoolInput,
+    doubt_threshold,
+    expected_corrections,
+    is_pool_strategy,
+    pick,
+)
+from .ranking import DOUBTFUL_SHARE
 from .scores import STRATEGIES, Scoring, mc_passes_for, select_batch
 from .summary import StrategySummary, summarise
 
@@ -349,17 +358,21 @@ class CampaignRun:
         predictor = _predictor(trainer)
         scoring = Scoring(round=round_, strategies=[DISAGREEMENT])
         features = self.campaign.embedding == FEATURES
-        scores, vectors = [], []
+        scores, vectors, per_landmark = [], [], []
         for i in unlabelled:
             prediction = predictor.predict(_image(self.by_id[i]), heatmaps=True, embed=features)
-            scores.append(scoring(prediction)[DISAGREEMENT].value)
+            scored = scoring(prediction)[DISAGREEMENT]
+            scores.append(scored.value)
+            per_landmark.append([v if v is not None else np.nan for v in scored.per_landmark])
             vectors.append(prediction.embedding)
+        doubt = np.array(per_landmark, dtype=np.float64)
+        costs = expected_corrections(doubt, doubt_threshold(doubt, DOUBTFUL_SHARE))
         if features:
             candidates = np.array(vectors)
             known = np.array([predictor.embed(_image(self.by_id[i])) for i in labelled])
         else:
             candidates, known = self.pixels(unlabelled), self.pixels(labelled)
-        x = PoolInput(candidates, known, batch=count, scores=np.array(scores), seed=round_)
+        x = PoolInput(candidates, known, batch=count, scores=np.array(scores), seed=round_, costs=costs)
         picked = [unlabelled[r.index] for r in pick(strategy, x)[:count]]
         self.result.spend("scoring", t)
         return picked

@@ -119,3 +119,24 @@ def test_a_fresh_project_without_a_model_is_ranked_by_typicality(sample_dir, tmp
     assert all("no model yet: a random order" in r.reason for r in default.rows)
     assert order == [r.name for r in ranked_queue(project).rows] and order != sorted(order)
     project.close()
+
+
+def test_cost_aware_puts_the_image_that_teaches_as_much_for_fewer_corrections_first():
+    rng = np.random.default_rng(4)
+    cluster = rng.normal(0, 0.05, (12, 4))  # twelve alike images: equally typical
+    x = PoolInput(cluster, np.empty((0, 4)), batch=2, scores=np.full(12, 1.0), costs=np.arange(12.0)[::-1])
+    ranked = pick("cost_aware", x)
+    assert ranked[0].index == 11 and ranked[-1].index == 0  # the fewest expected corrections first
+    assert "expected corrections" in ranked[0].reason
+    no_costs = PoolInput(cluster, np.empty((0, 4)), batch=2, scores=np.full(12, 1.0))
+    assert [r.index for r in pick("cost_aware", no_costs)] == [r.index for r in pick("dense_disagreement", no_costs)]
+
+
+def test_expected_corrections_count_the_landmarks_above_the_doubt_threshold():
+    from scn_annotator.active.pool import doubt_threshold, expected_corrections
+
+    doubt = np.array([[0.1, 0.9, np.nan], [0.95, 0.99, 0.2]])
+    threshold = doubt_threshold(doubt, 0.4)
+    assert threshold == pytest.approx(np.quantile([0.1, 0.9, 0.95, 0.99, 0.2], 0.6))
+    np.testing.assert_array_equal(expected_corrections(doubt, threshold), [0, 2])
+    assert doubt_threshold(np.full((2, 2), np.nan), 0.1) == float("inf")
