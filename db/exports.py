@@ -142,7 +142,21 @@ def _annotations(project: Project, images: list[ImageRecord]) -> dict[int, dict[
     return by_image
 
 
-def _exchange_image(project: Project, image: ImageRecord) -> ExchangeImage:
+def _keys(images: list[ImageRecord]) -> dict[int, int]:
+    """Each image's id in an exchange file: the one an imported file gave it, else its own, never two the same."""
+    taken = {image.exchange_id for image in images if image.exchange_id is not None}
+    keys, spare = {}, max([*taken, *(image.id for image in images), 0]) + 1
+    for image in images:
+        if image.exchange_id is not None:
+            keys[image.id] = image.exchange_id
+        elif image.id not in taken:
+            keys[image.id] = image.id
+        else:  # its own id is an imported image's: the next free one
+            keys[image.id], spare = spare, spare + 1
+    return keys
+
+
+def _exchange_image(project: Project, image: ImageRecord, key: int) -> ExchangeImage:
     path = project.resolve(image)
     geometry = image.geometry
     if geometry is None:  # imported before the header geometry was kept
@@ -150,9 +164,7 @@ def _exchange_image(project: Project, image: ImageRecord) -> ExchangeImage:
             geometry = read_image_info(path).geometry
         except ImageReadError as exc:
             raise ScnError(f"image {image.name!r}: its header geometry is needed for this format, but {exc}") from None
-    return ExchangeImage(
-        image.name, image.path, path, image.width, image.height, geometry, image.exchange_id or image.id
-    )
+    return ExchangeImage(image.name, image.path, path, image.width, image.height, geometry, key)
 
 
 def export_exchange(project: Project, out: str | Path, format_name: str, *, include_all: bool = False) -> list[Path]:
@@ -187,9 +199,10 @@ def export_exchange(project: Project, out: str | Path, format_name: str, *, incl
         reader: table.subset([i for i in table.ids() if i in exported])
         for reader, table in project.readings.tables().items()
     }
+    keys = _keys(images)
     data = ExchangeSet(
         names,
-        [_exchange_image(project, image) for image in images],
+        [_exchange_image(project, image, keys[image.id]) for image in images],
         consensus,
         {reader: table for reader, table in readings.items() if table.points},
         project.user,

@@ -171,3 +171,16 @@ def test_coco_and_deeplabcut_bring_the_images_beside_them(tmp_path):
     assert report.images.added == ["f0.png"] and other.annotations.points("f0")[0].tolist() == [1.5, 2.5]
     project.close()
     other.close()
+
+
+def test_coco_image_ids_stay_unique_when_an_imported_id_is_another_images_own(loaded, tmp_path):
+    with loaded.db.write() as s:  # hand003 came with COCO id 1, which is hand000's own id in the project
+        from scn_annotator.db.models import Image
+
+        row = s.query(Image).filter(Image.name == "hand003").one()
+        row.meta = {**row.meta, "exchange_id": 1}
+    loaded.annotations.set("hand000", 0, 5.0, 5.0)
+    loaded.annotations.set("hand003", 0, 6.0, 6.0)
+    out = export_exchange(loaded, tmp_path / "c.json", "coco", include_all=True)[0]
+    ids = [i["id"] for i in json.loads(out.read_text())["images"]]
+    assert len(set(ids)) == len(ids) == 24 and dict(zip([i.name for i in loaded.images()], ids))["hand003"] == 1
