@@ -112,11 +112,22 @@ class Readings:
         others' only once their own assigned reading of it is finished (blind double reading)."""
         who = self.project.assignments.who(reader)
         others = self.project.assignments.may_see_others(image, who)
-        return {
-            name: table.points[image]
-            for name, table in self.tables().items()
-            if image in table.points and (others or name == who)
-        }
+        return {name: points for name, points in self.of_image(image).items() if others or name == who}
+
+    def of_image(self, image: str | int) -> dict[str, np.ndarray]:
+        """Every reader's (N, 2) points of one image (NaN where not placed or absent), in one query: what the
+        app reads on every redraw, so not the whole project's readings."""
+        from .rows import image_row
+
+        index = {lm.id: lm.index for lm in self.project.landmarks()}
+        out: dict[str, np.ndarray] = {}
+        with self.project.db.read() as s:
+            row = image_row(s, image)
+            for reading in s.scalars(select(Reading).where(Reading.image_id == row.id)):
+                points = out.setdefault(reading.reader, np.full((len(index), 2), np.nan))
+                if reading.x is not None:
+                    points[index[reading.landmark_id]] = (reading.x, reading.y)
+        return out
 
     def replace(self, s: Session, reader: str, author: str, plan: list[Change]) -> int:
         """Within the caller's transaction: ``reader``'s points of the plan's images become the plan's.
