@@ -94,13 +94,17 @@ class ReadersPanel:
             return None
         return Adjudication(self.session.project).view(self.view.record.name)
 
-    def _draw_readers(self) -> None:
-        """The readers' points and their spread on the selected landmark; the measurements of what is shown."""
+    def _draw_readers(self, refresh: bool = True) -> None:
+        """The measurements of what is shown; with ``refresh`` (a new image, a switch) the readers' points read
+        anew and drawn, else (a correction: the readings did not change) only their spread on the landmark."""
         view: ImageView | None = self.view
         if view is None:
             return
         self._measure_live()
-        readers = self._readers_view()
+        if not refresh and getattr(self, "_readers_shown", None) is not None:
+            self.readers_label.value = self._spread_text(self._readers_shown)
+            return
+        readers = self._readers_shown = self._readers_view()
         shown = readers.readers if readers is not None and self.show_readers.value else []
         scale = (view.spacing[1], view.spacing[0])
         size = 0.016 * max(view.record.height * scale[0], view.record.width * scale[1])  # a cross inside the disc
@@ -151,12 +155,13 @@ class ReadersPanel:
             points[index] = np.asarray(points_layer.data)[:, ::-1]
         spacing = view.spacing if view.spacing_known else None
         shown = measure(self.session.measurements, points, spacing, view.record.height)
-        self.measure_table.value = {
-            "measurement": [r.name for r in shown.rows],
-            "value": [r.text for r in shown.rows],
-        }
-        self.measure_table.native.resizeColumnsToContents()
         lines = [line[:, ::-1] for line in shown.lines]  # (row, col)
+        key = ([r.text for r in shown.rows], [line.round(2).tolist() for line in lines], view.record.id)
+        if key == getattr(self, "_measured", None):
+            return  # nothing moved that a measurement reads: leave the table and the lines alone
+        self._measured = key
+        self.measure_table.value = {"measurement": [r.name for r in shown.rows], "value": key[0]}
+        self.measure_table.native.resizeColumnsToContents()
         scale = (view.spacing[1], view.spacing[0])
         width = 0.003 * max(view.record.height * scale[0], view.record.width * scale[1])
         layer = self.layers.get("measurements")

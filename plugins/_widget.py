@@ -176,7 +176,7 @@ class AnnotatorWidget(ReadersPanel, Controls, Canvas, QWidget):
         self.image_label.value = f"{v.record.name}: {v.record.status.replace('_', ' ')}{score}; {spacing}"
         self._show_row_status(v.record.id, v.record.status)
         self._describe_landmark()
-        self._draw_readers()
+        self._draw_readers(refresh=new_image)
 
     def _describe_landmark(self) -> None:
         if self.view is None or self.landmark.value is None:
