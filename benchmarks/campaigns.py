@@ -29,13 +29,14 @@ def load(folders: list[Path]) -> CampaignResult:
         if other.test_images != merged.test_images or other.config != merged.config:
             raise SystemExit(f"{other}: not the same campaign (test images or training config differ)")
         merged.curves += other.curves
-    strategies = len(merged.campaign.strategies)
+    # strategies may run in separate processes too (one folder per strategy and seed): all of them count
+    strategies = list(dict.fromkeys(s for r in results for s in r.campaign.strategies))
     seeds = {c.seed for c in merged.curves}
-    complete = {s for s in seeds if len({c.strategy for c in merged.curves if c.seed == s}) == strategies}
+    complete = {s for s in seeds if len({c.strategy for c in merged.curves if c.seed == s}) == len(strategies)}
     merged.curves = [c for c in merged.curves if c.seed in complete]  # a seed counts once all strategies ran
     if not complete:
         raise SystemExit(f"{', '.join(map(str, folders))}: no seed has run every strategy yet")
-    merged.campaign = merged.campaign.replace(seeds=sorted(complete))
+    merged.campaign = merged.campaign.replace(seeds=sorted(complete), strategies=strategies)
     return merged
 
 
