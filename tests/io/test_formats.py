@@ -226,3 +226,10 @@ def test_image_header_geometry_is_read(tmp_path):
     np.testing.assert_allclose(geometry.to_index(physical), [[4.0, 8.0]])
     _png(tmp_path / "p.png")
     assert read_image_info(tmp_path / "p.png").geometry == ImageGeometry()
+
+
+def test_labelme_embedded_image_that_is_not_base64_is_refused(tmp_path):
+    doc = {"shapes": [], "imagePath": "missing.png", "imageData": "not base64 at all!"}
+    (tmp_path / "x.json").write_text(json.dumps(doc))
+    with pytest.raises(LabelFileError, match=r"x\.json: 'imageData' is not base64"):
+        FORMATS["labelme"].read(tmp_path, NAMES)
