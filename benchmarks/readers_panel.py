@@ -2,8 +2,8 @@
 
     xvfb-run -a -s "-screen 0 1600x1000x24" python benchmarks/readers_panel.py [--drags 40]
 
-One real AASCE spine (68 corners, its Cobb angles) read by two simulated readers, as
-``scripts/reader_screenshots.py`` builds it; the app open on it. Times, over ``--drags``
+One real AASCE spine (68 corners, its Cobb angles) read by two simulated readers, the
+project ``scripts/reader_screenshots.py`` builds; the app open on it. Times, over ``--drags``
 drag ends of one corner: the whole drag-end handler (save, redraw, the readers' spread,
 the measurements and their lines), the same handler with the panel's parts switched off,
 and the panel's two parts alone (the readers' refresh is what opening an image adds).
@@ -18,33 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
-SPINE = ROOT.parent / "shared" / "data" / "spine"
 sys.path.insert(0, str(ROOT / "scripts"))
-
-
-def _project(root: Path) -> Path:
-    from scn_annotator.db.store import Project
-    from scn_annotator.db.transfer import import_images, import_labels
-    from scn_annotator.io.landmark_files import read_landmarks, write_landmarks
-
-    table = read_landmarks(SPINE / "landmarks.csv")
-    name = sorted(table.points)[7]
-    (root / "images").mkdir()
-    source = next((SPINE / "images").glob(f"{name}.*"))
-    (root / "images" / source.name).symlink_to(source)
-    project = Project.create(root / "project", table.names, user="bench")
-    import_images(project, root / "images")
-    write_landmarks(root / "truth.csv", table.names, {name: table.points[name]})
-    import_labels(project, root / "truth.csv", outside="missing")
-    rng = np.random.default_rng(0)
-    for reader in ("ann", "ben"):
-        for j, (x, y) in enumerate(table.points[name] + rng.normal(0, 2, table.points[name].shape)):
-            project.readings.set(name, j, float(x), float(y), reader=reader)
-    project.close()
-    return root / "project"
 
 
 def _ms(f, n: int) -> list[float]:
@@ -61,11 +36,12 @@ def main() -> None:
     parser.add_argument("--drags", type=int, default=40)
     args = parser.parse_args()
     from qtpy.QtWidgets import QApplication
+    from reader_screenshots import two_readers_project
     from screenshots import pump
 
     from scn_annotator.plugins.app import launch
 
-    location = _project(Path(tempfile.mkdtemp(prefix="scn-panel-")))
+    location = two_readers_project(Path(tempfile.mkdtemp(prefix="scn-panel-")))
     viewer = launch(str(location), block=False)
     app = QApplication.instance()
     pump(app, 2)

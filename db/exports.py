@@ -21,7 +21,6 @@ from scn_annotator.engine.measurements import Measurement
 from scn_annotator.errors import ImageReadError, ScnError
 from scn_annotator.io.atomic import atomic_write_text
 from scn_annotator.io.formats import ExchangeImage, ExchangeSet, exchange_format
-from scn_annotator.io.images import read_image_info
 from scn_annotator.io.landmark_files import LandmarkTable, write_csv
 
 from .models import Annotation, LandmarkState, utcnow
@@ -156,15 +155,16 @@ def _keys(images: list[ImageRecord]) -> dict[int, int]:
     return keys
 
 
-def _exchange_image(project: Project, image: ImageRecord, key: int) -> ExchangeImage:
-    path = project.resolve(image)
-    geometry = image.geometry
-    if geometry is None:  # imported before the header geometry was kept
+def _exchange_image(project: Project, image: ImageRecord, key: int, physical: bool) -> ExchangeImage:
+    """The image as an export names it; its header geometry only for a format in physical coordinates (read
+    from the file for an image imported before it was kept, so not for the formats that do not need it)."""
+    geometry = None
+    if physical:
         try:
-            geometry = read_image_info(path).geometry
+            geometry = project.header_geometry(image)
         except ImageReadError as exc:
             raise ScnError(f"image {image.name!r}: its header geometry is needed for this format, but {exc}") from None
-    return ExchangeImage(image.name, image.path, path, image.width, image.height, geometry, key)
+    return ExchangeImage(image.name, image.path, project.resolve(image), image.width, image.height, geometry, key)
 
 
 def export_exchange(project: Project, out: str | Path, format_name: str, *, include_all: bool = False) -> list[Path]:
@@ -202,7 +202,7 @@ def export_exchange(project: Project, out: str | Path, format_name: str, *, incl
     keys = _keys(images)
     data = ExchangeSet(
         names,
-        [_exchange_image(project, image, keys[image.id]) for image in images],
+        [_exchange_image(project, image, keys[image.id], fmt.physical) for image in images],
         consensus,
         {reader: table for reader, table in readings.items() if table.points},
         project.user,

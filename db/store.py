@@ -32,10 +32,12 @@ from typing import Any
 from sqlalchemy import func, select
 
 from scn_annotator import __version__
+from scn_annotator.engine.geometry import ImageGeometry
 from scn_annotator.engine.measurements import Measurement, builtin_measurements
 from scn_annotator.engine.objects import LandmarkObjects
 from scn_annotator.errors import ScnError
 from scn_annotator.io.atomic import atomic_write_text
+from scn_annotator.io.images import read_image_info
 from scn_annotator.io.measurement_file import parse_measurements, read_measurements
 
 from . import artifacts, migrate
@@ -287,6 +289,11 @@ class Project:
         if path.is_absolute() or self._image_root is None:
             return path
         return self._image_root / path
+
+    def header_geometry(self, image: ImageRecord) -> ImageGeometry:
+        """Where the image file's header puts its pixels: as kept at import, else (an image imported before it
+        was kept) read from the file now; ImageReadError where the file cannot be read."""
+        return image.geometry if image.geometry is not None else read_image_info(self.resolve(image)).geometry
 
     def images(self, status: str | Iterable[str] | None = None) -> list[ImageRecord]:
         with self.db.read() as s:

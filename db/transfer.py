@@ -281,14 +281,11 @@ def _plan(
 
 def _to_pixels(project: Project, row: Image, points: np.ndarray, where: str, problems: list[str]) -> np.ndarray | None:
     """(N, 3) LPS millimetres -> (N, 2) pixels of ``row``'s file; None, with the problem noted, where that cannot be."""
-    record = ImageRecord.of(row)
-    geometry = record.geometry
-    if geometry is None:  # imported before the header geometry was kept: read it now
-        try:
-            geometry = read_image_info(project.resolve(record)).geometry
-        except ImageReadError as exc:
-            problems.append(f"{where}: physical positions need image {row.name!r}'s header, but {exc}")
-            return None
+    try:
+        geometry = project.header_geometry(ImageRecord.of(row))
+    except ImageReadError as exc:
+        problems.append(f"{where}: physical positions need image {row.name!r}'s header, but {exc}")
+        return None
     off = geometry.off_plane(points)
     placed = ~np.isnan(off)
     if (off[placed] > max(geometry.spacing)).any():

@@ -25,17 +25,17 @@ OUT = ROOT / "docs" / "screenshots"
 SPINE = ROOT.parent / "shared" / "data" / "spine"
 
 
-def main() -> None:
-    from qtpy.QtWidgets import QApplication
+def two_readers_project(root: Path) -> Path:
+    """The project of one real spine read by ``ann`` and ``ben`` (``ben`` with T7 12 px low) in ``root``; its folder.
 
+    The benchmark of the readers panel (``benchmarks/readers_panel.py``) times the same scene.
+    """
     from scn_annotator.db.store import Project
     from scn_annotator.db.transfer import import_images, import_labels
     from scn_annotator.io.landmark_files import read_landmarks, write_landmarks
-    from scn_annotator.plugins.app import launch
 
     table = read_landmarks(SPINE / "landmarks.csv")
     name = sorted(table.points)[7]
-    root = Path(tempfile.mkdtemp(prefix="scn-readers-"))
     (root / "images").mkdir()
     source = next((SPINE / "images").glob(f"{name}.*"))
     (root / "images" / source.name).symlink_to(source)
@@ -51,9 +51,17 @@ def main() -> None:
         for j, (x, y) in enumerate(points):
             project.readings.set(name, j, float(x), float(y), reader=reader)
     project.close()
+    return root / "project"
 
+
+def main() -> None:
+    from qtpy.QtWidgets import QApplication
+
+    from scn_annotator.plugins.app import launch
+
+    location = two_readers_project(Path(tempfile.mkdtemp(prefix="scn-readers-")))
     OUT.mkdir(parents=True, exist_ok=True)
-    viewer = launch(str(root / "project"), block=False)
+    viewer = launch(str(location), block=False)
     app = QApplication.instance()
     viewer.window._qt_window.resize(1600, 1000)
     pump(app, 2)
@@ -84,6 +92,7 @@ def main() -> None:
     bar.setValue(widget.agreement_text.mapTo(widget.scroll.widget(), widget.agreement_text.rect().topLeft()).y() - 40)
     pump(app, 1)
     viewer.window.screenshot(str(OUT / "agreement.png"), canvas_only=False)
+    name = widget.view.record.name
     widget.session.close()
     viewer.close()
     print(f"wrote {OUT}/readers.png, readers_dragged.png, agreement.png ({name}; main Cobb {before} -> {after})")

@@ -10,8 +10,6 @@ shown at all: an unprompted reading is what an inter-observer study wants.
 
 from __future__ import annotations
 
-import dataclasses
-
 from ..active.ranking import RankedQueue
 from ..db.assignments import AssignmentRecord
 from ..db.reading_store import ReaderAnnotations
@@ -37,7 +35,7 @@ class ReadingSession(AnnotationSession):
         """The ranked queue, narrowed to the reader's assigned images; a finished reading counts as done."""
         queue = super().refresh_queue()
         assigned = self._assigned()
-        queue.rows = [dataclasses.replace(row) for row in queue.rows if row.name in assigned]
+        queue.rows = [row for row in queue.rows if row.name in assigned]
         self._follow_readings(assigned)
         return queue
 

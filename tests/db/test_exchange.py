@@ -184,3 +184,16 @@ def test_coco_image_ids_stay_unique_when_an_imported_id_is_another_images_own(lo
     out = export_exchange(loaded, tmp_path / "c.json", "coco", include_all=True)[0]
     ids = [i["id"] for i in json.loads(out.read_text())["images"]]
     assert len(set(ids)) == len(ids) == 24 and dict(zip([i.name for i in loaded.images()], ids))["hand003"] == 1
+
+
+def test_only_a_physical_format_needs_the_header_of_an_image_imported_before_it_was_kept(loaded, tmp_path):
+    with loaded.db.write() as s:  # as an older project: no geometry kept, and the file not on this machine
+        from scn_annotator.db.models import Image
+
+        row = s.query(Image).filter(Image.name == "hand000").one()
+        row.meta = {k: v for k, v in row.meta.items() if k != "geometry"}
+        row.path = "elsewhere/hand000.mha"
+    loaded.annotations.set("hand000", 0, 5.0, 5.0)
+    assert export_exchange(loaded, tmp_path / "c.json", "coco", include_all=True)  # pixels: no header needed
+    with pytest.raises(ScnError, match="'hand000': its header geometry is needed"):
+        export_exchange(loaded, tmp_path / "slicer", "slicer", include_all=True)

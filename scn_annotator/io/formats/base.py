@@ -56,7 +56,7 @@ class ExchangeImage:
     path: Path  # where the file is on this machine
     width: int
     height: int
-    geometry: ImageGeometry  # the header's, for physical coordinates
+    geometry: ImageGeometry | None  # the header's, for a format in physical coordinates (None for the others)
     key: int  # its id in formats that number images (COCO): the one it came with, else the project's
 
 
@@ -181,6 +181,8 @@ class ExchangeFormat(ABC):
     description: ClassVar[str]
     #: does an export write one file (``out`` is that file) or a folder of files, one per image?
     one_file: ClassVar[bool]
+    #: are its positions physical (mm in the scanner's frame), so that an export needs each image's header geometry?
+    physical: ClassVar[bool] = False
 
     @abstractmethod
     def sniff(self, path: Path) -> bool:

@@ -67,6 +67,7 @@ class _Markups(ExchangeFormat):
 
     suffix: str
     one_file = False
+    physical = True
 
     def sniff(self, path: Path) -> bool:
         return (path.is_file() and path.name.lower().endswith(self.suffix)) or (
@@ -102,6 +103,7 @@ class _Markups(ExchangeFormat):
         for image in data.images:
             rows = []  # (label, LPS position or None, status, description)
             if image.name in data.consensus.points:
+                assert image.geometry is not None  # physical: the export gives every image its geometry
                 points = image.geometry.to_physical(data.consensus.points[image.name][:, :2])
                 for name, xyz, state in zip(data.names, points, state_of(data.consensus, image.name), strict=True):
                     if state in ("placed", "occluded"):
