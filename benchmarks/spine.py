@@ -14,6 +14,7 @@ as its neighbour, the ambiguity the SCN exists to resolve.
     python benchmarks/spine.py --minutes 30 --tag spine-cpu
     python benchmarks/spine.py --evaluate benchmarks/out/spine-cpu.pt --tag spine-cpu-retest
     python benchmarks/spine.py --evaluate benchmarks/out/spine-cpu.pt --refit-places --tag spine-cpu-places
+    python benchmarks/spine.py --evaluate benchmarks/out/spine-cpu.pt --refit-places --fit-levels --tag spine-cpu-levels
 
 Results go to benchmarks/out/<tag>.json and a summary to stdout.
 """
@@ -33,15 +34,17 @@ import numpy as np
 import torch
 
 from scn_annotator.app.file_operations import load_training_data
-from scn_annotator.engine.config import RefineConfig, TrainConfig, preset
+from scn_annotator.engine.config import LevelCheckConfig, RefineConfig, TrainConfig, preset
+from scn_annotator.engine.data import prepare_input
 from scn_annotator.engine.evaluation import cobb_report
 from scn_annotator.engine.geometry import fit_transform, inside_image
 from scn_annotator.engine.inference import Predictor
+from scn_annotator.engine.levels import train_level_check
 from scn_annotator.engine.measurements import spine_corners
 from scn_annotator.engine.objects import ChainPrior
 from scn_annotator.engine.training import train
 from scn_annotator.io.atomic import atomic_write_text
-from scn_annotator.io.images import find_images, image_id, read_image_info
+from scn_annotator.io.images import find_images, image_id, read_image, read_image_info
 from scn_annotator.io.landmark_files import read_landmarks, write_landmarks
 
 SPINE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "spine"
@@ -120,6 +123,11 @@ def _arguments() -> argparse.Namespace:
         action="store_true",
         help="with --evaluate: fit the chain's place prior from this split's training labels (model files of stop 28)",
     )
+    ap.add_argument(
+        "--fit-levels",
+        action="store_true",
+        help="with --evaluate: train the chain's level check from this split's training images (older model files)",
+    )
     return ap.parse_args()
 
 
@@ -158,14 +166,47 @@ def _with_places(predictor: Predictor, table, train_ids: list[str], by_name: dic
     predictor.objects = dataclasses.replace(layout, chain=chain)
 
 
+def _with_levels(predictor: Predictor, table, train_ids: list[str], by_name: dict[str, Path]) -> None:
+    """Give an older model the level check a training run trains today, from the same training images."""
+    layout = predictor.objects
+    if layout is None or layout.chain is None:
+        raise SystemExit("--fit-levels: this model decodes no chain")
+    cfg = (predictor.train_config.level_check if predictor.train_config else None) or LevelCheckConfig()
+    inputs, centres = [], []
+    for name in train_ids:
+        image = read_image(by_name[name])
+        net_input, transform = prepare_input(image, predictor.input_size, predictor.normalisation, "cpu")
+        points = table.points[name].copy()
+        points[~inside_image(points[:, 0], points[:, 1], image.size)] = np.nan
+        inputs.append(net_input)
+        centres.append(layout.objects.centres(transform.to_network(points)))
+    t = time.perf_counter()
+    torch.manual_seed(0)
+    check = train_level_check(inputs[:-20], centres[:-20], cfg, val_images=inputs[-20:], val_centres=centres[-20:])
+    assert check is not None
+    print(
+        f"level check: {cfg.steps} steps in {(time.perf_counter() - t) / 60:.1f} min, "
+        f"{100 * (check.accuracy or 0):.0f} % of 20 held-out training images' ends named right",
+        flush=True,
+    )
+    predictor.objects = dataclasses.replace(layout, levels=check.to(predictor.device))
+
+
 def _test(
-    model_path: Path, data: Path, table, test_ids: list[str], places_from: list[str] | None = None
+    model_path: Path,
+    data: Path,
+    table,
+    test_ids: list[str],
+    places_from: list[str] | None = None,
+    levels_from: list[str] | None = None,
 ) -> tuple[dict, dict | None, list[float]]:
     """The test images through the app's predictor; the coarse SCN alone too, when there is a local stage."""
     predictor = Predictor.from_checkpoint(model_path, device="cpu")
     by_name = {image_id(p): p for p in find_images(data / "images")}
     if places_from is not None:
         _with_places(predictor, table, places_from, by_name)
+    if levels_from is not None:
+        _with_levels(predictor, table, levels_from, by_name)
     predicted, heights, seconds = {}, {}, []
     for name in test_ids:
         t = time.perf_counter()
@@ -261,7 +302,8 @@ def main() -> None:
     else:
         model_path, record = _train(args, table, train_ids, out, note)
     places_from = train_ids if args.refit_places else None
-    metrics, coarse_metrics, seconds = _test(model_path, args.data, table, test_ids, places_from)
+    levels_from = train_ids if args.fit_levels else None
+    metrics, coarse_metrics, seconds = _test(model_path, args.data, table, test_ids, places_from, levels_from)
     record = {
         "tag": args.tag,
         **record,

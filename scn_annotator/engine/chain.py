@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from .heatmaps import decode_peaks
+from .levels import LevelCheck
 from .objects import ChainPrior, ObjectLayout
 
 __all__ = ["CANDIDATES", "chain_peaks", "decode_centres"]
@@ -37,20 +38,34 @@ CANDIDATES = 4
 FLOOR = 1e-6
 
 
-def decode_centres(heatmaps: torch.Tensor, layout: ObjectLayout | None) -> tuple[torch.Tensor, torch.Tensor]:
+def decode_centres(
+    heatmaps: torch.Tensor, layout: ObjectLayout | None, inputs: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The peaks of stage 1's heatmaps (..., M, H, W): jointly along a chain where the layout has a prior,
-    else each channel's own (:func:`~.heatmaps.decode_peaks`). The one decoding rule for object centres."""
+    else each channel's own (:func:`~.heatmaps.decode_peaks`). The one decoding rule for object centres.
+
+    ``inputs`` (..., 1, H, W) or (..., H, W): the network inputs the heatmaps came from, which the layout's
+    level check (``levels.py``) looks at; without them (or without a check) the chain is decoded by its
+    heatmaps and priors alone.
+    """
     if layout is None or layout.chain is None:
         return decode_peaks(heatmaps)
-    return chain_peaks(heatmaps, layout.chain)
+    if layout.levels is None or inputs is None:
+        return chain_peaks(heatmaps, layout.chain)
+    return chain_peaks(heatmaps, layout.chain, levels=layout.levels, inputs=inputs)
 
 
 def chain_peaks(
-    heatmaps: torch.Tensor, prior: ChainPrior, candidates: int = CANDIDATES
+    heatmaps: torch.Tensor,
+    prior: ChainPrior,
+    candidates: int = CANDIDATES,
+    levels: LevelCheck | None = None,
+    inputs: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Like :func:`~.heatmaps.decode_peaks` for (..., M, H, W) heatmaps of a chain: (points (..., M, 2), values).
 
-    The chosen peak of each channel is refined to sub-pixel as ``decode_peaks`` does.
+    The chosen peak of each channel is refined to sub-pixel as ``decode_peaks`` does. With a level check
+    and the ``inputs`` (..., H, W), the ends are judged by it (:meth:`~.levels.LevelCheck.unary`).
     """
     *lead, m, h, w = heatmaps.shape
     if m != len(prior.steps) + 1:
@@ -60,6 +75,7 @@ def chain_peaks(
     scored = torch.where(local_max, maps, torch.full_like(maps, -torch.inf)).reshape(maps.shape[0], m, h * w)
     top = scored.topk(min(candidates, h * w), dim=-1).indices  # (B, M, K)
     flat = maps.reshape(maps.shape[0], m, h * w)
+    images = None if inputs is None or levels is None else inputs.reshape(-1, *inputs.shape[-2:])
     chosen = []
     for b in range(maps.shape[0]):
         index = torch.unique(top[b]).cpu().numpy()  # every channel's candidates, offered to all
@@ -67,8 +83,11 @@ def chain_peaks(
         strongest = flat[b].max(dim=1).values.cpu().double().numpy()[:, None]
         unary = -np.log(np.clip(values / np.where(strongest > 0, strongest, 1.0), FLOOR, 1.0))
         xy = np.stack([index % w, index // w], axis=-1).astype(np.float64)
-        place = prior.place_cost(xy)
-        if place is not None:
+        if images is not None and levels is not None:
+            present = values.max(axis=0, keepdims=True)
+            anywhere = -np.log(np.clip(present / max(present.max(), np.finfo(float).tiny), FLOOR, 1.0))
+            unary = levels.unary(unary, anywhere, images[b], xy, prior)
+        elif (place := prior.place_cost(xy)) is not None:
             unary = unary + place
         chosen.append(index[_viterbi(unary, xy, prior)])
     # keep a 3 x 3 window around each chosen pixel, so decode_peaks finds it and refines it as always; the

@@ -95,7 +95,8 @@ class Conditioner:
         self._fine = p.fine_input(image)
         self._refined: dict[tuple[int, float, float], np.ndarray] = {}
         self._placed: dict[tuple[int, float, float, float, float], np.ndarray] = {}
-        self._plain = decode_centres(self.output.heatmaps.float(), p.objects)  # (points, values), network px
+        # (points, values), network px: the plain prediction, as Predictor.predict decodes it
+        self._plain = decode_centres(self.output.heatmaps.float(), p.objects, net_input[None, None])
 
     def _hint(self, k: int, position: np.ndarray) -> torch.Tensor:
         """A Gaussian of peak 1 and landmark ``k``'s sigma at ``position`` (original px), cached per position."""
@@ -197,7 +198,9 @@ class Conditioner:
                     for k in np.flatnonzero(chosen):  # only the confirmed channels; a Gaussian is separable
                         conditioned[0, k] = self.amplitude[k] * self._hint(int(k), wanted[k])
                     out = p.model.reconfigure(local, conditioned)
-            points, values = decode_centres(out.heatmaps.float(), p.objects)
+            # a person's hints say which object is which: the level check (plain decoding only) does not overrule
+            points, values = decode_centres(out.heatmaps.float(), p.objects) if chosen.any() else self._plain
+            points, values = points.clone(), values.clone()
             if chosen.any() and self.keep_within > 0 and self.method == ConditioningMethod.REPLACE:
                 # a small shift is not a better answer: keep the plain
                 plain, plain_values = self._plain

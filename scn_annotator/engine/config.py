@@ -128,6 +128,26 @@ class RefineConfig(Record):
 
 
 @dataclass(frozen=True)
+class LevelCheckConfig(Record):
+    """The check of a chain's two ends (``levels.py``): its classifier, how long it trains, how it is weighed."""
+
+    crop: int = 64  # the crop's side, px
+    reach: float = 3.0  # the crop spans this many steps of the chain each side of its centre
+    channels: tuple[int, ...] = (12, 24, 32, 48)
+    batch: int = 64
+    lr: float = 1e-3
+    steps: int = 1000  # at most; a shorter coarse run gets proportionally fewer (``per_step``)
+    per_step: float = 0.35  # its steps per coarse step
+    share: float = 0.1  # of a time-limited run's minutes
+    #: The decoding (real spines, benchmarks/RESULTS.md): the end cost's weight, the share of an interior
+    #: candidate's cost from its own channel's heatmap (the rest: "some object is here"), and the interior
+    #: place prior's weight relative to the chain's (the ends keep theirs).
+    weight: float = 4.0
+    identity_share: float = 0.3
+    inner_place: float = 0.3
+
+
+@dataclass(frozen=True)
 class TrainConfig(Record):
     """Everything that decides what a training run learns.
 
@@ -173,6 +193,9 @@ class TrainConfig(Record):
     #: Where landmarks come in objects (the four corners of a vertebra), learn in two stages: the SCN on the
     #: objects' centres, then each object's members in its own crop (``objects.py``); False: every landmark alone.
     objects: bool = True
+    #: Where the objects form a chain (a spine's vertebrae), a classifier of its two ends from what lies
+    #: around them (the first ribs, the pelvis) helps the decoding tell T1 from C7 (``levels.py``); None: none.
+    level_check: LevelCheckConfig | None = field(default_factory=LevelCheckConfig)
 
     def network_for(self, num_landmarks: int) -> SCNConfig:
         """The network this config trains on data with ``num_landmarks`` landmarks."""

@@ -121,6 +121,8 @@ class Predictor:
             raise CheckpointError(f"{path}: incomplete or incompatible model file ({exc})") from None
         predictor = cls(model, held.landmark_names, held.input_size, held.normalisation, device)
         predictor.train_config, predictor.metrics, predictor.objects = held.train_config, held.metrics, held.objects
+        if held.objects is not None and held.objects.levels is not None:
+            held.objects.levels.to(predictor.device)
         if held.sigmas is not None and held.sigmas.numel() == held.network.num_landmarks:
             predictor.sigma = held.sigmas.detach().double().cpu().numpy()
         if held.local_stage is not None:
@@ -184,7 +186,7 @@ class Predictor:
     def forward(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, SCNOutput]:
         """Batch of (B, 1, H, W) inputs -> (points (B, N, 2) in network px, confidence (B, N), raw output)."""
         out = self.model(inputs.to(self.device))
-        points, values = decode_centres(out.heatmaps.float(), self.objects)
+        points, values = decode_centres(out.heatmaps.float(), self.objects, inputs)
         return points, values, out
 
     @torch.inference_mode()
@@ -200,8 +202,8 @@ class Predictor:
             try:
                 for m in dropouts:
                     m.train()
-                out = self.model(net_input[None, None].expand(passes, 1, *net_input.shape))
-                return decode_centres(out.heatmaps.float(), self.objects)[0]
+                inputs = net_input[None, None].expand(passes, 1, *net_input.shape)
+                return decode_centres(self.model(inputs).heatmaps.float(), self.objects, inputs)[0]
             finally:
                 for m in dropouts:
                     m.eval()
@@ -353,7 +355,7 @@ def predict_samples(
         for i in range(0, len(samples), batch_size):
             chunk = samples[i : i + batch_size]
             inputs = torch.stack([s.input for s in chunk])[:, None].to(device)
-            points, _ = decode_centres(model(inputs).heatmaps.float(), objects)
+            points, _ = decode_centres(model(inputs).heatmaps.float(), objects, inputs)
             for sample, pts in zip(chunk, points.cpu().double().numpy()):
                 placed = pts if objects is None or as_centres else objects.place(pts)
                 predicted.append(sample.transform.from_network(placed))

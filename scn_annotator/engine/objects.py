@@ -27,9 +27,12 @@ import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .levels import LevelCheck
 
 __all__ = [
     "CROWDED",
@@ -249,6 +252,8 @@ class ObjectLayout:
     gap: float = 0.0
     #: How the centres follow each other along the chain, for decoding them jointly (None: each on its own).
     chain: ChainPrior | None = None
+    #: The check of the chain's two ends from what lies around them (``levels.py``; None: the heatmaps decide).
+    levels: LevelCheck | None = None
 
     @classmethod
     def fit(cls, objects: LandmarkObjects, points: Sequence[np.ndarray]) -> ObjectLayout:
@@ -303,6 +308,8 @@ class ObjectLayout:
 
     def to_payload(self) -> dict[str, Any]:
         chain = {"chain": self.chain.to_payload()} if self.chain is not None else {}
+        if self.levels is not None:
+            chain["levels"] = self.levels.to_payload()
         return {**self.objects.to_payload(), "template": self.template.tolist(), "gap": self.gap, **chain}
 
     @classmethod
@@ -310,7 +317,12 @@ class ObjectLayout:
         objects = LandmarkObjects.from_payload(data)
         template = np.asarray(data["template"], dtype=np.float64).reshape(objects.num_landmarks, 2)
         chain = ChainPrior.from_payload(data["chain"]) if data.get("chain") else None
-        return cls(objects, template, float(data.get("gap", 0.0)), chain)
+        levels = None
+        if data.get("levels"):
+            from .levels import LevelCheck  # levels.py builds on this module
+
+            levels = LevelCheck.from_payload(data["levels"])
+        return cls(objects, template, float(data.get("gap", 0.0)), chain, levels)
 
 
 def crowding(objects: LandmarkObjects, points: Sequence[np.ndarray]) -> float:

@@ -42,6 +42,7 @@ from .rng import private_rng, seeded_rng
 from .time_plan import TimePlan
 
 if TYPE_CHECKING:
+    from .level_training import LevelResult
     from .refiner_training import RefineResult
 
 __all__ = [
@@ -85,12 +86,15 @@ class TrainResult:
     timings: dict[str, float] = field(default_factory=dict)
     planned_steps: int = 0  # the steps the schedule was laid out for (fewer than asked when time was short)
     refine: RefineResult | None = None  # the local stage, when the config has one
+    levels: LevelResult | None = None  # the check of a chain's ends, when the layout has a chain
 
     def describe(self) -> str:
         """How many steps, how long, and why it stopped where it did; then the local stage's line."""
         text = f"trained {self.steps} steps in {self.seconds / 60:.1f} min ({self.stopped})"
         if self.stopped == "time" and self.planned_steps and self.steps >= self.planned_steps:
             text += f"; the schedule was fitted to the time limit: {self.planned_steps} steps, ending converged"
+        if self.levels is not None:
+            text += "\n" + self.levels.describe()
         if self.refine is not None:
             text += "\n" + self.refine.describe()
         return text

@@ -1,0 +1,114 @@
+"""Training a chain's level check in the same run as the SCN, and keeping it only where it helps.
+
+Between stage 1 and stage 2 of a training run: the check learns from the training
+images' network inputs and their labels' object centres (``levels.py``), in a share
+of the run's minutes; then the validation images' centres are decoded with and
+without it, and the model file gets the check only when the mean centre error falls
+(a column one vertebra off is a large error, so that is what the mean sees). The
+trainer's layout takes it too, so that stage 2 is trained and judged on the centres
+prediction will give it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .inference import predict_samples
+from .levels import train_level_check
+from .model_file import ModelFile
+from .objects import ObjectLayout
+from .refiner_training import selected_model
+from .trainer import Trainer
+
+__all__ = ["LevelResult", "train_levels"]
+
+
+@dataclass(frozen=True)
+class LevelResult:
+    """What the level check did on the validation images (mean centre error, network px)."""
+
+    steps: int
+    seconds: float
+    kept: bool
+    val_error_without: float | None
+    val_error_with: float | None
+    accuracy: float | None  # on the validation images' true ends and their neighbours
+
+    def describe(self) -> str:
+        verdict = "kept" if self.kept else "not kept"
+        errors = ""
+        if self.val_error_without is not None and self.val_error_with is not None:
+            errors = f": validation centres {self.val_error_without:.2f} -> {self.val_error_with:.2f} px"
+        named = f", {100 * self.accuracy:.0f} % of ends named right" if self.accuracy is not None else ""
+        return f"level check ({self.steps} steps, {self.seconds / 60:.1f} min){errors}{named}; {verdict}"
+
+
+def train_levels(
+    trainer: Trainer,
+    *,
+    should_stop: Callable[[], bool] | None = None,
+    max_minutes: float | None = None,
+) -> LevelResult | None:
+    """Train the check of ``trainer``'s chain; None where its layout has no chain or its config no check."""
+    cfg = trainer.cfg.level_check
+    layout = trainer.objects
+    if cfg is None or layout is None or layout.chain is None or len(layout.objects) < 4:
+        return None
+    start = time.perf_counter()
+    deadline = None if max_minutes is None else start + 60 * max_minutes
+
+    def stop() -> bool:
+        return (should_stop is not None and should_stop()) or (deadline is not None and time.perf_counter() > deadline)
+
+    steps = min(cfg.steps, max(20, round(cfg.per_step * trainer.plan.total)))
+    train_inputs = [s.input.cpu() for s in trainer.member_samples]
+    train_centres = [layout.objects.centres(s.transform.to_network(s.points)) for s in trainer.member_samples]
+    val = trainer.member_val_samples
+    val_inputs = [s.input.cpu() for s in val]
+    val_centres = [layout.objects.centres(s.transform.to_network(s.points)) for s in val]
+    check = train_level_check(
+        train_inputs,
+        train_centres,
+        cfg,
+        val_images=val_inputs,
+        val_centres=val_centres,
+        generator=np.random.default_rng(trainer.cfg.seed + 2),
+        should_stop=stop,
+        steps=steps,
+    )
+    if check is None:
+        return None
+    check.to(trainer.device)
+    selected = ModelFile.load(trainer.out) if trainer.out is not None and trainer.out.exists() else None
+    model = selected_model(trainer, selected)
+    with_check = dataclasses.replace(layout, levels=check)
+    without = _centre_error(model, trainer, layout)
+    with_it = _centre_error(model, trainer, with_check)
+    kept = with_it is not None and without is not None and with_it < without
+    if kept:
+        trainer.objects = with_check
+        if selected is not None and trainer.out is not None:
+            selected.objects = with_check
+            selected.save(trainer.out)
+    return LevelResult(steps, time.perf_counter() - start, kept, without, with_it, check.accuracy)
+
+
+def _centre_error(model: torch.nn.Module, trainer: Trainer, layout: ObjectLayout) -> float | None:
+    """The mean distance of the validation images' decoded centres from their labels' (network px)."""
+    samples = trainer.member_val_samples
+    if not samples:
+        return None
+    predicted = predict_samples(model, samples, trainer.device, objects=layout, as_centres=True)
+    errors = []
+    for sample, centres in zip(samples, predicted):
+        truth = layout.objects.centres(sample.transform.to_network(sample.points))
+        errors.append(np.linalg.norm(sample.transform.to_network(centres) - truth, axis=1))
+    stacked = np.concatenate(errors)
+    stacked = stacked[~np.isnan(stacked)]
+    return float(stacked.mean()) if stacked.size else None
