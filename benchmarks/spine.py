@@ -41,6 +41,7 @@ from scn_annotator.engine.geometry import fit_transform, inside_image
 from scn_annotator.engine.inference import Predictor
 from scn_annotator.engine.levels import train_level_check
 from scn_annotator.engine.measurements import spine_corners
+from scn_annotator.engine.model_file import ModelFile
 from scn_annotator.engine.objects import ChainPrior
 from scn_annotator.engine.training import train
 from scn_annotator.io.atomic import atomic_write_text
@@ -123,6 +124,7 @@ def _arguments() -> argparse.Namespace:
         action="store_true",
         help="with --evaluate: fit the chain's place prior from this split's training labels (model files of stop 28)",
     )
+    ap.add_argument("--save-model", type=Path, help="with --evaluate: write the model as tested (refitted) here")
     ap.add_argument(
         "--fit-levels",
         action="store_true",
@@ -199,6 +201,7 @@ def _test(
     test_ids: list[str],
     places_from: list[str] | None = None,
     levels_from: list[str] | None = None,
+    save_to: Path | None = None,
 ) -> tuple[dict, dict | None, list[float]]:
     """The test images through the app's predictor; the coarse SCN alone too, when there is a local stage."""
     predictor = Predictor.from_checkpoint(model_path, device="cpu")
@@ -207,6 +210,10 @@ def _test(
         _with_places(predictor, table, places_from, by_name)
     if levels_from is not None:
         _with_levels(predictor, table, levels_from, by_name)
+    if save_to is not None:
+        held = ModelFile.load(model_path)
+        held.objects = predictor.objects
+        held.save(save_to)
     predicted, heights, seconds = {}, {}, []
     for name in test_ids:
         t = time.perf_counter()
@@ -303,7 +310,9 @@ def main() -> None:
         model_path, record = _train(args, table, train_ids, out, note)
     places_from = train_ids if args.refit_places else None
     levels_from = train_ids if args.fit_levels else None
-    metrics, coarse_metrics, seconds = _test(model_path, args.data, table, test_ids, places_from, levels_from)
+    metrics, coarse_metrics, seconds = _test(
+        model_path, args.data, table, test_ids, places_from, levels_from, args.save_model
+    )
     record = {
         "tag": args.tag,
         **record,
