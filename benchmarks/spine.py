@@ -124,6 +124,8 @@ def _arguments() -> argparse.Namespace:
         action="store_true",
         help="with --evaluate: fit the chain's place prior from this split's training labels (model files of stop 28)",
     )
+    ap.add_argument("--level-reach", type=float, help="with --fit-levels: the crops' reach in steps (default 3)")
+    ap.add_argument("--level-steps", type=int, help="with --fit-levels: its training steps (default 1000)")
     ap.add_argument("--save-model", type=Path, help="with --evaluate: write the model as tested (refitted) here")
     ap.add_argument(
         "--fit-levels",
@@ -168,12 +170,15 @@ def _with_places(predictor: Predictor, table, train_ids: list[str], by_name: dic
     predictor.objects = dataclasses.replace(layout, chain=chain)
 
 
-def _with_levels(predictor: Predictor, table, train_ids: list[str], by_name: dict[str, Path]) -> None:
+def _with_levels(
+    predictor: Predictor, table, train_ids: list[str], by_name: dict[str, Path], changes: dict | None = None
+) -> None:
     """Give an older model the level check a training run trains today, from the same training images."""
     layout = predictor.objects
     if layout is None or layout.chain is None:
         raise SystemExit("--fit-levels: this model decodes no chain")
     cfg = (predictor.train_config.level_check if predictor.train_config else None) or LevelCheckConfig()
+    cfg = cfg.replace(**{k: v for k, v in (changes or {}).items() if v is not None})
     inputs, centres = [], []
     for name in train_ids:
         image = read_image(by_name[name])
@@ -202,6 +207,7 @@ def _test(
     places_from: list[str] | None = None,
     levels_from: list[str] | None = None,
     save_to: Path | None = None,
+    level_changes: dict | None = None,
 ) -> tuple[dict, dict | None, list[float]]:
     """The test images through the app's predictor; the coarse SCN alone too, when there is a local stage."""
     predictor = Predictor.from_checkpoint(model_path, device="cpu")
@@ -209,7 +215,7 @@ def _test(
     if places_from is not None:
         _with_places(predictor, table, places_from, by_name)
     if levels_from is not None:
-        _with_levels(predictor, table, levels_from, by_name)
+        _with_levels(predictor, table, levels_from, by_name, level_changes)
     if save_to is not None:
         held = ModelFile.load(model_path)
         held.objects = predictor.objects
@@ -311,7 +317,14 @@ def main() -> None:
     places_from = train_ids if args.refit_places else None
     levels_from = train_ids if args.fit_levels else None
     metrics, coarse_metrics, seconds = _test(
-        model_path, args.data, table, test_ids, places_from, levels_from, args.save_model
+        model_path,
+        args.data,
+        table,
+        test_ids,
+        places_from,
+        levels_from,
+        args.save_model,
+        {"reach": args.level_reach, "steps": args.level_steps},
     )
     record = {
         "tag": args.tag,
