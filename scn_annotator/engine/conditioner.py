@@ -199,8 +199,10 @@ class Conditioner:
                         conditioned[0, k] = self.amplitude[k] * self._hint(int(k), wanted[k])
                     out = p.model.reconfigure(local, conditioned)
             # a person's hints say which object is which: the level check (plain decoding only) does not overrule
-            points, values = decode_centres(out.heatmaps.float(), p.objects) if chosen.any() else self._plain
-            points, values = points.clone(), values.clone()
+            if chosen.any():
+                points, values = decode_centres(out.heatmaps.float(), p.objects)
+            else:  # the plain prediction itself: only a hinted decoding's centres are written into below
+                points, values = self._plain
             if chosen.any() and self.keep_within > 0 and self.method == ConditioningMethod.REPLACE:
                 # a small shift is not a better answer: keep the plain
                 plain, plain_values = self._plain

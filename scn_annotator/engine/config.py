@@ -27,6 +27,7 @@ __all__ = [
     "NETWORK_FIELDS",
     "PRESETS",
     "AugmentConfig",
+    "LevelCheckConfig",
     "RefineConfig",
     "SCNConfig",
     "TrainConfig",

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .config import LevelCheckConfig
 from .inference import predict_samples
 from .levels import train_level_check
 from .model_file import ModelFile
@@ -26,7 +27,7 @@ from .objects import ObjectLayout
 from .refiner_training import selected_model
 from .trainer import Trainer
 
-__all__ = ["LevelResult", "train_levels"]
+__all__ = ["LevelResult", "level_config", "train_levels"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,14 @@ class LevelResult:
         return f"level check ({self.steps} steps, {self.seconds / 60:.1f} min){errors}{named}; {verdict}"
 
 
+def level_config(trainer: Trainer) -> LevelCheckConfig | None:
+    """The check ``trainer``'s run trains: its config's, where the layout is a chain of four or more objects."""
+    layout = trainer.objects
+    if layout is None or layout.chain is None or len(layout.objects) < 4:
+        return None
+    return trainer.cfg.level_check
+
+
 def train_levels(
     trainer: Trainer,
     *,
@@ -56,9 +65,8 @@ def train_levels(
     max_minutes: float | None = None,
 ) -> LevelResult | None:
     """Train the check of ``trainer``'s chain; None where its layout has no chain or its config no check."""
-    cfg = trainer.cfg.level_check
-    layout = trainer.objects
-    if cfg is None or layout is None or layout.chain is None or len(layout.objects) < 4:
+    cfg, layout = level_config(trainer), trainer.objects
+    if cfg is None or layout is None:
         return None
     start = time.perf_counter()
     deadline = None if max_minutes is None else start + 60 * max_minutes

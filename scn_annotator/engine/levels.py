@@ -88,6 +88,11 @@ def end_crops(image: torch.Tensor, points: np.ndarray, step: np.ndarray, cfg: Le
     return F.grid_sample(source, grid, align_corners=False, padding_mode="zeros")
 
 
+def ends_labelled(centres: np.ndarray) -> bool:
+    """Whether (M, 2) centres have the three at each end that :func:`end_places` reads."""
+    return not np.isnan(centres[[0, 1, 2, -3, -2, -1]]).any()
+
+
 def end_places(centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(2, 5, 2) the places at offsets -2..+2 of a step from the first and the last centre of ``centres``
     (M, 2), the ones beyond an end extrapolated by its step; and (2, 2) the step at each end."""
@@ -119,7 +124,6 @@ class LevelCheck:
         """
         steps = np.stack([prior.steps[0], prior.steps[-1]])
         costs = np.full((2, len(xy)), -np.log(FAR))
-        self.network.eval()
         with torch.inference_mode():
             for end, obj in ((0, 0), (1, -1)):
                 near = np.ones(len(xy), dtype=bool)
@@ -128,11 +132,16 @@ class LevelCheck:
                     near = np.linalg.norm(xy - prior.places[obj], axis=1) <= reach
                 if not near.any():
                     continue
-                at = np.repeat(steps[end][None], int(near.sum()), axis=0)
-                crops = end_crops(image, xy[near], at, self.config)
-                logits = self.network(crops.to(self._device))[:, end].float()
+                logits = self.logits(image, xy[near], steps[end], end)
                 costs[end, near] = -F.log_softmax(logits, dim=-1)[:, OFFSETS].cpu().double().numpy()
         return self.config.weight * costs
+
+    def logits(self, image: torch.Tensor, points: np.ndarray, step: np.ndarray, end: int) -> torch.Tensor:
+        """(K, 5) the classifier's logits for crops of ``image`` at ``points`` (K, 2), each along ``step`` (2,),
+        from the head of ``end`` (0: the first object, 1: the last)."""
+        crops = end_crops(image, points, np.repeat(step[None], len(points), axis=0), self.config)
+        self.network.eval()
+        return self.network(crops.to(self._device))[:, end].float()
 
     def unary(
         self, own: np.ndarray, anywhere: np.ndarray, image: torch.Tensor, xy: np.ndarray, prior: ChainPrior
@@ -184,7 +193,7 @@ def train_level_check(
     Images with a missing centre near an end are left out; None when fewer than two remain.
     """
     rng = generator if generator is not None else np.random.default_rng(0)
-    usable = [(im, c) for im, c in zip(images, centres) if not np.isnan(c[[0, 1, 2, -3, -2, -1]]).any()]
+    usable = [(im, c) for im, c in zip(images, centres) if ends_labelled(c)]
     if len(usable) < 2:
         return None
     network = EndClassifier(cfg)
@@ -230,13 +239,11 @@ def end_accuracy(check: LevelCheck, images: Sequence[torch.Tensor], centres: Seq
     right = total = 0
     with torch.inference_mode():
         for image, c in zip(images, centres):
-            if np.isnan(c[[0, 1, 2, -3, -2, -1]]).any():
+            if not ends_labelled(c):
                 continue
             places, steps = end_places(c)
             for end in (0, 1):
-                at = np.repeat(steps[end][None], len(places[end]), axis=0)
-                crops = end_crops(image, places[end], at, check.config)
-                named = check.network(crops.to(check._device))[:, end].argmax(dim=-1).cpu().numpy()
+                named = check.logits(image, places[end], steps[end], end).argmax(dim=-1).cpu().numpy()
                 right += int((named == np.arange(len(named))).sum())
                 total += len(named)
     return right / total if total else None

@@ -20,7 +20,7 @@ from .config import TrainConfig
 from .data import LabelledImage, Sample
 from .device import best_device
 from .geometry import choose_input_size
-from .level_training import train_levels
+from .level_training import level_config, train_levels
 from .model_file import ModelFile
 from .objects import LandmarkObjects, nearest_gap, uses_objects
 from .refiner_training import record_template_error, train_refiner
@@ -75,13 +75,13 @@ def train(
     if resume:
         trainer.resume()
     refine = cfg.refine is not None
-    checks = cfg.level_check is not None and trainer.objects is not None and trainer.objects.chain is not None
-    shares = (cfg.refine.share if refine else 0.0) + (cfg.level_check.share if checks else 0.0)  # type: ignore[union-attr]
+    checks = level_config(trainer)
+    shares = (cfg.refine.share if cfg.refine is not None else 0.0) + (checks.share if checks is not None else 0.0)
     coarse_minutes = max_minutes * (1 - shares) if max_minutes else max_minutes
     result = trainer.run(progress, should_stop, coarse_minutes)
-    if checks and result.stopped != "cancelled":
+    if checks is not None and result.stopped != "cancelled":
         left = max(0.0, max_minutes - result.seconds / 60) if max_minutes else None
-        minutes = min(left, max_minutes * cfg.level_check.share) if left is not None else None  # type: ignore
+        minutes = min(left, max_minutes * checks.share) if left is not None and max_minutes else None
         result.levels = train_levels(trainer, should_stop=should_stop, max_minutes=minutes)
     if refine and result.stopped != "cancelled":
         spent = result.seconds + (result.levels.seconds if result.levels is not None else 0.0)
