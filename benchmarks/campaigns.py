@@ -83,12 +83,20 @@ def _test_effort(summary: dict[str, StrategySummary], budgets: list[int]) -> Non
 
 def _corrections(summary: dict[str, StrategySummary], budgets: list[int]) -> None:
     print(f"\ncorrections to label the {budgets[-1]} images, summed over the rounds (mean ± SD over seeds)")
-    print("| strategy | " + " | ".join(MODES) + " | per image, conditioned |")
-    print("|---" * (len(MODES) + 2) + "|")
+    print(
+        "| strategy | " + " | ".join(MODES) + " | per image, conditioned "
+        "| to reach random's final error: proposals / conditioned (against random) |"
+    )
+    print("|---" * (len(MODES) + 3) + "|")
+    base = summary["random"].corrections_to_reach if "random" in summary else None
     for name, s in summary.items():
         c, sd = s.corrections, s.corrections_sd
         cells = " | ".join(f"{c[m][-1]:.0f} ± {sd[m][-1]:.0f}" for m in MODES)
-        print(f"| {name} | {cells} | {c['conditioned'][-1] / budgets[-1]:.2f} |")
+        paid = s.corrections_to_reach
+        reach = "not reached" if paid is None else f"{paid['proposals']:.0f} / {paid['conditioned']:.0f}"
+        if paid is not None and base:
+            reach += f" ({100 * (paid['conditioned'] / base['conditioned'] - 1):+.0f} %)"
+        print(f"| {name} | {cells} | {c['conditioned'][-1] / budgets[-1]:.2f} | {reach} |")
     # the same after the random start, which every strategy shares: what choosing changed
     print("\nafter the shared random start:")
     for name, s in summary.items():

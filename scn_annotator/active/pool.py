@@ -16,6 +16,10 @@ what is labelled already, so they rank the pool, not an image:
 - ``dense_disagreement`` (information density, Settles and Craven 2008): the SC/LA
   disagreement score of :mod:`.scores` times the image's typicality (scaled to the
   pool's densest), so that a doubtful outlier does not outrank a doubtful typical image.
+- ``diverse_disagreement`` (diverse mini-batches, Zhdanov 2019): the ``PREFILTER`` x batch
+  candidates ``dense_disagreement`` ranks highest, clustered into ``batch`` groups by
+  k-means weighted with their values; the best of each group first. A large batch of the
+  most doubtful images is otherwise a batch of one failure mode many times over.
 - ``auto``: ``typical`` while fewer than ``switch`` images are labelled, then
   ``dense_disagreement``.
 - ``cost_aware``: ``dense_disagreement`` divided by one plus the image's expected
@@ -41,6 +45,7 @@ __all__ = [
     "POOL_STRATEGIES",
     "doubt_threshold",
     "expected_corrections",
+    "PREFILTER",
     "PoolInput",
     "PoolStrategy",
     "Ranked",
@@ -57,6 +62,10 @@ DISAGREEMENT = "residual_ambiguity"
 AUTO_SWITCH = 32
 #: Neighbours a typicality is measured over (TypiClust's 20), fewer in a small pool.
 NEIGHBOURS = 20
+#: ``diverse_disagreement`` clusters this many times the batch of the highest-ranked candidates (Zhdanov's beta).
+PREFILTER = 10
+#: k-means runs ``diverse_disagreement`` keeps the tightest of.
+RESTARTS = 8
 
 
 @dataclass
@@ -127,27 +136,50 @@ def typicality(points: np.ndarray, among: np.ndarray | None = None, neighbours: 
     return 1.0 / np.maximum(nearest.mean(axis=1), 1e-12)
 
 
-def kmeans(points: np.ndarray, k: int, seed: int = 0, iterations: int = 50) -> np.ndarray:
-    """(P,) cluster labels: k-means with k-means++ seeding, deterministic for a seed."""
+def kmeans(
+    points: np.ndarray,
+    k: int,
+    seed: int = 0,
+    iterations: int = 50,
+    weights: np.ndarray | None = None,
+    restarts: int = 1,
+) -> np.ndarray:
+    """(P,) cluster labels: k-means with k-means++ seeding, deterministic for a seed; ``weights``
+    (non-negative, per point) pull the centres towards the heavy points; of ``restarts`` runs the
+    one with the least weighted squared distance to its centres (one seeding can split a tight cluster)."""
     n = len(points)
     k = max(1, min(k, n))
+    w = np.ones(n) if weights is None else np.maximum(np.asarray(weights, dtype=np.float64), 0.0) + 1e-12
     rng = np.random.default_rng(seed)
-    centres = [points[rng.integers(n)]]
+    best, best_cost = np.zeros(n, dtype=int), np.inf
+    for _ in range(max(1, restarts)):
+        labels, cost = _lloyd(points, k, w, rng, iterations, weighted=weights is not None)
+        if cost < best_cost:
+            best, best_cost = labels, cost
+    return best
+
+
+def _lloyd(
+    points: np.ndarray, k: int, w: np.ndarray, rng: np.random.Generator, iterations: int, weighted: bool
+) -> tuple[np.ndarray, float]:
+    n = len(points)
+    centres = [points[rng.choice(n, p=w / w.sum()) if weighted else rng.integers(n)]]
     for _ in range(1, k):
-        d2 = np.min(((points[:, None, :] - np.array(centres)[None]) ** 2).sum(-1), axis=1)
+        d2 = np.min(((points[:, None, :] - np.array(centres)[None]) ** 2).sum(-1), axis=1) * w
         total = d2.sum()
         centres.append(points[rng.choice(n, p=d2 / total)] if total > 0 else points[rng.integers(n)])
     c = np.array(centres)
     labels = np.zeros(n, dtype=int)
-    for _ in range(iterations):
+    for step in range(iterations):
         labels_new = ((points[:, None, :] - c[None]) ** 2).sum(-1).argmin(axis=1)
-        if _ and (labels_new == labels).all():
+        if step and (labels_new == labels).all():
             break
         labels = labels_new
         for j in range(k):
             if (labels == j).any():
-                c[j] = points[labels == j].mean(axis=0)
-    return labels
+                c[j] = np.average(points[labels == j], axis=0, weights=w[labels == j])
+    cost = float((w * ((points - c[labels]) ** 2).sum(-1)).sum())
+    return labels, cost
 
 
 @register_pool
@@ -232,6 +264,32 @@ class DenseDisagreement(PoolStrategy):
         return [
             Ranked(int(i), float(value[i]), f"disagreement {scores[i]:.2f} x typicality {weight[i]:.2f}") for i in order
         ]
+
+
+@register_pool
+class DiverseDisagreement(PoolStrategy):
+    """``dense_disagreement``'s best candidates spread over ``batch`` groups: one image per way of failing."""
+
+    name = "diverse_disagreement"
+    description = f"dense_disagreement's top {PREFILTER} x batch, the best of each of batch weighted clusters"
+
+    def rank(self, x: PoolInput) -> list[Ranked]:
+        dense = DenseDisagreement().rank(x)
+        if x.scores is None or len(dense) <= x.batch:
+            return dense
+        top = dense[: PREFILTER * max(1, x.batch)]
+        cand, _ = x.joint()
+        values = np.array([r.value for r in top])
+        groups = kmeans(cand[[r.index for r in top]], x.batch, seed=x.seed, weights=values, restarts=RESTARTS)
+        first: list[Ranked] = []
+        for g in np.unique(groups):
+            members = np.flatnonzero(groups == g)
+            best = top[int(members[np.argmax(values[members])])]  # the group's most doubtful typical image
+            reason = f"{best.reason}, the best of a group of {len(members)} alike doubtful images"
+            first.append(Ranked(best.index, best.value, reason))
+        first.sort(key=lambda r: -r.value)
+        chosen = {r.index for r in first}
+        return first + [r for r in dense if r.index not in chosen]
 
 
 @register_pool

@@ -36,6 +36,9 @@ class StrategySummary(Record):
     #: labelled images at which the mean curve first reaches random's final error (interpolated)
     labels_to_reach_random_final: float | None = None
     saving_vs_random: float | None = None  # 1 - that / random's final budget
+    #: per effort mode, the corrections summed over the images labelled until random's final error is reached
+    #: (interpolated like the images): what a project pays for random's final model under this strategy
+    corrections_to_reach: dict[str, float] | None = None
 
 
 def summarise(result: CampaignResult) -> dict[str, StrategySummary]:
@@ -50,7 +53,12 @@ def summarise(result: CampaignResult) -> dict[str, StrategySummary]:
         for name, s in out.items():
             reach = _first_reaching(s.budgets, s.mean, target)
             saving = None if reach is None else 1.0 - reach / final
-            out[name] = s.replace(labels_to_reach_random_final=reach, saving_vs_random=saving)
+            paid = None
+            if reach is not None and s.corrections:
+                paid = {m: float(np.interp(reach, s.budgets, c)) for m, c in s.corrections.items()}
+            out[name] = s.replace(
+                labels_to_reach_random_final=reach, saving_vs_random=saving, corrections_to_reach=paid
+            )
     return out
 
 

@@ -238,6 +238,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             if t:
                 per = " ".join(f"{p:>7.1f}/{q:<7.1f}" for p, q in zip(t["proposals"], t["conditioned"]))
                 print(f"{'  per test image':<18}{per}")
+            paid = s.corrections_to_reach
+            if paid is not None:
+                print(f"{'  to reach random':<18}{paid['proposals']:>7.0f}/{paid['conditioned']:<7.0f}")
     print(f"results and summary in {args.out}")
     return 0
 

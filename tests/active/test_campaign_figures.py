@@ -123,6 +123,20 @@ def test_saving_against_random_on_curves_known_by_hand():
     assert summary["random"].auc == pytest.approx((20 + 24) / 24)
 
 
+def test_corrections_for_random_final_error_sum_the_images_labelled_until_then():
+    result = _result({"random": [[3.0, 2.0, 1.0]] * 2, "doubt": [[3.0, 1.5, 0.5]] * 2})
+    per_round = {"random": [80, 80, 160], "doubt": [80, 120, 240]}  # corrections for the 8, 8 and 16 images added
+    for curve in result.curves:
+        for point, n in zip(curve.points, per_round[curve.strategy]):
+            object.__setattr__(point, "effort", {"manual": n, "proposals": n, "conditioned": n // 2})
+    summary = summarise(result)
+    assert summary["random"].corrections_to_reach == {"manual": 320.0, "proposals": 320.0, "conditioned": 160.0}
+    # doubt reaches 1.0 at 16 + 16 * 0.5 / 1.0 = 24 images: the 200 of the first 16, half of the last round's 240
+    assert summary["doubt"].labels_to_reach_random_final == pytest.approx(24.0)
+    assert summary["doubt"].corrections_to_reach["proposals"] == pytest.approx(200 + 120)
+    assert summary["doubt"].corrections_to_reach["conditioned"] == pytest.approx(100 + 60)
+
+
 def test_a_campaign_result_round_trips_through_its_file(tmp_path):
     result = _result({"random": [[3.0, 2.0, 1.0]]})
     result.write(tmp_path / "campaign.json")

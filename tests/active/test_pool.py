@@ -72,6 +72,27 @@ def test_dense_disagreement_ranks_a_doubtful_typical_image_above_an_equally_doub
     assert "no model yet" in cold[0].reason
 
 
+def test_diverse_disagreement_takes_the_best_of_each_doubtful_group_where_dense_takes_one_group():
+    vectors, clusters = _clustered_pool((8, 8, 8), seed=3)
+    scores = np.where(clusters == 0, 0.9, np.where(clusters == 1, 0.6, 0.5))  # one group doubts most
+    scores = scores + np.random.default_rng(0).uniform(0, 0.01, len(scores))
+    x = PoolInput(vectors, np.empty((0, vectors.shape[1])), batch=3, scores=scores)
+    dense = [r.index for r in pick("dense_disagreement", x)]
+    assert set(clusters[dense[:3]].tolist()) == {0}  # three of the same way of failing
+    ranked = pick("diverse_disagreement", x)
+    first = [r.index for r in ranked[:3]]
+    assert sorted(clusters[first].tolist()) == [0, 1, 2]
+    for c in range(3):  # from each group, the member dense_disagreement ranks highest
+        assert next(i for i in dense if clusters[i] == c) in first
+    assert first[0] == dense[0] and "the best of a group of 8" in ranked[0].reason
+    assert sorted(r.index for r in ranked) == list(range(len(vectors)))
+    # a batch as large as the pool, or no model: as dense_disagreement
+    whole = PoolInput(vectors, np.empty((0, vectors.shape[1])), batch=len(vectors), scores=scores)
+    assert [r.index for r in pick("diverse_disagreement", whole)] == [
+        r.index for r in pick("dense_disagreement", whole)
+    ]
+
+
 def test_auto_switches_from_typical_to_disagreement_at_the_configured_size():
     vectors, _ = _clustered_pool((6, 6), seed=2)
     scores = np.linspace(0, 1, len(vectors) - 4)
@@ -89,6 +110,9 @@ def test_typicality_kmeans_and_projection_on_known_cases():
     assert dense.argmax() == 1 and dense.argmin() == 3
     labels = kmeans(np.array([[0.0], [0.1], [9.0], [9.1]]), 2, seed=0)
     assert labels[0] == labels[1] != labels[2] == labels[3]
+    # weights pull a centre: with the heavy point at 4, the point at 2 joins it rather than the light 0
+    heavy = kmeans(np.array([[0.0], [2.0], [4.0]]), 2, seed=0, weights=np.array([1.0, 1.0, 100.0]))
+    assert heavy[0] != heavy[2]
     assert project(np.ones((5, 7))).shape[0] == 5  # constant vectors: no division by zero
     with pytest.raises(ValueError, match="2-D"):
         pixel_embedding(np.zeros(5))
