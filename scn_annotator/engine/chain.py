@@ -39,20 +39,25 @@ FLOOR = 1e-6
 
 
 def decode_centres(
-    heatmaps: torch.Tensor, layout: ObjectLayout | None, inputs: torch.Tensor | None = None
+    heatmaps: torch.Tensor,
+    layout: ObjectLayout | None,
+    inputs: torch.Tensor | None = None,
+    fixed: np.ndarray | None = None,
+    support: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The peaks of stage 1's heatmaps (..., M, H, W): jointly along a chain where the layout has a prior,
     else each channel's own (:func:`~.heatmaps.decode_peaks`). The one decoding rule for object centres.
 
     ``inputs`` (..., 1, H, W) or (..., H, W): the network inputs the heatmaps came from, which the layout's
     level check (``levels.py``) looks at; without them (or without a check) the chain is decoded by its
-    heatmaps and priors alone.
+    heatmaps and priors alone. ``fixed`` (M, 2) network px, NaN where free: centres a person set (one
+    image); a chain passes through them (:func:`chain_peaks`), as through ``support``'s peaks.
     """
     if layout is None or layout.chain is None:
         return decode_peaks(heatmaps)
     if layout.levels is None or inputs is None:
-        return chain_peaks(heatmaps, layout.chain)
-    return chain_peaks(heatmaps, layout.chain, levels=layout.levels, inputs=inputs)
+        return chain_peaks(heatmaps, layout.chain, fixed=fixed)
+    return chain_peaks(heatmaps, layout.chain, levels=layout.levels, inputs=inputs, fixed=fixed, support=support)
 
 
 def chain_peaks(
@@ -61,43 +66,96 @@ def chain_peaks(
     candidates: int = CANDIDATES,
     levels: LevelCheck | None = None,
     inputs: torch.Tensor | None = None,
+    fixed: np.ndarray | None = None,
+    support: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Like :func:`~.heatmaps.decode_peaks` for (..., M, H, W) heatmaps of a chain: (points (..., M, 2), values).
 
     The chosen peak of each channel is refined to sub-pixel as ``decode_peaks`` does. With a level check
     and the ``inputs`` (..., H, W), the ends are judged by it (:meth:`~.levels.LevelCheck.unary`).
+
+    ``fixed`` (M, 2), network px, NaN where free: centres a person confirmed, for every image of the batch.
+    Each is that channel's only candidate, so the rest of the chain is chosen to fit them: a corrected
+    vertebra takes its neighbours with it along the column instead of only its own heatmap's peak.
+
+    ``support`` (like ``heatmaps``): more heatmaps of where objects are, whose peaks are candidates too and
+    count as "some object is here" (with a level check). A conditioned pass's heatmaps follow the SC
+    component's new belief and may leave a vertebra unclaimed; the plain pass's still show it.
     """
     *lead, m, h, w = heatmaps.shape
     if m != len(prior.steps) + 1:
         raise ValueError(f"a chain prior of {len(prior.steps) + 1} objects for {m} heatmaps")
     maps = heatmaps.reshape(-1, m, h, w).float()
-    local_max = maps == F.max_pool2d(maps, 5, stride=1, padding=2)
-    scored = torch.where(local_max, maps, torch.full_like(maps, -torch.inf)).reshape(maps.shape[0], m, h * w)
-    top = scored.topk(min(candidates, h * w), dim=-1).indices  # (B, M, K)
+    top = _peaks(maps, candidates)
     flat = maps.reshape(maps.shape[0], m, h * w)
+    extra = None if support is None or levels is None else support.reshape(-1, m, h, w).float()
+    if extra is not None:
+        top = torch.cat([top, _peaks(extra, candidates)], dim=-1)
+        extra = extra.reshape(extra.shape[0], m, h * w)
     images = None if inputs is None or levels is None else inputs.reshape(-1, *inputs.shape[-2:])
+    pinned = _pinned(fixed, m, h, w)
     chosen = []
     for b in range(maps.shape[0]):
         index = torch.unique(top[b]).cpu().numpy()  # every channel's candidates, offered to all
+        if pinned is not None:
+            index = np.union1d(index, pinned[pinned >= 0])
         values = flat[b][:, torch.as_tensor(index, device=flat.device)].cpu().double().numpy()  # (M, P)
         strongest = flat[b].max(dim=1).values.cpu().double().numpy()[:, None]
         unary = -np.log(np.clip(values / np.where(strongest > 0, strongest, 1.0), FLOOR, 1.0))
         xy = np.stack([index % w, index // w], axis=-1).astype(np.float64)
         if images is not None and levels is not None:
-            present = values.max(axis=0, keepdims=True)
-            anywhere = -np.log(np.clip(present / max(present.max(), np.finfo(float).tiny), FLOOR, 1.0))
+            present = _presence(values)
+            if extra is not None:
+                present = np.maximum(present, _presence(extra[b][:, torch.as_tensor(index)].cpu().double().numpy()))
+            anywhere = -np.log(np.clip(present, FLOOR, 1.0))
             unary = levels.unary(unary, anywhere, images[b], xy, prior)
         elif (place := prior.place_cost(xy)) is not None:
             unary = unary + place
+        if pinned is not None:
+            for o in np.flatnonzero(pinned >= 0):
+                unary[o] = np.where(index == pinned[o], 0.0, np.inf)
         chosen.append(index[_viterbi(unary, xy, prior)])
     # keep a 3 x 3 window around each chosen pixel, so decode_peaks finds it and refines it as always; the
-    # rest is lowered to the map's own minimum (finite: a parabola through it stays a number)
+    # rest is lowered below the map's own minimum (finite: a parabola through it stays a number). A pixel
+    # chosen from another channel's peak (or the support's) need not be its own channel's maximum there, or
+    # anything but the floor: it is raised just above its window, so the argmax is the chosen pixel.
+    at = torch.as_tensor(np.stack(chosen), device=maps.device)[..., None]  # (B, M, 1)
     keep = torch.zeros_like(flat, dtype=torch.bool)
-    keep.scatter_(-1, torch.as_tensor(np.stack(chosen), device=maps.device)[..., None], True)
+    keep.scatter_(-1, at, True)
     keep = F.max_pool2d(keep.reshape(-1, m, h, w).float(), 3, stride=1, padding=1) > 0
-    lowest = maps.amin(dim=(-2, -1), keepdim=True).expand_as(maps)
-    points, values = decode_peaks(torch.where(keep, maps, lowest))
+    lowest = maps.amin(dim=(-2, -1), keepdim=True) - 1.0
+    masked = torch.where(keep, maps, lowest).reshape(-1, m, h * w)
+    top = masked.max(dim=-1, keepdim=True).values
+    masked.scatter_(-1, at, torch.maximum(masked.gather(-1, at), torch.nextafter(top, top + 1)))
+    points, values = decode_peaks(masked.reshape(-1, m, h, w))
     return points.reshape(*lead, m, 2), values.reshape(*lead, m)
+
+
+def _peaks(maps: torch.Tensor, candidates: int) -> torch.Tensor:
+    """(B, M, K) flat indices of each channel's strongest local maxima in (B, M, H, W)."""
+    b, m, h, w = maps.shape
+    local_max = maps == F.max_pool2d(maps, 5, stride=1, padding=2)
+    scored = torch.where(local_max, maps, torch.full_like(maps, -torch.inf)).reshape(b, m, h * w)
+    return scored.topk(min(candidates, h * w), dim=-1).indices
+
+
+def _presence(values: np.ndarray) -> np.ndarray:
+    """(1, P) the strongest channel at each candidate of (M, P) values, as a share of the strongest of all."""
+    present = values.max(axis=0, keepdims=True)
+    return present / max(float(present.max()), np.finfo(float).tiny)
+
+
+def _pinned(fixed: np.ndarray | None, m: int, h: int, w: int) -> np.ndarray | None:
+    """(M,) the flat pixel index of each fixed centre (-1 where free), None when nothing is fixed."""
+    if fixed is None:
+        return None
+    fixed = np.asarray(fixed, dtype=np.float64).reshape(m, 2)
+    free = np.isnan(fixed).any(axis=1)
+    if free.all():
+        return None
+    x = np.clip(np.round(np.nan_to_num(fixed[:, 0])), 0, w - 1).astype(np.int64)
+    y = np.clip(np.round(np.nan_to_num(fixed[:, 1])), 0, h - 1).astype(np.int64)
+    return np.where(free, -1, y * w + x)
 
 
 def _viterbi(unary: np.ndarray, xy: np.ndarray, prior: ChainPrior) -> np.ndarray:

@@ -95,8 +95,9 @@ class Conditioner:
         self._fine = p.fine_input(image)
         self._refined: dict[tuple[int, float, float], np.ndarray] = {}
         self._placed: dict[tuple[int, float, float, float, float], np.ndarray] = {}
+        self._input = net_input[None, None]
         # (points, values), network px: the plain prediction, as Predictor.predict decodes it
-        self._plain = decode_centres(self.output.heatmaps.float(), p.objects, net_input[None, None])
+        self._plain = decode_centres(self.output.heatmaps.float(), p.objects, self._input)
 
     def _hint(self, k: int, position: np.ndarray) -> torch.Tensor:
         """A Gaussian of peak 1 and landmark ``k``'s sigma at ``position`` (original px), cached per position."""
@@ -198,15 +199,19 @@ class Conditioner:
                     for k in np.flatnonzero(chosen):  # only the confirmed channels; a Gaussian is separable
                         conditioned[0, k] = self.amplitude[k] * self._hint(int(k), wanted[k])
                     out = p.model.reconfigure(local, conditioned)
-            # a person's hints say which object is which: the level check (plain decoding only) does not overrule
-            if chosen.any():
-                points, values = decode_centres(out.heatmaps.float(), p.objects)
+            if chosen.any():  # a chain passes through the objects a person placed; the level check judges the rest
+                fixed = np.where(chosen[:, None], self.transform.to_network(wanted), np.nan)
+                plain = self.output.heatmaps.float()  # the vertebrae the conditioned pass may no longer claim
+                points, values = decode_centres(out.heatmaps.float(), p.objects, self._input, fixed, plain)
             else:  # the plain prediction itself: only a hinted decoding's centres are written into below
                 points, values = self._plain
             if chosen.any() and self.keep_within > 0 and self.method == ConditioningMethod.REPLACE:
                 # a small shift is not a better answer: keep the plain
                 plain, plain_values = self._plain
-                near = (points - plain).norm(dim=-1) <= self.keep_within * self._sigma
+                limit = self.keep_within * self._sigma
+                if p.objects is not None and p.objects.chain is not None and p.objects.gap > 0:
+                    limit = limit.clamp(max=0.5 * p.objects.gap)  # a step along a chain is another vertebra
+                near = (points - plain).norm(dim=-1) <= limit
                 points, values = torch.where(near[..., None], plain, points), torch.where(near, plain_values, values)
             if p.objects is not None and chosen.any():  # a confirmed member puts its object's centre where it says
                 at = torch.as_tensor(self.transform.to_network(wanted[chosen]), dtype=points.dtype)

@@ -94,3 +94,21 @@ def test_where_every_step_fits_two_chains_the_place_in_the_image_picks_the_one_l
     np.testing.assert_allclose(again.places, prior.places)
     older = {k: v for k, v in prior.to_payload().items() if not k.startswith("place")}  # a model file of stop 28
     assert ChainPrior.from_payload(older).places is None and ChainPrior.from_payload(older).place_cost(truth) is None
+
+
+def test_a_fixed_centre_takes_the_whole_shifted_column_with_it():
+    """Every channel prefers the next vertebra; a person places the first: the chain follows, not only it."""
+    truth = _column(6)
+    heat = torch.stack([_blob(*truth[k], peak=0.8) + _blob(*truth[k + 1]) for k in range(5)])
+    fitted = ChainPrior.fit([truth[:5], truth[:5] + 0.5, truth[:5] - 0.5])
+    prior = ChainPrior(fitted.steps, fitted.spread)  # steps only: one off is what the heatmaps say
+    np.testing.assert_allclose(chain_peaks(heat, prior)[0].numpy(), truth[1:], atol=0.1)
+    fixed = np.full((5, 2), np.nan)
+    fixed[0] = truth[0] + [0.2, -0.3]  # off the pixel grid: the nearest pixel is its candidate
+    points, _ = chain_peaks(heat, prior, fixed=fixed)
+    np.testing.assert_allclose(points.numpy(), truth[:5], atol=0.4)
+    layout = ObjectLayout(LandmarkObjects.infer(spine_names(5)), np.zeros((20, 2)), chain=prior)
+    np.testing.assert_allclose(decode_centres(heat, layout, fixed=fixed)[0].numpy(), points.numpy())
+    # nothing fixed (all NaN) decodes as without
+    free = chain_peaks(heat, prior, fixed=np.full((5, 2), np.nan))[0]
+    np.testing.assert_allclose(free.numpy(), truth[1:], atol=0.1)

@@ -124,3 +124,18 @@ def test_an_object_model_predicts_every_landmark_with_heatmaps_and_follows_a_cor
     onto = np.linalg.norm(conditioned.points[21:24] - sample.points[25:28], axis=1)
     before = np.linalg.norm(plain.points[21:24] - sample.points[25:28], axis=1)
     assert onto.mean() < 0.5 * before.mean(), (onto, before)
+
+
+def test_a_vertebra_a_person_moves_takes_its_neighbours_along_the_column(chain):
+    """Vertebra 6's corner put on vertebra 7: the chain passes through it, so 5 and 7 shift by one too."""
+    data, models = chain
+    predictor = Predictor.from_checkpoint(models[True], device="cpu")
+    followed = 0
+    for sample in data.val:
+        hints = np.full((48, 2), np.nan)
+        hints[20] = sample.points[24]
+        centres = predictor.conditioner(sample.path).predict(hints).points.reshape(-1, 4, 2).mean(axis=1)
+        truth = sample.points.reshape(-1, 4, 2).mean(axis=1)
+        step = np.linalg.norm(truth[6] - truth[5])
+        followed += int(all(np.linalg.norm(centres[k] - truth[k + 1]) < 0.3 * step for k in (4, 6)))
+    assert followed >= len(data.val) // 2, followed
