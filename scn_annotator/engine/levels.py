@@ -138,10 +138,14 @@ class LevelCheck:
 
     def logits(self, image: torch.Tensor, points: np.ndarray, step: np.ndarray, end: int) -> torch.Tensor:
         """(K, 5) the classifier's logits for crops of ``image`` at ``points`` (K, 2), each along ``step`` (2,),
-        from the head of ``end`` (0: the first object, 1: the last)."""
-        crops = end_crops(image, points, np.repeat(step[None], len(points), axis=0), self.config)
+        from the head of ``end`` (0: the first object, 1: the last); with ``mirror``, the mean
+        log-probabilities of each crop and its mirror image across the column."""
+        crops = end_crops(image, points, np.repeat(step[None], len(points), axis=0), self.config).to(self._device)
         self.network.eval()
-        return self.network(crops.to(self._device))[:, end].float()
+        if not self.config.mirror:
+            return self.network(crops)[:, end].float()
+        both = self.network(torch.cat([crops, crops.flip(-1)]))[:, end].float()
+        return F.log_softmax(both, dim=-1).reshape(2, len(crops), -1).mean(dim=0)
 
     def unary(
         self, own: np.ndarray, anywhere: np.ndarray, image: torch.Tensor, xy: np.ndarray, prior: ChainPrior
@@ -228,6 +232,8 @@ def _batch(
         step = (turn @ step) * np.exp(rng.normal(0.0, 0.1))
         place = places[end, offset] + rng.normal(0.0, 0.15 * np.linalg.norm(steps[end]), 2)
         crop = end_crops(image, place[None], step[None], cfg)
+        if cfg.mirror and rng.random() < 0.5:
+            crop = crop.flip(-1)
         crops.append(crop * float(np.exp(rng.normal(0.0, 0.2))) + float(rng.normal(0.0, 0.2)))
         labels.append(offset)
         ends.append(end)
