@@ -24,9 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from .heatmaps import decode_peaks
+from .heatmaps import decode_peaks, window_max
 from .levels import LevelCheck
 from .objects import ChainPrior, ObjectLayout
 
@@ -78,9 +77,10 @@ def chain_peaks(
     Each is that channel's only candidate, so the rest of the chain is chosen to fit them: a corrected
     vertebra takes its neighbours with it along the column instead of only its own heatmap's peak.
 
-    ``support`` (like ``heatmaps``): more heatmaps of where objects are, whose peaks are candidates too and
-    count as "some object is here" (with a level check). A conditioned pass's heatmaps follow the SC
-    component's new belief and may leave a vertebra unclaimed; the plain pass's still show it.
+    ``support`` (like ``heatmaps``; used with a level check, whose interior cost is "some object is here"):
+    more heatmaps of where objects are, whose peaks are candidates too and count as an object being there.
+    A conditioned pass's heatmaps follow the SC component's new belief and may leave a vertebra unclaimed;
+    the plain pass's still show it.
     """
     *lead, m, h, w = heatmaps.shape
     if m != len(prior.steps) + 1:
@@ -122,7 +122,7 @@ def chain_peaks(
     at = torch.as_tensor(np.stack(chosen), device=maps.device)[..., None]  # (B, M, 1)
     keep = torch.zeros_like(flat, dtype=torch.bool)
     keep.scatter_(-1, at, True)
-    keep = F.max_pool2d(keep.reshape(-1, m, h, w).float(), 3, stride=1, padding=1) > 0
+    keep = window_max(keep.reshape(-1, m, h, w).float(), 3) > 0
     lowest = maps.amin(dim=(-2, -1), keepdim=True) - 1.0
     masked = torch.where(keep, maps, lowest).reshape(-1, m, h * w)
     top = masked.max(dim=-1, keepdim=True).values
@@ -134,7 +134,7 @@ def chain_peaks(
 def _peaks(maps: torch.Tensor, candidates: int) -> torch.Tensor:
     """(B, M, K) flat indices of each channel's strongest local maxima in (B, M, H, W)."""
     b, m, h, w = maps.shape
-    local_max = maps == F.max_pool2d(maps, 5, stride=1, padding=2)
+    local_max = maps == window_max(maps, 5)
     scored = torch.where(local_max, maps, torch.full_like(maps, -torch.inf)).reshape(b, m, h * w)
     return scored.topk(min(candidates, h * w), dim=-1).indices
 

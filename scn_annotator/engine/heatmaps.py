@@ -18,7 +18,7 @@ import math
 import torch
 from torch import nn
 
-__all__ = ["GaussianTargets", "decode_peaks", "heatmap_loss"]
+__all__ = ["GaussianTargets", "decode_peaks", "heatmap_loss", "window_max"]
 
 
 class GaussianTargets(nn.Module):
@@ -106,3 +106,29 @@ def decode_peaks(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     py = y.to(heatmaps.dtype) + offset(vertical, y, h)
     points = torch.stack([px, py], -1).reshape(*lead, 2)
     return points, value.reshape(*lead)
+
+
+def window_max(maps: torch.Tensor, size: int) -> torch.Tensor:
+    """The maximum over the ``size`` x ``size`` window centred on every pixel of (..., H, W) (odd ``size``),
+    as ``max_pool2d(maps, size, stride=1, padding=size // 2)`` gives it, in a few elementwise maxima.
+
+    PyTorch's CPU pooling with stride 1 took 25-56 ms on a spine's 17 x 256 x 96 heatmaps; two passes of
+    shifted maxima (rows, then columns) take a fraction of that, and the chain decoding runs two per image.
+    """
+    if size % 2 != 1:
+        raise ValueError(f"a window of odd size, not {size}")
+    out = maps
+    for dim in (-2, -1):
+        acc = out.clone()
+        for shift in range(1, size // 2 + 1):
+            n = out.shape[dim]
+            if shift >= n:
+                break
+            acc.narrow(dim, 0, n - shift).copy_(
+                torch.maximum(acc.narrow(dim, 0, n - shift), out.narrow(dim, shift, n - shift))
+            )
+            acc.narrow(dim, shift, n - shift).copy_(
+                torch.maximum(acc.narrow(dim, shift, n - shift), out.narrow(dim, 0, n - shift))
+            )
+        out = acc
+    return out

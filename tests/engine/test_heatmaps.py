@@ -71,3 +71,15 @@ def test_peak_on_the_border_is_not_extrapolated():
     assert points[0, 0].tolist() == [9.0, pytest.approx(0.0, abs=0.5)]
     assert points[0, 0, 0] == 9.0
     assert values[0, 0] == 5.0
+
+
+def test_window_max_is_max_pooling_with_stride_one():
+    import torch.nn.functional as F
+
+    from scn_annotator.engine.heatmaps import window_max
+
+    maps = torch.rand(2, 3, 9, 7)
+    for size in (1, 3, 5, 11):
+        assert torch.equal(window_max(maps, size), F.max_pool2d(maps, size, stride=1, padding=size // 2))
+    with pytest.raises(ValueError, match="odd"):
+        window_max(maps, 4)
