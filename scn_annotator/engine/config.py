@@ -140,10 +140,9 @@ class LevelCheckConfig(Record):
     steps: int = 1000  # at most; a shorter coarse run gets proportionally fewer (``per_step``)
     per_step: float = 0.35  # its steps per coarse step
     share: float = 0.1  # of a time-limited run's minutes
-    #: Crops mirrored across the column in training (half of them) and in use (both ways, log-probabilities
-    #: averaged): an AP radiograph's left and right tell nothing about the level, and the mirror halves
-    #: the check's variance (real spines: 21.3 -> 20.3 % of vertebrae on a neighbour with a check trained
-    #: without mirrors; benchmarks/RESULTS.md).
+    #: Half the training crops mirrored across the column: an AP radiograph's left and right say nothing
+    #: about the level (real spines: ends named right 84-85 -> 86 %; benchmarks/RESULTS.md). Averaging each
+    #: crop with its mirror in use as well gained nothing over this and doubled the crops, so it is not done.
     mirror: bool = True
     #: The decoding (real spines, benchmarks/RESULTS.md): the end cost's weight, the share of an interior
     #: candidate's cost from its own channel's heatmap (the rest: "some object is here"), and the interior

@@ -147,14 +147,10 @@ class LevelCheck:
 
     def logits(self, image: torch.Tensor, points: np.ndarray, step: np.ndarray, end: int) -> torch.Tensor:
         """(K, 5) the classifier's logits for crops of ``image`` at ``points`` (K, 2), each along ``step`` (2,),
-        from the head of ``end`` (0: the first object, 1: the last); with ``mirror``, the mean
-        log-probabilities of each crop and its mirror image across the column."""
-        crops = end_crops(image, points, np.repeat(step[None], len(points), axis=0), self.config).to(self._device)
+        from the head of ``end`` (0: the first object, 1: the last)."""
+        crops = end_crops(image, points, np.repeat(step[None], len(points), axis=0), self.config)
         self.network.eval()
-        if not self.config.mirror:
-            return self.network(crops)[:, end].float()
-        both = self.network(torch.cat([crops, crops.flip(-1)]))[:, end].float()
-        return F.log_softmax(both, dim=-1).reshape(2, len(crops), -1).mean(dim=0)
+        return self.network(crops.to(self._device))[:, end].float()
 
     def unary(
         self, own: np.ndarray, anywhere: np.ndarray, image: torch.Tensor, xy: np.ndarray, prior: ChainPrior

@@ -90,21 +90,3 @@ def test_the_places_around_an_end_extrapolate_its_step():
     np.testing.assert_allclose(places[0, :, 1], [-10, 0, 10, 20, 30])
     np.testing.assert_allclose(places[1, :, 1], [40, 50, 60, 70, 80])
     np.testing.assert_allclose(steps, [[0, 10], [0, 10]])
-
-
-def test_a_mirrored_radiograph_is_judged_as_the_radiograph_itself():
-    """Left and right say nothing about the level: with ``mirror`` the check sees both ways and averages."""
-    from scn_annotator.engine.levels import EndClassifier
-
-    torch.manual_seed(0)
-    image = torch.rand(96, 40)
-    points, step = np.array([[19.5, 30.0], [19.5, 50.0]]), np.array([0.0, 8.0])  # on the column's axis
-    for mirror in (True, False):
-        cfg = LevelCheckConfig(mirror=mirror)
-        check = LevelCheck(cfg, EndClassifier(cfg).eval())
-        here, there = check.logits(image, points, step, 0), check.logits(image.flip(-1), points, step, 0)
-        assert torch.allclose(here, there, atol=1e-5) == mirror
-    probabilities = LevelCheck(LevelCheckConfig(), EndClassifier(LevelCheckConfig()).eval()).logits(
-        image, points, step, 1
-    )
-    assert torch.allclose(probabilities.exp().sum(dim=-1), torch.ones(2), atol=1e-5)  # log-probabilities
