@@ -112,7 +112,7 @@ def window_max(maps: torch.Tensor, size: int) -> torch.Tensor:
     """The maximum over the ``size`` x ``size`` window centred on every pixel of (..., H, W) (odd ``size``),
     as ``max_pool2d(maps, size, stride=1, padding=size // 2)`` gives it, in a few elementwise maxima.
 
-    PyTorch's CPU pooling with stride 1 took 25-56 ms on a spine's 17 x 256 x 96 heatmaps; two passes of
+    PyTorch's CPU pooling with stride 1 took 25-56 ms (one thread) on a spine's 17 x 256 x 96 heatmaps; two passes of
     shifted maxima (rows, then columns) take a fraction of that, and the chain decoding runs two per image.
     """
     if size % 2 != 1:
