@@ -90,3 +90,21 @@ def test_the_places_around_an_end_extrapolate_its_step():
     np.testing.assert_allclose(places[0, :, 1], [-10, 0, 10, 20, 30])
     np.testing.assert_allclose(places[1, :, 1], [40, 50, 60, 70, 80])
     np.testing.assert_allclose(steps, [[0, 10], [0, 10]])
+
+
+def test_half_the_training_crops_are_mirrored_across_the_column():
+    """The left and right of an AP radiograph say nothing about the level: the check learns both ways."""
+    from scn_annotator.engine.levels import _batch
+
+    image = torch.zeros(200, 60)
+    image[:, :30] = 1.0  # bright on the left of a vertical column
+    centres = np.array([[29.5, 20.0 + 10.0 * k] for k in range(17)])
+
+    def bright_left(cfg: LevelCheckConfig) -> np.ndarray:
+        crops, _, _ = _batch([(image, centres)], cfg, np.random.default_rng(0))
+        half = cfg.crop // 2
+        return (crops[..., :half].mean(dim=(1, 2, 3)) > crops[..., half:].mean(dim=(1, 2, 3))).numpy()
+
+    assert bright_left(LevelCheckConfig(mirror=False)).all()
+    share = bright_left(LevelCheckConfig(mirror=True)).mean()
+    assert 0.3 < share < 0.7, share
