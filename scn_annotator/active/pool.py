@@ -32,7 +32,7 @@ it is, which ``scn-annotator rank`` prints. No torch, no database here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
@@ -78,6 +78,7 @@ class PoolInput:
     scores: np.ndarray | None = None  # (U,) per-image disagreement (higher: more doubtful); None without a model
     seed: int = 0
     costs: np.ndarray | None = None  # (U,) corrections each image is expected to need (its doubtful landmarks)
+    _joint: tuple[np.ndarray, np.ndarray] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.candidates = np.asarray(self.candidates, dtype=np.float64).reshape(len(self.candidates), -1)
@@ -87,9 +88,12 @@ class PoolInput:
             raise ValueError(f"{len(self.scores)} scores for {len(self.candidates)} candidates")
 
     def joint(self) -> tuple[np.ndarray, np.ndarray]:
-        """(candidates, labelled) reduced together (:func:`.embeddings.project`), so distances compare."""
-        both = project(np.concatenate([self.candidates, self.labelled]))
-        return both[: len(self.candidates)], both[len(self.candidates) :]
+        """(candidates, labelled) reduced together (:func:`.embeddings.project`), so distances compare;
+        computed once, as strategies built on others (diverse, cost-aware) ask again."""
+        if self._joint is None:
+            both = project(np.concatenate([self.candidates, self.labelled]))
+            self._joint = both[: len(self.candidates)], both[len(self.candidates) :]
+        return self._joint
 
 
 @dataclass(frozen=True)

@@ -99,14 +99,15 @@ def chain_peaks(
         index = torch.unique(top[b]).cpu().numpy()  # every channel's candidates, offered to all
         if pinned is not None:
             index = np.union1d(index, pinned[pinned >= 0])
-        values = flat[b][:, torch.as_tensor(index, device=flat.device)].cpu().double().numpy()  # (M, P)
+        at_index = torch.as_tensor(index, device=flat.device)
+        values = flat[b][:, at_index].cpu().double().numpy()  # (M, P)
         strongest = flat[b].max(dim=1).values.cpu().double().numpy()[:, None]
         unary = -np.log(np.clip(values / np.where(strongest > 0, strongest, 1.0), FLOOR, 1.0))
         xy = np.stack([index % w, index // w], axis=-1).astype(np.float64)
         if images is not None and levels is not None:
             present = _presence(values)
             if extra is not None:
-                present = np.maximum(present, _presence(extra[b][:, torch.as_tensor(index)].cpu().double().numpy()))
+                present = np.maximum(present, _presence(extra[b][:, at_index].cpu().double().numpy()))
             anywhere = -np.log(np.clip(present, FLOOR, 1.0))
             unary = levels.unary(unary, anywhere, images[b], xy, prior)
         elif (place := prior.place_cost(xy)) is not None:
