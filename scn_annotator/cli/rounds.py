@@ -240,7 +240,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                 print(f"{'  per test image':<18}{per}")
             paid = s.corrections_to_reach
             if paid is not None:
-                print(f"{'  to reach random':<18}{paid['proposals']:>7.0f}/{paid['conditioned']:<7.0f}")
+                print(f"  until random's final error is reached: {paid['proposals']:.0f} / {paid['conditioned']:.0f}")
     print(f"results and summary in {args.out}")
     return 0
 
