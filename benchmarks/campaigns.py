@@ -52,12 +52,21 @@ def main() -> None:
         f"mean test error ({result.unit}) ± SD over seeds"
     )
     budgets = next(iter(summary.values())).budgets
-    print("| strategy | " + " | ".join(str(b) for b in budgets) + " | images to reach random's final error |")
+    later = budgets[1:]
+    print(
+        "| strategy | "
+        + " | ".join(str(b) for b in budgets)
+        + " | images to reach random's error at "
+        + " / ".join(str(b) for b in later)
+        + " (fewer) |"
+    )
     print("|---" * (len(budgets) + 2) + "|")
     for name, s in summary.items():
-        reach = s.labels_to_reach_random_final
-        text = "not reached" if reach is None else f"{reach:.1f} ({100 * (s.saving_vs_random or 0):+.0f} %)"
         cells = " | ".join(f"{m:.2f} ± {sd:.2f}" for m, sd in zip(s.mean, s.sd))
+        reach = (s.labels_to_reach_random or [None] * len(budgets))[1:]
+        text = " / ".join(
+            "not reached" if r is None else f"{r:.1f} ({100 * (1 - r / b):.0f} %)" for r, b in zip(reach, later)
+        )
         print(f"| {name} | {cells} | {text} |")
     if all(s.test_effort for s in summary.values()):
         _test_effort(summary, budgets)

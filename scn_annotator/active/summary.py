@@ -39,6 +39,9 @@ class StrategySummary(Record):
     #: per effort mode, the corrections summed over the images labelled until random's final error is reached
     #: (interpolated like the images): what a project pays for random's final model under this strategy
     corrections_to_reach: dict[str, float] | None = None
+    #: at each of random's budgets, the labelled images this strategy's mean curve needs for random's error there
+    #: (None where it never gets there): the saving "at 32" as well as at the end
+    labels_to_reach_random: list[float | None] | None = None
 
 
 def summarise(result: CampaignResult) -> dict[str, StrategySummary]:
@@ -56,8 +59,12 @@ def summarise(result: CampaignResult) -> dict[str, StrategySummary]:
             paid = None
             if reach is not None and s.corrections:
                 paid = {m: float(np.interp(reach, s.budgets, c)) for m, c in s.corrections.items()}
+            at_each = [_first_reaching(s.budgets, s.mean, e) for e in out["random"].mean]
             out[name] = s.replace(
-                labels_to_reach_random_final=reach, saving_vs_random=saving, corrections_to_reach=paid
+                labels_to_reach_random_final=reach,
+                saving_vs_random=saving,
+                corrections_to_reach=paid,
+                labels_to_reach_random=at_each,
             )
     return out
 

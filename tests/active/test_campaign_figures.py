@@ -118,6 +118,10 @@ def test_saving_against_random_on_curves_known_by_hand():
     assert summary["doubt"].labels_to_reach_random_final == 16.0 and summary["doubt"].saving_vs_random == 0.5
     assert summary["worse"].labels_to_reach_random_final is None and summary["worse"].saving_vs_random is None
     assert summary["mixed"].labels_to_reach_random_final == pytest.approx(16 + 16 * 0.5 / 0.75)
+    # and random's error at every budget: 2.0 (random's at 16) at 8 + 8 * 1.0 / 2.0 for "doubt"
+    assert summary["random"].labels_to_reach_random == [8.0, 16.0, 32.0]
+    assert summary["doubt"].labels_to_reach_random == pytest.approx([8.0, 12.0, 16.0])
+    assert summary["worse"].labels_to_reach_random == [8.0, 32.0, None]
     assert summary["mixed"].sd == pytest.approx([0.0, 0.5, 0.25])
     # the area under the mean curve over 8..32, by trapezoids: ((3+2)/2*8 + (2+1)/2*16) / 24
     assert summary["random"].auc == pytest.approx((20 + 24) / 24)
