@@ -22,8 +22,12 @@ from scn_annotator.active.learning_curves import plot
 from scn_annotator.active.simulate import CampaignResult, StrategySummary, summarise
 
 
-def load(folders: list[Path]) -> CampaignResult:
+def load(folders: list[Path], only: list[str] | None = None) -> CampaignResult:
     results = [CampaignResult.read(f / "campaign.json") for f in folders]
+    if only:  # some strategies of folders that ran more (the others' seeds then count without them)
+        for r in results:
+            r.curves = [c for c in r.curves if c.strategy in only]
+            r.campaign = r.campaign.replace(strategies=[s for s in r.campaign.strategies if s in only])
     merged = results[0]
     for other in results[1:]:
         if other.test_images != merged.test_images or other.config != merged.config:
@@ -44,8 +48,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("folders", nargs="+", type=Path)
     ap.add_argument("--plot", type=Path)
+    ap.add_argument("--only", type=lambda s: s.split(","), help="these strategies only (comma-separated)")
     args = ap.parse_args()
-    result = load(args.folders)
+    result = load(args.folders, args.only)
     summary = summarise(result)
     print(
         f"seeds {result.campaign.seeds}, {len(result.test_images)} test images; "
