@@ -52,14 +52,14 @@ def summarise(result: CampaignResult) -> dict[str, StrategySummary]:
         by_strategy.setdefault(curve.strategy, []).append(curve.points)
     out = {name: _summary(curves) for name, curves in by_strategy.items()}
     if "random" in out:
-        target, final = out["random"].mean[-1], out["random"].budgets[-1]
+        random = out["random"]
         for name, s in out.items():
-            reach = _first_reaching(s.budgets, s.mean, target)
-            saving = None if reach is None else 1.0 - reach / final
+            at_each = [_first_reaching(s.budgets, s.mean, e) for e in random.mean]
+            reach = at_each[-1]  # random's final error
+            saving = None if reach is None else 1.0 - reach / random.budgets[-1]
             paid = None
             if reach is not None and s.corrections:
                 paid = {m: float(np.interp(reach, s.budgets, c)) for m, c in s.corrections.items()}
-            at_each = [_first_reaching(s.budgets, s.mean, e) for e in out["random"].mean]
             out[name] = s.replace(
                 labels_to_reach_random_final=reach,
                 saving_vs_random=saving,
