@@ -108,6 +108,8 @@ def _arguments() -> argparse.Namespace:
     ap.add_argument("--steps", type=int)
     ap.add_argument("--input", type=str, help="HxW; default: fitted to the data")
     ap.add_argument("--filters", type=int)
+    ap.add_argument("--levels", type=int, help="the LA net's levels (default: the preset's 4); each doubles its view")
+    ap.add_argument("--dropout", type=float, help="the LA net's dropout (default: the preset's 0.5)")
     ap.add_argument("--test-share", type=float, default=0.2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tag", required=True)
@@ -144,7 +146,7 @@ def _config(args: argparse.Namespace) -> TrainConfig:
         changes["auto_input_growth"] = 0.0
     if args.filters:
         changes["filters"] = changes["sc_filters"] = args.filters
-    for key in ("sc_downsample", "sc_kernel", "hint_rate", "cache_factor"):
+    for key in ("sc_downsample", "sc_kernel", "hint_rate", "cache_factor", "levels", "dropout"):
         if getattr(args, key) is not None:
             changes[key] = getattr(args, key)
     if args.objects == "off":
