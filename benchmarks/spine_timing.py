@@ -16,11 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from spine import SPINE
 
 from scn_annotator.engine.inference import Predictor
 from scn_annotator.io.images import find_images
-
-SPINE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "spine"
 
 
 def main() -> None:
