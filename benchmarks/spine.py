@@ -108,7 +108,11 @@ def _arguments() -> argparse.Namespace:
     ap.add_argument("--steps", type=int)
     ap.add_argument("--input", type=str, help="HxW; default: fitted to the data")
     ap.add_argument("--filters", type=int)
-    ap.add_argument("--levels", type=int, help="the LA net's levels (default: the preset's 4); each doubles its view")
+    ap.add_argument(
+        "--levels",
+        type=int,
+        help="the LA net's least levels (the input rule adds more to see the column; --input fixes)",
+    )
     ap.add_argument("--dropout", type=float, help="the LA net's dropout (default: the preset's 0.5)")
     ap.add_argument("--test-share", type=float, default=0.2)
     ap.add_argument("--seed", type=int, default=0)

@@ -53,11 +53,13 @@ def load_training_data(
     spacing_rule: SpacingRule | None = None,
     progress: Callable[[int, int], None] | None = None,
     outside: str = "error",
+    start: str | Path | None = None,
 ) -> TrainingData:
     """Read a label CSV, match it to the images of a folder, decode and split them.
 
     ``outside="missing"`` treats landmarks outside their image as missing and lists
     each in ``TrainingData.outside``; by default they are an error naming file and row.
+    ``start``: the model file training will fine-tune (it keeps that model's architecture).
     """
     table = read_landmarks(labels)
     paths = find_images(images)
@@ -70,7 +72,7 @@ def load_training_data(
     train_ids, val_ids = split_samples([i for _, i in pairs], val_fraction, cfg.seed)
     notes: list[str] = []
     items = labelled_images(pairs, table)
-    cfg = fit_input_to_data(cfg, items, LandmarkObjects.infer(table.names))
+    cfg = fit_input_to_data(cfg, items, LandmarkObjects.infer(table.names), start=start)
     samples = build_samples(
         items,
         cfg.input_size,

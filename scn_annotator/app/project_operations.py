@@ -119,7 +119,7 @@ def train_project(
     norm = Normalisation(*cfg.normalisation)
     ordered = [items[i] for i in train_ids + val_ids]
     objects = project.objects()
-    cfg = fit_input_to_data(cfg, ordered, objects)
+    cfg = fit_input_to_data(cfg, ordered, objects, start=init_from)
     samples = build_samples(ordered, cfg.input_size, norm, cfg.cache_factor, progress=loading)
     train_s, val_s = samples[: len(train_ids)], samples[len(train_ids) :]
     folder = project.checkpoint_dir

@@ -42,6 +42,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             spacing_rule=rule(args.spacing_from),
             progress=loaded,
             outside=args.outside,
+            start=args.init,
         )
     report_outside(data.outside)
     cfg = data.config or cfg

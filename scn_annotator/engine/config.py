@@ -68,6 +68,24 @@ class SCNConfig(Record):
             raise ValueError(f"dropout_mode must be 'element' or 'channel', not {self.dropout_mode!r}")
 
     @property
+    def local_view(self) -> int:
+        """Width in input pixels of what one output pixel of the local-appearance net sees.
+
+        Its receptive field (the contracting path's stem, two 3x3 convolutions a level and 2x
+        pooling between levels; the expanding path's bilinear upsampling; the head): each level
+        doubles it, which is why an object layout's input rule adds levels until the net sees
+        the whole layout.
+        """
+        size, step = 3, 1  # the stem's 3x3
+        for level in range(self.levels):
+            if level:
+                size, step = size + step, step * 2  # the 2x average pooling before this level
+            size += 4 * step  # the level's two 3x3 convolutions
+        for level in range(self.levels - 1, 0, -1):
+            size += 2**level  # bilinear upsampling from this level reaches one of its pixels further
+        return size + 2  # the head's 3x3 at full resolution
+
+    @property
     def size_multiple(self) -> int:
         """Input height and width must be multiples of this."""
         multiple = 2 ** (self.levels - 1)

@@ -39,6 +39,7 @@ __all__ = [
     "ChainPrior",
     "LandmarkObjects",
     "ObjectLayout",
+    "centre_span",
     "chain_frames",
     "crowding",
     "nearest_gap",
@@ -366,6 +367,14 @@ def nearest_gap(centres: np.ndarray) -> float:
     gaps = np.linalg.norm(complete[:, None] - complete[None], axis=-1)
     np.fill_diagonal(gaps, np.inf)
     return float(np.median(gaps.min(axis=1)))
+
+
+def centre_span(centres: np.ndarray) -> float:
+    """Largest distance between two present centres (the layout's extent); 0 without two."""
+    complete = centres[~np.isnan(centres).any(axis=1)]
+    if len(complete) < 2:
+        return 0.0
+    return float(np.linalg.norm(complete[:, None] - complete[None], axis=-1).max())
 
 
 def chain_frames(centres: np.ndarray) -> np.ndarray:

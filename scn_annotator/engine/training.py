@@ -22,11 +22,18 @@ from .device import best_device
 from .geometry import choose_input_size
 from .level_training import level_config, train_levels
 from .model_file import ModelFile
-from .objects import LandmarkObjects, nearest_gap, uses_objects
+from .objects import LandmarkObjects, centre_span, nearest_gap, uses_objects
 from .refiner_training import record_template_error, train_refiner
 from .trainer import Trainer, TrainProgress, TrainResult
 
 __all__ = ["fit_input_to_data", "train", "warm_startable"]
+
+
+#: The network's fields the input rule chooses from the data (an object layout's SC pooling and LA levels).
+#: A fine-tuning run keeps those of the model it starts from (``fit_input_to_data(start=...)``): its weights
+#: fit no other levels, and a round should not change the architecture under the annotators' model. Without
+#: this, a spine project's rounds never fine-tuned: the preset's SC pooling (16x) never equals a fitted one.
+DATA_FITTED = ("sc_downsample", "levels")
 
 
 def warm_startable(checkpoint: Path, cfg: TrainConfig) -> bool:
@@ -34,14 +41,16 @@ def warm_startable(checkpoint: Path, cfg: TrainConfig) -> bool:
 
     Asks the checkpoint, which records the architecture it holds, not the store's
     note of how it was trained: a model trained elsewhere and registered by hand
-    has no such note. Landmark count and input size may differ.
+    has no such note. Landmark count, input size and the ``DATA_FITTED`` fields may
+    differ (fine-tuning keeps the checkpoint's).
     """
     payload = load_checkpoint(checkpoint)  # an unreadable file fails loudly
     try:
         held = ModelFile.from_payload(payload, checkpoint).network
     except CheckpointError:  # no or a malformed architecture record
         return False
-    return held.replace(num_landmarks=1) == cfg.network_for(1)
+    mine = cfg.network_for(1)
+    return held.replace(num_landmarks=1, **{f: getattr(mine, f) for f in DATA_FITTED}) == mine
 
 
 def train(
@@ -99,10 +108,22 @@ def train(
 #: Cobb SMAPE of 15.5 %; 256 x 96 with SC 4x (12.8 px, 3.2 cells) 26.4 % and 10.6 % (benchmarks/RESULTS.md).
 OBJECT_GAP = 13.0
 OBJECT_SC_CELLS = 3.0
+#: and the local-appearance net gets levels (each doubles its view, :attr:`~.config.SCNConfig.local_view`)
+#: until it sees the whole layout, the cues that tell its look-alike objects apart (for a spine: the ribs,
+#: the pelvis), as long as its deepest level keeps ``OBJECT_DEEPEST_CELLS`` cells across and it has at most
+#: ``OBJECT_MAX_LEVELS``. Real spines, 30 CPU minutes (fp32, seeds 0 / 1): 4 levels (view 86 px of a 205-px
+#: column) left 34.8 / 33.6 % of vertebrae on a neighbour, median corner 2.12 / 1.93 % of the height; 6 levels
+#: (350 px) 26.7 / 28.4 % and 1.42 / 1.47 %, in the same time per radiograph (benchmarks/RESULTS.md).
+OBJECT_MAX_LEVELS = 6
+OBJECT_DEEPEST_CELLS = 3
 
 
 def fit_input_to_data(
-    cfg: TrainConfig, items: Sequence[LabelledImage], objects: LandmarkObjects | None = None
+    cfg: TrainConfig,
+    items: Sequence[LabelledImage],
+    objects: LandmarkObjects | None = None,
+    *,
+    start: str | Path | None = None,
 ) -> TrainConfig:
     """``cfg`` with its input chosen from the images and landmarks (unless the preset or user fixed it).
 
@@ -112,10 +133,33 @@ def fit_input_to_data(
     object centres that matter: the input shrinks until neighbouring centres are
     ``OBJECT_GAP`` network pixels apart, the local stage's resolution (``cache_factor``)
     grows by as much, so stage 2 sees what it would have, and the SC component pools
-    so that neighbouring centres lie ``OBJECT_SC_CELLS`` of its cells apart. Reads only
+    so that neighbouring centres lie ``OBJECT_SC_CELLS`` of its cells apart, and the
+    local-appearance net gets the levels it needs to see the whole layout. Reads only
     the image headers. The choice and its reasons go into the config, and so into the
-    checkpoint, from which prediction takes the input size.
+    checkpoint, from which prediction takes the input size. ``start``: the model file a
+    fine-tuning run starts from, whose ``DATA_FITTED`` fields the result keeps.
     """
+    fitted = _fitted_input(cfg, items, objects)
+    return fitted if start is None else _keeping(fitted, Path(start))
+
+
+def _keeping(cfg: TrainConfig, start: Path) -> TrainConfig:
+    """``cfg`` with the data-fitted architecture of the model in ``start``, the input rounded to suit it."""
+    held = ModelFile.load(start).network
+    kept = cfg.replace(**{f: getattr(held, f) for f in DATA_FITTED})
+    if kept.network == cfg.network:
+        return cfg
+    size = _scaled_input(cfg.input_size, 1.0, kept.network_for(1).size_multiple)
+    rule = dict(cfg.input_rule or {})
+    rule["text"] = rule.get("text", "") + (
+        f"; fine-tuning keeps its model's {held.levels} levels and SC pooling {held.sc_downsample}x,"
+        f" input {size[0]} x {size[1]}"
+    )
+    return kept.replace(input_size=size, cache_factor=cfg.cache_factor * cfg.input_size[0] / size[0], input_rule=rule)
+
+
+def _fitted_input(cfg: TrainConfig, items: Sequence[LabelledImage], objects: LandmarkObjects | None) -> TrainConfig:
+    """:func:`fit_input_to_data` before a fine-tuning run's start is kept."""
     if not cfg.auto_input_growth or not items:
         return cfg
     sizes = [read_image_info(item.path).size for item in items]
@@ -137,23 +181,23 @@ def fit_input_to_data(
 def _fit_to_centres(
     cfg: TrainConfig, sizes: Sequence[tuple[int, int]], centres: Sequence[np.ndarray], multiple: int
 ) -> tuple[TrainConfig, str]:
-    """The input, local-stage resolution and SC pooling of an object layout (see :func:`fit_input_to_data`)."""
+    """The input, local-stage resolution, SC pooling and LA levels of an object layout (:func:`fit_input_to_data`)."""
 
     def median_gap(input_size: tuple[int, int]) -> float:
         scales = [min(input_size[1] / w, input_size[0] / h) for w, h in sizes]
         gaps = np.array([nearest_gap(c) for c in centres]) * scales
         return float(np.median(gaps[np.isfinite(gaps)]))
 
-    height, width = cfg.input_size
+    height = cfg.input_size[0]
     gap = median_gap(cfg.input_size)
     text = ""
     if gap > OBJECT_GAP:
-        shrink = OBJECT_GAP / gap
-        new_h = max(multiple, round(height * shrink / multiple) * multiple)
-        new_w = max(multiple, round(width * new_h / height / multiple) * multiple)
+        new_h, new_w = _scaled_input(cfg.input_size, OBJECT_GAP / gap, multiple)
         cfg = cfg.replace(input_size=(new_h, new_w), cache_factor=cfg.cache_factor * height / new_h)
-        gap = median_gap(cfg.input_size)
         text = f"; shrunk to {new_h} x {new_w} for the object centres, local stage at {cfg.cache_factor:.2f}x"
+    cfg, levels_text = _levels_for_span(cfg, sizes, centres)
+    text += levels_text
+    gap = median_gap(cfg.input_size)
     if cfg.network.spatial:
         pooling = cfg.network.sc_downsample
         while pooling > 4 and gap / pooling < OBJECT_SC_CELLS:
@@ -162,3 +206,34 @@ def _fit_to_centres(
             cfg = cfg.replace(sc_downsample=pooling)
             text += f"; SC pooling {pooling}x"
     return cfg, text + f"; object centres {gap:.1f} network px apart"
+
+
+def _levels_for_span(
+    cfg: TrainConfig, sizes: Sequence[tuple[int, int]], centres: Sequence[np.ndarray]
+) -> tuple[TrainConfig, str]:
+    """The local-appearance net's levels for an object layout, and the input rounded to what they need."""
+    height, width = cfg.input_size
+    scales = [min(width / w, height / h) for w, h in sizes]
+    span = float(np.median([centre_span(c) * s for c, s in zip(centres, scales)]))
+    network = cfg.network
+    while (
+        network.local_view < span
+        and network.levels < OBJECT_MAX_LEVELS
+        and min(height, width) >= OBJECT_DEEPEST_CELLS * 2**network.levels
+    ):
+        network = network.replace(levels=network.levels + 1)
+    if network.levels == cfg.network.levels:
+        return cfg, ""
+    size = _scaled_input(cfg.input_size, 1.0, network.size_multiple)
+    cfg = cfg.replace(levels=network.levels, input_size=size, cache_factor=cfg.cache_factor * height / size[0])
+    return cfg, (
+        f"; local-appearance net of {network.levels} levels (sees {network.local_view} px"
+        f" of the layout's {span:.0f}), input {size[0]} x {size[1]}"
+    )
+
+
+def _scaled_input(size: tuple[int, int], factor: float, multiple: int) -> tuple[int, int]:
+    """``size`` times ``factor``, its height rounded to ``multiple`` and its width to keep the aspect."""
+    height, width = size
+    new_h = max(multiple, round(height * factor / multiple) * multiple)
+    return new_h, max(multiple, round(width * new_h / height / multiple) * multiple)

@@ -9,6 +9,7 @@ from scn_annotator.app.sample_project import sample_project
 from scn_annotator.app.sample_spine import generate_spine_sample, spine_names
 from scn_annotator.engine.config import preset
 from scn_annotator.engine.model_file import ModelFile
+from scn_annotator.engine.training import warm_startable
 from scn_annotator.io.landmark_files import read_landmarks
 
 
@@ -24,11 +25,15 @@ def spine_project(tmp_path_factory):
     project.close()
 
 
-def test_a_spine_project_trains_on_vertebra_centres_and_reports_cobb_angles(spine_project):
-    assert len(spine_project.objects()) == 6
-    cfg = preset(
+def _cfg():
+    return preset(
         "cpu", filters=8, sc_filters=8, sc_kernel=5, steps=30, warmup_steps=5, validate_every=10, refine=None
     )  # fmt: skip
+
+
+def test_a_spine_project_trains_on_vertebra_centres_and_reports_cobb_angles(spine_project):
+    assert len(spine_project.objects()) == 6
+    cfg = _cfg()
     result = train_project(spine_project, cfg, val_fraction=0.25)
     version = spine_project.models.current()
     held = ModelFile.load(spine_project.models.file(version))
@@ -39,3 +44,20 @@ def test_a_spine_project_trains_on_vertebra_centres_and_reports_cobb_angles(spin
     assert report.cobb is not None and len(report.cobb.image_ids) == len(report.image_ids) > 0
     assert report.cobb.smape is not None and 0 <= report.cobb.smape <= 100
     assert "Cobb angles (AASCE 2019 rule)" in report.format()
+
+
+def test_a_round_fine_tunes_a_spine_model_and_keeps_its_fitted_architecture(spine_project):
+    first = train_project(spine_project, _cfg(), val_fraction=0.25)
+    path = spine_project.models.file(first.version_id)
+    held = ModelFile.load(path).network
+    assert held.sc_downsample != _cfg().network.sc_downsample  # the input rule chose it for the vertebrae
+    # the worker and the CLI fine-tune only where this holds; before, a spine model never did
+    assert warm_startable(path, _cfg()) and not warm_startable(path, _cfg().replace(filters=16))
+    # a model of more levels than the rule would give (trained by another rule, say) keeps them when fine-tuned
+    deeper = train_project(spine_project, _cfg().replace(levels=held.levels + 1, steps=2), val_fraction=0.25)
+    start = spine_project.models.file(deeper.version_id)
+    assert warm_startable(start, _cfg())
+    tuned = train_project(spine_project, _cfg().replace(steps=5), val_fraction=0.25, init_from=start)
+    network = ModelFile.load(spine_project.models.file(tuned.version_id)).network
+    assert network.levels == held.levels + 1 and network.sc_downsample == held.sc_downsample
+    assert tuned.result.steps == 5

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from scn_annotator.engine.config import SCNConfig
-from scn_annotator.engine.network import SpatialConfigurationNet, cubic_upsample
+from scn_annotator.engine.network import LocalAppearance, SpatialConfigurationNet, cubic_upsample
 
 
 def tiny(**kw) -> SpatialConfigurationNet:
@@ -79,3 +79,15 @@ def test_inference_then_training_in_one_process():
     net.train()
     net(torch.randn(1, 1, 64, 48)).heatmaps.sum().backward()  # the cached upsampling matrices are reusable
     assert net.local.head.weight.grad is not None
+
+
+@pytest.mark.parametrize("levels", [2, 3, 4])
+def test_local_view_is_what_an_output_pixel_of_the_local_net_sees(levels):
+    # the input rule of object layouts grows the levels by this width, so it must be the real receptive field
+    cfg = SCNConfig(num_landmarks=1, filters=4, levels=levels, dropout=0.0)
+    torch.manual_seed(0)
+    net = LocalAppearance(cfg).double()
+    image = torch.zeros(1, 1, 160, 160, dtype=torch.double, requires_grad=True)
+    net(image)[0, 0, 80, 80].backward()
+    seen = torch.nonzero(image.grad[0, 0].abs().sum(0)).flatten()
+    assert int(seen.max() - seen.min()) + 1 == cfg.local_view

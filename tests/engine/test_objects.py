@@ -9,11 +9,14 @@ import torch
 from scn_annotator.app.file_operations import load_training_data
 from scn_annotator.app.sample_spine import generate_spine_sample, spine_names
 from scn_annotator.engine.config import RefineConfig, preset
+from scn_annotator.engine.data import LabelledImage
 from scn_annotator.engine.inference import Predictor
 from scn_annotator.engine.model_file import ModelFile
-from scn_annotator.engine.objects import LandmarkObjects, ObjectLayout, chain_frames, crowding
+from scn_annotator.engine.objects import LandmarkObjects, ObjectLayout, centre_span, chain_frames, crowding
 from scn_annotator.engine.trainer import Trainer
-from scn_annotator.engine.training import train
+from scn_annotator.engine.training import fit_input_to_data, train
+from scn_annotator.io.images import read_image_info
+from scn_annotator.io.landmark_files import read_landmarks
 
 
 def test_objects_come_from_shared_prefixes_of_a_repeated_structure():
@@ -54,8 +57,6 @@ def test_a_tilted_object_is_placed_tilted_by_its_template():
 
 
 def test_generated_spines_are_crowded_and_generated_hands_are_not(sample_dir, tmp_path):
-    from scn_annotator.io.landmark_files import read_landmarks
-
     spines = read_landmarks(generate_spine_sample(tmp_path, count=4))
     hands = read_landmarks(sample_dir / "labels.csv")
     spine_objects, hand_objects = LandmarkObjects.infer(spines.names), LandmarkObjects.infer(hands.names)
@@ -65,6 +66,30 @@ def test_generated_spines_are_crowded_and_generated_hands_are_not(sample_dir, tm
     cfg = preset("cpu", input_size=(64, 48), filters=4, sc_filters=4, sc_kernel=3, steps=1, refine=None)
     data = load_training_data(sample_dir / "images", sample_dir / "labels.csv", cfg, val_fraction=0.2)
     assert Trainer(cfg, data.train, data.val, data.names, None, torch.device("cpu")).objects is None
+
+
+def _fitted(labels, names=None):
+    table = read_landmarks(labels)
+    items = [LabelledImage(next(labels.parent.glob(f"images/{k}.*")), table.points[k], k) for k in sorted(table.points)]
+    objects = LandmarkObjects.infer(names or table.names)
+    return fit_input_to_data(preset("cpu"), items, objects), items, objects
+
+
+@pytest.mark.parametrize(("vertebrae", "levels"), [(17, 6), (12, 5), (6, 4)])
+def test_an_object_layout_gets_the_fewest_levels_that_see_its_whole_column(tmp_path, vertebrae, levels):
+    labels = generate_spine_sample(tmp_path, count=6, seed=4, vertebrae=vertebrae)
+    cfg, items, objects = _fitted(labels, spine_names(vertebrae))
+    network, (height, width) = cfg.network, cfg.input_size
+    assert network.levels == levels and height % network.size_multiple == width % network.size_multiple == 0
+    scales = [min(height / h, width / w) for w, h in (read_image_info(i.path).size for i in items)]
+    span = np.median([centre_span(objects.centres(i.points)) * s for i, s in zip(items, scales)])
+    assert network.replace(levels=levels - 1).local_view < span <= network.local_view
+    assert (f"{levels} levels" in cfg.input_rule["text"]) == (levels != preset("cpu").network.levels)
+
+
+def test_a_layout_without_objects_keeps_the_presets_levels(sample_dir):
+    cfg, _, _ = _fitted(sample_dir / "labels.csv")
+    assert not cfg.input_rule.get("objects") and cfg.network.levels == preset("cpu").network.levels
 
 
 @pytest.fixture(scope="module")
