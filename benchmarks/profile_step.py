@@ -34,6 +34,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int)
     ap.add_argument("--input", help="HxW (default: the preset's)")
     ap.add_argument("--levels", type=int)
+    ap.add_argument("--first-filters", type=int)
     ap.add_argument("--sc-downsample", type=int)
     ap.add_argument("--cache-factor", type=float)
     ap.add_argument("--ops", action="store_true", help="also the operators that take most of a step")
@@ -41,7 +42,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    changes = {k: getattr(args, k) for k in ("levels", "sc_downsample", "cache_factor") if getattr(args, k)}
+    fields = ("levels", "sc_downsample", "cache_factor", "first_filters")
+    changes = {k: getattr(args, k) for k in fields if getattr(args, k)}
     if args.input:
         changes["input_size"] = tuple(int(v) for v in args.input.lower().split("x"))
     cfg = preset(args.preset, **changes)

@@ -113,6 +113,7 @@ def _arguments() -> argparse.Namespace:
         type=int,
         help="the LA net's least levels (the input rule adds more to see the column; --input fixes)",
     )
+    ap.add_argument("--first-filters", type=int, help="the LA net's full-resolution width (default: --filters)")
     ap.add_argument("--dropout", type=float, help="the LA net's dropout (default: the preset's 0.5)")
     ap.add_argument("--test-share", type=float, default=0.2)
     ap.add_argument("--seed", type=int, default=0)
@@ -150,7 +151,7 @@ def _config(args: argparse.Namespace) -> TrainConfig:
         changes["auto_input_growth"] = 0.0
     if args.filters:
         changes["filters"] = changes["sc_filters"] = args.filters
-    for key in ("sc_downsample", "sc_kernel", "hint_rate", "cache_factor", "levels", "dropout"):
+    for key in ("sc_downsample", "sc_kernel", "hint_rate", "cache_factor", "levels", "dropout", "first_filters"):
         if getattr(args, key) is not None:
             changes[key] = getattr(args, key)
     if args.objects == "off":

@@ -44,6 +44,9 @@ class SCNConfig(Record):
     in_channels: int = 1
     filters: int = 128
     levels: int = 4
+    #: Width of the full-resolution level (stem, first block, its skip); None: ``filters``. That level
+    #: is two thirds of a CPU training step's convolutions (benchmarks/profile_step.py).
+    first_filters: int | None = None
     dropout: float = 0.5
     spatial: bool = True
     sc_filters: int = 128

@@ -58,16 +58,17 @@ class LocalAppearance(nn.Module):
     def __init__(self, cfg: SCNConfig) -> None:
         super().__init__()
         f, act = cfg.filters, cfg.negative_slope
+        widths = [cfg.first_filters or f] + [f] * (cfg.levels - 1)
         dropout = nn.Dropout2d if cfg.dropout_mode == "channel" else nn.Dropout
-        self.stem = nn.Sequential(_conv(cfg.in_channels, f, 3), _Act(act))
+        self.stem = nn.Sequential(_conv(cfg.in_channels, widths[0], 3), _Act(act))
         self.blocks = nn.ModuleList(
-            nn.Sequential(_conv(f, f, 3), _Act(act), dropout(cfg.dropout), _conv(f, f, 3), _Act(act))
-            for _ in range(cfg.levels)
+            nn.Sequential(_conv(w_in, w, 3), _Act(act), dropout(cfg.dropout), _conv(w, w, 3), _Act(act))
+            for w_in, w in zip([widths[0], *widths], widths)
         )
         # One 3x3 conv on every level's output but the deepest one; it is added to
         # the upsampled deeper tensor. The expanding path has no convolutions.
-        self.skips = nn.ModuleList(nn.Sequential(_conv(f, f, 3), _Act(act)) for _ in range(cfg.levels - 1))
-        self.head = _conv(f, cfg.num_landmarks, 3)
+        self.skips = nn.ModuleList(nn.Sequential(_conv(w, f, 3), _Act(act)) for w in widths[:-1])
+        self.head = _conv(f if cfg.levels > 1 else widths[0], cfg.num_landmarks, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)

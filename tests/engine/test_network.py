@@ -48,6 +48,15 @@ def test_architecture_follows_the_paper():
     assert cfg.size_multiple == 16
 
 
+def test_a_narrower_full_resolution_level_changes_only_that_level():
+    wide, narrow = tiny(), tiny(first_filters=4)
+    changed = {k.rsplit(".", 1)[0] for k, v in wide.state_dict().items() if narrow.state_dict()[k].shape != v.shape}
+    # the stem, level 0's two convolutions and its skip, and level 1's first convolution, which reads level 0
+    assert changed == {"local.stem.0", "local.blocks.0.0", "local.blocks.0.3", "local.skips.0.0", "local.blocks.1.0"}
+    assert narrow(torch.randn(1, 1, 64, 48)).heatmaps.shape == (1, 5, 64, 48)
+    assert SCNConfig.from_dict({"num_landmarks": 5}).first_filters is None  # model files before it: full width
+
+
 def test_input_size_must_fit_the_pooling():
     with pytest.raises(ValueError, match="multiple of 16"):
         tiny()(torch.randn(1, 1, 50, 48))
