@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import ScnError
 
-__all__ = ["ImageGeometry", "InputTransform", "SpacingRule", "fit_transform"]
+__all__ = ["ImageGeometry", "InputTransform", "SpacingRule", "fit_scale", "fit_transform"]
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,11 @@ class InputTransform:
         )
 
 
+def fit_scale(image_size: tuple[int, int], input_size: tuple[int, int]) -> float:
+    """The scale at which a (width, height) image fits a (height, width) input, keeping its aspect."""
+    return min(input_size[1] / image_size[0], input_size[0] / image_size[1])
+
+
 def fit_transform(
     image_size: tuple[int, int],
     input_size: tuple[int, int],
@@ -87,7 +92,7 @@ def fit_transform(
     """Scale a (width, height) image to fit (height, width) keeping its aspect, and centre it."""
     w, h = image_size
     in_h, in_w = input_size
-    s = min(in_w / w, in_h / h)
+    s = fit_scale(image_size, input_size)
     new_w, new_h = max(1, round(w * s)), max(1, round(h * s))
     # The exact per-axis scale after rounding; both axes differ by < 1 px over the image.
     return InputTransform(
@@ -287,7 +292,7 @@ def choose_input_size(
     for growth in np.unique(np.linspace(1.0, max(1.0, max_growth), 11)):  # just 1.0 when the area may not grow
         height = snap(math.sqrt(budget * growth * aspect))
         width = snap(height / aspect)
-        scales = np.array([min(width / w, height / h) for w, h in sizes])
+        scales = np.array([fit_scale(size, (height, width)) for size in sizes])
         separation = float(np.percentile(nearest[finite] * scales[finite], 10)) if finite.any() else math.inf
         choice = InputChoice((height, width), aspect, separation, budget, len(sizes))
         if separation >= min_separation:

@@ -19,7 +19,7 @@ from .checkpoint import load_checkpoint
 from .config import TrainConfig
 from .data import LabelledImage, Sample
 from .device import best_device
-from .geometry import choose_input_size
+from .geometry import choose_input_size, fit_scale
 from .level_training import level_config, train_levels
 from .model_file import ModelFile
 from .objects import LandmarkObjects, centre_span, nearest_gap, uses_objects
@@ -155,7 +155,7 @@ def _keeping(cfg: TrainConfig, start: Path) -> TrainConfig:
         f"; fine-tuning keeps its model's {held.levels} levels and SC pooling {held.sc_downsample}x,"
         f" input {size[0]} x {size[1]}"
     )
-    return kept.replace(input_size=size, cache_factor=cfg.cache_factor * cfg.input_size[0] / size[0], input_rule=rule)
+    return _resized(kept, size).replace(input_rule=rule)
 
 
 def _fitted_input(cfg: TrainConfig, items: Sequence[LabelledImage], objects: LandmarkObjects | None) -> TrainConfig:
@@ -184,16 +184,15 @@ def _fit_to_centres(
     """The input, local-stage resolution, SC pooling and LA levels of an object layout (:func:`fit_input_to_data`)."""
 
     def median_gap(input_size: tuple[int, int]) -> float:
-        scales = [min(input_size[1] / w, input_size[0] / h) for w, h in sizes]
+        scales = [fit_scale(size, input_size) for size in sizes]
         gaps = np.array([nearest_gap(c) for c in centres]) * scales
         return float(np.median(gaps[np.isfinite(gaps)]))
 
-    height = cfg.input_size[0]
     gap = median_gap(cfg.input_size)
     text = ""
     if gap > OBJECT_GAP:
         new_h, new_w = _scaled_input(cfg.input_size, OBJECT_GAP / gap, multiple)
-        cfg = cfg.replace(input_size=(new_h, new_w), cache_factor=cfg.cache_factor * height / new_h)
+        cfg = _resized(cfg, (new_h, new_w))
         text = f"; shrunk to {new_h} x {new_w} for the object centres, local stage at {cfg.cache_factor:.2f}x"
     cfg, levels_text = _levels_for_span(cfg, sizes, centres)
     text += levels_text
@@ -212,20 +211,19 @@ def _levels_for_span(
     cfg: TrainConfig, sizes: Sequence[tuple[int, int]], centres: Sequence[np.ndarray]
 ) -> tuple[TrainConfig, str]:
     """The local-appearance net's levels for an object layout, and the input rounded to what they need."""
-    height, width = cfg.input_size
-    scales = [min(width / w, height / h) for w, h in sizes]
+    scales = [fit_scale(size, cfg.input_size) for size in sizes]
     span = float(np.median([centre_span(c) * s for c, s in zip(centres, scales)]))
     network = cfg.network
     while (
         network.local_view < span
         and network.levels < OBJECT_MAX_LEVELS
-        and min(height, width) >= OBJECT_DEEPEST_CELLS * 2**network.levels
+        and min(cfg.input_size) >= OBJECT_DEEPEST_CELLS * 2**network.levels
     ):
         network = network.replace(levels=network.levels + 1)
     if network.levels == cfg.network.levels:
         return cfg, ""
     size = _scaled_input(cfg.input_size, 1.0, network.size_multiple)
-    cfg = cfg.replace(levels=network.levels, input_size=size, cache_factor=cfg.cache_factor * height / size[0])
+    cfg = _resized(cfg.replace(levels=network.levels), size)
     return cfg, (
         f"; local-appearance net of {network.levels} levels (sees {network.local_view} px"
         f" of the layout's {span:.0f}), input {size[0]} x {size[1]}"
@@ -237,3 +235,8 @@ def _scaled_input(size: tuple[int, int], factor: float, multiple: int) -> tuple[
     height, width = size
     new_h = max(multiple, round(height * factor / multiple) * multiple)
     return new_h, max(multiple, round(width * new_h / height / multiple) * multiple)
+
+
+def _resized(cfg: TrainConfig, size: tuple[int, int]) -> TrainConfig:
+    """``cfg`` with the input ``size``, the local stage's resolution scaled so that it sees the same pixels."""
+    return cfg.replace(input_size=size, cache_factor=cfg.cache_factor * cfg.input_size[0] / size[0])
