@@ -150,12 +150,13 @@ def _keeping(cfg: TrainConfig, start: Path) -> TrainConfig:
     if kept.network == cfg.network:
         return cfg
     size = _scaled_input(cfg.input_size, 1.0, kept.network_for(1).size_multiple)
+    kept = _resized(kept, size)
     rule = dict(cfg.input_rule or {})
     rule["text"] = rule.get("text", "") + (
         f"; fine-tuning keeps its model's {held.levels} levels and SC pooling {held.sc_downsample}x,"
-        f" input {size[0]} x {size[1]}"
+        f" input {size[0]} x {size[1]}, local stage at {kept.cache_factor:.2f}x"
     )
-    return _resized(kept, size).replace(input_rule=rule)
+    return kept.replace(input_rule=rule)
 
 
 def _fitted_input(cfg: TrainConfig, items: Sequence[LabelledImage], objects: LandmarkObjects | None) -> TrainConfig:
@@ -226,7 +227,7 @@ def _levels_for_span(
     cfg = _resized(cfg.replace(levels=network.levels), size)
     return cfg, (
         f"; local-appearance net of {network.levels} levels (sees {network.local_view} px"
-        f" of the layout's {span:.0f}), input {size[0]} x {size[1]}"
+        f" of the layout's {span:.0f}), input {size[0]} x {size[1]}, local stage at {cfg.cache_factor:.2f}x"
     )
 
 
