@@ -54,6 +54,7 @@ def _arguments() -> argparse.Namespace:
     ap.add_argument("--preset", default="cpu")
     ap.add_argument("--input", type=str, help="HxW, e.g. 256x192")
     ap.add_argument("--filters", type=int)
+    ap.add_argument("--first-filters", type=int, help="the LA net's full-resolution width (default: --filters)")
     ap.add_argument("--lr", type=float)
     ap.add_argument("--batch", type=int)
     ap.add_argument("--sigma-alpha", type=float)
@@ -88,6 +89,7 @@ def _config(args: argparse.Namespace) -> TrainConfig:
         ("batch_size", args.batch),
         ("sigma_alpha", args.sigma_alpha),
         ("dropout_mode", args.dropout_mode),
+        ("first_filters", args.first_filters),
     ):
         if value is not None:
             changes[key] = value

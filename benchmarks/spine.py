@@ -271,7 +271,7 @@ def _train(args: argparse.Namespace, table, train_ids: list[str], out: Path, not
     result = train(
         cfg, data.train, data.val, data.names, model_path, progress=progress, max_minutes=args.minutes, device="cpu"
     )
-    print(f"{args.tag}: {result.describe()}; {'' if result.refine is None else result.refine.describe()}", flush=True)
+    print(f"{args.tag}: {result.describe()}", flush=True)  # the stages after stage 1 included
     record = {
         "config": cfg.to_dict(),
         "train_images": len(data.train),

@@ -53,11 +53,13 @@ def test_a_round_fine_tunes_a_spine_model_and_keeps_its_fitted_architecture(spin
     assert held.sc_downsample != _cfg().network.sc_downsample  # the input rule chose it for the vertebrae
     # the worker and the CLI fine-tune only where this holds; before, a spine model never did
     assert warm_startable(path, _cfg()) and not warm_startable(path, _cfg().replace(filters=16))
-    # a model of more levels than the rule would give (trained by another rule, say) keeps them when fine-tuned
-    deeper = train_project(spine_project, _cfg().replace(levels=held.levels + 1, steps=2), val_fraction=0.25)
+    # a model of more levels (and another first width) than the rule would give keeps them when fine-tuned
+    deeper_cfg = _cfg().replace(levels=held.levels + 1, first_filters=4, steps=2)
+    deeper = train_project(spine_project, deeper_cfg, val_fraction=0.25)
     start = spine_project.models.file(deeper.version_id)
     assert warm_startable(start, _cfg())
     tuned = train_project(spine_project, _cfg().replace(steps=5), val_fraction=0.25, init_from=start)
     network = ModelFile.load(spine_project.models.file(tuned.version_id)).network
     assert network.levels == held.levels + 1 and network.sc_downsample == held.sc_downsample
+    assert network.first_filters == 4
     assert tuned.result.steps == 5

@@ -85,11 +85,15 @@ def test_an_object_layout_gets_the_fewest_levels_that_see_its_whole_column(tmp_p
     span = np.median([centre_span(objects.centres(i.points)) * s for i, s in zip(items, scales)])
     assert network.replace(levels=levels - 1).local_view < span <= network.local_view
     assert (f"{levels} levels" in cfg.input_rule["text"]) == (levels != preset("cpu").network.levels)
+    deeper = levels > preset("cpu").network.levels  # a deeper net pays for its levels with a narrower first one
+    assert network.first_filters == (network.filters // 2 if deeper else None)
 
 
 def test_a_layout_without_objects_keeps_the_presets_levels(sample_dir):
     cfg, _, _ = _fitted(sample_dir / "labels.csv")
-    assert not cfg.input_rule.get("objects") and cfg.network.levels == preset("cpu").network.levels
+    assert not cfg.input_rule.get("objects") and cfg.network == preset("cpu").network.replace(
+        num_landmarks=cfg.network.num_landmarks
+    )
 
 
 @pytest.fixture(scope="module")
