@@ -15,6 +15,7 @@ as its neighbour, the ambiguity the SCN exists to resolve.
     python benchmarks/spine.py --evaluate benchmarks/out/spine-cpu.pt --tag spine-cpu-retest
     python benchmarks/spine.py --evaluate benchmarks/out/spine-cpu.pt --refit-places --tag spine-cpu-places
     python benchmarks/spine.py --evaluate benchmarks/out/spine-cpu.pt --refit-places --fit-levels --tag spine-cpu-levels
+    python benchmarks/spine.py --evaluate benchmarks/out/spine-cpu.pt --refit-steps --tag spine-cpu-polar
 
 Results go to benchmarks/out/<tag>.json and a summary to stdout.
 """
@@ -131,6 +132,11 @@ def _arguments() -> argparse.Namespace:
         action="store_true",
         help="with --evaluate: fit the chain's place prior from this split's training labels (model files of stop 28)",
     )
+    ap.add_argument(
+        "--refit-steps",
+        action="store_true",
+        help="with --evaluate: fit the chain's polar steps from this split's training labels (model files of stop 37)",
+    )
     ap.add_argument("--level-reach", type=float, help="with --fit-levels: the crops' reach in steps (default 3)")
     ap.add_argument("--level-steps", type=int, help="with --fit-levels: its training steps (default 1000)")
     ap.add_argument("--save-model", type=Path, help="with --evaluate: write the model as tested (refitted) here")
@@ -161,8 +167,11 @@ def _config(args: argparse.Namespace) -> TrainConfig:
     return preset("cpu", **changes)
 
 
-def _with_places(predictor: Predictor, table, train_ids: list[str], by_name: dict[str, Path]) -> None:
-    """Give an older model's chain the place prior a training run fits today, from the same training labels."""
+def _with_places(
+    predictor: Predictor, table, train_ids: list[str], by_name: dict[str, Path], fields: tuple[str, ...]
+) -> None:
+    """Give an older model's chain the ``fields`` of the prior a training run fits today (its place prior, its
+    polar steps), from the same training labels."""
     layout = predictor.objects
     if layout is None or layout.chain is None:
         raise SystemExit("--refit-places: this model decodes no chain")
@@ -173,7 +182,7 @@ def _with_places(predictor: Predictor, table, train_ids: list[str], by_name: dic
         points[~inside_image(points[:, 0], points[:, 1], size)] = np.nan  # as training treats them: missing
         labels.append(fit_transform(size, predictor.input_size).to_network(points))
     fitted = ChainPrior.fit([layout.objects.centres(p) for p in labels])
-    chain = dataclasses.replace(layout.chain, places=fitted.places, place_spread=fitted.place_spread)
+    chain = dataclasses.replace(layout.chain, **{name: getattr(fitted, name) for name in fields})
     predictor.objects = dataclasses.replace(layout, chain=chain)
 
 
@@ -212,6 +221,7 @@ def _test(
     table,
     test_ids: list[str],
     places_from: list[str] | None = None,
+    refit: tuple[str, ...] = (),
     levels_from: list[str] | None = None,
     save_to: Path | None = None,
     level_changes: dict | None = None,
@@ -219,8 +229,8 @@ def _test(
     """The test images through the app's predictor; the coarse SCN alone too, when there is a local stage."""
     predictor = Predictor.from_checkpoint(model_path, device="cpu")
     by_name = {image_id(p): p for p in find_images(data / "images")}
-    if places_from is not None:
-        _with_places(predictor, table, places_from, by_name)
+    if places_from is not None and refit:
+        _with_places(predictor, table, places_from, by_name, refit)
     if levels_from is not None:
         _with_levels(predictor, table, levels_from, by_name, level_changes)
     if save_to is not None:
@@ -321,7 +331,9 @@ def main() -> None:
         print(f"{args.tag}: {note}; testing {model_path}", flush=True)
     else:
         model_path, record = _train(args, table, train_ids, out, note)
-    places_from = train_ids if args.refit_places else None
+    polar = ("lengths", "length_spread", "angles", "angle_spread")
+    refit = (("places", "place_spread") if args.refit_places else ()) + (polar if args.refit_steps else ())
+    places_from = train_ids if refit else None
     levels_from = train_ids if args.fit_levels else None
     metrics, coarse_metrics, seconds = _test(
         model_path,
@@ -329,6 +341,7 @@ def main() -> None:
         table,
         test_ids,
         places_from,
+        refit,
         levels_from,
         args.save_model,
         {"reach": args.level_reach, "steps": args.level_steps},

@@ -11,7 +11,8 @@ where some vertebra is), and one candidate per channel is chosen for the whole
 chain at once (Viterbi, exact on a chain): the cost of a choice is how much weaker
 the channel's heatmap is there than at its strongest, plus how far each step from
 one centre to the next departs from the training labels' median step for that
-pair, in units of that step's spread. A clear maximum on a plausible
+pair, in length and in direction, each in units of its spread
+(:meth:`~.objects.ChainPrior.step_cost`). A clear maximum on a plausible
 chain is what the per-channel argmax gave; where the argmax made the chain
 impossible (two centres on one vertebra, a gap of two vertebrae), a weaker peak
 that fits wins.
@@ -164,8 +165,7 @@ def _viterbi(unary: np.ndarray, xy: np.ndarray, prior: ChainPrior) -> np.ndarray
     steps = xy[None, :, :] - xy[:, None, :]  # (P previous, P this, 2)
     cost, back = unary[0], []
     for o in range(1, len(unary)):
-        pair = ((steps - prior.steps[o - 1]) ** 2).sum(-1) / (2 * prior.spread[o - 1] ** 2)
-        total = cost[:, None] + prior.weight * pair
+        total = cost[:, None] + prior.weight * prior.step_cost(steps, o - 1)
         back.append(total.argmin(axis=0))
         cost = total.min(axis=0) + unary[o]
     path = [int(np.argmin(cost))]

@@ -112,3 +112,34 @@ def test_a_fixed_centre_takes_the_whole_shifted_column_with_it():
     # nothing fixed (all NaN) decodes as without
     free = chain_peaks(heat, prior, fixed=np.full((5, 2), np.nan))[0]
     np.testing.assert_allclose(free.numpy(), truth[1:], atol=0.1)
+
+
+def test_a_column_that_bends_sideways_still_keeps_each_step_one_vertebra_long():
+    """Training columns bend sideways (steps turn) but keep their length: a centre 0.6 of a step down the column
+    is charged as a length the columns never had, not within the sideways spread of a round prior."""
+    rng = np.random.default_rng(0)
+    columns = []
+    for _ in range(20):
+        turns = rng.normal(0.0, 0.8, 4)  # a column bent more than most, to make the point on five objects
+        steps = (10.0 + rng.normal(0.0, 0.2, 4))[:, None] * np.stack([np.sin(turns), np.cos(turns)], axis=1)
+        columns.append(_column()[0] + np.concatenate([np.zeros((1, 2)), np.cumsum(steps, axis=0)]))
+    prior = ChainPrior.fit(columns)
+    assert prior.lengths is not None and np.allclose(prior.lengths, 10.0, atol=1.5)
+    assert (prior.length_spread < 2.0).all() and (prior.angle_spread > 0.15).all()
+    truth = _column()
+    heat = torch.stack([_blob(*p) for p in truth])
+    heat[2] = _blob(*(truth[2] + [0.0, 6.0])) + _blob(*truth[2], peak=0.1)  # channel 2 peaks 6 px down the column
+    vector = ChainPrior(prior.steps, prior.spread)
+    assert vector.spread.min() > 3.0  # the round prior's sigma is the sideways one
+    np.testing.assert_allclose(chain_peaks(heat, vector)[0][2].numpy(), truth[2] + [0.0, 6.0], atol=0.2)
+    np.testing.assert_allclose(chain_peaks(heat, prior)[0][2].numpy(), truth[2], atol=0.2)
+    # a turn the columns make costs less than a step of the same length that skips a vertebra
+    turned = 10.0 * np.array([np.sin(0.2), np.cos(0.2)])
+    assert prior.step_cost(turned, 1) < 1.0 < 20.0 < prior.step_cost(np.array([0.0, 20.0]), 1)
+    again = ChainPrior.from_payload(prior.to_payload())
+    np.testing.assert_allclose(again.step_cost(turned, 1), prior.step_cost(turned, 1))
+    older = {
+        k: v for k, v in prior.to_payload().items() if k not in ("lengths", "length_spread", "angles", "angle_spread")
+    }
+    assert ChainPrior.from_payload(older).lengths is None  # a model file of stop 37 decodes by the step vector
+    np.testing.assert_allclose(ChainPrior.from_payload(older).step_cost(turned, 1), vector.step_cost(turned, 1))
