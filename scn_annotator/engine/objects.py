@@ -155,9 +155,9 @@ class ChainPrior:
     ``lengths[o]``, ``length_spread[o]``, ``angles[o]``, ``angle_spread[o]``: the same steps
     in polar form, the median length and direction (radians, image axes) and their robust
     sigmas. A scoliotic column bends: its steps turn from the median one by 8-14 degrees
-    (robust sigma, real spines at 256 x 96) while their lengths stay within 1-3 px. A cost on the step vector, round as a
-    Gaussian, charges the turn as if it were a change of length, so on a bent column a
-    chain that cuts the curve (one step spanning two vertebrae, a run of the column
+    (robust sigma, real spines at 256 x 96) while their lengths stay within 1-3 px. A
+    cost on the step vector, round as a Gaussian, charges the turn as if it were a change
+    of length, so on a bent column a chain that cuts the curve (one step spanning two vertebrae, a run of the column
     shifted by one) could cost less than the true one. Judged by length and turn each
     with its own spread, a skipped or doubled vertebra costs what it should (real spines:
     20.6 -> 19.2 % of vertebrae on a neighbour; told the true ends, 14.0 -> 11.4 %;
