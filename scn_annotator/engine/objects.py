@@ -157,9 +157,10 @@ class ChainPrior:
     sigmas. A scoliotic column bends: its steps turn from the median one by 8-14 degrees
     (robust sigma, real spines at 256 x 96) while their lengths stay within 1-3 px. A
     cost on the step vector, round as a Gaussian, charges the turn as if it were a change
-    of length, so on a bent column a chain that cuts the curve (one step spanning two vertebrae, a run of the column
-    shifted by one) could cost less than the true one. Judged by length and turn each
-    with its own spread, a skipped or doubled vertebra costs what it should (real spines:
+    of length, so on a bent column a chain that cuts the curve (one step spanning two
+    vertebrae, a run of the column shifted by one) could cost less than the true one.
+    Judged by length and turn each with its own spread, a skipped or doubled vertebra
+    costs what it should (real spines:
     20.6 -> 19.2 % of vertebrae on a neighbour; told the true ends, 14.0 -> 11.4 %;
     benchmarks/RESULTS.md). Model files from before have no polar steps (None) and decode
     by the vector as they did.
