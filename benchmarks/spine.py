@@ -167,14 +167,14 @@ def _config(args: argparse.Namespace) -> TrainConfig:
     return preset("cpu", **changes)
 
 
-def _with_places(
+def _refit_chain(
     predictor: Predictor, table, train_ids: list[str], by_name: dict[str, Path], fields: tuple[str, ...]
 ) -> None:
     """Give an older model's chain the ``fields`` of the prior a training run fits today (its place prior, its
     polar steps), from the same training labels."""
     layout = predictor.objects
     if layout is None or layout.chain is None:
-        raise SystemExit("--refit-places: this model decodes no chain")
+        raise SystemExit("--refit-places / --refit-steps: this model decodes no chain")
     labels = []
     for name in train_ids:
         size = read_image_info(by_name[name]).size
@@ -220,7 +220,7 @@ def _test(
     data: Path,
     table,
     test_ids: list[str],
-    places_from: list[str] | None = None,
+    refit_from: list[str] | None = None,
     refit: tuple[str, ...] = (),
     levels_from: list[str] | None = None,
     save_to: Path | None = None,
@@ -229,8 +229,8 @@ def _test(
     """The test images through the app's predictor; the coarse SCN alone too, when there is a local stage."""
     predictor = Predictor.from_checkpoint(model_path, device="cpu")
     by_name = {image_id(p): p for p in find_images(data / "images")}
-    if places_from is not None and refit:
-        _with_places(predictor, table, places_from, by_name, refit)
+    if refit_from is not None:
+        _refit_chain(predictor, table, refit_from, by_name, refit)
     if levels_from is not None:
         _with_levels(predictor, table, levels_from, by_name, level_changes)
     if save_to is not None:
@@ -331,16 +331,15 @@ def main() -> None:
         print(f"{args.tag}: {note}; testing {model_path}", flush=True)
     else:
         model_path, record = _train(args, table, train_ids, out, note)
-    polar = ("lengths", "length_spread", "angles", "angle_spread")
-    refit = (("places", "place_spread") if args.refit_places else ()) + (polar if args.refit_steps else ())
-    places_from = train_ids if refit else None
+    refit = (("places", "place_spread") if args.refit_places else ()) + (ChainPrior.POLAR if args.refit_steps else ())
+    refit_from = train_ids if refit else None
     levels_from = train_ids if args.fit_levels else None
     metrics, coarse_metrics, seconds = _test(
         model_path,
         args.data,
         table,
         test_ids,
-        places_from,
+        refit_from,
         refit,
         levels_from,
         args.save_model,

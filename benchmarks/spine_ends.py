@@ -24,6 +24,7 @@ from spine import SPINE, _split, spine_metrics
 import scn_annotator.engine.chain as chain
 from scn_annotator.engine.geometry import fit_transform, inside_image
 from scn_annotator.engine.inference import Predictor
+from scn_annotator.engine.objects import ChainPrior
 from scn_annotator.io.images import find_images, image_id, read_image_info
 from scn_annotator.io.landmark_files import read_landmarks
 
@@ -45,7 +46,7 @@ def main() -> None:
     if layout is None or layout.chain is None:
         raise SystemExit(f"{args.model}: this model decodes no chain")
     if args.vector_steps:
-        polar = dict.fromkeys(("lengths", "length_spread", "angles", "angle_spread"))
+        polar = dict.fromkeys(ChainPrior.POLAR)
         predictor.objects = dataclasses.replace(layout, chain=dataclasses.replace(layout.chain, **polar))
     ends: dict[str, np.ndarray | None] = {"fixed": None}
     plain_peaks = chain.chain_peaks

@@ -185,6 +185,8 @@ class ChainPrior:
     angles: np.ndarray | None = None  # (M - 1,)
     angle_spread: np.ndarray | None = None  # (M - 1,)
 
+    #: The fields of the polar steps, which a prior has all of or none of.
+    POLAR = ("lengths", "length_spread", "angles", "angle_spread")
     #: The median distance of a 2-D Gaussian's draws from its centre, in sigmas (sqrt(2 ln 2)).
     _MEDIAN_RADIUS = 1.1774
     #: A Gaussian's median absolute deviation, in sigmas.
@@ -212,7 +214,7 @@ class ChainPrior:
             places = np.nanmedian(stacked, axis=0)
             place_spread = np.nanmedian(np.abs(stacked - places), axis=0) / cls._MAD_SIGMA
         spread = np.maximum(departure / cls._MEDIAN_RADIUS, cls.MIN_SPREAD)
-        polar = _polar_steps(steps)
+        polar = _polar_steps(steps, median)
         if np.isnan(places).any():  # an object no image has: no place prior at all
             return cls(median, spread, **polar)
         floor = max(cls.MIN_SPREAD, cls.PLACE_FLOOR * float(np.median(np.linalg.norm(median, axis=-1))))
@@ -244,7 +246,7 @@ class ChainPrior:
             }
         polar = {}
         if self.lengths is not None:
-            polar = {name: getattr(self, name).tolist() for name in _POLAR}
+            polar = {name: getattr(self, name).tolist() for name in self.POLAR}
         return {"steps": self.steps.tolist(), "spread": self.spread.tolist(), "weight": self.weight, **places, **polar}
 
     @classmethod
@@ -255,8 +257,8 @@ class ChainPrior:
             places = np.asarray(data["places"], dtype=np.float64).reshape(-1, 2)
             place_spread = np.asarray(data["place_spread"], dtype=np.float64).reshape(-1, 2)
         polar = {}
-        if all(data.get(name) is not None for name in _POLAR):
-            polar = {name: np.asarray(data[name], dtype=np.float64) for name in _POLAR}
+        if all(data.get(name) is not None for name in cls.POLAR):
+            polar = {name: np.asarray(data[name], dtype=np.float64) for name in cls.POLAR}
         return cls(
             steps,
             np.asarray(data["spread"], dtype=np.float64),
@@ -268,26 +270,22 @@ class ChainPrior:
         )
 
 
-_POLAR = ("lengths", "length_spread", "angles", "angle_spread")
-
-
 def _wrapped(angle: np.ndarray) -> np.ndarray:
     """Angles (radians) brought into [-pi, pi)."""
     return (angle + np.pi) % (2 * np.pi) - np.pi
 
 
-def _polar_steps(steps: np.ndarray) -> dict[str, np.ndarray]:
-    """The polar fields of :class:`ChainPrior` from (I, M - 1, 2) steps (NaN where missing): per step the
-    median length and direction, and their sigmas from the median absolute deviation. A length's sigma is
-    at least ``MIN_SPREAD``, a direction's at least the turn that moves the step's end by as much."""
+def _polar_steps(steps: np.ndarray, median: np.ndarray) -> dict[str, np.ndarray]:
+    """The polar fields of :class:`ChainPrior` from (I, M - 1, 2) steps (NaN where missing) and their (M - 1, 2)
+    median: per step the median length and direction, and their sigmas from the median absolute deviation. A
+    length's sigma is at least ``MIN_SPREAD``, a direction's at least the turn that moves the step's end by as
+    much."""
     length = np.hypot(steps[..., 0], steps[..., 1])
     angle = np.arctan2(steps[..., 1], steps[..., 0])
+    angles = np.arctan2(median[:, 1], median[:, 0])  # the median step's direction: no wrap-around at +-pi
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         lengths = np.nanmedian(length, axis=0)
-        # the median direction by the median step vector: no wrap-around at +-pi to get wrong
-        median = np.nanmedian(steps, axis=0)
-        angles = np.arctan2(median[:, 1], median[:, 0])
         length_spread = np.nanmedian(np.abs(length - lengths), axis=0) / ChainPrior._MAD_SIGMA
         angle_spread = np.nanmedian(np.abs(_wrapped(angle - angles)), axis=0) / ChainPrior._MAD_SIGMA
     return {
