@@ -40,7 +40,7 @@ def main() -> None:
     test_ids, *_ = spine._split(table, args.seed, 0.2)
     for name, forward in (("plain", inference.Predictor.forward), ("mirror-averaged", both_ways)):
         inference.Predictor.forward = forward
-        metrics, coarse, seconds = spine._test(args.model, spine.SPINE, table, test_ids)
+        metrics, _, coarse, seconds = spine._test(args.model, spine.SPINE, table, test_ids)
         spine._print(name, metrics, coarse, 1000 * sorted(seconds)[len(seconds) // 2])
 
 

@@ -34,6 +34,7 @@ from .data import BACKGROUND, Normalisation, Sample
 from .device import mixed_precision, training_layout
 from .evaluation import error_unit, mean_error
 from .heatmaps import GaussianTargets, heatmap_loss
+from .implausible import set_aside, summary
 from .inference import validation_errors
 from .model_file import ModelFile, TrainingMetrics
 from .network import SpatialConfigurationNet
@@ -87,12 +88,15 @@ class TrainResult:
     planned_steps: int = 0  # the steps the schedule was laid out for (fewer than asked when time was short)
     refine: RefineResult | None = None  # the local stage, when the config has one
     levels: LevelResult | None = None  # the check of a chain's ends, when the layout has a chain
+    set_aside: list[str] = field(default_factory=list)  # labels out of line with their chain, left out
 
     def describe(self) -> str:
         """How many steps, how long, and why it stopped where it did; then the local stage's line."""
         text = f"trained {self.steps} steps in {self.seconds / 60:.1f} min ({self.stopped})"
         if self.stopped == "time" and self.planned_steps and self.steps >= self.planned_steps:
             text += f"; the schedule was fitted to the time limit: {self.planned_steps} steps, ending converged"
+        if self.set_aside:
+            text += "\n" + summary(self.set_aside)
         if self.levels is not None:
             text += "\n" + self.levels.describe()
         if self.refine is not None:
@@ -219,10 +223,11 @@ class Trainer:
             objects = LandmarkObjects.infer(names) if cfg.objects else LandmarkObjects.singles(names)
         #: Stage 1 of an object layout learns the objects' centres; the full samples stay for stage 2.
         self.objects: ObjectLayout | None = None
+        grouped = uses_objects(objects, [s.transform.to_network(s.points) for s in train_samples])
+        train_samples, val_samples, self.set_aside = set_aside(train_samples, val_samples, objects if grouped else None)
         self.member_samples, self.member_val_samples = list(train_samples), list(val_samples)
-        labels = [s.transform.to_network(s.points) for s in train_samples]
-        if uses_objects(objects, labels):
-            self.objects = ObjectLayout.fit(objects, labels)
+        if grouped:
+            self.objects = ObjectLayout.fit(objects, [s.transform.to_network(s.points) for s in train_samples])
             train_samples = [s.of_objects(objects) for s in train_samples]
             val_samples = [s.of_objects(objects) for s in val_samples]
         self.channels = len(objects) if self.objects is not None else len(names)
@@ -466,6 +471,7 @@ class Trainer:
             history=self.history,
             timings=timings,
             planned_steps=plan.total,
+            set_aside=self.set_aside,
         )
 
     def _progress(self, loss: float, val_error: float | None, step_seconds: float) -> TrainProgress:
