@@ -4,7 +4,10 @@ Images read by two or more readers come first, ordered by how strongly the reade
 disagree (the landmark they disagree on most); then images read once, ordered by
 how little of the model's final heatmap lies under the human point (its value there
 against its peak, for the worst landmark): a point placed where the model sees
-nothing is the likeliest label error. Images already marked reviewed go last.
+nothing is the likeliest label error. Ahead of those, in a layout of objects along a
+chain (vertebrae), the images where an object lies out of line with the rest of the
+chain (``engine/implausible.py``): no column has it, so it is a slip for certain. Images
+already marked reviewed go last.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import numpy as np
 from ..db.store import Project
 from ..engine.agreement import pairwise_distances
 from ..engine.evaluation import error_unit
+from ..engine.implausible import MIN_CHAIN, implausible_objects
+from ..engine.objects import uses_objects
 
 __all__ = ["ReviewItem", "heat_under", "review_queue"]
 
@@ -29,9 +34,12 @@ class ReviewItem:
     heat: float | None  # single read: the model's final heatmap under the human point, share of its peak
     unit: str
     status: str | None  # the latest review verdict
+    out_of_line: tuple[str, ...] = ()  # the objects no chain can have where they are (``implausible.py``)
 
     @property
     def reason(self) -> str:
+        if self.out_of_line:
+            return f"{', '.join(self.out_of_line)} out of line with the rest of the chain"
         if self.disagreement is not None:
             return f"{self.readers} readers {self.disagreement:.2f} {self.unit} apart on {self.landmark}"
         if self.heat is not None:
@@ -97,15 +105,19 @@ def review_queue(project: Project) -> list[ReviewItem]:
         worst = int(np.nanargmax(per_landmark))
         status = statuses[image].status if image in statuses else None
         items.append(ReviewItem(image, len(readers), names[worst], float(per_landmark[worst]), None, unit, status))
-    for image, record in records.items():
-        if len(read_by.get(image, [])) > 1:
-            continue
+    single = {}
+    for image in records:
         points = project.annotations.points(image)
-        if np.isnan(points).all():
-            continue
+        if len(read_by.get(image, [])) <= 1 and not np.isnan(points).all():
+            single[image] = points
+    objects = project.objects()  # judged as a chain only where training learns them as one (not hands)
+    chain = len(objects) >= MIN_CHAIN and uses_objects(objects, list(single.values()))
+    for image, points in single.items():
+        record = records[image]
         heat = _heat(project, image, points)
         status = statuses[image].status if image in statuses else None
         landmark = names[heat[1]] if heat else None
+        slips = np.flatnonzero(implausible_objects(objects.centres(points))) if chain else []
         items.append(
             ReviewItem(
                 image,
@@ -115,6 +127,7 @@ def review_queue(project: Project) -> list[ReviewItem]:
                 heat[0] if heat else None,
                 "px" if record.spacing is None else "mm",
                 status,
+                tuple(objects.names[o] for o in slips),
             )
         )
 
@@ -122,6 +135,8 @@ def review_queue(project: Project) -> list[ReviewItem]:
         done = item.status == "reviewed"
         if item.disagreement is not None:
             return (done, 0, -item.disagreement, item.image)
-        return (done, 1, item.heat if item.heat is not None else 2.0, item.image)
+        if item.out_of_line:
+            return (done, 1, 0.0, item.image)
+        return (done, 2, item.heat if item.heat is not None else 2.0, item.image)
 
     return sorted(items, key=order)

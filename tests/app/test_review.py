@@ -7,6 +7,7 @@ import pytest
 
 from scn_annotator.app.review_queue import heat_under, review_queue
 from scn_annotator.app.sample_project import LANDMARK_NAMES
+from scn_annotator.app.sample_spine import generate_spine_sample
 from scn_annotator.cli import main
 from scn_annotator.db.store import Project
 from scn_annotator.db.transfer import import_images
@@ -87,3 +88,31 @@ def test_assign_assigned_and_review_from_the_command_line(project, capsys):
     assert "hand001: needs_changes by" in capsys.readouterr().out
     assert main(["review", where]) == 0
     assert "0 images to review" in capsys.readouterr().out  # nobody has placed a point yet
+
+
+def test_a_vertebra_out_of_line_with_its_column_comes_first_among_single_reads(tmp_path):
+    labels = generate_spine_sample(tmp_path / "spines", count=3, seed=5, vertebrae=6)
+    table = read_landmarks(labels)
+    p = Project.create(tmp_path / "p", table.names, user="coordinator")
+    try:
+        import_images(p, tmp_path / "spines" / "images")
+        first, second = sorted(table.points)[:2]
+        slipped = table.points[second].copy()
+        slipped[-4:] = slipped[:4] - [0.0, 20.0]  # the last vertebra's corners above the first's
+        for image, points in ((first, table.points[first]), (second, slipped)):
+            for j, (x, y) in enumerate(points):
+                p.annotations.set(image, j, float(x), float(y))
+        queue = review_queue(p)
+        assert [i.image for i in queue] == [second, first]
+        assert queue[0].out_of_line == ("V6",) and "V6 out of line" in queue[0].reason
+        assert queue[1].out_of_line == ()
+    finally:
+        p.close()
+
+
+def test_hands_are_not_judged_as_a_chain(project, sample_dir):
+    truth = read_landmarks(sample_dir / "labels.csv").points
+    for image in ("hand010", "hand011", "hand012"):
+        for j, (x, y) in enumerate(truth[image]):
+            project.annotations.set(image, j, float(x), float(y))
+    assert all(item.out_of_line == () for item in review_queue(project))
