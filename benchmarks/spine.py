@@ -202,7 +202,7 @@ def _with_levels(
     for name in train_ids:
         image = read_image(by_name[name])
         net_input, transform = prepare_input(image, predictor.input_size, predictor.normalisation, "cpu")
-        points = table.points[name].copy()
+        points = _clean({name: table.points[name]}, table.names)[name]  # as a training run sets them aside
         points[~inside_image(points[:, 0], points[:, 1], image.size)] = np.nan
         inputs.append(net_input)
         centres.append(layout.objects.centres(transform.to_network(points)))

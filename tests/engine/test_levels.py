@@ -11,6 +11,7 @@ import torch
 from scn_annotator.app.sample_spine import spine_names
 from scn_annotator.engine.chain import chain_peaks, decode_centres
 from scn_annotator.engine.config import LevelCheckConfig
+from scn_annotator.engine.level_training import keeps_check
 from scn_annotator.engine.levels import LevelCheck, end_places, train_level_check
 from scn_annotator.engine.objects import ChainPrior, LandmarkObjects, ObjectLayout
 
@@ -108,3 +109,10 @@ def test_half_the_training_crops_are_mirrored_across_the_column():
     assert bright_left(LevelCheckConfig(mirror=False)).all()
     share = bright_left(LevelCheckConfig(mirror=True)).mean()
     assert 0.3 < share < 0.7, share
+
+
+def test_a_check_that_ties_on_validation_is_kept_and_one_that_loses_is_not():
+    assert keeps_check(6.97, 7.02)  # a few hundredths on twenty spines: no evidence against it
+    assert keeps_check(7.0, 6.0)
+    assert not keeps_check(7.0, 7.7)  # a column broken more than fixed
+    assert not keeps_check(None, 7.0) and not keeps_check(7.0, None)
