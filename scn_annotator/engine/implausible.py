@@ -100,13 +100,12 @@ def _departure(centres: np.ndarray, kept: np.ndarray, o: int) -> float:
     """How far centre ``o`` lies from where the kept centres beside it put it (0 where they cannot say)."""
     if not kept[o]:
         return 0.0
-    m = len(centres)
-    at = lambda k: 0 <= k < m and bool(kept[k])  # noqa: E731
-    if at(o - 1) and at(o + 1):
+    before2, before, _, after, after2 = np.pad(kept, 2)[o : o + 5]  # kept at o-2 .. o+2; beyond the ends: not
+    if before and after:
         expected = (centres[o - 1] + centres[o + 1]) / 2
-    elif at(o - 1) and at(o - 2):
+    elif before and before2:
         expected = 2 * centres[o - 1] - centres[o - 2]
-    elif at(o + 1) and at(o + 2):
+    elif after and after2:
         expected = 2 * centres[o + 1] - centres[o + 2]
     else:
         return 0.0
