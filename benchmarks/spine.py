@@ -39,7 +39,7 @@ from scn_annotator.engine.config import LevelCheckConfig, RefineConfig, TrainCon
 from scn_annotator.engine.data import prepare_input
 from scn_annotator.engine.evaluation import cobb_report
 from scn_annotator.engine.geometry import fit_transform, inside_image
-from scn_annotator.engine.implausible import implausible_objects
+from scn_annotator.engine.implausible import without_implausible
 from scn_annotator.engine.inference import Predictor
 from scn_annotator.engine.levels import train_level_check
 from scn_annotator.engine.measurements import spine_corners
@@ -259,15 +259,9 @@ def _test(
 
 def _clean(truth: dict, names: list[str]) -> dict:
     """The labels with every vertebra no column can have set aside (NaN), as training sets them aside
-    (``engine/implausible.py``: 5 of seed 0's 101 test spines, 10 of seed 1's 82)."""
+    (``engine/implausible.py``: 5 of seed 0's 101 test spines, 8 of seed 1's 82)."""
     objects = LandmarkObjects.infer(names)
-    cleaned = {}
-    for name, points in truth.items():
-        points = np.array(points, dtype=np.float64)
-        for o in np.flatnonzero(implausible_objects(objects.centres(points))):
-            points[list(objects.members[o])] = np.nan
-        cleaned[name] = points
-    return cleaned
+    return {name: without_implausible(points, objects)[0] for name, points in truth.items()}
 
 
 def _split(table, seed: int, test_share: float) -> tuple[list[str], list[str], int, int]:

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from .data import Sample
     from .objects import LandmarkObjects
 
-__all__ = ["FAR", "TOUCHING", "MIN_CHAIN", "implausible_objects", "set_aside", "summary"]
+__all__ = ["FAR", "TOUCHING", "MIN_CHAIN", "implausible_objects", "set_aside", "summary", "without_implausible"]
 
 #: A chain shorter than this is not judged: three centres cannot say which of them is out of line.
 MIN_CHAIN = 4
@@ -66,6 +66,15 @@ def implausible_objects(centres: np.ndarray) -> np.ndarray:
         flagged[worst] = True
 
 
+def without_implausible(points: np.ndarray, objects: LandmarkObjects) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 2) ``points`` with the members of their implausible objects missing (a copy), and those objects'
+    indices; the objects are taken in their layout's order as the chain."""
+    flagged = np.flatnonzero(implausible_objects(objects.centres(points)))
+    kept = np.array(points, dtype=np.float64)
+    kept[[k for o in flagged for k in objects.members[o]]] = np.nan
+    return kept, flagged
+
+
 def set_aside(
     train: Sequence[Sample], val: Sequence[Sample], objects: LandmarkObjects | None
 ) -> tuple[list[Sample], list[Sample], list[str]]:
@@ -78,11 +87,9 @@ def set_aside(
     layout = objects
 
     def checked(sample: Sample) -> Sample:
-        flagged = np.flatnonzero(implausible_objects(layout.centres(sample.points)))
+        points, flagged = without_implausible(sample.points, layout)
         if not flagged.size:
             return sample
-        points = sample.points.copy()
-        points[[k for o in flagged for k in layout.members[o]]] = np.nan
         named = ", ".join(layout.names[o] for o in flagged)
         notes.append(f"image {sample.id}: {named} out of line with the rest of the chain, treated as missing")
         return dataclasses.replace(sample, points=points)
