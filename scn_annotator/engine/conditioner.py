@@ -148,7 +148,7 @@ class Conditioner:
         if objects is None:
             return hints, confirmed
         plain = self._plain[0][0].cpu().double().numpy()
-        centres = objects.centre_hints(self.transform.to_network(hints), objects.frames(plain))
+        centres = objects.centre_hints(self.transform.to_network(hints), objects.frames(plain), objects.size(plain))
         return self.transform.from_network(centres), ~np.isnan(centres).any(axis=1)
 
     def _place(self, centres: np.ndarray, template: np.ndarray) -> np.ndarray:

@@ -56,6 +56,33 @@ def test_a_tilted_object_is_placed_tilted_by_its_template():
     assert np.isnan(centres[[0, 2]]).all()
 
 
+def test_the_template_is_placed_at_the_size_of_the_column_it_is_placed_on():
+    objects = LandmarkObjects.infer(spine_names(6))
+    box = np.array([[-4, -2], [4, -2], [-4, 2], [4, 2]], dtype=float)
+    column = np.concatenate([box + np.array([0.0, 10.0 * v]) for v in range(6)])
+    layout = ObjectLayout.fit(objects, [column, column + 5.0])  # a chain prior needs each step twice
+    assert layout.chain is not None
+    larger = 1.3 * column + 7.0  # a larger patient, or one framed closer
+    assert layout.size(objects.centres(larger)) == pytest.approx(1.3)
+    np.testing.assert_allclose(layout.place(objects.centres(larger)), larger, atol=1e-9)
+    # in pixels twice the network's, the same size
+    assert layout.size(2 * objects.centres(larger), scale=2.0) == pytest.approx(1.3)
+    # a skipped vertebra (one step twice as long) does not make the column look larger
+    skipped = objects.centres(larger)
+    skipped[3:] += skipped[1] - skipped[0]
+    assert layout.size(skipped) == pytest.approx(1.3)
+    # a confirmed corner implies its vertebra's centre at the column's size
+    hints = np.full_like(larger, np.nan)
+    hints[9] = larger[9]
+    centres = layout.centre_hints(hints, chain_frames(objects.centres(larger)), layout.size(objects.centres(larger)))
+    np.testing.assert_allclose(centres[2], objects.centres(larger)[2], atol=1e-9)
+    # too few steps to judge, or no chain prior (model files from before): the template as it was learned
+    few = objects.centres(larger)
+    few[3:] = np.nan  # two steps
+    assert layout.size(few) == 1.0
+    assert ObjectLayout(objects, layout.template, layout.gap).size(objects.centres(larger)) == 1.0
+
+
 def test_generated_spines_are_crowded_and_generated_hands_are_not(sample_dir, tmp_path):
     spines = read_landmarks(generate_spine_sample(tmp_path, count=4))
     hands = read_landmarks(sample_dir / "labels.csv")
