@@ -133,7 +133,8 @@ class Refiner(nn.Module):
         ``centres`` (M, 2) in ``fine``'s pixels, ``frames`` (M, 2, 2) rotations (columns:
         across, along), ``scale`` ``fine``'s pixels per network pixel (the unit of the
         layout's template and gap). A member's peak is looked for only within half the gap
-        between neighbouring centres around its place in the template, not on the
+        between neighbouring centres around its place in the template (at the column's size,
+        :meth:`~.objects.ObjectLayout.size`), not on the
         neighbouring object's look-alike corner that the crop also shows; the object's
         members are then its mean shape fitted to the peaks found (:func:`fit_shape`).
         Every member of an object with no clear peak, or with a NaN centre, comes back
@@ -152,14 +153,15 @@ class Refiner(nn.Module):
         patches = extract_patches(fine.to(device), c, cfg.patch, linear)
         patches = patches.contiguous(memory_format=training_layout(device))
         heat = self(patches, torch.as_tensor(members, device=device)).float()  # (P, K, s, s)
+        shape = scale * layout.size(centres, scale) * layout.template  # the mean shape at this column's size
         if layout.gap > 0:
-            heat = _within_reach(heat, scale * layout.template[members], 0.5 * scale * layout.gap)
+            heat = _within_reach(heat, shape[members], 0.5 * scale * layout.gap)
         peaks, values = decode_peaks(heat)
         # the crop is turned to the object's frame: a peak's offset from the crop's centre is its place there
         local = peaks.double().cpu().numpy() - (cfg.patch - 1) / 2  # (P, K, 2)
         clear = (values.cpu().numpy() >= cfg.object_min_peak) & mask
         for row, o in enumerate(todo):
-            fitted = fit_shape(scale * layout.template[members[row]], local[row], clear[row], cfg.object_turn)
+            fitted = fit_shape(shape[members[row]], local[row], clear[row], cfg.object_turn)
             if fitted is not None:
                 out[members[row][mask[row]]] = (centres[o] + fitted @ np.asarray(frames[o]).T)[mask[row]]
         return out
