@@ -98,6 +98,7 @@ class Conditioner:
         self._input = net_input[None, None]
         # (points, values), network px: the plain prediction, as Predictor.predict decodes it
         self._plain = decode_centres(self.output.heatmaps.float(), p.objects, self._input)
+        self._plain_cache: np.ndarray | None = None
 
     def _hint(self, k: int, position: np.ndarray) -> torch.Tensor:
         """A Gaussian of peak 1 and landmark ``k``'s sigma at ``position`` (original px), cached per position."""
@@ -176,6 +177,48 @@ class Conditioner:
         out[missing] = template[missing]
         return out
 
+    def _plain_points(self) -> np.ndarray:
+        """The landmarks as proposed before any correction (original px), computed once."""
+        if self._plain_cache is None:
+            self._plain_cache = self.predict(None).points
+        return self._plain_cache
+
+    def _expected(
+        self, placed: np.ndarray, centres: np.ndarray, hints: np.ndarray, confirmed: np.ndarray
+    ) -> np.ndarray:
+        """``placed`` with every unconfirmed landmark whose object the conditioned pass left where it was
+        moved by its expected error given the confirmed landmarks' (:class:`~.error_model.ErrorModel`).
+
+        An object the conditioned pass moved to another place along the chain (``centres``, network px, more
+        than :attr:`~.error_model.ErrorModel.ON_ANOTHER` of a gap from the plain one) keeps ``placed``: that
+        is identity, which the SC component decides. A confirmed landmark whose object was proposed on
+        another one says nothing of the others' precision and is not used.
+        """
+        layout = self.predictor.objects
+        assert layout is not None and layout.errors is not None
+        members, owner = layout.objects.members, layout.objects.owner
+        to_net = self.transform.to_network
+        plain = to_net(self._plain_points())
+        errors = to_net(np.where(confirmed[:, None], hints, np.nan)) - plain
+        limit = layout.errors.ON_ANOTHER * layout.gap
+        on_another = np.array(
+            [
+                bool(np.linalg.norm(np.nanmean(errors[list(m)], axis=0)) >= limit)
+                if confirmed[list(m)].any()
+                else False
+                for m in members
+            ]
+        )
+        known = confirmed & ~on_another[owner]
+        moved = np.linalg.norm(centres - self._plain[0][0].cpu().double().numpy(), axis=1) >= limit
+        free = ~confirmed & ~moved[owner]
+        if not known.any() or not free.any():
+            return placed
+        expected = layout.errors.expected(members, known, np.nan_to_num(errors))
+        out = placed.copy()
+        out[free] = self.transform.from_network(plain[free] + expected[free])
+        return out
+
     def predict(self, hints: np.ndarray | None, heatmaps: bool = False) -> Prediction:
         """Every landmark, the confirmed ones (non-NaN rows of ``hints``, original px) as given."""
         start = time.perf_counter()
@@ -220,7 +263,10 @@ class Conditioner:
         if p.objects is None:
             result.points = self._refine(result.points, confirmed)
         else:
-            result.points = self._place(points[0].cpu().double().numpy(), result.points)
+            centres = points[0].cpu().double().numpy()
+            result.points = self._place(centres, result.points)
+            if p.objects.errors is not None and confirmed.any():
+                result.points = self._expected(result.points, centres, hints, confirmed)
         result.points[confirmed] = hints[confirmed]
         result.seconds = time.perf_counter() - start
         return result

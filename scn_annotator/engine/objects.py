@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .chain_prior import ChainPrior
+from .error_model import ErrorModel
 
 if TYPE_CHECKING:
     from .levels import LevelCheck
@@ -165,6 +166,8 @@ class ObjectLayout:
     chain: ChainPrior | None = None
     #: The check of the chain's two ends from what lies around them (``levels.py``; None: the heatmaps decide).
     levels: LevelCheck | None = None
+    #: How the model's errors go together, for what one correction implies (``error_model.py``; None: rigidly).
+    errors: ErrorModel | None = None
 
     @classmethod
     def fit(cls, objects: LandmarkObjects, points: Sequence[np.ndarray]) -> ObjectLayout:
@@ -252,6 +255,8 @@ class ObjectLayout:
         chain = {"chain": self.chain.to_payload()} if self.chain is not None else {}
         if self.levels is not None:
             chain["levels"] = self.levels.to_payload()
+        if self.errors is not None:
+            chain["errors"] = self.errors.to_payload()
         return {**self.objects.to_payload(), "template": self.template.tolist(), "gap": self.gap, **chain}
 
     @classmethod
@@ -264,7 +269,8 @@ class ObjectLayout:
             from .levels import LevelCheck  # levels.py builds on this module
 
             levels = LevelCheck.from_payload(data["levels"])
-        return cls(objects, template, float(data.get("gap", 0.0)), chain, levels)
+        errors = ErrorModel.from_payload(data["errors"]) if data.get("errors") else None
+        return cls(objects, template, float(data.get("gap", 0.0)), chain, levels, errors)
 
 
 def crowding(objects: LandmarkObjects, points: Sequence[np.ndarray]) -> float:

@@ -10,6 +10,7 @@ from its own seed (``seed + 1``) without touching the caller's.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ import torch
 from .augment import random_generator
 from .config import RefineConfig
 from .data import cache_size
+from .error_model import ErrorModel
 from .evaluation import cobb_report, mean_error
 from .inference import predict_samples, sample_errors
 from .measurements import spine_corners
@@ -31,7 +33,7 @@ from .rng import private_rng, seeded_rng
 from .time_plan import TimePlan
 from .trainer import Trainer, TrainProgress, optimiser_step
 
-__all__ = ["RefineResult", "record_template_error", "selected_model", "train_refiner"]
+__all__ = ["RefineResult", "record_error_model", "record_template_error", "selected_model", "train_refiner"]
 
 
 @dataclass
@@ -240,3 +242,25 @@ def record_template_error(trainer: Trainer) -> float | None:
     selected.metrics = selected.metrics.replace(val_error=error, val_error_coarse=error)
     selected.save(trainer.out)
     return error
+
+
+def record_error_model(trainer: Trainer) -> ErrorModel | None:
+    """How an object model's errors go together on its own labelled images, into its file (``error_model.py``).
+
+    The training images' errors are smaller than new images' will be; what is learned is their correlation,
+    which the kriging weights depend on, not their size.
+    """
+    layout = trainer.objects
+    if layout is None or trainer.out is None or not trainer.out.exists():
+        return None
+    selected = ModelFile.load(trainer.out)
+    samples = [*trainer.member_samples, *trainer.member_val_samples]
+    predicted = predict_samples(selected_model(trainer, selected), samples, trainer.device, objects=layout)
+    errors = [s.transform.to_network(s.points) - s.transform.to_network(p) for s, p in zip(samples, predicted)]
+    model = ErrorModel.fit(layout.objects.members, errors, layout.gap)
+    if model is None:
+        return None
+    trainer.objects = dataclasses.replace(layout, errors=model)
+    selected.objects = trainer.objects
+    selected.save(trainer.out)
+    return model

@@ -23,7 +23,7 @@ from .geometry import choose_input_size, fit_scale
 from .level_training import level_config, train_levels
 from .model_file import ModelFile
 from .objects import LandmarkObjects, centre_span, nearest_gap, uses_objects
-from .refiner_training import record_template_error, train_refiner
+from .refiner_training import record_error_model, record_template_error, train_refiner
 from .trainer import Trainer, TrainProgress, TrainResult
 
 __all__ = ["fit_input_to_data", "train", "warm_startable"]
@@ -99,6 +99,8 @@ def train(
         result.refine = train_refiner(trainer, init_from, progress=progress, should_stop=should_stop, max_minutes=left)
     elif trainer.objects is not None:
         record_template_error(trainer)
+    if trainer.objects is not None and result.stopped != "cancelled":
+        record_error_model(trainer)
     return result
 
 

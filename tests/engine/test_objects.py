@@ -182,6 +182,31 @@ def test_an_object_model_predicts_every_landmark_with_heatmaps_and_follows_a_cor
     assert onto.mean() < 0.5 * before.mean(), (onto, before)
 
 
+def test_a_corrected_corner_moves_the_unconfirmed_ones_by_the_errors_they_are_expected_to_share(chain):
+    """The training run learned how its errors go together; a corner corrected on its own vertebra moves
+    every landmark of the vertebrae the conditioned pass left in place by the expected error."""
+    data, models = chain
+    predictor = Predictor.from_checkpoint(models[True], device="cpu")
+    layout = predictor.objects
+    assert layout is not None and layout.errors is not None
+    sample = data.val[0]
+    conditioner = predictor.conditioner(sample.path)
+    plain = conditioner.predict(None).points
+    hints = np.full((48, 2), np.nan)
+    hints[20] = plain[20] + [0.8, -0.6]  # a small correction: the same vertebra, a little elsewhere
+    conditioned = conditioner.predict(hints).points
+    transform = conditioner.transform
+    errors = np.zeros((48, 2))
+    errors[20] = transform.to_network(hints[20:21])[0] - transform.to_network(plain[20:21])[0]
+    known = np.zeros(48, dtype=bool)
+    known[20] = True
+    expected = transform.from_network(
+        transform.to_network(plain) + layout.errors.expected(layout.objects.members, known, errors)
+    )
+    np.testing.assert_allclose(conditioned[21:24], expected[21:24], atol=1e-6)  # its partners
+    assert np.linalg.norm(conditioned[21:24] - plain[21:24], axis=1).min() > 0
+
+
 def test_a_vertebra_a_person_moves_takes_its_neighbours_along_the_column(chain):
     """Vertebra 6's corner put on vertebra 7: the chain passes through it, so 5 and 7 shift by one too."""
     data, models = chain
