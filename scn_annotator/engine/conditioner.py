@@ -98,6 +98,7 @@ class Conditioner:
         self._input = net_input[None, None]
         # (points, values), network px: the plain prediction, as Predictor.predict decodes it
         self._plain = decode_centres(self.output.heatmaps.float(), p.objects, self._input)
+        self._plain_centres = self._plain[0][0].cpu().double().numpy()  # the same, one image, as an array
         self._plain_cache: np.ndarray | None = None
 
     def _hint(self, k: int, position: np.ndarray) -> torch.Tensor:
@@ -148,7 +149,7 @@ class Conditioner:
         objects = self.predictor.objects
         if objects is None:
             return hints, confirmed
-        plain = self._plain[0][0].cpu().double().numpy()
+        plain = self._plain_centres
         centres = objects.centre_hints(self.transform.to_network(hints), objects.frames(plain), objects.size(plain))
         return self.transform.from_network(centres), ~np.isnan(centres).any(axis=1)
 
@@ -210,7 +211,7 @@ class Conditioner:
             ]
         )
         known = confirmed & ~on_another[owner]
-        moved = np.linalg.norm(centres - self._plain[0][0].cpu().double().numpy(), axis=1) >= limit
+        moved = np.linalg.norm(centres - self._plain_centres, axis=1) >= limit
         free = ~confirmed & ~moved[owner]
         if not known.any() or not free.any():
             return placed
