@@ -41,6 +41,7 @@ from ..engine.geometry import SpacingRule
 from ..engine.inference import Predictor, validation_errors
 from ..engine.model_file import ModelFile
 from ..engine.objects import LandmarkObjects
+from ..engine.refiner_training import fit_error_model
 from ..engine.trainer import Trainer
 from ..engine.training import fit_input_to_data
 from ..errors import ScnError
@@ -275,6 +276,7 @@ class CampaignRun:
             trainer.targets.sigma.data.copy_(start.sigmas)  # type: ignore[arg-type]
         t = time.perf_counter()
         trainer.run(None, None, None)
+        fit_error_model(trainer)  # as `train` does at the end of a run: the app's proposals follow corrections so
         self.result.spend("training", t)
         return trainer
 

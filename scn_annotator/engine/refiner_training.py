@@ -33,7 +33,14 @@ from .rng import private_rng, seeded_rng
 from .time_plan import TimePlan
 from .trainer import Trainer, TrainProgress, optimiser_step
 
-__all__ = ["RefineResult", "record_error_model", "record_template_error", "selected_model", "train_refiner"]
+__all__ = [
+    "RefineResult",
+    "fit_error_model",
+    "record_error_model",
+    "record_template_error",
+    "selected_model",
+    "train_refiner",
+]
 
 
 @dataclass
@@ -244,23 +251,34 @@ def record_template_error(trainer: Trainer) -> float | None:
     return error
 
 
-def record_error_model(trainer: Trainer) -> ErrorModel | None:
-    """How an object model's errors go together on its own labelled images, into its file (``error_model.py``).
+def fit_error_model(trainer: Trainer, network: SpatialConfigurationNet | None = None) -> ErrorModel | None:
+    """How an object model's errors go together on its own labelled images, into ``trainer.objects``
+    (``error_model.py``); ``network`` defaults to the trainer's own. A campaign's rounds, which keep no
+    file, fit it here so that their proposals follow a correction as the app's do.
 
     The training images' errors are smaller than new images' will be; what is learned is their correlation,
     which the kriging weights depend on, not their size.
     """
     layout = trainer.objects
-    if layout is None or trainer.out is None or not trainer.out.exists():
+    if layout is None:
         return None
-    selected = ModelFile.load(trainer.out)
     samples = [*trainer.member_samples, *trainer.member_val_samples]
-    predicted = predict_samples(selected_model(trainer, selected), samples, trainer.device, objects=layout)
+    predicted = predict_samples(network or trainer.model, samples, trainer.device, objects=layout)
     errors = [s.transform.to_network(s.points) - s.transform.to_network(p) for s, p in zip(samples, predicted)]
     model = ErrorModel.fit(layout.objects.members, errors, layout.gap)
+    if model is not None:
+        trainer.objects = dataclasses.replace(layout, errors=model)
+    return model
+
+
+def record_error_model(trainer: Trainer) -> ErrorModel | None:
+    """:func:`fit_error_model` for the selected step of a run with a file, into that file."""
+    if trainer.objects is None or trainer.out is None or not trainer.out.exists():
+        return None
+    selected = ModelFile.load(trainer.out)
+    model = fit_error_model(trainer, selected_model(trainer, selected))
     if model is None:
         return None
-    trainer.objects = dataclasses.replace(layout, errors=model)
     selected.objects = trainer.objects
     selected.save(trainer.out)
     return model

@@ -189,3 +189,23 @@ def test_a_campaign_on_an_object_layout_measures_every_landmark(tmp_path, tiny_c
     for curve in result.curves:
         assert [p.labelled for p in curve.points] == [4, 6]
         assert all(np.isfinite(p.mean) for p in curve.points)
+
+
+def test_a_campaign_round_on_an_object_layout_learns_how_its_errors_go_together(tmp_path, tiny_cfg):
+    """The oracle's corrections are counted with proposals that follow a correction as the app's do."""
+    from scn_annotator.active.simulate import CampaignRun, _predictor
+    from scn_annotator.app.sample_spine import generate_spine_sample
+
+    labels = generate_spine_sample(tmp_path / "spines", count=8, vertebrae=4)
+    campaign = Campaign(strategies=["random"], seeds=[0], schedule=[4], test=2, initial_steps=4, round_steps=2)
+    run = CampaignRun(
+        tmp_path / "spines" / "images",
+        labels,
+        tiny_cfg.replace(input_size=(96, 48)),
+        campaign,
+        device="cpu",
+        log=lambda _m: None,
+    )
+    trainer = run.fit(run.pool_ids[:4], 4, 0, None)
+    assert trainer.objects is not None and trainer.objects.errors is not None
+    assert _predictor(trainer).objects.errors is not None
