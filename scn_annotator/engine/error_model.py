@@ -51,7 +51,8 @@ class ErrorModel:
             return None
         index = np.asarray(members)  # (M, K)
         e = np.stack([np.asarray(x, dtype=np.float64)[index].reshape(len(index), -1) for x in errors])  # (I, M, 2K)
-        centre = np.linalg.norm(np.nanmean(e.reshape(*e.shape[:2], -1, 2), axis=2), axis=-1)  # (I, M)
+        # NaN where a member is unlabelled (a vertebra outside the image, a label set aside): not usable anyway
+        centre = np.linalg.norm(e.reshape(*e.shape[:2], -1, 2).mean(axis=2), axis=-1)  # (I, M)
         usable = ~np.isnan(e).any(axis=-1) & (centre < cls.ON_ANOTHER * gap)
         if not usable.any():
             return None

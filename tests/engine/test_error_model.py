@@ -76,3 +76,17 @@ def test_the_covariance_is_symmetric_and_positive(images):
     cov = model.covariance(MEMBERS)
     np.testing.assert_allclose(cov, cov.T, atol=1e-12)
     assert np.linalg.eigvalsh(cov + 0.05 * np.mean(np.diag(cov)) * np.eye(96)).min() > 0
+
+
+def test_an_object_without_labels_is_left_out_quietly():
+    """A vertebra outside the image (every corner NaN) neither teaches the correlation nor raises a warning."""
+    import warnings
+
+    members = [[0, 1], [2, 3], [4, 5]]
+    rng = np.random.default_rng(0)
+    errors = [rng.normal(size=(6, 2)) for _ in range(6)]
+    errors[0][[4, 5]] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = ErrorModel.fit(members, errors, gap=100.0)
+    assert model is not None and np.isfinite(model.block).all() and np.isfinite(model.lags).all()
