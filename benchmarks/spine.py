@@ -142,6 +142,7 @@ def _arguments() -> argparse.Namespace:
     )
     ap.add_argument("--level-reach", type=float, help="with --fit-levels: the crops' reach in steps (default 3)")
     ap.add_argument("--level-steps", type=int, help="with --fit-levels: its training steps (default 1000)")
+    ap.add_argument("--level-crop", type=int, help="with --fit-levels: the crops' side in px (default 64)")
     ap.add_argument("--save-model", type=Path, help="with --evaluate: write the model as tested (refitted) here")
     ap.add_argument(
         "--fit-levels",
@@ -354,7 +355,7 @@ def main() -> None:
         refit,
         levels_from,
         args.save_model,
-        {"reach": args.level_reach, "steps": args.level_steps},
+        {"reach": args.level_reach, "steps": args.level_steps, "crop": args.level_crop},
     )
     record = {
         "tag": args.tag,
