@@ -276,7 +276,7 @@ class CampaignRun:
             trainer.targets.sigma.data.copy_(start.sigmas)  # type: ignore[arg-type]
         t = time.perf_counter()
         trainer.run(None, None, None)
-        fit_error_model(trainer)  # as `train` does at the end of a run: the app's proposals follow corrections so
+        fit_error_model(trainer)  # as `train` does: the oracle's conditioned proposals are then the app's
         self.result.spend("training", t)
         return trainer
 
