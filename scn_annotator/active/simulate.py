@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from ..configs import Record
+from ..engine.after_training import fit_error_model
 from ..engine.config import TrainConfig
 from ..engine.data import Normalisation, Sample, build_samples, labelled_images, match_images
 from ..engine.device import best_device
@@ -41,7 +42,6 @@ from ..engine.geometry import SpacingRule
 from ..engine.inference import Predictor, validation_errors
 from ..engine.model_file import ModelFile
 from ..engine.objects import LandmarkObjects
-from ..engine.refiner_training import fit_error_model
 from ..engine.trainer import Trainer
 from ..engine.training import fit_input_to_data
 from ..errors import ScnError

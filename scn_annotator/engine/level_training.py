@@ -24,12 +24,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .after_training import selected_model
 from .config import LevelCheckConfig
 from .inference import predict_samples
 from .levels import train_level_check
 from .model_file import ModelFile
 from .objects import ObjectLayout
-from .refiner_training import selected_model
 from .trainer import Trainer
 
 __all__ = ["TIE", "LevelResult", "keeps_check", "level_config", "train_levels"]

@@ -10,7 +10,6 @@ from its own seed (``seed + 1``) without touching the caller's.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,15 +18,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .after_training import selected_model
 from .augment import random_generator
 from .config import RefineConfig
 from .data import cache_size
-from .error_model import ErrorModel
 from .evaluation import cobb_report, mean_error
 from .inference import predict_samples, sample_errors
 from .measurements import spine_corners
 from .model_file import LocalStage, ModelFile
-from .network import SpatialConfigurationNet
 from .refinement import Refiner, object_patch_size, random_object_patches, random_patches, within_reach
 from .rng import private_rng, seeded_rng
 from .time_plan import TimePlan
@@ -35,10 +33,6 @@ from .trainer import Trainer, TrainProgress, optimiser_step
 
 __all__ = [
     "RefineResult",
-    "fit_error_model",
-    "record_error_model",
-    "record_template_error",
-    "selected_model",
     "train_refiner",
 ]
 
@@ -224,61 +218,3 @@ def _turn_judgement(
     truth = {s.id: s.points for s in samples}
     report = cobb_report(dict(zip(truth, refined)), truth, {s.id: s.transform.image_size[1] for s in samples}, order)
     return report.smape if report.image_ids else point_error
-
-
-def selected_model(trainer: Trainer, selected: ModelFile | None) -> SpatialConfigurationNet:
-    """The network of the selected step (``selected``'s weights), or the trainer's own when there is no file."""
-    if selected is None:
-        return trainer.model
-    model = SpatialConfigurationNet(trainer.cfg.network_for(trainer.channels)).to(trainer.device)
-    model.load_state_dict(selected.weights)
-    return model
-
-
-def record_template_error(trainer: Trainer) -> float | None:
-    """An object model without stage 2: its validation error on the landmarks (the template on the centres),
-    not on the centres the loop selected by, goes into its file."""
-    if trainer.objects is None or trainer.out is None or not trainer.out.exists():
-        return None
-    selected = ModelFile.load(trainer.out)
-    samples = trainer.member_val_samples
-    if not samples:
-        return None
-    points = predict_samples(selected_model(trainer, selected), samples, trainer.device, objects=trainer.objects)
-    error = mean_error(sample_errors(samples, points)[0])
-    selected.metrics = selected.metrics.replace(val_error=error, val_error_coarse=error)
-    selected.save(trainer.out)
-    return error
-
-
-def fit_error_model(trainer: Trainer, network: SpatialConfigurationNet | None = None) -> ErrorModel | None:
-    """How an object model's errors go together on its own labelled images, into ``trainer.objects``
-    (``error_model.py``); ``network`` defaults to the trainer's own. A campaign's rounds, which keep no
-    file, fit it here so that their proposals follow a correction as the app's do.
-
-    The training images' errors are smaller than new images' will be; what is learned is their correlation,
-    which the kriging weights depend on, not their size.
-    """
-    layout = trainer.objects
-    if layout is None:
-        return None
-    samples = [*trainer.member_samples, *trainer.member_val_samples]
-    predicted = predict_samples(network or trainer.model, samples, trainer.device, objects=layout)
-    errors = [s.transform.to_network(s.points) - s.transform.to_network(p) for s, p in zip(samples, predicted)]
-    model = ErrorModel.fit(layout.objects.members, errors, layout.gap)
-    if model is not None:
-        trainer.objects = dataclasses.replace(layout, errors=model)
-    return model
-
-
-def record_error_model(trainer: Trainer) -> ErrorModel | None:
-    """:func:`fit_error_model` for the selected step of a run with a file, into that file."""
-    if trainer.objects is None or trainer.out is None or not trainer.out.exists():
-        return None
-    selected = ModelFile.load(trainer.out)
-    model = fit_error_model(trainer, selected_model(trainer, selected))
-    if model is None:
-        return None
-    selected.objects = trainer.objects
-    selected.save(trainer.out)
-    return model

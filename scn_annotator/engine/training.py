@@ -15,6 +15,7 @@ import torch
 
 from ..errors import CheckpointError
 from ..io.images import read_image_info
+from .after_training import record_object_model
 from .checkpoint import load_checkpoint
 from .config import TrainConfig
 from .data import LabelledImage, Sample
@@ -23,7 +24,7 @@ from .geometry import choose_input_size, fit_scale
 from .level_training import level_config, train_levels
 from .model_file import ModelFile
 from .objects import LandmarkObjects, centre_span, nearest_gap, uses_objects
-from .refiner_training import record_error_model, record_template_error, train_refiner
+from .refiner_training import train_refiner
 from .trainer import Trainer, TrainProgress, TrainResult
 
 __all__ = ["fit_input_to_data", "train", "warm_startable"]
@@ -97,10 +98,8 @@ def train(
         spent = result.seconds + (result.levels.seconds if result.levels is not None else 0.0)
         left = max(0.0, max_minutes - spent / 60) if max_minutes else None
         result.refine = train_refiner(trainer, init_from, progress=progress, should_stop=should_stop, max_minutes=left)
-    elif trainer.objects is not None:
-        record_template_error(trainer)
     if trainer.objects is not None and result.stopped != "cancelled":
-        record_error_model(trainer)
+        record_object_model(trainer, template_error=not refine)
     return result
 
 
