@@ -140,6 +140,12 @@ def _arguments() -> argparse.Namespace:
         action="store_true",
         help="with --evaluate: fit the chain's polar steps from this split's training labels (model files of stop 37)",
     )
+    ap.add_argument(
+        "--refit-bends",
+        action="store_true",
+        help="with --evaluate: fit how the chain's steps follow each other from this split's training labels "
+        "(model files before stop 42)",
+    )
     ap.add_argument("--level-reach", type=float, help="with --fit-levels: the crops' reach in steps (default 3)")
     ap.add_argument("--level-steps", type=int, help="with --fit-levels: its training steps (default 1000)")
     ap.add_argument("--level-crop", type=int, help="with --fit-levels: the crops' side in px (default 64)")
@@ -182,8 +188,8 @@ def _refit_chain(
     labels = []
     for name in train_ids:
         size = read_image_info(by_name[name]).size
-        points = table.points[name].copy()
-        points[~inside_image(points[:, 0], points[:, 1], size)] = np.nan  # as training treats them: missing
+        points = _clean({name: table.points[name]}, table.names)[name]  # as training treats slips: set aside
+        points[~inside_image(points[:, 0], points[:, 1], size)] = np.nan  # and labels outside: missing
         labels.append(fit_transform(size, predictor.input_size).to_network(points))
     fitted = ChainPrior.fit([layout.objects.centres(p) for p in labels])
     chain = dataclasses.replace(layout.chain, **{name: getattr(fitted, name) for name in fields})
@@ -344,6 +350,7 @@ def main() -> None:
     else:
         model_path, record = _train(args, table, train_ids, out, note)
     refit = (("places", "place_spread") if args.refit_places else ()) + (ChainPrior.POLAR if args.refit_steps else ())
+    refit += ChainPrior.BENDS if args.refit_bends else ()
     refit_from = train_ids if refit else None
     levels_from = train_ids if args.fit_levels else None
     metrics, metrics_clean, coarse_metrics, seconds = _test(

@@ -9,6 +9,7 @@ Spines whose T1 or L5 lies outside its image are decoded as they are.
 
     python benchmarks/spine_ends.py benchmarks/out/spine-polar-seed0.pt --seed 0
     python benchmarks/spine_ends.py benchmarks/out/spine-polar-seed0.pt --seed 0 --vector-steps
+    python benchmarks/spine_ends.py benchmarks/out/spine-s42b-seed1.pt --seed 1 --no-bends
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def main() -> None:
     ap.add_argument("--test-share", type=float, default=0.2)
     ap.add_argument("--data", type=Path, default=SPINE)
     ap.add_argument("--vector-steps", action="store_true", help="decode by the step vector (model files of stop 37)")
+    ap.add_argument("--no-bends", action="store_true", help="decode without the bends (as before stop 42)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     table = read_landmarks(args.data / "landmarks.csv")
@@ -48,6 +50,9 @@ def main() -> None:
     if args.vector_steps:
         polar = dict.fromkeys(ChainPrior.POLAR)
         predictor.objects = dataclasses.replace(layout, chain=dataclasses.replace(layout.chain, **polar))
+    if args.no_bends:
+        chain_prior = dataclasses.replace(predictor.objects.chain, **dict.fromkeys(ChainPrior.BENDS))
+        predictor.objects = dataclasses.replace(predictor.objects, chain=chain_prior)
     ends: dict[str, np.ndarray | None] = {"fixed": None}
     plain_peaks = chain.chain_peaks
 

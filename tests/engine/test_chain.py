@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
+
 import numpy as np
 import pytest
 import torch
 
+import scn_annotator.engine.chain as chain_module
 from scn_annotator.app.sample_spine import spine_names
-from scn_annotator.engine.chain import chain_peaks, decode_centres
+from scn_annotator.engine.chain import _viterbi, chain_peaks, decode_centres
 from scn_annotator.engine.heatmaps import decode_peaks
 from scn_annotator.engine.objects import ChainPrior, LandmarkObjects, ObjectLayout
 
@@ -141,3 +145,62 @@ def test_a_column_that_bends_sideways_still_keeps_each_step_one_vertebra_long():
     older = {k: v for k, v in prior.to_payload().items() if k not in ChainPrior.POLAR}
     assert ChainPrior.from_payload(older).lengths is None  # a model file of stop 37 decodes by the step vector
     np.testing.assert_allclose(ChainPrior.from_payload(older).step_cost(turned, 1), vector.step_cost(turned, 1))
+
+
+def _scaled_columns(scales, m: int = 6) -> list[np.ndarray]:
+    return [_column()[0] + np.array([[0.0, 10.0 * s * k] for k in range(m)]) for s in scales]
+
+
+def test_a_large_column_keeps_its_vertebrae_where_steps_alone_pull_one_to_the_median_step():
+    """Training columns differ in size, each even along itself: a step's length varies across patients, the
+    ratio of one step to the next does not. On a column larger than any of them (framed tighter), a peak one
+    median step below the previous vertebra fits the lengths better than the column's own step; only how the
+    steps follow each other tells."""
+    prior = ChainPrior.fit(_scaled_columns(np.linspace(0.8, 1.2, 9)))
+    assert prior.ratios is not None and np.allclose(prior.ratios, 0.0) and np.allclose(prior.bends, 0.0)
+    assert np.allclose(prior.ratio_spread, ChainPrior.GRID / 10.0)  # the grid's floor: every column is even
+    truth = _scaled_columns([1.6])[0]
+    heat = torch.stack([_blob(*p, size=(112, 32), sigma=1.0) for p in truth])
+    below = truth[2] + [0.0, 10.0]  # a median step below vertebra 2
+    heat[3] = _blob(*below, size=(112, 32), sigma=1.0) + _blob(*truth[3], size=(112, 32), sigma=1.0, peak=0.01)
+    steps_only = dataclasses.replace(prior, **dict.fromkeys(ChainPrior.BENDS))
+    np.testing.assert_allclose(chain_peaks(heat, steps_only)[0][3].numpy(), below, atol=0.2)
+    np.testing.assert_allclose(chain_peaks(heat, prior)[0].numpy(), truth, atol=0.2)
+    # how a step follows the previous one: a turn or a change of length costs, an even step does not
+    assert prior.bend_cost(np.array(0.0), np.array(0.0), 2) == pytest.approx(0.0)
+    assert prior.bend_cost(np.log(2.0), np.array(0.0), 2) > prior.bend_cost(np.array(0.0), np.array(0.2), 2) > 1.0
+    again = ChainPrior.from_payload(prior.to_payload())
+    np.testing.assert_allclose(again.bend_spread, prior.bend_spread)
+    assert again.bend_weight == prior.bend_weight
+    older = {k: v for k, v in prior.to_payload().items() if k not in ChainPrior.BENDS}  # a model file of stop 41
+    assert ChainPrior.from_payload(older).ratios is None
+    assert ChainPrior.from_payload(older).bend_cost(np.log(2.0), np.array(0.0), 2) == 0.0
+
+
+def test_the_decoding_with_bends_is_the_cheapest_chain_and_passes_through_a_fixed_centre(monkeypatch):
+    """Exact: on a small random problem the chosen chain is the one of least total cost of all P^M chains."""
+    rng = np.random.default_rng(3)
+    prior = ChainPrior.fit(_scaled_columns(rng.uniform(0.8, 1.2, 12), m=4))
+    xy = rng.uniform(0, 40, (6, 2))
+    unary = rng.exponential(2.0, (4, 6))
+    unary[2, [0, 1, 4, 5]] = np.inf  # as a centre a person placed leaves the channel: two candidates
+
+    def total(path) -> float:
+        s = [xy[path[o + 1]] - xy[path[o]] for o in range(3)]
+        log_length = [np.log(max(np.hypot(*v), ChainPrior.GRID)) for v in s]
+        turn = [np.arctan2(v[1], v[0]) for v in s]
+        return (
+            sum(unary[o, k] for o, k in enumerate(path))
+            + sum(prior.weight * prior.step_cost(s[o], o) for o in range(3))
+            + sum(prior.bend_cost(log_length[o + 1] - log_length[o], turn[o + 1] - turn[o], o) for o in range(2))
+        )
+
+    best = min(itertools.product(range(6), repeat=4), key=total)
+    chosen = _viterbi(unary, xy, prior)
+    assert chosen[2] in (2, 3)
+    assert total(chosen) == pytest.approx(total(best))
+    # each channel offers only its cheapest few: a fixed centre's channel still offers its own
+    monkeypatch.setattr(chain_module, "BEND_CANDIDATES", 1)
+    pruned = _viterbi(unary, xy, prior)
+    assert pruned[2] == [2, 3][int(np.argmin(unary[2, [2, 3]]))]
+    assert all(pruned[o] == int(np.argmin(unary[o])) for o in range(4))
