@@ -184,10 +184,10 @@ def _viterbi(unary: np.ndarray, xy: np.ndarray, prior: ChainPrior) -> np.ndarray
 
 
 def _viterbi_bends(unary: np.ndarray, steps: np.ndarray, prior: ChainPrior) -> np.ndarray:
-    """Like :func:`_viterbi`, with how each step follows the previous one (:meth:`ChainPrior.bend_cost`): exact
-    over pairs of candidates, a state being the candidates of two neighbouring objects, so a step costs
-    O(P^3); so each channel offers only its ``BEND_CANDIDATES`` cheapest candidates of finite cost (a centre a
-    person placed leaves one)."""
+    """Like :func:`_viterbi`, with how each step follows the previous one (:meth:`ChainPrior.bend_cost`): a
+    state is the candidates of two neighbouring objects, so a step costs O(P^3) for P candidates per channel.
+    Each channel therefore offers only its ``BEND_CANDIDATES`` cheapest candidates of finite cost (a centre a
+    person placed leaves one); within them the chain is exact (on real spines the same as with all of them)."""
     allowed = []
     for u in unary:
         order = np.argsort(u, kind="stable")[:BEND_CANDIDATES]
