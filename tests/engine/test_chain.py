@@ -151,11 +151,13 @@ def _scaled_columns(scales, m: int = 6) -> list[np.ndarray]:
     return [_column()[0] + np.array([[0.0, 10.0 * s * k] for k in range(m)]) for s in scales]
 
 
-def test_a_large_column_keeps_its_vertebrae_where_steps_alone_pull_one_to_the_median_step():
+def test_a_large_column_keeps_its_vertebrae_where_steps_alone_pull_one_to_the_median_step(monkeypatch):
     """Training columns differ in size, each even along itself: a step's length varies across patients, the
     ratio of one step to the next does not. On a column larger than any of them (framed tighter), a peak one
     median step below the previous vertebra fits the lengths better than the column's own step; only how the
     steps follow each other tells."""
+    assert ChainPrior.fit(_scaled_columns(np.linspace(0.8, 1.2, 9))).ratios is None  # too few images for bends
+    monkeypatch.setattr(ChainPrior, "BEND_MIN_IMAGES", 9)
     prior = ChainPrior.fit(_scaled_columns(np.linspace(0.8, 1.2, 9)))
     assert prior.ratios is not None and np.allclose(prior.ratios, 0.0) and np.allclose(prior.bends, 0.0)
     assert np.allclose(prior.ratio_spread, ChainPrior.GRID / 10.0)  # the grid's floor: every column is even
@@ -180,6 +182,7 @@ def test_a_large_column_keeps_its_vertebrae_where_steps_alone_pull_one_to_the_me
 def test_the_decoding_with_bends_is_the_cheapest_chain_and_passes_through_a_fixed_centre(monkeypatch):
     """Exact: on a small random problem the chosen chain is the one of least total cost of all P^M chains."""
     rng = np.random.default_rng(3)
+    monkeypatch.setattr(ChainPrior, "BEND_MIN_IMAGES", 12)
     prior = ChainPrior.fit(_scaled_columns(rng.uniform(0.8, 1.2, 12), m=4))
     xy = rng.uniform(0, 40, (6, 2))
     unary = rng.exponential(2.0, (4, 6))
