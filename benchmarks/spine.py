@@ -96,6 +96,16 @@ def spine_metrics(predicted: dict, truth: dict, heights: dict, names: list[str])
     }
 
 
+def model_arguments() -> argparse.ArgumentParser:
+    """The arguments of the scripts that score one spine model on one split (``spine_ends.py``, ``spine_bends.py``)."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model", type=Path)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--test-share", type=float, default=0.2)
+    ap.add_argument("--data", type=Path, default=SPINE)
+    return ap
+
+
 def _progress(last: list[float]) -> Callable:
     def progress(p) -> None:
         if p.val_error is not None or time.perf_counter() - last[0] > 120:

@@ -18,14 +18,12 @@ split's training labels) and without them.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
-from spine import SPINE, _clean, _refit_chain, _split, spine_metrics
+from spine import _clean, _refit_chain, _split, model_arguments, spine_metrics
 
 import scn_annotator.engine.chain as chain_module
 from scn_annotator.engine.inference import Predictor
@@ -57,11 +55,7 @@ def _anatomy(predicted: dict, truth: dict) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("model", type=Path)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--test-share", type=float, default=0.2)
-    ap.add_argument("--data", type=Path, default=SPINE)
+    ap = model_arguments()
     ap.add_argument("--weights", default="0,1", help="the bends' weights to score (0: without)")
     ap.add_argument("--candidates", type=int, help="each channel's candidates with bends (default: the engine's)")
     args = ap.parse_args()

@@ -14,13 +14,11 @@ Spines whose T1 or L5 lies outside its image are decoded as they are.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import torch
-from spine import SPINE, _split, spine_metrics
+from spine import _split, model_arguments, spine_metrics
 
 import scn_annotator.engine.chain as chain
 from scn_annotator.engine.geometry import fit_transform, inside_image
@@ -31,11 +29,7 @@ from scn_annotator.io.landmark_files import read_landmarks
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("model", type=Path)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--test-share", type=float, default=0.2)
-    ap.add_argument("--data", type=Path, default=SPINE)
+    ap = model_arguments()
     ap.add_argument("--vector-steps", action="store_true", help="decode by the step vector (model files of stop 37)")
     ap.add_argument("--no-bends", action="store_true", help="decode without the bends (as before stop 42)")
     args = ap.parse_args()
